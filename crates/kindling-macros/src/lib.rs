@@ -1,0 +1,159 @@
+//! `#[kindling::test]`: registers an `async fn` as a test of the suite in
+//! whose test target it is defined. Use it through the `kindling` crate.
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::quote;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned as _;
+use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, Meta, Token, parse_macro_input};
+
+const USAGE: &str = "expected `#[kindling::test]`, `#[kindling::test(ignore)]` or `#[kindling::test(timeout = \"30s\")]`";
+
+/// Registers an `async fn` as a kindling test.
+///
+/// The function takes no argument (it then needs no environment, and
+/// selecting only such tests runs no setup) or one `TestContext<Env>`, and
+/// returns `()` or a `Result<(), E>`. Options: `ignore`, `timeout = "30s"`.
+#[proc_macro_attribute]
+pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let options = parse_macro_input!(attr with Punctuated::<Meta, Token![,]>::parse_terminated);
+    let function = parse_macro_input!(item as ItemFn);
+    match expand(options, function) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+struct Options {
+    ignored: bool,
+    timeout_ms: Option<u64>,
+}
+
+fn parse_options(options: Punctuated<Meta, Token![,]>) -> syn::Result<Options> {
+    let mut parsed = Options {
+        ignored: false,
+        timeout_ms: None,
+    };
+    for option in options {
+        match &option {
+            Meta::Path(path) if path.is_ident("ignore") => parsed.ignored = true,
+            Meta::NameValue(pair) if pair.path.is_ident("timeout") => {
+                let Expr::Lit(ExprLit {
+                    lit: Lit::Str(text), ..
+                }) = &pair.value
+                else {
+                    return Err(syn::Error::new(
+                        pair.value.span(),
+                        "`timeout` takes a string such as \"30s\" or \"5m\"",
+                    ));
+                };
+                let duration = humantime::parse_duration(&text.value())
+                    .ok()
+                    .filter(|duration| !duration.is_zero())
+                    .ok_or_else(|| {
+                        syn::Error::new(
+                            text.span(),
+                            format!(
+                                "invalid timeout \"{}\": expected a positive duration such as \"30s\", \"5m\" or \"1h 30m\"",
+                                text.value()
+                            ),
+                        )
+                    })?;
+                parsed.timeout_ms = Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+            }
+            other => {
+                return Err(syn::Error::new(
+                    other.span(),
+                    format!("unknown option in #[kindling::test]: {USAGE}"),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn expand(options: Punctuated<Meta, Token![,]>, function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+    let options = parse_options(options)?;
+    let signature = &function.sig;
+    if signature.asyncness.is_none() {
+        return Err(syn::Error::new(
+            signature.fn_token.span(),
+            "#[kindling::test] needs an `async fn`",
+        ));
+    }
+    if !signature.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            signature.generics.span(),
+            "#[kindling::test] functions cannot be generic",
+        ));
+    }
+    let name = &signature.ident;
+    let name_text = name.to_string();
+    let ignored = options.ignored;
+    let timeout = match options.timeout_ms {
+        Some(millis) => quote!(::core::option::Option::Some(#millis)),
+        None => quote!(::core::option::Option::None),
+    };
+    let private = quote!(::kindling::__private);
+    let body = match signature.inputs.len() {
+        0 => quote! {
+            fn __kindling_body() -> #private::BoxFuture<::kindling::TestResult> {
+                ::std::boxed::Box::pin(async move {
+                    ::kindling::IntoTestResult::into_test_result(#name().await)
+                })
+            }
+            #private::RegisteredBody::Standalone(__kindling_body)
+        },
+        1 => {
+            let FnArg::Typed(argument) = &signature.inputs[0] else {
+                return Err(syn::Error::new(
+                    signature.inputs.span(),
+                    "#[kindling::test] functions are free functions, not methods",
+                ));
+            };
+            let context_type = &argument.ty;
+            let type_text = quote!(#context_type).to_string().replace(' ', "");
+            quote! {
+                fn __kindling_body(context: #context_type) -> #private::BoxFuture<::kindling::TestResult> {
+                    ::std::boxed::Box::pin(async move {
+                        ::kindling::IntoTestResult::into_test_result(#name(context).await)
+                    })
+                }
+                static __KINDLING_BODY: fn(#context_type) -> #private::BoxFuture<::kindling::TestResult> = __kindling_body;
+                #private::RegisteredBody::WithEnv {
+                    environment_type: #type_text,
+                    make: &__KINDLING_BODY,
+                }
+            }
+        }
+        _ => {
+            return Err(syn::Error::new(
+                signature.inputs.span(),
+                "#[kindling::test] functions take no argument or one `TestContext<Env>`",
+            ));
+        }
+    };
+    let registration = syn::Ident::new("__KINDLING_REGISTRATION", Span::call_site());
+    Ok(quote! {
+        #function
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, unsafe_code)]
+        const _: () = {
+            static #registration: #private::Registration = #private::Registration::new(
+                ::core::module_path!(),
+                #name_text,
+                #ignored,
+                #timeout,
+                { #body },
+            );
+            #private::ctor::declarative::ctor!(
+                #[ctor(unsafe, anonymous)]
+                fn __kindling_register() {
+                    #private::register(&#registration);
+                }
+            );
+        };
+    })
+}

@@ -1,0 +1,326 @@
+//! `KINDLING_*` environment variables, parsed into types once at startup.
+//!
+//! Every variable the project reads is listed in [`KNOWN_VARIABLES`]; an
+//! unknown `KINDLING_*` name is a warning (a typo should not go unnoticed),
+//! an unknown value is an error that names the variable and what it accepts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Built-in per-test timeout when neither the suite nor the environment sets one.
+pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// Built-in setup timeout: a cold setup builds images and creates a cluster.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Every variable kindling reads, with what it means, for docs and warnings.
+pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
+    (
+        "KINDLING_TEST_TIMEOUT",
+        "per-test timeout, e.g. `90s`, `5m` (default 5m)",
+    ),
+    (
+        "KINDLING_SETUP_TIMEOUT",
+        "run-wide setup timeout, e.g. `20m` (default 30m)",
+    ),
+    (
+        "KINDLING_JUNIT",
+        "JUnit path under `cargo test` (default target/kindling/junit/<suite>.xml)",
+    ),
+    (
+        "KINDLING_PROGRESS",
+        "setup progress on stderr: auto, bar, plain, none",
+    ),
+    (
+        "KINDLING_REUSE",
+        "reuse an earlier run's environment: auto (if alive and unchanged), never",
+    ),
+    (
+        "KINDLING_LOG",
+        "captured log level: error, warn, info (default), debug, trace",
+    ),
+    (
+        "KINDLING_STATE_DIR",
+        "where suite state lives (default target/kindling/state)",
+    ),
+];
+
+/// How setup progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A progress bar on a terminal, plain lines otherwise.
+    Auto,
+    /// Always a progress bar.
+    Bar,
+    /// Timestamped lines, one per event.
+    Plain,
+    /// Nothing.
+    None,
+}
+
+/// Whether an environment set up by an earlier run may be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReusePolicy {
+    /// Reuse when the fingerprints match and every liveness check passes.
+    Auto,
+    /// Always set up again.
+    Never,
+}
+
+/// Captured log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub(crate) fn as_tracing(self) -> tracing::Level {
+        match self {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+/// The environment's settings. Fields left `None` fall back to the suite's
+/// own value and then to the built-in default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvConfig {
+    pub test_timeout: Option<Duration>,
+    pub setup_timeout: Option<Duration>,
+    pub junit_path: Option<PathBuf>,
+    pub progress: ProgressMode,
+    pub reuse: ReusePolicy,
+    pub log_level: LogLevel,
+    pub state_dir: Option<PathBuf>,
+    /// `KINDLING_*` names that are set but mean nothing to kindling.
+    pub unknown_variables: Vec<String>,
+}
+
+/// A `KINDLING_*` variable holds a value kindling does not accept.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid value `{value}` in {variable}: expected {expected}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub value: String,
+    pub expected: String,
+}
+
+impl EnvConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars_os().filter_map(|(key, value)| {
+            Some((key.into_string().ok()?, value.into_string().ok()?))
+        }))
+    }
+
+    /// Parses `(name, value)` pairs; names not starting with `KINDLING_` are ignored.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut config = EnvConfig {
+            test_timeout: None,
+            setup_timeout: None,
+            junit_path: None,
+            progress: ProgressMode::Auto,
+            reuse: ReusePolicy::Auto,
+            log_level: LogLevel::Info,
+            state_dir: None,
+            unknown_variables: Vec::new(),
+        };
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("KINDLING_"))
+            .collect();
+        vars.sort();
+        for (key, value) in vars {
+            match key.as_str() {
+                "KINDLING_TEST_TIMEOUT" => config.test_timeout = Some(parse_duration(&key, &value)?),
+                "KINDLING_SETUP_TIMEOUT" => {
+                    config.setup_timeout = Some(parse_duration(&key, &value)?)
+                }
+                "KINDLING_JUNIT" => config.junit_path = Some(parse_path(&key, &value)?),
+                "KINDLING_STATE_DIR" => config.state_dir = Some(parse_path(&key, &value)?),
+                "KINDLING_PROGRESS" => {
+                    config.progress = parse_choice(
+                        &key,
+                        &value,
+                        &[
+                            ("auto", ProgressMode::Auto),
+                            ("bar", ProgressMode::Bar),
+                            ("plain", ProgressMode::Plain),
+                            ("none", ProgressMode::None),
+                        ],
+                    )?
+                }
+                "KINDLING_REUSE" => {
+                    config.reuse = parse_choice(
+                        &key,
+                        &value,
+                        &[("auto", ReusePolicy::Auto), ("never", ReusePolicy::Never)],
+                    )?
+                }
+                "KINDLING_LOG" => {
+                    config.log_level = parse_choice(
+                        &key,
+                        &value,
+                        &[
+                            ("error", LogLevel::Error),
+                            ("warn", LogLevel::Warn),
+                            ("info", LogLevel::Info),
+                            ("debug", LogLevel::Debug),
+                            ("trace", LogLevel::Trace),
+                        ],
+                    )?
+                }
+                _ if is_known(&key) => {}
+                _ => config.unknown_variables.push(key),
+            }
+        }
+        Ok(config)
+    }
+
+    /// One warning line per unknown variable, naming the known ones.
+    pub fn warnings(&self) -> Vec<String> {
+        self.unknown_variables
+            .iter()
+            .map(|name| {
+                let known: Vec<&str> = KNOWN_VARIABLES.iter().map(|(name, _)| *name).collect();
+                format!(
+                    "warning: {name} is not a kindling variable and is ignored (known: {})",
+                    known.join(", ")
+                )
+            })
+            .collect()
+    }
+}
+
+fn is_known(name: &str) -> bool {
+    KNOWN_VARIABLES.iter().any(|(known, _)| *known == name)
+}
+
+fn parse_duration(variable: &str, value: &str) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(value.trim()) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(ConfigError {
+            variable: variable.to_owned(),
+            value: value.to_owned(),
+            expected: "a positive duration such as `90s`, `5m` or `1h 30m`".to_owned(),
+        }),
+    }
+}
+
+fn parse_path(variable: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError {
+            variable: variable.to_owned(),
+            value: value.to_owned(),
+            expected: "a non-empty path".to_owned(),
+        });
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn parse_choice<T: Copy>(variable: &str, value: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+    let wanted = value.trim().to_ascii_lowercase();
+    choices
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, choice)| *choice)
+        .ok_or_else(|| ConfigError {
+            variable: variable.to_owned(),
+            value: value.to_owned(),
+            expected: format!(
+                "one of {}",
+                choices
+                    .iter()
+                    .map(|(name, _)| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<EnvConfig, ConfigError> {
+        EnvConfig::from_vars(
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = parse(&[("PATH", "/bin")]).unwrap();
+        assert_eq!(config.test_timeout, None);
+        assert_eq!(config.progress, ProgressMode::Auto);
+        assert_eq!(config.reuse, ReusePolicy::Auto);
+        assert_eq!(config.log_level, LogLevel::Info);
+        assert!(config.unknown_variables.is_empty());
+    }
+
+    #[test]
+    fn valid_values() {
+        let table: &[(&str, &str, fn(&EnvConfig) -> bool)] = &[
+            ("KINDLING_TEST_TIMEOUT", "90s", |c| {
+                c.test_timeout == Some(Duration::from_secs(90))
+            }),
+            ("KINDLING_TEST_TIMEOUT", "1h 30m", |c| {
+                c.test_timeout == Some(Duration::from_secs(5400))
+            }),
+            ("KINDLING_SETUP_TIMEOUT", "20m", |c| {
+                c.setup_timeout == Some(Duration::from_secs(1200))
+            }),
+            ("KINDLING_PROGRESS", "plain", |c| c.progress == ProgressMode::Plain),
+            ("KINDLING_PROGRESS", "BAR", |c| c.progress == ProgressMode::Bar),
+            ("KINDLING_PROGRESS", "none", |c| c.progress == ProgressMode::None),
+            ("KINDLING_REUSE", "never", |c| c.reuse == ReusePolicy::Never),
+            ("KINDLING_LOG", "debug", |c| c.log_level == LogLevel::Debug),
+            ("KINDLING_JUNIT", "out/j.xml", |c| {
+                c.junit_path == Some(PathBuf::from("out/j.xml"))
+            }),
+        ];
+        for (key, value, check) in table {
+            let config = parse(&[(key, value)]).unwrap_or_else(|e| panic!("{key}={value}: {e}"));
+            assert!(check(&config), "{key}={value} gave {config:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_the_accepted_forms() {
+        let table: &[(&str, &str, &str)] = &[
+            ("KINDLING_TEST_TIMEOUT", "soon", "a positive duration"),
+            ("KINDLING_TEST_TIMEOUT", "0s", "a positive duration"),
+            ("KINDLING_SETUP_TIMEOUT", "-5m", "a positive duration"),
+            ("KINDLING_PROGRESS", "fancy", "one of `auto`, `bar`, `plain`, `none`"),
+            ("KINDLING_REUSE", "always", "one of `auto`, `never`"),
+            ("KINDLING_LOG", "loud", "one of `error`, `warn`, `info`, `debug`, `trace`"),
+            ("KINDLING_JUNIT", "", "a non-empty path"),
+        ];
+        for (key, value, expected) in table {
+            let error = parse(&[(key, value)]).unwrap_err();
+            assert_eq!(error.variable, *key);
+            assert_eq!(error.value, *value);
+            assert_eq!(error.expected, *expected);
+            let text = error.to_string();
+            assert!(text.contains(key) && text.contains(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_variable_is_a_warning_naming_it() {
+        let config = parse(&[("KINDLING_TEST_TIMOUT", "5s")]).unwrap();
+        assert_eq!(config.unknown_variables, vec!["KINDLING_TEST_TIMOUT".replace("TIMEOUT", "TIMOUT")]);
+        let warnings = config.warnings();
+        assert!(warnings[0].contains("KINDLING_TEST_TIMOUT"));
+        assert!(warnings[0].contains("KINDLING_TEST_TIMEOUT"));
+    }
+}

@@ -1,0 +1,345 @@
+//! `Suite::run`: the libtest command line (through libtest-mimic), the
+//! nextest contract, per-test timing, capture and timeouts, and reports.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
+
+use crate::capture::{self, Capture};
+use crate::config::{DEFAULT_SETUP_TIMEOUT, DEFAULT_TEST_TIMEOUT, EnvConfig};
+use crate::error::render_chain;
+use crate::identity::RunIdentity;
+use crate::junit::{self, TestOutcome, TestRecord};
+use crate::progress::Progress;
+use crate::setup::{SetupDriver, SetupError, SetupOptions, seconds};
+use crate::state::StateStore;
+use crate::suite::{Suite, Test, TestBody, TestContext};
+
+/// Exit code for a suite that cannot run at all (bad configuration,
+/// duplicate names, no tests), as libtest uses for bad arguments.
+const EXIT_USAGE: u8 = 2;
+
+/// Where tests get their environment from.
+enum Environment<E> {
+    /// A suite without setup.
+    Fixed(Arc<E>),
+    /// The run-wide setup.
+    Setup(Arc<SetupDriver<E>>),
+}
+
+impl<E> Clone for Environment<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Environment::Fixed(env) => Environment::Fixed(env.clone()),
+            Environment::Setup(driver) => Environment::Setup(driver.clone()),
+        }
+    }
+}
+
+impl<E> Environment<E>
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn get(&self) -> Result<Arc<E>, Arc<SetupError>> {
+        match self {
+            Environment::Fixed(env) => Ok(env.clone()),
+            Environment::Setup(driver) => driver.environment().await,
+        }
+    }
+}
+
+/// Why a test failed.
+#[derive(Debug, thiserror::Error)]
+enum TestFailure {
+    #[error("{}", render_chain(.0.as_ref()))]
+    Setup(Arc<SetupError>),
+    #[error("{0}")]
+    Returned(String),
+    #[error("test panicked: {0}")]
+    Panicked(String),
+    #[error("test timed out after {}{}", humantime::format_duration(*.after), running_text(.still_running, .last_line))]
+    TimedOut {
+        after: Duration,
+        still_running: Vec<String>,
+        last_line: Option<String>,
+    },
+}
+
+fn running_text(still_running: &[String], last_line: &Option<String>) -> String {
+    let mut text = String::new();
+    if still_running.is_empty() {
+        text.push_str("\nstill running: the test body (no span open inside it)");
+    } else {
+        text.push_str(&format!("\nstill running: {}", still_running.join(" > ")));
+    }
+    if let Some(line) = last_line {
+        text.push_str(&format!("\nlast log line: {line}"));
+    }
+    text
+}
+
+pub(crate) fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a non-string payload".to_owned()),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+pub(crate) fn run<E>(suite: Suite<E>) -> ExitCode
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let args = Arguments::from_args();
+    let config = match EnvConfig::from_env() {
+        Ok(config) => config,
+        Err(error) => return usage_error(error),
+    };
+    for warning in config.warnings() {
+        eprintln!("{warning}");
+    }
+    let Suite {
+        name,
+        package,
+        setup,
+        alive,
+        fingerprints,
+        mut tests,
+        test_timeout,
+        setup_timeout,
+    } = suite;
+    let identity = RunIdentity::detect(name.as_deref(), package.as_deref());
+
+    match crate::registry::collect::<E>() {
+        Ok(registered) => tests.extend(registered),
+        Err(error) => return usage_error(error),
+    }
+    if tests.is_empty() {
+        return usage_error(format_args!(
+            "suite `{}` has no tests: add them with `Suite::test` or `#[kindling::test]`",
+            identity.suite
+        ));
+    }
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(message) = duplicate_names(&tests) {
+        return usage_error(message);
+    }
+
+    if args.list {
+        let trials = tests
+            .iter()
+            .map(|test| Trial::test(test.name.clone(), || Ok(())).with_ignored_flag(test.options.ignored))
+            .collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+
+    if !capture::install(config.log_level.as_tracing()) {
+        eprintln!("warning: another tracing subscriber is installed; kindling cannot capture test logs");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => Arc::new(runtime),
+        Err(error) => return usage_error(format_args!("cannot start the async runtime: {error}")),
+    };
+    let progress = Arc::new(Progress::new(&identity.suite, config.progress));
+    let environment = match setup {
+        None => Environment::Fixed(Arc::new(
+            serde_json::from_value::<E>(serde_json::Value::Null).expect("a suite without setup has the environment ()"),
+        )),
+        Some(setup) => {
+            let state_dir = config
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| identity.kindling_dir().join("state"));
+            Environment::Setup(Arc::new(SetupDriver::new(
+                SetupOptions {
+                    suite: identity.suite.clone(),
+                    run_id: identity.run_id.clone(),
+                    store: StateStore::new(state_dir, &identity.suite),
+                    reuse: config.reuse,
+                    timeout: config.setup_timeout.or(setup_timeout).unwrap_or(DEFAULT_SETUP_TIMEOUT),
+                    live_log: args.nocapture,
+                    progress,
+                },
+                setup,
+                alive,
+                fingerprints,
+            )))
+        }
+    };
+    let default_timeout = config.test_timeout.or(test_timeout).unwrap_or(DEFAULT_TEST_TIMEOUT);
+
+    let run_started = chrono::Local::now().fixed_offset();
+    let run_clock = Instant::now();
+    let records: Arc<Mutex<Vec<TestRecord>>> = Arc::default();
+    let mut skipped = Vec::new();
+    let mut trials = Vec::with_capacity(tests.len());
+    for test in tests {
+        let name = test.name.clone();
+        let ignored = test.options.ignored;
+        let runner = TestRunner {
+            runtime: runtime.clone(),
+            environment: environment.clone(),
+            identity: identity.clone(),
+            records: records.clone(),
+            timeout: test.options.timeout.unwrap_or(default_timeout),
+            live_log: args.nocapture,
+        };
+        let trial = Trial::test(name.clone(), move || runner.run(test)).with_ignored_flag(ignored);
+        if args.is_ignored(&trial) && !args.is_filtered_out(&trial) {
+            skipped.push(name);
+        }
+        trials.push(trial);
+    }
+
+    let conclusion = libtest_mimic::run(&args, trials);
+
+    let setup_report = match &environment {
+        Environment::Setup(driver) => driver.report(),
+        Environment::Fixed(_) => None,
+    };
+    let mut records = std::mem::take(&mut *records.lock().expect("test records"));
+    records.extend(skipped.into_iter().map(|name| TestRecord {
+        name,
+        outcome: TestOutcome::Skipped,
+        started: run_started,
+        elapsed: Duration::ZERO,
+        log: String::new(),
+    }));
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    let written = if identity.under_nextest {
+        setup_report.as_ref().map(|setup| {
+            let path = identity
+                .kindling_dir()
+                .join("junit")
+                .join(format!("setup-{}-{}.xml", identity.suite, identity.run_id));
+            (junit::setup_report(&identity, setup), path)
+        })
+    } else {
+        let path = config
+            .junit_path
+            .clone()
+            .unwrap_or_else(|| identity.kindling_dir().join("junit").join(format!("{}.xml", identity.suite)));
+        let report = junit::run_report(&identity, run_started, run_clock.elapsed(), &records, setup_report.as_ref());
+        Some((report, path))
+    };
+    let mut exit = conclusion.exit_code();
+    if let Some((report, path)) = written
+        && let Err(error) = junit::write(&report, &path)
+    {
+        eprintln!("error: {}", render_chain(&error));
+        exit = ExitCode::FAILURE;
+    }
+    drop(environment);
+    if let Ok(runtime) = Arc::try_unwrap(runtime) {
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
+    exit
+}
+
+fn duplicate_names<E>(tests: &[Test<E>]) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for test in tests {
+        *counts.entry(test.name.as_str()).or_default() += 1;
+    }
+    let duplicates: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|(name, count)| format!("`{name}` ({count} times)"))
+        .collect();
+    (!duplicates.is_empty()).then(|| {
+        format!(
+            "duplicate test names: {}; every test needs a unique `::`-separated name (rename the functions or the `Test::new` names)",
+            duplicates.join(", ")
+        )
+    })
+}
+
+struct TestRunner<E> {
+    runtime: Arc<tokio::runtime::Runtime>,
+    environment: Environment<E>,
+    identity: RunIdentity,
+    records: Arc<Mutex<Vec<TestRecord>>>,
+    timeout: Duration,
+    live_log: bool,
+}
+
+impl<E> TestRunner<E>
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn run(self, test: Test<E>) -> Result<(), Failed> {
+        let started = chrono::Local::now().fixed_offset();
+        let clock = Instant::now();
+        let capture = Capture::start(&test.name, self.live_log);
+        let result = self.runtime.block_on(self.execute(test.name.clone(), test.body, &capture));
+        let elapsed = clock.elapsed();
+        let log = capture.text();
+        drop(capture);
+        let outcome = match &result {
+            Ok(()) => TestOutcome::Passed,
+            Err(failure) => TestOutcome::Failed {
+                message: failure.to_string(),
+            },
+        };
+        self.records.lock().expect("test records").push(TestRecord {
+            name: test.name,
+            outcome,
+            started,
+            elapsed,
+            log: log.clone(),
+        });
+        result.map_err(|failure| {
+            let mut message = failure.to_string();
+            if !self.live_log && !log.is_empty() {
+                message.push_str("\n\n---- captured log ----\n");
+                message.push_str(&log);
+            }
+            Failed::from(message)
+        })
+    }
+
+    async fn execute(&self, name: String, body: TestBody<E>, capture: &Capture) -> Result<(), TestFailure> {
+        let future = match body {
+            TestBody::Standalone(body) => body(),
+            TestBody::WithEnv(body) => {
+                let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
+                body(TestContext {
+                    environment,
+                    test_name: name,
+                    run_id: self.identity.run_id.clone(),
+                    suite: self.identity.suite.clone(),
+                })
+            }
+        };
+        let mut task = tokio::spawn(future.instrument(capture.span()));
+        match tokio::time::timeout(self.timeout, &mut task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(error))) => Err(TestFailure::Returned(render_chain(error.as_ref()))),
+            Ok(Err(join)) => Err(TestFailure::Panicked(panic_message(join))),
+            Err(_elapsed) => {
+                let failure = TestFailure::TimedOut {
+                    after: self.timeout,
+                    still_running: capture.open_spans(),
+                    last_line: capture.last_line(),
+                };
+                task.abort();
+                tracing::debug!("aborted after {}", seconds(self.timeout));
+                Err(failure)
+            }
+        }
+    }
+}

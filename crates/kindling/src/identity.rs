@@ -1,0 +1,126 @@
+//! Who this process is: which run, which test binary, which suite, and
+//! where the Cargo target directory is. Read from the environment nextest
+//! and cargo set, with fallbacks for a binary started by hand or by an IDE.
+
+use std::path::{Path, PathBuf};
+
+/// The identity of one run of one suite, as seen by one process.
+#[derive(Debug, Clone)]
+pub(crate) struct RunIdentity {
+    /// Shared by every process of a nextest run; one per process under `cargo test`.
+    pub run_id: String,
+    /// `<package>::<target>`, the name nextest gives the binary.
+    pub binary_id: String,
+    /// The suite's name: state, JUnit and setup reports are keyed by it.
+    pub suite: String,
+    /// True when nextest runs this process (one process per test).
+    pub under_nextest: bool,
+    /// The Cargo target directory (`target/`).
+    pub target_dir: PathBuf,
+}
+
+impl RunIdentity {
+    pub(crate) fn detect(suite_name: Option<&str>, package_at_build: Option<&str>) -> Self {
+        let exe = std::env::current_exe().ok();
+        let target_name = exe
+            .as_deref()
+            .and_then(target_name_from_exe)
+            .unwrap_or_else(|| "suite".to_owned());
+        let package = std::env::var("CARGO_PKG_NAME")
+            .ok()
+            .or_else(|| package_at_build.map(str::to_owned))
+            .unwrap_or_else(|| target_name.clone());
+        let binary_id = std::env::var("NEXTEST_BINARY_ID")
+            .unwrap_or_else(|_| format!("{package}::{target_name}"));
+        let under_nextest = std::env::var("NEXTEST").as_deref() == Ok("1");
+        let run_id = std::env::var("NEXTEST_RUN_ID")
+            .ok()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        RunIdentity {
+            run_id,
+            binary_id,
+            suite: suite_name.map(str::to_owned).unwrap_or(target_name),
+            under_nextest,
+            target_dir: target_dir(exe.as_deref()),
+        }
+    }
+
+    /// `target/kindling`.
+    pub(crate) fn kindling_dir(&self) -> PathBuf {
+        self.target_dir.join("kindling")
+    }
+}
+
+/// `basic-0123456789abcdef` (cargo's deps name) gives `basic`.
+pub(crate) fn target_name_from_exe(exe: &Path) -> Option<String> {
+    let stem = exe.file_stem()?.to_str()?;
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Some(name.to_owned())
+        }
+        _ => Some(stem.to_owned()),
+    }
+}
+
+/// The Cargo target directory: `CARGO_TARGET_DIR` if set, else the nearest
+/// ancestor of the executable that cargo marked with `CACHEDIR.TAG`, else a
+/// folder under the system temporary directory.
+pub(crate) fn target_dir(exe: Option<&Path>) -> PathBuf {
+    let base = std::env::var_os("NEXTEST_WORKSPACE_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    resolve_target_dir(std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from), &base, exe)
+}
+
+fn resolve_target_dir(configured: Option<PathBuf>, base: &Path, exe: Option<&Path>) -> PathBuf {
+    if let Some(dir) = configured.filter(|dir| !dir.as_os_str().is_empty()) {
+        return base.join(dir);
+    }
+    exe.and_then(|exe| {
+        exe.ancestors()
+            .skip(1)
+            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_path_buf)
+    })
+    .unwrap_or_else(|| std::env::temp_dir().join("kindling-target"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_name_strips_cargo_hash() {
+        let table = [
+            ("/t/debug/deps/basic-0123456789abcdef", "basic"),
+            ("/t/debug/deps/two_words-fedcba9876543210", "two_words"),
+            ("/t/debug/deps/no-hash-here", "no-hash-here"),
+            ("/t/debug/datastorage", "datastorage"),
+        ];
+        for (path, expected) in table {
+            assert_eq!(target_name_from_exe(Path::new(path)).as_deref(), Some(expected));
+        }
+    }
+
+    #[test]
+    fn target_dir_is_found_by_cachedir_tag() {
+        let root = tempfile::tempdir().unwrap();
+        let deps = root.path().join("debug/deps");
+        std::fs::create_dir_all(&deps).unwrap();
+        std::fs::write(root.path().join("CACHEDIR.TAG"), "").unwrap();
+        let exe = deps.join("x-0123456789abcdef");
+        assert_eq!(resolve_target_dir(None, Path::new("/w"), Some(&exe)), root.path());
+    }
+
+    #[test]
+    fn configured_target_dir_wins_and_is_relative_to_the_workspace() {
+        let exe = Path::new("/elsewhere/debug/deps/x");
+        let table = [("/abs/target", "/abs/target"), ("rel/target", "/w/rel/target")];
+        for (configured, expected) in table {
+            let found = resolve_target_dir(Some(configured.into()), Path::new("/w"), Some(exe));
+            assert_eq!(found, Path::new(expected));
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! JUnit reports in the shape nextest writes (through quick-junit, the
+//! crate nextest uses), plus the `@setup:<suite>` testsuite with one case
+//! per setup phase.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::error::first_line;
+use crate::identity::RunIdentity;
+use crate::setup::SetupReport;
+
+/// The outcome of one test as the harness saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct TestRecord {
+    pub name: String,
+    pub outcome: TestOutcome,
+    pub started: DateTime<FixedOffset>,
+    pub elapsed: Duration,
+    pub log: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum TestOutcome {
+    Passed,
+    Failed { message: String },
+    Skipped,
+}
+
+/// Writing a report failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to write the JUnit report `{path}`")]
+pub struct JunitError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn new_report(identity: &RunIdentity, started: DateTime<FixedOffset>, elapsed: Duration) -> Report {
+    let mut report = Report::new("kindling-run");
+    if let Ok(uuid) = uuid::Uuid::parse_str(&identity.run_id) {
+        report.set_uuid(uuid);
+    }
+    report.set_timestamp(started);
+    report.set_time(elapsed);
+    report
+}
+
+/// The report of a whole `cargo test` run: the tests, then the setup.
+pub(crate) fn run_report(
+    identity: &RunIdentity,
+    started: DateTime<FixedOffset>,
+    elapsed: Duration,
+    records: &[TestRecord],
+    setup: Option<&SetupReport>,
+) -> Report {
+    let mut report = new_report(identity, started, elapsed);
+    let mut suite = TestSuite::new(identity.binary_id.as_str());
+    for record in records {
+        let status = match &record.outcome {
+            TestOutcome::Passed => TestCaseStatus::success(),
+            TestOutcome::Failed { message } => failure(message),
+            TestOutcome::Skipped => TestCaseStatus::skipped(),
+        };
+        let mut case = TestCase::new(record.name.as_str(), status);
+        case.set_classname(identity.binary_id.as_str())
+            .set_timestamp(record.started)
+            .set_time(record.elapsed);
+        if !record.log.is_empty() {
+            case.set_system_out(record.log.as_str());
+        }
+        suite.add_test_case(case);
+    }
+    report.add_test_suite(suite);
+    if let Some(setup) = setup {
+        report.add_test_suite(setup_suite(identity, setup));
+    }
+    report
+}
+
+/// The report of the setup alone (under nextest, which reports the tests).
+pub(crate) fn setup_report(identity: &RunIdentity, setup: &SetupReport) -> Report {
+    let mut report = new_report(identity, setup.started, setup.elapsed);
+    report.add_test_suite(setup_suite(identity, setup));
+    report
+}
+
+fn failure(message: &str) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+    status
+        .set_type("test failure")
+        .set_message(first_line(message))
+        .set_description(message);
+    status
+}
+
+fn setup_suite(identity: &RunIdentity, setup: &SetupReport) -> TestSuite {
+    let name = format!("@setup:{}", identity.suite);
+    let mut suite = TestSuite::new(name.as_str());
+    suite.add_property(Property::new("run-id", setup.run_id.as_str()));
+    if let Some(from) = &setup.reused_from {
+        suite.add_property(Property::new("reused-from", from.as_str()));
+    }
+    for (key, value) in &setup.fingerprints {
+        suite.add_property(Property::new(format!("fingerprint.{key}"), value.as_str()));
+    }
+    let mut any_phase_failed = false;
+    for phase in &setup.phases {
+        let status = match &phase.error {
+            Some(error) => {
+                any_phase_failed = true;
+                failure(error)
+            }
+            None => TestCaseStatus::success(),
+        };
+        let mut case = TestCase::new(phase.name.as_str(), status);
+        case.set_classname(name.as_str())
+            .set_time(Duration::from_secs_f64(phase.seconds));
+        suite.add_test_case(case);
+    }
+    if let Some(error) = setup.error.as_deref().filter(|_| !any_phase_failed) {
+        let mut case = TestCase::new("setup", failure(error));
+        case.set_classname(name.as_str()).set_time(setup.elapsed);
+        suite.add_test_case(case);
+    }
+    if !setup.log.is_empty() {
+        suite.set_system_out(setup.log.as_str());
+    }
+    suite
+}
+
+pub(crate) fn write(report: &Report, path: &Path) -> Result<(), JunitError> {
+    let text = report.to_string().expect("JUnit serialises to a string");
+    crate::state::write_atomically(path, text.as_bytes()).map_err(|source| JunitError {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,63 @@
+//! kindling: end-to-end tests of services on Kubernetes as plain Cargo test
+//! targets (`harness = false`), run by `cargo test`, `cargo nextest run`,
+//! an IDE, or CI reading JUnit.
+//!
+//! A suite is a [`Suite`]: a run-wide setup done once per run (across all
+//! processes nextest starts) and tests that receive its environment through
+//! a [`TestContext`]. Tests are added with [`Suite::test`] or with the
+//! [`test`] attribute and the [`main!`] macro:
+//!
+//! ```no_run
+//! #[kindling::test]
+//! async fn arithmetic_still_works() -> kindling::TestResult {
+//!     assert_eq!(2 + 2, 4);
+//!     Ok(())
+//! }
+//!
+//! kindling::main!();
+//! ```
+
+mod capture;
+mod config;
+mod error;
+mod harness;
+mod identity;
+mod junit;
+mod progress;
+mod registry;
+mod setup;
+mod state;
+mod suite;
+
+pub use config::{ConfigError, KNOWN_VARIABLES};
+pub use error::{BoxError, TestResult};
+pub use junit::JunitError;
+pub use kindling_macros::test;
+pub use registry::RegistryError;
+pub use setup::{PhaseError, SetupContext, SetupError};
+pub use state::StateError;
+pub use suite::{IntoTestResult, Suite, TestContext, TestOptions};
+
+/// Defines `main` for a suite: `kindling::main!()` for a suite of
+/// `#[kindling::test]` functions without setup, or `kindling::main!(expr)`
+/// with an expression giving the [`Suite`] (its registered tests are added).
+#[macro_export]
+macro_rules! main {
+    () => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::Suite::new().__package(env!("CARGO_PKG_NAME")).run()
+        }
+    };
+    ($suite:expr) => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::Suite::__package($suite, env!("CARGO_PKG_NAME")).run()
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{RegisteredBody, Registration, register};
+    pub use crate::setup::BoxFuture;
+    pub use ctor;
+}

@@ -1,0 +1,270 @@
+//! The per-suite state file and its lock: what the run-wide setup did,
+//! for which run, from which inputs.
+//!
+//! Writes are atomic (temporary file, fsync, rename), and a setup is
+//! recorded as `running` before any work starts, so a process killed half
+//! way leaves `running`, which nothing treats as done.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ReusePolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SetupStatus {
+    Running,
+    Done,
+    Failed,
+}
+
+/// One phase of a setup as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PhaseRecord {
+    pub name: String,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+/// The last setup of a suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SetupRecord {
+    pub run_id: String,
+    pub status: SetupStatus,
+    pub pid: u32,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub fingerprints: BTreeMap<String, String>,
+    pub phases: Vec<PhaseRecord>,
+    pub environment: Option<serde_json::Value>,
+    pub error: Option<String>,
+    /// The run whose environment this run reuses, if it did not set up itself.
+    pub reused_from: Option<String>,
+}
+
+/// What a process must do, given the recorded state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Decision {
+    /// This run already set up: use the recorded environment.
+    UseRecorded,
+    /// This run's setup failed: fail with the recorded error.
+    FailRecorded(String),
+    /// An earlier run set up from the same inputs: reuse it if still alive.
+    CheckAlive,
+    /// Nothing usable: set up now.
+    SetUp,
+}
+
+pub(crate) fn decide(
+    record: Option<&SetupRecord>,
+    run_id: &str,
+    fingerprints: &BTreeMap<String, String>,
+    reuse: ReusePolicy,
+) -> Decision {
+    let Some(record) = record else {
+        return Decision::SetUp;
+    };
+    if record.run_id == run_id {
+        return match record.status {
+            SetupStatus::Done if record.environment.is_some() => Decision::UseRecorded,
+            SetupStatus::Failed => Decision::FailRecorded(
+                record
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "setup failed without an error message".to_owned()),
+            ),
+            // `running` while we hold the lock: its process died half way.
+            SetupStatus::Running | SetupStatus::Done => Decision::SetUp,
+        };
+    }
+    let reusable = reuse == ReusePolicy::Auto
+        && record.status == SetupStatus::Done
+        && record.environment.is_some()
+        && &record.fingerprints == fingerprints;
+    if reusable {
+        Decision::CheckAlive
+    } else {
+        Decision::SetUp
+    }
+}
+
+/// Reading or writing the state failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("failed to create the state directory `{path}`")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to lock `{path}`")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The files of one suite in the state directory.
+#[derive(Debug, Clone)]
+pub(crate) struct StateStore {
+    dir: PathBuf,
+    suite: String,
+}
+
+impl StateStore {
+    pub(crate) fn new(dir: PathBuf, suite: &str) -> Self {
+        StateStore {
+            dir,
+            suite: suite.to_owned(),
+        }
+    }
+
+    pub(crate) fn state_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.json", self.suite))
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.lock", self.suite))
+    }
+
+    /// Takes the suite's exclusive lock, calling `on_wait` first if another
+    /// process holds it. The lock is released when the file is dropped,
+    /// also when the process dies.
+    pub(crate) fn lock(&self, on_wait: impl FnOnce()) -> Result<File, StateError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::CreateDir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.lock_path();
+        let lock_error = |source| StateError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(lock_error)?;
+            }
+            Err(TryLockError::Error(source)) => return Err(lock_error(source)),
+        }
+        Ok(file)
+    }
+
+    /// The recorded setup; a missing or unreadable record reads as none.
+    pub(crate) fn read(&self) -> Result<Option<SetupRecord>, StateError> {
+        read_record(&self.state_path())
+    }
+
+    pub(crate) fn write(&self, record: &SetupRecord) -> Result<(), StateError> {
+        let path = self.state_path();
+        let json = serde_json::to_vec_pretty(record).expect("state serialises");
+        write_atomically(&path, &json).map_err(|source| StateError::Write { path, source })
+    }
+}
+
+pub(crate) fn read_record(path: &Path) -> Result<Option<SetupRecord>, StateError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` so a reader sees the old or the new content, never a mix.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(run_id: &str, status: SetupStatus, fingerprint: &str) -> SetupRecord {
+        SetupRecord {
+            run_id: run_id.to_owned(),
+            status,
+            pid: 1,
+            started_at: String::new(),
+            finished_at: None,
+            fingerprints: BTreeMap::from([("images".to_owned(), fingerprint.to_owned())]),
+            phases: vec![],
+            environment: Some(serde_json::json!({"namespace": "ns"})),
+            error: (status == SetupStatus::Failed).then(|| "boom".to_owned()),
+            reused_from: None,
+        }
+    }
+
+    fn prints(value: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("images".to_owned(), value.to_owned())])
+    }
+
+    #[test]
+    fn decisions() {
+        use Decision::*;
+        use SetupStatus::*;
+        let table: Vec<(Option<SetupRecord>, &str, &str, ReusePolicy, Decision)> = vec![
+            (None, "r1", "a", ReusePolicy::Auto, SetUp),
+            (Some(record("r1", Done, "a")), "r1", "a", ReusePolicy::Auto, UseRecorded),
+            (Some(record("r1", Done, "a")), "r1", "b", ReusePolicy::Auto, UseRecorded),
+            (Some(record("r1", Failed, "a")), "r1", "a", ReusePolicy::Auto, FailRecorded("boom".into())),
+            (Some(record("r1", Running, "a")), "r1", "a", ReusePolicy::Auto, SetUp),
+            (Some(record("r0", Done, "a")), "r1", "a", ReusePolicy::Auto, CheckAlive),
+            (Some(record("r0", Done, "a")), "r1", "a", ReusePolicy::Never, SetUp),
+            (Some(record("r0", Done, "a")), "r1", "b", ReusePolicy::Auto, SetUp),
+            (Some(record("r0", Running, "a")), "r1", "a", ReusePolicy::Auto, SetUp),
+            (Some(record("r0", Failed, "a")), "r1", "a", ReusePolicy::Auto, SetUp),
+        ];
+        for (index, (recorded, run, print, reuse, expected)) in table.into_iter().enumerate() {
+            let found = decide(recorded.as_ref(), run, &prints(print), reuse);
+            assert_eq!(found, expected, "row {index}");
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_garbage_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state"), "suite");
+        assert_eq!(store.read().unwrap(), None);
+        let _lock = store.lock(|| panic!("nobody else holds it")).unwrap();
+        let written = record("r1", SetupStatus::Done, "a");
+        store.write(&written).unwrap();
+        assert_eq!(store.read().unwrap(), Some(written));
+        std::fs::write(store.state_path(), b"{ half a rec").unwrap();
+        assert_eq!(store.read().unwrap(), None);
+    }
+}

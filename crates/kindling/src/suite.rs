@@ -1,0 +1,337 @@
+//! The `Suite` builder a suite author writes, and the tests it holds.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{BoxError, TestResult};
+use crate::setup::{AliveFn, BoxFuture, FingerprintFn, SetupContext, SetupFn};
+
+/// What a test body receives: the run-wide environment and facts about the test.
+pub struct TestContext<E = ()> {
+    pub(crate) environment: Arc<E>,
+    pub(crate) test_name: String,
+    pub(crate) run_id: String,
+    pub(crate) suite: String,
+}
+
+impl<E> TestContext<E> {
+    /// The environment the run-wide setup produced.
+    pub fn env(&self) -> &E {
+        &self.environment
+    }
+
+    /// The test's full `::`-separated name.
+    pub fn test_name(&self) -> &str {
+        &self.test_name
+    }
+
+    /// The run this test belongs to (nextest's run id under nextest).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The suite's name.
+    pub fn suite(&self) -> &str {
+        &self.suite
+    }
+
+    /// A name unique to this test and run, usable as a Kubernetes object
+    /// name: lowercase letters, digits and `-`, at most 63 characters.
+    pub fn unique_name(&self, prefix: &str) -> String {
+        let run: String = self.run_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+        let test_hash = fnv1a(self.test_name.as_bytes());
+        let raw = format!("{prefix}-{run}-{test_hash:08x}");
+        let mut name: String = raw
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        name.truncate(63);
+        name.trim_matches('-').to_owned()
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c9dc5u32, |hash, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+pub(crate) enum TestBody<E> {
+    /// Needs the run-wide environment: triggers the setup.
+    WithEnv(Box<dyn FnOnce(TestContext<E>) -> BoxFuture<TestResult> + Send>),
+    /// Needs nothing: never triggers the setup.
+    Standalone(Box<dyn FnOnce() -> BoxFuture<TestResult> + Send>),
+}
+
+/// Options of one test.
+#[derive(Debug, Clone, Default)]
+pub struct TestOptions {
+    pub(crate) ignored: bool,
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl TestOptions {
+    /// No options: not ignored, the suite's timeout.
+    pub fn new() -> Self {
+        TestOptions::default()
+    }
+
+    /// Marks the test ignored: it runs only with `--ignored` or `--include-ignored`.
+    pub fn ignored(mut self) -> Self {
+        self.ignored = true;
+        self
+    }
+
+    /// This test's timeout, overriding the suite's and `KINDLING_TEST_TIMEOUT`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// One test: a `::`-separated name, a body, and options.
+pub(crate) struct Test<E> {
+    pub(crate) name: String,
+    pub(crate) body: TestBody<E>,
+    pub(crate) options: TestOptions,
+}
+
+impl<E: Send + Sync + 'static> Test<E> {
+    pub(crate) fn with_env<F, Fut, R>(name: String, options: TestOptions, body: F) -> Self
+    where
+        F: FnOnce(TestContext<E>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoTestResult,
+    {
+        Test {
+            name,
+            body: TestBody::WithEnv(Box::new(move |context| {
+                let future = body(context);
+                Box::pin(async move { future.await.into_test_result() })
+            })),
+            options,
+        }
+    }
+
+    pub(crate) fn standalone<F, Fut, R>(name: String, options: TestOptions, body: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoTestResult,
+    {
+        Test {
+            name,
+            body: TestBody::Standalone(Box::new(move || {
+                let future = body();
+                Box::pin(async move { future.await.into_test_result() })
+            })),
+            options,
+        }
+    }
+}
+
+/// What a test body may return: `()` or `Result<(), E>` for any error `E`
+/// that converts into [`BoxError`].
+pub trait IntoTestResult {
+    fn into_test_result(self) -> TestResult;
+}
+
+impl IntoTestResult for () {
+    fn into_test_result(self) -> TestResult {
+        Ok(())
+    }
+}
+
+impl<Er: Into<BoxError>> IntoTestResult for Result<(), Er> {
+    fn into_test_result(self) -> TestResult {
+        self.map_err(Into::into)
+    }
+}
+
+/// An E2E suite: a run-wide setup producing an environment `E`, and tests.
+///
+/// ```no_run
+/// use kindling::Suite;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Env { greeting: String }
+///
+/// fn main() -> std::process::ExitCode {
+///     Suite::with_setup(|setup| async move {
+///         let greeting = setup.phase("greet", async { Ok::<_, std::io::Error>("hello".to_owned()) }).await?;
+///         Ok(Env { greeting })
+///     })
+///     .test("greeting::is_hello", |ctx| async move {
+///         assert_eq!(ctx.env().greeting, "hello");
+///     })
+///     .run()
+/// }
+/// ```
+pub struct Suite<E = ()> {
+    pub(crate) name: Option<String>,
+    pub(crate) package: Option<String>,
+    pub(crate) setup: Option<SetupFn<E>>,
+    pub(crate) alive: Vec<(String, AliveFn<E>)>,
+    pub(crate) fingerprints: Vec<(String, FingerprintFn)>,
+    pub(crate) tests: Vec<Test<E>>,
+    pub(crate) test_timeout: Option<Duration>,
+    pub(crate) setup_timeout: Option<Duration>,
+}
+
+impl Suite<()> {
+    /// A suite without run-wide setup.
+    pub fn new() -> Self {
+        Suite::empty(None)
+    }
+}
+
+impl Default for Suite<()> {
+    fn default() -> Self {
+        Suite::new()
+    }
+}
+
+impl<E> Suite<E>
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn empty(setup: Option<SetupFn<E>>) -> Self {
+        Suite {
+            name: None,
+            package: None,
+            setup,
+            alive: Vec::new(),
+            fingerprints: Vec::new(),
+            tests: Vec::new(),
+            test_timeout: None,
+            setup_timeout: None,
+        }
+    }
+
+    /// A suite whose tests share an environment made once per run by
+    /// `setup`. The environment is recorded as JSON in the suite's state
+    /// file so the other processes of a nextest run read it instead of
+    /// setting up again.
+    pub fn with_setup<F, Fut>(setup: F) -> Self
+    where
+        F: Fn(SetupContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<E, BoxError>> + Send + 'static,
+    {
+        Suite::empty(Some(Box::new(move |context| Box::pin(setup(context)))))
+    }
+
+    /// Names the suite (default: the test target's name). State, JUnit and
+    /// setup reports are keyed by it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a test that uses the run-wide environment. `name` is a
+    /// `::`-separated path such as `api::create_order`.
+    pub fn test<F, Fut, R>(self, name: impl Into<String>, body: F) -> Self
+    where
+        F: FnOnce(TestContext<E>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoTestResult,
+    {
+        self.test_with(name, TestOptions::new(), body)
+    }
+
+    /// [`Suite::test`] with options (ignored, timeout).
+    pub fn test_with<F, Fut, R>(mut self, name: impl Into<String>, options: TestOptions, body: F) -> Self
+    where
+        F: FnOnce(TestContext<E>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoTestResult,
+    {
+        self.tests.push(Test::with_env(name.into(), options, body));
+        self
+    }
+
+    /// Adds a test that needs no environment: selecting only such tests runs no setup.
+    pub fn standalone<F, Fut, R>(mut self, name: impl Into<String>, options: TestOptions, body: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoTestResult,
+    {
+        self.tests.push(Test::standalone(name.into(), options, body));
+        self
+    }
+
+    /// An input of the setup (a config file's digest, image input digests,
+    /// manifests): a later run reuses an earlier environment only if every
+    /// fingerprint is unchanged. Computed only when the setup is needed.
+    pub fn fingerprint(mut self, key: impl Into<String>, compute: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.fingerprints.push((key.into(), Box::new(compute)));
+        self
+    }
+
+    /// A check that an earlier run's environment still works (the cluster
+    /// answers, the namespace exists). Reuse happens only if all pass.
+    pub fn alive<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn(Arc<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.alive.push((name.into(), Box::new(move |env| Box::pin(check(env)))));
+        self
+    }
+
+    /// Default per-test timeout for this suite (`KINDLING_TEST_TIMEOUT` overrides it).
+    pub fn test_timeout(mut self, timeout: Duration) -> Self {
+        self.test_timeout = Some(timeout);
+        self
+    }
+
+    /// Setup timeout for this suite (`KINDLING_SETUP_TIMEOUT` overrides it).
+    pub fn setup_timeout(mut self, timeout: Duration) -> Self {
+        self.setup_timeout = Some(timeout);
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn __package(mut self, package: &str) -> Self {
+        self.package = Some(package.to_owned());
+        self
+    }
+
+    /// Runs the suite with the libtest command line and returns the exit code.
+    pub fn run(self) -> std::process::ExitCode {
+        crate::harness::run(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(test: &str, run: &str) -> TestContext<()> {
+        TestContext {
+            environment: Arc::new(()),
+            test_name: test.to_owned(),
+            run_id: run.to_owned(),
+            suite: "s".to_owned(),
+        }
+    }
+
+    #[test]
+    fn unique_names_are_valid_and_differ_per_test_and_run() {
+        let a = context("api::get", "0b5e-11aa").unique_name("Orders_DB");
+        let b = context("api::put", "0b5e-11aa").unique_name("Orders_DB");
+        let c = context("api::get", "ffff-0000").unique_name("Orders_DB");
+        assert!(a.starts_with("orders-db-0b5e11aa-"), "{a}");
+        assert!(a != b && a != c && b != c);
+        for name in [&a, &b, &c] {
+            assert!(name.len() <= 63);
+            assert!(name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
+        }
+        assert_eq!(a, context("api::get", "0b5e-11aa").unique_name("Orders_DB"));
+    }
+}
