@@ -40,7 +40,8 @@ fn parse_options(options: Punctuated<Meta, Token![,]>) -> syn::Result<Options> {
             Meta::Path(path) if path.is_ident("ignore") => parsed.ignored = true,
             Meta::NameValue(pair) if pair.path.is_ident("timeout") => {
                 let Expr::Lit(ExprLit {
-                    lit: Lit::Str(text), ..
+                    lit: Lit::Str(text),
+                    ..
                 }) = &pair.value
                 else {
                     return Err(syn::Error::new(
@@ -73,7 +74,10 @@ fn parse_options(options: Punctuated<Meta, Token![,]>) -> syn::Result<Options> {
     Ok(parsed)
 }
 
-fn expand(options: Punctuated<Meta, Token![,]>, function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+fn expand(
+    options: Punctuated<Meta, Token![,]>,
+    function: ItemFn,
+) -> syn::Result<proc_macro2::TokenStream> {
     let options = parse_options(options)?;
     let signature = &function.sig;
     if signature.asyncness.is_none() {

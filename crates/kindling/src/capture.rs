@@ -48,7 +48,10 @@ impl Capture {
             lines: Mutex::default(),
             open_spans: Mutex::default(),
         });
-        SINKS.lock().expect("capture registry").insert(id, sink.clone());
+        SINKS
+            .lock()
+            .expect("capture registry")
+            .insert(id, sink.clone());
         Capture { id, sink }
     }
 
@@ -70,12 +73,19 @@ impl Capture {
     /// The spans opened under the capture and not yet closed, outermost first.
     pub(crate) fn open_spans(&self) -> Vec<String> {
         let open = self.sink.open_spans.lock().expect("capture spans");
-        open.iter().map(|(_, description)| description.clone()).collect()
+        open.iter()
+            .map(|(_, description)| description.clone())
+            .collect()
     }
 
     /// The last captured line, if any.
     pub(crate) fn last_line(&self) -> Option<String> {
-        self.sink.lines.lock().expect("capture lines").last().cloned()
+        self.sink
+            .lines
+            .lock()
+            .expect("capture lines")
+            .last()
+            .cloned()
     }
 }
 
@@ -259,7 +269,8 @@ mod tests {
             );
             let b = tokio::spawn(
                 async {
-                    let _guard = tracing::info_span!("waiting", object = "Deployment/api").entered();
+                    let _guard =
+                        tracing::info_span!("waiting", object = "Deployment/api").entered();
                     for _ in 0..20 {
                         tracing::info!("from second");
                     }
@@ -274,7 +285,11 @@ mod tests {
         let second_text = second.text();
         assert_eq!(first_text.lines().count(), 20, "{first_text}");
         assert_eq!(second_text.lines().count(), 20, "{second_text}");
-        assert!(first_text.lines().all(|l| l.contains("from first") && l.contains("i=")));
+        assert!(
+            first_text
+                .lines()
+                .all(|l| l.contains("from first") && l.contains("i="))
+        );
         assert!(second_text.lines().all(|l| l.contains("from second")));
         assert!(second.open_spans().is_empty(), "closed span still listed");
 
@@ -282,6 +297,9 @@ mod tests {
         let span = third.span();
         let _outer = span.enter();
         let _inner = tracing::info_span!("apply", object = "Job/migrate").entered();
-        assert_eq!(third.open_spans(), vec!["apply{object=\"Job/migrate\"}".to_owned()]);
+        assert_eq!(
+            third.open_spans(),
+            vec!["apply{object=\"Job/migrate\"}".to_owned()]
+        );
     }
 }

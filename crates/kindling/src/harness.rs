@@ -142,22 +142,30 @@ where
     if args.list {
         let trials = tests
             .iter()
-            .map(|test| Trial::test(test.name.clone(), || Ok(())).with_ignored_flag(test.options.ignored))
+            .map(|test| {
+                Trial::test(test.name.clone(), || Ok(())).with_ignored_flag(test.options.ignored)
+            })
             .collect();
         return libtest_mimic::run(&args, trials).exit_code();
     }
 
     if !capture::install(config.log_level.as_tracing()) {
-        eprintln!("warning: another tracing subscriber is installed; kindling cannot capture test logs");
+        eprintln!(
+            "warning: another tracing subscriber is installed; kindling cannot capture test logs"
+        );
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => Arc::new(runtime),
         Err(error) => return usage_error(format_args!("cannot start the async runtime: {error}")),
     };
     let progress = Arc::new(Progress::new(&identity.suite, config.progress));
     let environment = match setup {
         None => Environment::Fixed(Arc::new(
-            serde_json::from_value::<E>(serde_json::Value::Null).expect("a suite without setup has the environment ()"),
+            serde_json::from_value::<E>(serde_json::Value::Null)
+                .expect("a suite without setup has the environment ()"),
         )),
         Some(setup) => {
             let state_dir = config
@@ -170,7 +178,10 @@ where
                     run_id: identity.run_id.clone(),
                     store: StateStore::new(state_dir, &identity.suite),
                     reuse: config.reuse,
-                    timeout: config.setup_timeout.or(setup_timeout).unwrap_or(DEFAULT_SETUP_TIMEOUT),
+                    timeout: config
+                        .setup_timeout
+                        .or(setup_timeout)
+                        .unwrap_or(DEFAULT_SETUP_TIMEOUT),
                     live_log: args.nocapture,
                     progress,
                 },
@@ -180,7 +191,10 @@ where
             )))
         }
     };
-    let default_timeout = config.test_timeout.or(test_timeout).unwrap_or(DEFAULT_TEST_TIMEOUT);
+    let default_timeout = config
+        .test_timeout
+        .or(test_timeout)
+        .unwrap_or(DEFAULT_TEST_TIMEOUT);
 
     let run_started = chrono::Local::now().fixed_offset();
     let run_clock = Instant::now();
@@ -229,11 +243,19 @@ where
             (junit::setup_report(&identity, setup), path)
         })
     } else {
-        let path = config
-            .junit_path
-            .clone()
-            .unwrap_or_else(|| identity.kindling_dir().join("junit").join(format!("{}.xml", identity.suite)));
-        let report = junit::run_report(&identity, run_started, run_clock.elapsed(), &records, setup_report.as_ref());
+        let path = config.junit_path.clone().unwrap_or_else(|| {
+            identity
+                .kindling_dir()
+                .join("junit")
+                .join(format!("{}.xml", identity.suite))
+        });
+        let report = junit::run_report(
+            &identity,
+            run_started,
+            run_clock.elapsed(),
+            &records,
+            setup_report.as_ref(),
+        );
         Some((report, path))
     };
     let mut exit = conclusion.exit_code();
@@ -285,7 +307,9 @@ where
         let started = chrono::Local::now().fixed_offset();
         let clock = Instant::now();
         let capture = Capture::start(&test.name, self.live_log);
-        let result = self.runtime.block_on(self.execute(test.name.clone(), test.body, &capture));
+        let result = self
+            .runtime
+            .block_on(self.execute(test.name.clone(), test.body, &capture));
         let elapsed = clock.elapsed();
         let log = capture.text();
         drop(capture);
@@ -312,7 +336,12 @@ where
         })
     }
 
-    async fn execute(&self, name: String, body: TestBody<E>, capture: &Capture) -> Result<(), TestFailure> {
+    async fn execute(
+        &self,
+        name: String,
+        body: TestBody<E>,
+        capture: &Capture,
+    ) -> Result<(), TestFailure> {
         let future = match body {
             TestBody::Standalone(body) => body(),
             TestBody::WithEnv(body) => {

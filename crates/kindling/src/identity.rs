@@ -71,7 +71,11 @@ pub(crate) fn target_dir(exe: Option<&Path>) -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_default();
-    resolve_target_dir(std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from), &base, exe)
+    resolve_target_dir(
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
+        &base,
+        exe,
+    )
 }
 
 fn resolve_target_dir(configured: Option<PathBuf>, base: &Path, exe: Option<&Path>) -> PathBuf {
@@ -100,7 +104,10 @@ mod tests {
             ("/t/debug/datastorage", "datastorage"),
         ];
         for (path, expected) in table {
-            assert_eq!(target_name_from_exe(Path::new(path)).as_deref(), Some(expected));
+            assert_eq!(
+                target_name_from_exe(Path::new(path)).as_deref(),
+                Some(expected)
+            );
         }
     }
 
@@ -111,13 +118,19 @@ mod tests {
         std::fs::create_dir_all(&deps).unwrap();
         std::fs::write(root.path().join("CACHEDIR.TAG"), "").unwrap();
         let exe = deps.join("x-0123456789abcdef");
-        assert_eq!(resolve_target_dir(None, Path::new("/w"), Some(&exe)), root.path());
+        assert_eq!(
+            resolve_target_dir(None, Path::new("/w"), Some(&exe)),
+            root.path()
+        );
     }
 
     #[test]
     fn configured_target_dir_wins_and_is_relative_to_the_workspace() {
         let exe = Path::new("/elsewhere/debug/deps/x");
-        let table = [("/abs/target", "/abs/target"), ("rel/target", "/w/rel/target")];
+        let table = [
+            ("/abs/target", "/abs/target"),
+            ("rel/target", "/w/rel/target"),
+        ];
         for (configured, expected) in table {
             let found = resolve_target_dir(Some(configured.into()), Path::new("/w"), Some(exe));
             assert_eq!(found, Path::new(expected));

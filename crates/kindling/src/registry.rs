@@ -70,10 +70,10 @@ static HEAD: Mutex<Option<&'static Registration>> = Mutex::new(None);
 #[doc(hidden)]
 pub fn register(registration: &'static Registration) {
     let mut head = HEAD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(previous) = *head {
-        if registration.next.set(previous).is_err() {
-            return; // already registered
-        }
+    if let Some(previous) = *head
+        && registration.next.set(previous).is_err()
+    {
+        return; // already registered
     }
     *head = Some(registration);
 }
@@ -105,7 +105,8 @@ pub(crate) fn collect<E: Send + Sync + 'static>() -> Result<Vec<Test<E>>, Regist
                 environment_type,
                 make,
             } => {
-                let Some(body) = make.downcast_ref::<fn(TestContext<E>) -> BoxFuture<TestResult>>() else {
+                let Some(body) = make.downcast_ref::<fn(TestContext<E>) -> BoxFuture<TestResult>>()
+                else {
                     return Err(RegistryError {
                         test: name,
                         found: environment_type,

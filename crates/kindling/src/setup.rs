@@ -17,10 +17,13 @@ use crate::capture::Capture;
 use crate::config::ReusePolicy;
 use crate::error::{BoxError, render_chain};
 use crate::progress::Progress;
-use crate::state::{Decision, PhaseRecord, SetupRecord, SetupStatus, StateError, StateStore, decide};
+use crate::state::{
+    Decision, PhaseRecord, SetupRecord, SetupStatus, StateError, StateStore, decide,
+};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-pub(crate) type SetupFn<E> = Box<dyn Fn(SetupContext) -> BoxFuture<Result<E, BoxError>> + Send + Sync>;
+pub(crate) type SetupFn<E> =
+    Box<dyn Fn(SetupContext) -> BoxFuture<Result<E, BoxError>> + Send + Sync>;
 pub(crate) type AliveFn<E> = Box<dyn Fn(Arc<E>) -> BoxFuture<Result<(), BoxError>> + Send + Sync>;
 pub(crate) type FingerprintFn = Box<dyn Fn() -> String + Send + Sync>;
 
@@ -98,11 +101,15 @@ impl SetupContext {
             if error.is_some() { "failed" } else { "done" },
             seconds(elapsed)
         ));
-        self.inner.phases.lock().expect("setup phases").push(PhaseRecord {
-            name: name.to_owned(),
-            seconds: elapsed.as_secs_f64(),
-            error,
-        });
+        self.inner
+            .phases
+            .lock()
+            .expect("setup phases")
+            .push(PhaseRecord {
+                name: name.to_owned(),
+                seconds: elapsed.as_secs_f64(),
+                error,
+            });
         result
     }
 
@@ -250,17 +257,25 @@ where
         let store = self.options.store.clone();
         let progress = self.options.progress.clone();
         let lock = tokio::task::spawn_blocking(move || {
-            store.lock(|| progress.working("waiting for another process of this run to finish the setup"))
+            store.lock(|| {
+                progress.working("waiting for another process of this run to finish the setup")
+            })
         })
         .await
         .expect("lock task")
         .map_err(state_error)?;
         let recorded = self.options.store.read().map_err(state_error)?;
-        let decision = decide(recorded.as_ref(), &self.options.run_id, &fingerprints, self.options.reuse);
+        let decision = decide(
+            recorded.as_ref(),
+            &self.options.run_id,
+            &fingerprints,
+            self.options.reuse,
+        );
         let result = match decision {
             Decision::UseRecorded => {
                 let recorded = recorded.expect("decided from a record");
-                match serde_json::from_value::<E>(recorded.environment.clone().unwrap_or_default()) {
+                match serde_json::from_value::<E>(recorded.environment.clone().unwrap_or_default())
+                {
                     Ok(environment) => Ok(Arc::new(environment)),
                     Err(_) => self.set_up(fingerprints).await,
                 }
@@ -285,27 +300,47 @@ where
     }
 
     /// Checks that an earlier run's environment is alive and adopts it.
-    async fn reuse(&self, recorded: &SetupRecord, fingerprints: &BTreeMap<String, String>) -> Option<Arc<E>> {
+    async fn reuse(
+        &self,
+        recorded: &SetupRecord,
+        fingerprints: &BTreeMap<String, String>,
+    ) -> Option<Arc<E>> {
         let environment: E = serde_json::from_value(recorded.environment.clone()?).ok()?;
         let environment = Arc::new(environment);
-        let context = SetupContext::new(&self.options.suite, &self.options.run_id, self.options.progress.clone());
+        let context = SetupContext::new(
+            &self.options.suite,
+            &self.options.run_id,
+            self.options.progress.clone(),
+        );
         let capture = Capture::start("@setup", self.options.live_log);
         let started_wall = chrono::Local::now().fixed_offset();
         let started = Instant::now();
-        let from = recorded.reused_from.clone().unwrap_or_else(|| recorded.run_id.clone());
+        let from = recorded
+            .reused_from
+            .clone()
+            .unwrap_or_else(|| recorded.run_id.clone());
         for (name, check) in &self.alive {
             let check = check(environment.clone());
             let outcome = tokio::time::timeout(
                 self.options.timeout,
-                context.phase(&format!("alive: {name}"), check).instrument(capture.span()),
+                context
+                    .phase(&format!("alive: {name}"), check)
+                    .instrument(capture.span()),
             )
             .await;
-            if let Err(reason) = outcome.map_err(|_| "timed out".to_owned()).and_then(|r| r.map_err(|e| render_chain(&e))) {
-                self.options.progress.line(&format!(
-                    "the environment of run {from} is no longer usable ({reason}); setting up again"
-                ));
-                return None;
-            }
+            let reason = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => render_chain(error.source.as_ref()),
+                Err(_elapsed) => format!(
+                    "timed out after {}",
+                    humantime::format_duration(self.options.timeout)
+                ),
+            };
+            self.options.progress.line(&format!(
+                "the environment of run {from} is no longer usable: check `{name}` failed: {}; setting up again",
+                reason.replace('\n', " ")
+            ));
+            return None;
         }
         let record = SetupRecord {
             run_id: self.options.run_id.clone(),
@@ -320,10 +355,15 @@ where
             reused_from: Some(from.clone()),
         };
         if let Err(error) = self.options.store.write(&record) {
-            self.options.progress.line(&format!("cannot record the reuse: {}", render_chain(&error)));
+            self.options.progress.line(&format!(
+                "cannot record the reuse: {}",
+                render_chain(&error)
+            ));
             return None;
         }
-        self.options.progress.line(&format!("reusing the environment of run {from}"));
+        self.options
+            .progress
+            .line(&format!("reusing the environment of run {from}"));
         *self.report.lock().expect("setup report") = Some(SetupReport {
             run_id: self.options.run_id.clone(),
             reused_from: Some(from),
@@ -353,13 +393,19 @@ where
             error: None,
             reused_from: None,
         };
-        self.options.store.write(&record).map_err(|source| SetupError::State {
-            suite: suite.clone(),
-            source,
-        })?;
-        self.options.progress.line(&format!("setting up for run {}", self.options.run_id));
+        self.options
+            .store
+            .write(&record)
+            .map_err(|source| SetupError::State {
+                suite: suite.clone(),
+                source,
+            })?;
+        self.options
+            .progress
+            .line(&format!("setting up for run {}", self.options.run_id));
 
-        let context = SetupContext::new(&suite, &self.options.run_id, self.options.progress.clone());
+        let context =
+            SetupContext::new(&suite, &self.options.run_id, self.options.progress.clone());
         let capture = Capture::start("@setup", self.options.live_log);
         let work = (self.setup)(context.clone()).instrument(capture.span());
         let mut task = tokio::spawn(work);
@@ -400,7 +446,11 @@ where
             }
             Err(error) => {
                 let message = render_chain(&error);
-                if let SetupError::TimedOut { phase: Some((name, running)), .. } = &error {
+                if let SetupError::TimedOut {
+                    phase: Some((name, running)),
+                    ..
+                } = &error
+                {
                     phases.push(PhaseRecord {
                         name: name.clone(),
                         seconds: running.as_secs_f64(),
@@ -417,10 +467,13 @@ where
             }
         };
         record.phases = phases.clone();
-        self.options.store.write(&record).map_err(|source| SetupError::State {
-            suite: suite.clone(),
-            source,
-        })?;
+        self.options
+            .store
+            .write(&record)
+            .map_err(|source| SetupError::State {
+                suite: suite.clone(),
+                source,
+            })?;
         self.options.progress.line(&format!(
             "{} in {}",
             if result.is_ok() { "ready" } else { "failed" },

@@ -239,15 +239,69 @@ mod tests {
         use SetupStatus::*;
         let table: Vec<(Option<SetupRecord>, &str, &str, ReusePolicy, Decision)> = vec![
             (None, "r1", "a", ReusePolicy::Auto, SetUp),
-            (Some(record("r1", Done, "a")), "r1", "a", ReusePolicy::Auto, UseRecorded),
-            (Some(record("r1", Done, "a")), "r1", "b", ReusePolicy::Auto, UseRecorded),
-            (Some(record("r1", Failed, "a")), "r1", "a", ReusePolicy::Auto, FailRecorded("boom".into())),
-            (Some(record("r1", Running, "a")), "r1", "a", ReusePolicy::Auto, SetUp),
-            (Some(record("r0", Done, "a")), "r1", "a", ReusePolicy::Auto, CheckAlive),
-            (Some(record("r0", Done, "a")), "r1", "a", ReusePolicy::Never, SetUp),
-            (Some(record("r0", Done, "a")), "r1", "b", ReusePolicy::Auto, SetUp),
-            (Some(record("r0", Running, "a")), "r1", "a", ReusePolicy::Auto, SetUp),
-            (Some(record("r0", Failed, "a")), "r1", "a", ReusePolicy::Auto, SetUp),
+            (
+                Some(record("r1", Done, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Auto,
+                UseRecorded,
+            ),
+            (
+                Some(record("r1", Done, "a")),
+                "r1",
+                "b",
+                ReusePolicy::Auto,
+                UseRecorded,
+            ),
+            (
+                Some(record("r1", Failed, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Auto,
+                FailRecorded("boom".into()),
+            ),
+            (
+                Some(record("r1", Running, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Auto,
+                SetUp,
+            ),
+            (
+                Some(record("r0", Done, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Auto,
+                CheckAlive,
+            ),
+            (
+                Some(record("r0", Done, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Never,
+                SetUp,
+            ),
+            (
+                Some(record("r0", Done, "a")),
+                "r1",
+                "b",
+                ReusePolicy::Auto,
+                SetUp,
+            ),
+            (
+                Some(record("r0", Running, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Auto,
+                SetUp,
+            ),
+            (
+                Some(record("r0", Failed, "a")),
+                "r1",
+                "a",
+                ReusePolicy::Auto,
+                SetUp,
+            ),
         ];
         for (index, (recorded, run, print, reuse, expected)) in table.into_iter().enumerate() {
             let found = decide(recorded.as_ref(), run, &prints(print), reuse);

@@ -42,7 +42,12 @@ impl<E> TestContext<E> {
     /// A name unique to this test and run, usable as a Kubernetes object
     /// name: lowercase letters, digits and `-`, at most 63 characters.
     pub fn unique_name(&self, prefix: &str) -> String {
-        let run: String = self.run_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+        let run: String = self
+            .run_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(8)
+            .collect();
         let test_hash = fnv1a(self.test_name.as_bytes());
         let raw = format!("{prefix}-{run}-{test_hash:08x}");
         let mut name: String = raw
@@ -244,7 +249,12 @@ where
     }
 
     /// [`Suite::test`] with options (ignored, timeout).
-    pub fn test_with<F, Fut, R>(mut self, name: impl Into<String>, options: TestOptions, body: F) -> Self
+    pub fn test_with<F, Fut, R>(
+        mut self,
+        name: impl Into<String>,
+        options: TestOptions,
+        body: F,
+    ) -> Self
     where
         F: FnOnce(TestContext<E>) -> Fut + Send + 'static,
         Fut: Future<Output = R> + Send + 'static,
@@ -255,20 +265,30 @@ where
     }
 
     /// Adds a test that needs no environment: selecting only such tests runs no setup.
-    pub fn standalone<F, Fut, R>(mut self, name: impl Into<String>, options: TestOptions, body: F) -> Self
+    pub fn standalone<F, Fut, R>(
+        mut self,
+        name: impl Into<String>,
+        options: TestOptions,
+        body: F,
+    ) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = R> + Send + 'static,
         R: IntoTestResult,
     {
-        self.tests.push(Test::standalone(name.into(), options, body));
+        self.tests
+            .push(Test::standalone(name.into(), options, body));
         self
     }
 
     /// An input of the setup (a config file's digest, image input digests,
     /// manifests): a later run reuses an earlier environment only if every
     /// fingerprint is unchanged. Computed only when the setup is needed.
-    pub fn fingerprint(mut self, key: impl Into<String>, compute: impl Fn() -> String + Send + Sync + 'static) -> Self {
+    pub fn fingerprint(
+        mut self,
+        key: impl Into<String>,
+        compute: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Self {
         self.fingerprints.push((key.into(), Box::new(compute)));
         self
     }
@@ -280,7 +300,8 @@ where
         F: Fn(Arc<E>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        self.alive.push((name.into(), Box::new(move |env| Box::pin(check(env)))));
+        self.alive
+            .push((name.into(), Box::new(move |env| Box::pin(check(env)))));
         self
     }
 
@@ -330,7 +351,10 @@ mod tests {
         assert!(a != b && a != c && b != c);
         for name in [&a, &b, &c] {
             assert!(name.len() <= 63);
-            assert!(name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'));
+            assert!(
+                name.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+            );
         }
         assert_eq!(a, context("api::get", "0b5e-11aa").unique_name("Orders_DB"));
     }

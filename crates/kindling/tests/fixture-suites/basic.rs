@@ -29,16 +29,27 @@ fn suite() -> Suite<Env> {
         record("setup-done");
         Ok(Env { token })
     })
-    .fingerprint("fixture", || std::env::var("FIXTURE_FINGERPRINT").unwrap_or_default())
+    .fingerprint("fixture", || {
+        std::env::var("FIXTURE_FINGERPRINT").unwrap_or_default()
+    })
     .alive("token", |_env| async {
         match std::env::var("FIXTURE_DEAD") {
             Ok(_) => Err("the token expired".into()),
             Err(_) => Ok(()),
         }
     });
-    for name in ["api::create", "api::read", "api::update", "api::delete", "health::ready"] {
+    for name in [
+        "api::create",
+        "api::read",
+        "api::update",
+        "api::delete",
+        "health::ready",
+    ] {
         suite = suite.test(name, |ctx| async move {
             stamp_body_start();
+            if let Some(pause) = millis_from_env("FIXTURE_TEST_SLEEP_MS") {
+                tokio::time::sleep(pause).await;
+            }
             tracing::info!(test = ctx.test_name(), "using {}", ctx.env().token);
             record("test-ran");
             assert!(ctx.env().token.starts_with("token-"));

@@ -33,5 +33,9 @@ pub fn stamp_body_start() {
 /// `$name` as milliseconds, if set.
 pub fn millis_from_env(name: &str) -> Option<Duration> {
     let value = std::env::var(name).ok()?;
-    Some(Duration::from_millis(value.parse().unwrap_or_else(|_| panic!("{name} must be milliseconds"))))
+    Some(Duration::from_millis(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be milliseconds")),
+    ))
 }

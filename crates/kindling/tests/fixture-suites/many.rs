@@ -4,7 +4,10 @@ use kindling::Suite;
 
 fn suite() -> Suite {
     (0..1000).fold(Suite::new(), |suite, index| {
-        suite.test(format!("group{}::case{index:04}", index % 10), |_ctx| async {})
+        suite.test(
+            format!("group{}::case{index:04}", index % 10),
+            |_ctx| async {},
+        )
     })
 }
 

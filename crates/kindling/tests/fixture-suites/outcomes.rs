@@ -22,7 +22,9 @@ mod api {
     #[kindling::test]
     async fn fails_with_chain() -> Result<(), ReadFailed> {
         tracing::warn!("about to fail");
-        Err(ReadFailed(std::io::Error::other("connection reset by peer")))
+        Err(ReadFailed(std::io::Error::other(
+            "connection reset by peer",
+        )))
     }
 }
 
@@ -32,7 +34,10 @@ mod slow {
     #[kindling::test(timeout = "1s")]
     async fn times_out() {
         async { tokio::time::sleep(Duration::from_secs(30)).await }
-            .instrument(tracing::info_span!("waiting_for", object = "Deployment/api"))
+            .instrument(tracing::info_span!(
+                "waiting_for",
+                object = "Deployment/api"
+            ))
             .await
     }
 

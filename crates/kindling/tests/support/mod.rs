@@ -1,0 +1,247 @@
+//! Builds the fixture suites (tests/fixture-suites) once and runs them as
+//! a user would: the binary directly, `cargo test`, `cargo nextest run`.
+//!
+//! Fixtures build into their own target directory: a `cargo` started from
+//! inside a `cargo test` must not wait on the outer build's lock.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const FIXTURE_PACKAGE: &str = "kindling-fixture-suites";
+pub const FIXTURE_SUITES: &[&str] = &["basic", "outcomes", "failing_setup", "duplicates", "many"];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// `target/fixture-suites`, beside the outer build's own directories.
+pub fn fixture_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is target/tmp")
+        .join("fixture-suites")
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// A command with none of the outer run's nextest, kindling or fixture
+/// variables, so a nested run is a run of its own. Nested cargo runs get
+/// the fixture target directory through `CARGO_TARGET_DIR`.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("NEXTEST")
+            || key.starts_with("KINDLING_")
+            || key.starts_with("FIXTURE_")
+            || key == "CARGO_TARGET_DIR"
+            || key == "RUST_BACKTRACE"
+        {
+            command.env_remove(key);
+        }
+    }
+    command.env("KINDLING_PROGRESS", "plain");
+    command
+}
+
+/// Paths of the built fixture suite binaries, by target name.
+pub fn fixture_binaries() -> &'static BTreeMap<String, PathBuf> {
+    static BINARIES: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        let mut command = clean_command(cargo());
+        command
+            .current_dir(workspace_root())
+            .args([
+                "test",
+                "--no-run",
+                "--message-format=json",
+                "-p",
+                FIXTURE_PACKAGE,
+            ])
+            .env("CARGO_TARGET_DIR", fixture_target_dir());
+        for suite in FIXTURE_SUITES {
+            command.args(["--test", suite]);
+        }
+        let output = command
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the fixture suites failed"
+        );
+        let mut binaries = BTreeMap::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if let (Some(name), Some(executable)) = (
+                message["target"]["name"].as_str(),
+                message["executable"].as_str(),
+            ) && FIXTURE_SUITES.contains(&name)
+            {
+                binaries.insert(name.to_owned(), PathBuf::from(executable));
+            }
+        }
+        assert_eq!(
+            binaries.len(),
+            FIXTURE_SUITES.len(),
+            "missing fixture binaries: {binaries:?}"
+        );
+        binaries
+    })
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    fixture_binaries()[name].clone()
+}
+
+/// What one fixture run leaves behind, in directories of its own.
+pub struct Scratch {
+    pub root: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().expect("temporary directory");
+        for sub in ["counters", "state", "target"] {
+            std::fs::create_dir_all(root.path().join(sub)).expect("scratch dirs");
+        }
+        Scratch { root }
+    }
+
+    pub fn counters(&self) -> PathBuf {
+        self.root.path().join("counters")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn junit(&self) -> PathBuf {
+        self.root.path().join("junit.xml")
+    }
+
+    /// How many times `event` was recorded by the fixtures.
+    pub fn count(&self, event: &str) -> usize {
+        self.pids(event).len()
+    }
+
+    /// The process ids that recorded `event`, one per record.
+    pub fn pids(&self, event: &str) -> Vec<String> {
+        std::fs::read_to_string(self.counters().join(event))
+            .map(|text| text.lines().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// Applies the scratch directories to a command.
+    pub fn apply<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command
+            .env("FIXTURE_COUNTER_DIR", self.counters())
+            .env("KINDLING_STATE_DIR", self.state_dir())
+            .env("KINDLING_JUNIT", self.junit())
+    }
+
+    /// The recorded state of a suite, as JSON.
+    pub fn state(&self, suite: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_dir().join(format!("{suite}.json")))
+            .expect("state file");
+        serde_json::from_str(&text).expect("state is JSON")
+    }
+}
+
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn from(output: Output) -> Self {
+        Ran {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a fixture binary directly with `args`.
+pub fn run_binary(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = clean_command(fixture(suite));
+    scratch
+        .apply(&mut command)
+        .args(args)
+        .envs(env.iter().copied());
+    Ran::from(command.output().expect("fixture runs"))
+}
+
+/// `cargo test -p kindling-fixture-suites --test <suite>`.
+pub fn cargo_test(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> Ran {
+    fixture_binaries();
+    let mut command = clean_command(cargo());
+    command
+        .current_dir(workspace_root())
+        .args(["test", "-q", "-p", FIXTURE_PACKAGE, "--test", suite])
+        .env("CARGO_TARGET_DIR", fixture_target_dir());
+    scratch.apply(&mut command).envs(env.iter().copied());
+    Ran::from(command.output().expect("cargo test runs"))
+}
+
+pub fn nextest_available() -> bool {
+    clean_command(cargo())
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `cargo nextest run --profile ci` of one fixture suite, returning its
+/// output and the JUnit nextest wrote. The nested runs use
+/// `fixture-suites/nextest.toml`, whose store is `target/fixture-suites`,
+/// and share its JUnit path, so they take turns.
+pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran, String) {
+    fixture_binaries();
+    let lock_path = fixture_target_dir().join("nextest-run.lock");
+    let lock = File::create(&lock_path).expect("nextest lock file");
+    lock.lock().expect("nextest lock");
+    let junit_path = fixture_target_dir().join("nextest/ci/junit.xml");
+    let _ = std::fs::remove_file(&junit_path);
+    let mut command = clean_command(cargo());
+    command
+        .current_dir(workspace_root())
+        .args([
+            "nextest",
+            "run",
+            "--profile",
+            "ci",
+            "--no-fail-fast",
+            "--config-file",
+        ])
+        .arg(workspace_root().join("crates/kindling/tests/fixture-suites/nextest.toml"))
+        .args(["-p", FIXTURE_PACKAGE, "--test", suite])
+        .env("CARGO_TARGET_DIR", fixture_target_dir());
+    scratch.apply(&mut command).envs(env.iter().copied());
+    let ran = Ran::from(command.output().expect("cargo nextest runs"));
+    let junit = std::fs::read_to_string(&junit_path).unwrap_or_default();
+    drop(lock);
+    (ran, junit)
+}
