@@ -35,7 +35,7 @@ pub use junit::JunitError;
 pub use kindling_macros::test;
 pub use registry::RegistryError;
 pub use setup::{PhaseError, SetupContext, SetupError};
-pub use state::StateError;
+pub use state::{RecordedSetup, StateError, forget_setup, recorded_setups};
 pub use suite::{IntoTestResult, Suite, TestContext, TestOptions};
 
 /// Defines `main` for a suite: `kindling::main!()` for a suite of
@@ -61,3 +61,8 @@ pub mod __private {
     pub use crate::setup::BoxFuture;
     pub use ctor;
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

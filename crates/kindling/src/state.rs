@@ -210,6 +210,83 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     std::fs::rename(&temporary, path)
 }
 
+/// A suite's recorded setup, as `kindling status` shows it.
+#[derive(Debug, Clone)]
+pub struct RecordedSetup {
+    pub suite: String,
+    pub run_id: String,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Each phase: name, seconds, error.
+    pub phases: Vec<(String, f64, Option<String>)>,
+    pub reused_from: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The setups recorded in `state_dir`, sorted by suite. Unreadable records are skipped.
+pub fn recorded_setups(state_dir: &Path) -> Result<Vec<RecordedSetup>, StateError> {
+    let entries = match std::fs::read_dir(state_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: state_dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut setups = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(suite) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Some(record) = read_record(&path)? {
+            setups.push(RecordedSetup {
+                suite: suite.to_owned(),
+                run_id: record.run_id,
+                status: serde_json::to_value(record.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                pid: record.pid,
+                started_at: record.started_at,
+                finished_at: record.finished_at,
+                phases: record
+                    .phases
+                    .into_iter()
+                    .map(|phase| (phase.name, phase.seconds, phase.error))
+                    .collect(),
+                reused_from: record.reused_from,
+                error: record.error,
+            });
+        }
+    }
+    setups.sort_by(|a, b| a.suite.cmp(&b.suite));
+    Ok(setups)
+}
+
+/// Forgets a suite's recorded setup (under its lock), so the next run sets
+/// up again. Returns false if nothing was recorded.
+pub fn forget_setup(state_dir: &Path, suite: &str) -> Result<bool, StateError> {
+    let store = StateStore::new(state_dir.to_owned(), suite);
+    let _lock =
+        store.lock(|| eprintln!("waiting for a running setup of suite `{suite}` to finish"))?;
+    let path = store.state_path();
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(StateError::Write { path, source }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +384,30 @@ mod tests {
             let found = decide(recorded.as_ref(), run, &prints(print), reuse);
             assert_eq!(found, expected, "row {index}");
         }
+    }
+
+    #[test]
+    fn recorded_setups_are_listed_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().to_owned(), "orders");
+        store
+            .write(&record("r1", SetupStatus::Failed, "a"))
+            .unwrap();
+        let listed = recorded_setups(dir.path()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].suite.as_str(), listed[0].status.as_str()),
+            ("orders", "failed")
+        );
+        assert_eq!(listed[0].error.as_deref(), Some("boom"));
+        assert!(forget_setup(dir.path(), "orders").unwrap());
+        assert!(!forget_setup(dir.path(), "orders").unwrap());
+        assert!(recorded_setups(dir.path()).unwrap().is_empty());
+        assert!(
+            recorded_setups(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
