@@ -39,6 +39,14 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
         "captured log level: error, warn, info (default), debug, trace",
     ),
     (
+        "KINDLING_TAG_POLICY",
+        "image tags: content (digest of the build inputs), unique (per run), fixed",
+    ),
+    (
+        "KINDLING_IMAGE_TAG",
+        "the prebuilt tag used by KINDLING_TAG_POLICY=fixed",
+    ),
+    (
         "KINDLING_STATE_DIR",
         "where suite state lives (default target/kindling/state)",
     ),
@@ -169,6 +177,13 @@ impl EnvConfig {
                         &value,
                         &[("auto", ReusePolicy::Auto), ("never", ReusePolicy::Never)],
                     )?
+                }
+                "KINDLING_TAG_POLICY" => {
+                    parse_choice(
+                        &key,
+                        &value,
+                        &[("content", ()), ("unique", ()), ("fixed", ())],
+                    )?;
                 }
                 "KINDLING_LOG" => {
                     config.log_level = parse_choice(
@@ -329,6 +344,11 @@ mod tests {
                 "one of `error`, `warn`, `info`, `debug`, `trace`",
             ),
             ("KINDLING_JUNIT", "", "a non-empty path"),
+            (
+                "KINDLING_TAG_POLICY",
+                "latest",
+                "one of `content`, `unique`, `fixed`",
+            ),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();

@@ -19,10 +19,13 @@
 
 mod capture;
 mod config;
+pub mod docker;
 mod error;
 mod harness;
 mod identity;
+pub mod image;
 mod junit;
+pub mod node;
 mod progress;
 mod registry;
 mod setup;

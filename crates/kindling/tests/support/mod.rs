@@ -245,3 +245,4 @@ pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran
     drop(lock);
     (ran, junit)
 }
+pub mod kind_like;

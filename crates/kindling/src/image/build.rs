@@ -1,0 +1,404 @@
+//! Builds through the Docker Engine API and returns the exact reference
+//! and ID of what was built.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use sha2::{Digest as _, Sha256};
+
+use super::context::{BuildContext, ContextError};
+use super::reference::{ReferenceError, normalize};
+use super::spec::{ImageSpec, TagPolicy};
+use super::{ImageError, ImageRef};
+
+/// Lines of build output kept for an error.
+const TAIL_LINES: usize = 50;
+/// Name of a Dockerfile that lies outside its context, inside the archive.
+const OUTSIDE_DOCKERFILE: &str = ".kindling.Dockerfile";
+
+/// Building an image failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "Dockerfile `{path}` of image `{image}` does not exist: fix the ImageSpec's dockerfile path"
+    )]
+    MissingDockerfile { image: String, path: PathBuf },
+    #[error("failed to read Dockerfile `{path}` of image `{image}`")]
+    ReadDockerfile {
+        image: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the build context of image `{image}`")]
+    Context {
+        image: String,
+        #[source]
+        source: ContextError,
+    },
+    #[error("image `{image}` gets an invalid reference")]
+    Reference {
+        image: String,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("image `{image}` failed to build{}: {message}\n--- last {} lines of build output ---\n{tail}", step.as_ref().map(|s| format!(" at `{s}`")).unwrap_or_default(), TAIL_LINES)]
+    Failed {
+        image: String,
+        step: Option<String>,
+        message: String,
+        tail: String,
+    },
+    #[error("the engine failed while building image `{image}`")]
+    Engine {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error(
+        "image `{reference}` (KINDLING_TAG_POLICY=fixed) is not in the local engine: build it in the pipeline before the tests, or unset KINDLING_TAG_POLICY"
+    )]
+    FixedMissing {
+        reference: String,
+        #[source]
+        source: ImageError,
+    },
+    #[error("cannot look up image `{reference}` after building it")]
+    Lookup {
+        reference: String,
+        #[source]
+        source: ImageError,
+    },
+}
+
+/// One image: what it is now, and whether this call built it.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub image: ImageRef,
+    /// False when an image with the same content tag already existed.
+    pub built: bool,
+    pub seconds: f64,
+}
+
+/// Builds [`ImageSpec`]s, several at a time.
+#[derive(Clone)]
+pub struct Builder {
+    docker: Docker,
+    policy: TagPolicy,
+    concurrency: usize,
+}
+
+impl Builder {
+    /// Content tags, two builds at a time.
+    pub fn new(docker: Docker) -> Self {
+        Builder {
+            docker,
+            policy: TagPolicy::Content,
+            concurrency: 2,
+        }
+    }
+
+    pub fn policy(mut self, policy: TagPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How many images build at once (at least one).
+    pub fn concurrency(mut self, builds: usize) -> Self {
+        self.concurrency = builds.max(1);
+        self
+    }
+
+    /// Builds every spec (at most `concurrency` at a time), in order.
+    pub async fn build_all(&self, specs: &[ImageSpec]) -> Result<Vec<BuildOutcome>, BuildError> {
+        futures_util::stream::iter(specs.iter().map(|spec| self.build(spec)))
+            .buffered(self.concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// Builds one image, or finds it already built from the same inputs.
+    pub async fn build(&self, spec: &ImageSpec) -> Result<BuildOutcome, BuildError> {
+        let started = Instant::now();
+        let image = spec.name().to_owned();
+        let dockerfile_path = spec.dockerfile_path();
+        if !dockerfile_path.is_file() {
+            return Err(BuildError::MissingDockerfile {
+                image,
+                path: dockerfile_path,
+            });
+        }
+        let dockerfile =
+            std::fs::read(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
+                image: image.clone(),
+                path: dockerfile_path.clone(),
+                source,
+            })?;
+        let inside = dockerfile_inside_context(spec.context(), &dockerfile_path);
+        let context = {
+            let root = spec.context().to_owned();
+            let inside = inside.clone();
+            tokio::task::spawn_blocking(move || BuildContext::scan(&root, inside.as_deref()))
+                .await
+                .expect("context scan task")
+                .map_err(|source| BuildError::Context {
+                    image: image.clone(),
+                    source,
+                })?
+        };
+
+        let tag = match &self.policy {
+            TagPolicy::Fixed(tag) => {
+                let reference = format!("{}:{tag}", spec.repository());
+                let found = ImageRef::existing(&self.docker, &image, &reference).await;
+                return found
+                    .map(|image| BuildOutcome {
+                        image,
+                        built: false,
+                        seconds: started.elapsed().as_secs_f64(),
+                    })
+                    .map_err(|source| BuildError::FixedMissing { reference, source });
+            }
+            TagPolicy::Content => {
+                let (context, spec_copy, dockerfile_copy) =
+                    (context.clone(), spec.clone(), dockerfile.clone());
+                tokio::task::spawn_blocking(move || {
+                    content_tag(&spec_copy, &context, &dockerfile_copy)
+                })
+                .await
+                .expect("digest task")
+                .map_err(|source| BuildError::Context {
+                    image: image.clone(),
+                    source,
+                })?
+            }
+            TagPolicy::Unique => unique_tag(spec),
+        };
+        let reference = normalize(&format!("{}:{tag}", spec.repository())).map_err(|source| {
+            BuildError::Reference {
+                image: image.clone(),
+                source,
+            }
+        })?;
+
+        if self.policy == TagPolicy::Content
+            && let Ok(existing) = ImageRef::existing(&self.docker, &image, reference.as_str()).await
+        {
+            tracing::info!(image = %image, reference = %reference, "inputs unchanged: reusing the built image");
+            return Ok(BuildOutcome {
+                image: existing,
+                built: false,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+
+        let archive = {
+            let extra = inside.is_none().then(|| dockerfile.clone());
+            tokio::task::spawn_blocking(move || {
+                context.to_tar(extra.as_deref().map(|bytes| (OUTSIDE_DOCKERFILE, bytes)))
+            })
+            .await
+            .expect("archive task")
+            .map_err(|source| BuildError::Context {
+                image: image.clone(),
+                source,
+            })?
+        };
+        let options = BuildImageOptions {
+            dockerfile: inside.unwrap_or_else(|| OUTSIDE_DOCKERFILE.to_owned()),
+            t: Some(reference.to_string()),
+            buildargs: Some(
+                spec.build_args
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<HashMap<_, _>>(),
+            ),
+            target: spec.target.clone().unwrap_or_default(),
+            platform: spec.platform.clone().unwrap_or_default(),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        tracing::info!(image = %image, reference = %reference, "building");
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(archive.into())));
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut failure: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream {
+                        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                            tracing::debug!(target: "kindling::build", image = %image, "{line}");
+                            if tail.len() == TAIL_LINES {
+                                tail.pop_front();
+                            }
+                            tail.push_back(line.to_owned());
+                        }
+                    }
+                    if let Some(message) = info.error_detail.and_then(|detail| detail.message) {
+                        failure = Some(message);
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => failure = Some(error),
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                    failure = Some(message)
+                }
+                Err(source) => {
+                    return Err(BuildError::Engine {
+                        image: image.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(message) = failure {
+            let tail: Vec<String> = tail.into_iter().collect();
+            return Err(BuildError::Failed {
+                image,
+                step: failing_step(&tail),
+                message: message.trim().to_owned(),
+                tail: tail.join("\n"),
+            });
+        }
+        let built = ImageRef::existing(&self.docker, &image, reference.as_str())
+            .await
+            .map_err(|source| BuildError::Lookup {
+                reference: reference.to_string(),
+                source,
+            })?;
+        tracing::info!(image = %image, reference = %reference, id = built.id(), "built");
+        Ok(BuildOutcome {
+            image: built,
+            built: true,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The Dockerfile's path inside the context, if it lies there.
+fn dockerfile_inside_context(context: &Path, dockerfile: &Path) -> Option<String> {
+    let context = context.canonicalize().ok()?;
+    let dockerfile = dockerfile.canonicalize().ok()?;
+    let relative = dockerfile.strip_prefix(&context).ok()?;
+    Some(relative.to_string_lossy().replace('\\', "/"))
+}
+
+fn frame(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+/// `c-` and 20 hex digits of a digest of every build input: the context
+/// after `.dockerignore`, the Dockerfile (also one outside the context),
+/// build arguments, target and platform.
+pub(crate) fn content_tag(
+    spec: &ImageSpec,
+    context: &BuildContext,
+    dockerfile: &[u8],
+) -> Result<String, ContextError> {
+    let mut hasher = Sha256::new();
+    frame(&mut hasher, b"kindling content tag v1");
+    context.feed_digest(&mut hasher)?;
+    frame(&mut hasher, dockerfile);
+    for (key, value) in &spec.build_args {
+        frame(&mut hasher, key.as_bytes());
+        frame(&mut hasher, value.as_bytes());
+    }
+    frame(
+        &mut hasher,
+        spec.target.as_deref().unwrap_or_default().as_bytes(),
+    );
+    frame(
+        &mut hasher,
+        spec.platform.as_deref().unwrap_or_default().as_bytes(),
+    );
+    let digest = hex::encode(hasher.finalize());
+    Ok(format!("c-{}", &digest[..20]))
+}
+
+/// `<name>-<user>-<git short sha>[-dirty]-<unix seconds>`.
+fn unique_tag(spec: &ImageSpec) -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".to_owned());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(spec.context())
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let sha = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "nogit".to_owned());
+    let dirty = git(&["status", "--porcelain"]).is_some_and(|status| !status.is_empty());
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let raw = format!(
+        "{}-{user}-{sha}{}-{seconds}",
+        spec.name(),
+        if dirty { "-dirty" } else { "" }
+    );
+    let mut tag: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    tag.truncate(128);
+    tag
+}
+
+/// The step the build stopped at: the last `Step N/M : ...` (classic
+/// builder) or `#N [...]` (BuildKit) line.
+fn failing_step(tail: &[String]) -> Option<String> {
+    tail.iter()
+        .rev()
+        .find(|line| {
+            line.starts_with("Step ") && line.contains(" : ")
+                || line.starts_with('#') && line.contains(" [")
+        })
+        .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_step_is_the_last_step_line() {
+        let tail: Vec<String> = [
+            "Step 1/3 : FROM scratch",
+            " ---> abc",
+            "Step 2/3 : RUN false",
+            " ---> Running in 123",
+            "/bin/sh: false: not found",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(failing_step(&tail).as_deref(), Some("Step 2/3 : RUN false"));
+        assert_eq!(failing_step(&["no steps".to_owned()]), None);
+    }
+
+    #[test]
+    fn unique_tags_are_valid_tags() {
+        let tag = unique_tag(&ImageSpec::new("api", "/nonexistent"));
+        assert!(tag.starts_with("api-"), "{tag}");
+        assert!(tag.contains("-nogit-"), "{tag}");
+        assert!(
+            normalize(&format!("localhost/kindling/api:{tag}")).is_ok(),
+            "{tag}"
+        );
+    }
+}

@@ -1,0 +1,1344 @@
+//! The build context of an image: the entries of a context directory that
+//! `.dockerignore` keeps, selected the way the docker CLI selects them
+//! (moby's `patternmatcher` and `TarWithOptions`). The context feeds the
+//! content digest behind image tags and becomes the tar body of
+//! `POST /build`.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+use sha2::{Digest as _, Sha256};
+use tar::{EntryType, Header};
+
+const DOCKERIGNORE: &str = ".dockerignore";
+
+/// Prefixed to every digest; bump the version when the framing changes so
+/// that old tags are not reused for a different reading of the context.
+const DIGEST_DOMAIN: &[u8] = b"kindling build context v1\0";
+
+/// One included entry of a build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContextEntry {
+    /// Path relative to the context root, with forward slashes and no
+    /// leading `./`.
+    pub relative: String,
+    pub absolute: PathBuf,
+    /// Permission bits of `st_mode` (`mode & 0o7777`).
+    pub mode: u32,
+    pub kind: EntryKind,
+}
+
+/// What a [`ContextEntry`] is. Symlinks are never followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EntryKind {
+    File { size: u64 },
+    Directory,
+    Symlink { target: String },
+}
+
+/// A build context after `.dockerignore`, entries sorted by `relative`.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildContext {
+    pub root: PathBuf,
+    pub entries: Vec<ContextEntry>,
+}
+
+/// Reading the context failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error(
+        "build context `{path}` does not exist or is not a directory: check the ImageSpec's context path"
+    )]
+    MissingContext { path: PathBuf },
+    #[error("failed to read `{path}` in the build context")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid pattern `{pattern}` in `{file}` line {line}")]
+    BadPattern {
+        file: PathBuf,
+        line: usize,
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+}
+
+impl BuildContext {
+    /// Scans `root`. `dockerfile` is the Dockerfile's path relative to root
+    /// when it lies inside the context (always included), else `None`.
+    pub(crate) fn scan(
+        root: &Path,
+        dockerfile: Option<&str>,
+    ) -> Result<BuildContext, ContextError> {
+        match fs::metadata(root) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => {
+                return Err(ContextError::MissingContext {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(ContextError::MissingContext {
+                    path: root.to_path_buf(),
+                });
+            }
+            Err(source) => return Err(read_error(root, source)),
+        }
+
+        let mut ignore = Ignore::load(root)?;
+        ignore.keep(DOCKERIGNORE);
+        if let Some(dockerfile) = dockerfile.and_then(context_relative) {
+            ignore.keep(&dockerfile);
+        }
+        let mut walker = Walker {
+            ignore,
+            entries: Vec::new(),
+        };
+        walker.walk(root, "", &[], false)?;
+        let mut entries = walker.entries;
+        entries.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(BuildContext {
+            root: root.to_path_buf(),
+            entries,
+        })
+    }
+
+    /// Feeds path, kind, mode and contents (or link target) of every entry
+    /// into `hasher`. Every variable-length field is length-prefixed, so
+    /// distinct contexts cannot produce the same byte stream.
+    pub(crate) fn feed_digest(&self, hasher: &mut Sha256) -> Result<(), ContextError> {
+        hasher.update(DIGEST_DOMAIN);
+        hasher.update((self.entries.len() as u64).to_le_bytes());
+        let mut buffer = vec![0_u8; 64 * 1024];
+        for entry in &self.entries {
+            let tag: u8 = match entry.kind {
+                EntryKind::File { .. } => b'f',
+                EntryKind::Directory => b'd',
+                EntryKind::Symlink { .. } => b'l',
+            };
+            hasher.update([tag]);
+            feed_bytes(hasher, entry.relative.as_bytes());
+            hasher.update(entry.mode.to_le_bytes());
+            match &entry.kind {
+                EntryKind::Directory => {}
+                EntryKind::Symlink { target } => feed_bytes(hasher, target.as_bytes()),
+                EntryKind::File { size } => {
+                    hasher.update(size.to_le_bytes());
+                    let mut reader = SizedReader::open(&entry.absolute, *size)
+                        .map_err(|source| read_error(&entry.absolute, source))?;
+                    loop {
+                        let read = reader
+                            .read(&mut buffer)
+                            .map_err(|source| read_error(&entry.absolute, source))?;
+                        if read == 0 {
+                            break;
+                        }
+                        hasher.update(&buffer[..read]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tar archive for `POST /build`. `extra` adds one more regular file
+    /// (name, contents) at the root of the archive, used when the Dockerfile
+    /// lies outside the context; it replaces a context entry of the same
+    /// name, as the docker CLI does for a Dockerfile read from stdin.
+    pub(crate) fn to_tar(&self, extra: Option<(&str, &[u8])>) -> Result<Vec<u8>, ContextError> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in &self.entries {
+            if extra.is_some_and(|(name, _)| name == entry.relative) {
+                continue;
+            }
+            append_entry(&mut builder, entry)
+                .map_err(|source| read_error(&entry.absolute, source))?;
+        }
+        if let Some((name, contents)) = extra {
+            let mut header = tar_header(EntryType::Regular, 0o644, contents.len() as u64);
+            builder
+                .append_data(&mut header, name, contents)
+                .map_err(|source| read_error(Path::new(name), source))?;
+        }
+        builder
+            .into_inner()
+            .map_err(|source| read_error(&self.root, source))
+    }
+}
+
+fn read_error(path: &Path, source: io::Error) -> ContextError {
+    ContextError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn feed_bytes(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+fn tar_header(kind: EntryType, mode: u32, size: u64) -> Header {
+    let mut header = Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(size);
+    header
+}
+
+fn append_entry(builder: &mut tar::Builder<Vec<u8>>, entry: &ContextEntry) -> io::Result<()> {
+    match &entry.kind {
+        EntryKind::Directory => {
+            let mut header = tar_header(EntryType::Directory, entry.mode, 0);
+            let name = format!("{}/", entry.relative);
+            builder.append_data(&mut header, name, io::empty())
+        }
+        EntryKind::Symlink { target } => {
+            let mut header = tar_header(EntryType::Symlink, entry.mode, 0);
+            builder.append_link(&mut header, &entry.relative, target)
+        }
+        EntryKind::File { size } => {
+            let mut header = tar_header(EntryType::Regular, entry.mode, *size);
+            let reader = SizedReader::open(&entry.absolute, *size)?;
+            builder.append_data(&mut header, &entry.relative, reader)
+        }
+    }
+}
+
+/// Streams a file whose size was recorded by the scan and fails if the file
+/// no longer has that size: a tar header announcing the wrong size corrupts
+/// the archive, and a digest over a half-written file names nothing.
+struct SizedReader {
+    file: File,
+    remaining: u64,
+}
+
+impl SizedReader {
+    fn open(path: &Path, size: u64) -> io::Result<SizedReader> {
+        Ok(SizedReader {
+            file: File::open(path)?,
+            remaining: size,
+        })
+    }
+}
+
+fn changed_while_reading() -> io::Error {
+    io::Error::other(
+        "the file changed size while the build context was read: run again once nothing writes to it",
+    )
+}
+
+impl Read for SizedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            let mut probe = [0_u8; 1];
+            return match self.file.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(changed_while_reading()),
+            };
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let limit = usize::try_from(self.remaining).map_or(buf.len(), |left| left.min(buf.len()));
+        let read = self.file.read(&mut buf[..limit])?;
+        if read == 0 {
+            return Err(changed_while_reading());
+        }
+        self.remaining -= read as u64;
+        Ok(read)
+    }
+}
+
+/// The Dockerfile path as a cleaned context-relative path, or `None` when
+/// it does not name something inside the context.
+fn context_relative(dockerfile: &str) -> Option<String> {
+    let cleaned = go_clean(dockerfile);
+    let outside =
+        cleaned == "." || cleaned == ".." || cleaned.starts_with("../") || cleaned.starts_with('/');
+    (!outside).then_some(cleaned)
+}
+
+struct Walker {
+    ignore: Ignore,
+    entries: Vec<ContextEntry>,
+}
+
+impl Walker {
+    /// Walks `dir` (`relative` to the root, empty for the root). `parent`
+    /// holds the pattern matches of `dir` itself; `excluded` says `dir` is
+    /// excluded and is only walked because something below it may be
+    /// re-included.
+    fn walk(
+        &mut self,
+        dir: &Path,
+        relative: &str,
+        parent: &[bool],
+        excluded: bool,
+    ) -> Result<(), ContextError> {
+        let items = match fs::read_dir(dir) {
+            Ok(items) => items,
+            // Excluded directories are often unreadable (a database volume
+            // owned by root); the docker CLI logs walk errors and goes on.
+            Err(_) if excluded => return Ok(()),
+            Err(source) => return Err(read_error(dir, source)),
+        };
+        for item in items {
+            let item = item.map_err(|source| read_error(dir, source))?;
+            let absolute = item.path();
+            let name = item.file_name();
+            let lossy = name.to_string_lossy();
+            let child = if relative.is_empty() {
+                lossy.into_owned()
+            } else {
+                format!("{relative}/{lossy}")
+            };
+            let metadata =
+                fs::symlink_metadata(&absolute).map_err(|source| read_error(&absolute, source))?;
+            let file_type = metadata.file_type();
+            let (excluded_here, info) = self.ignore.matches(&child, parent);
+
+            if file_type.is_dir() {
+                if !excluded_here {
+                    self.push(
+                        child.clone(),
+                        absolute.clone(),
+                        &metadata,
+                        EntryKind::Directory,
+                    )?;
+                    self.walk(&absolute, &child, &info, false)?;
+                } else if self.ignore.exceptions_may_match_below(&format!("{child}/")) {
+                    self.walk(&absolute, &child, &info, true)?;
+                }
+                continue;
+            }
+            if excluded_here {
+                continue;
+            }
+            let kind = if file_type.is_symlink() {
+                let target =
+                    fs::read_link(&absolute).map_err(|source| read_error(&absolute, source))?;
+                let target = target.to_str().ok_or_else(|| {
+                    read_error(
+                        &absolute,
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the symlink target is not valid UTF-8: change it or exclude the link in .dockerignore",
+                        ),
+                    )
+                })?;
+                EntryKind::Symlink {
+                    target: target.to_owned(),
+                }
+            } else if file_type.is_file() {
+                EntryKind::File {
+                    size: metadata.len(),
+                }
+            } else {
+                // Sockets, FIFOs and devices are no build input.
+                continue;
+            };
+            self.push(child, absolute, &metadata, kind)?;
+        }
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        relative: String,
+        absolute: PathBuf,
+        metadata: &fs::Metadata,
+        kind: EntryKind,
+    ) -> Result<(), ContextError> {
+        let name_is_utf8 = absolute
+            .file_name()
+            .is_some_and(|name| name.to_str().is_some());
+        if !name_is_utf8 {
+            return Err(read_error(
+                &absolute,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the file name is not valid UTF-8: rename it or exclude it in .dockerignore",
+                ),
+            ));
+        }
+        self.entries.push(ContextEntry {
+            relative,
+            absolute,
+            mode: permission_bits(metadata),
+            kind,
+        });
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn permission_bits(metadata: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    metadata.permissions().mode() & 0o7777
+}
+
+#[cfg(not(unix))]
+fn permission_bits(_metadata: &fs::Metadata) -> u32 {
+    // What the docker CLI sends from Windows for every entry.
+    0o755
+}
+
+/// The parsed `.dockerignore`.
+struct Ignore {
+    patterns: Vec<Pattern>,
+}
+
+struct Pattern {
+    /// The cleaned pattern without its `!`, as moby keeps it.
+    text: String,
+    exclusion: bool,
+    matcher: GlobMatcher,
+}
+
+impl Ignore {
+    fn load(root: &Path) -> Result<Ignore, ContextError> {
+        let file = root.join(DOCKERIGNORE);
+        match fs::read(&file) {
+            Ok(bytes) => Ignore::parse(&String::from_utf8_lossy(&bytes), &file),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Ignore {
+                patterns: Vec::new(),
+            }),
+            Err(source) => Err(read_error(&file, source)),
+        }
+    }
+
+    /// moby's `ignorefile.ReadAll` followed by `patternmatcher.New`.
+    fn parse(text: &str, file: &Path) -> Result<Ignore, ContextError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut patterns = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            // Only a `#` in the very first column starts a comment; Docker
+            // checks before trimming.
+            if line.starts_with('#') {
+                continue;
+            }
+            let Some(read) = read_all_line(line) else {
+                continue;
+            };
+            let Some((exclusion, text)) = matcher_pattern(&read) else {
+                continue;
+            };
+            let matcher = GlobBuilder::new(&to_glob(&text))
+                .literal_separator(true)
+                .backslash_escape(true)
+                .empty_alternates(true)
+                .build()
+                .map_err(|source| ContextError::BadPattern {
+                    file: file.to_path_buf(),
+                    line: index + 1,
+                    pattern: line.trim().to_owned(),
+                    source,
+                })?
+                .compile_matcher();
+            patterns.push(Pattern {
+                text,
+                exclusion,
+                matcher,
+            });
+        }
+        Ok(Ignore { patterns })
+    }
+
+    /// What the docker CLI does so that the Dockerfile and `.dockerignore`
+    /// are always sent: if the patterns exclude `relative` (or a parent
+    /// directory of it), append the exception `!relative`. The path is taken
+    /// literally rather than as a pattern.
+    fn keep(&mut self, relative: &str) {
+        if !self.matches_or_parent_matches(relative) {
+            return;
+        }
+        let escaped: String = relative
+            .chars()
+            .flat_map(|c| {
+                let escape = matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+                escape.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        let glob = GlobBuilder::new(&escaped)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build();
+        if let Ok(glob) = glob {
+            self.patterns.push(Pattern {
+                text: escaped,
+                exclusion: true,
+                matcher: glob.compile_matcher(),
+            });
+        }
+    }
+
+    /// moby's `MatchesOrParentMatches`: whether `path` is excluded, checking
+    /// each pattern against the path and each of its parent directories.
+    fn matches_or_parent_matches(&self, path: &str) -> bool {
+        let parents: Vec<&str> = path.match_indices('/').map(|(at, _)| &path[..at]).collect();
+        let mut excluded = false;
+        for pattern in &self.patterns {
+            if pattern.exclusion != excluded {
+                continue;
+            }
+            let hit = pattern.matcher.is_match(path)
+                || parents
+                    .iter()
+                    .any(|parent| pattern.matcher.is_match(parent));
+            if hit {
+                excluded = !pattern.exclusion;
+            }
+        }
+        excluded
+    }
+
+    /// moby's `MatchesUsingParentResults`: whether `path` is excluded, and
+    /// per pattern whether it matched `path`, for the children of `path`.
+    /// `parent` is that vector for the parent directory, empty at the top.
+    /// A pattern matched by a parent counts as matched by the child; the
+    /// last matching pattern decides.
+    fn matches(&self, path: &str, parent: &[bool]) -> (bool, Vec<bool>) {
+        let mut excluded = false;
+        let mut matched = vec![false; self.patterns.len()];
+        for (index, pattern) in self.patterns.iter().enumerate() {
+            let mut hit = parent.get(index).copied().unwrap_or(false);
+            if !hit {
+                // moby skips patterns that could not change the outcome, and
+                // leaves them unmatched for the children too; mirrored so
+                // that the same files are sent.
+                if pattern.exclusion != excluded {
+                    continue;
+                }
+                hit = pattern.matcher.is_match(path);
+            }
+            matched[index] = hit;
+            if hit {
+                excluded = !pattern.exclusion;
+            }
+        }
+        (excluded, matched)
+    }
+
+    /// Whether an exception pattern can match some path starting with
+    /// `dir_slash`, judged by the literal text before its first wildcard.
+    /// Only a path the exception matches directly can flip an excluded
+    /// directory's child back to included.
+    fn exceptions_may_match_below(&self, dir_slash: &str) -> bool {
+        self.patterns
+            .iter()
+            .filter(|pattern| pattern.exclusion)
+            .any(|pattern| {
+                let literal = literal_prefix(&pattern.text);
+                let has_wildcard = literal.len() < pattern.text.len();
+                literal.starts_with(dir_slash) || (has_wildcard && dir_slash.starts_with(literal))
+            })
+    }
+}
+
+fn literal_prefix(pattern: &str) -> &str {
+    let end = pattern.find(['*', '?', '[', '\\']).unwrap_or(pattern.len());
+    &pattern[..end]
+}
+
+/// One line through moby's `ignorefile.ReadAll` (comments already dropped):
+/// trimmed, `!` kept in front of a cleaned path without leading `/`.
+fn read_all_line(line: &str) -> Option<String> {
+    let mut pattern = line.trim();
+    if pattern.is_empty() {
+        return None;
+    }
+    let invert = pattern.starts_with('!');
+    if invert {
+        pattern = pattern[1..].trim();
+    }
+    let mut cleaned = String::new();
+    if !pattern.is_empty() {
+        cleaned = go_clean(pattern);
+        if cleaned.len() > 1 && cleaned.starts_with('/') {
+            cleaned.remove(0);
+        }
+    }
+    Some(if invert {
+        format!("!{cleaned}")
+    } else {
+        cleaned
+    })
+}
+
+/// moby's `patternmatcher.New` for one pattern: cleaned again, then split
+/// into exception flag and pattern. A lone `!` is an error in moby; it is
+/// dropped here as it can exclude nothing.
+fn matcher_pattern(read: &str) -> Option<(bool, String)> {
+    let trimmed = read.trim();
+    if trimmed.is_empty() {
+        return None;
+    }
+    let cleaned = go_clean(trimmed);
+    match cleaned.strip_prefix('!') {
+        Some("") => None,
+        Some(rest) => Some((true, rest.to_owned())),
+        None => Some((false, cleaned)),
+    }
+}
+
+/// Go's `path/filepath.Clean` for `/`-separated paths.
+fn go_clean(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|last| *last != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            _ => parts.push(part),
+        }
+    }
+    let joined = parts.join("/");
+    if rooted {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".to_owned()
+    } else {
+        joined
+    }
+}
+
+/// Translates a moby pattern into globset syntax where the two disagree:
+/// braces are literal in moby; `**` that is not a whole path component
+/// means `(.*/)?` (or `.*` at the end, or a suffix match at the start);
+/// `[!...]` is a class containing `!`, not a negation (Go regexp syntax).
+fn to_glob(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut glob = String::with_capacity(pattern.len() + 8);
+    let mut index = 0;
+    while index < chars.len() {
+        match chars[index] {
+            '*' if chars.get(index + 1) == Some(&'*') => {
+                let at_start = index == 0;
+                index += 2;
+                let ate_slash = chars.get(index) == Some(&'/');
+                if ate_slash {
+                    index += 1;
+                }
+                let at_end = index == chars.len();
+                let after_slash = glob.ends_with('/');
+                let piece = if at_start && at_end {
+                    "**"
+                } else if at_start {
+                    // moby matches `**x` without further wildcards as "ends
+                    // with x", with them as `(.*/)?x`.
+                    let rest_has_wildcard = chars[index..]
+                        .iter()
+                        .any(|c| matches!(c, '*' | '?' | '[' | ']' | '\\'));
+                    if ate_slash || rest_has_wildcard {
+                        "**/"
+                    } else {
+                        "**/*"
+                    }
+                } else if at_end {
+                    if after_slash { "**" } else { "{*,*/**}" }
+                } else if after_slash {
+                    "**/"
+                } else {
+                    "{,*/**/}"
+                };
+                glob.push_str(piece);
+            }
+            '\\' => {
+                glob.push('\\');
+                if let Some(next) = chars.get(index + 1) {
+                    glob.push(*next);
+                }
+                index += 2;
+            }
+            '{' | '}' => {
+                glob.push('\\');
+                glob.push(chars[index]);
+                index += 1;
+            }
+            '[' => index = push_class(&chars, index, &mut glob),
+            other => {
+                glob.push(other);
+                index += 1;
+            }
+        }
+    }
+    glob
+}
+
+/// Copies the character class starting at `chars[start] == '['` and returns
+/// the index after it. An unclosed class is copied as is for globset to
+/// reject, as moby does.
+fn push_class(chars: &[char], start: usize, glob: &mut String) -> usize {
+    let mut end = start + 1;
+    if chars.get(end) == Some(&'^') {
+        end += 1;
+    }
+    // A `]` right after the opening (Go regexp) is a member, not the end.
+    if chars.get(end) == Some(&']') {
+        end += 1;
+    }
+    while end < chars.len() && chars[end] != ']' {
+        if chars[end] == '['
+            && chars.get(end + 1) == Some(&':')
+            && let Some(close) = (end + 2..chars.len().saturating_sub(1))
+                .find(|&at| chars[at] == ':' && chars[at + 1] == ']')
+        {
+            end = close + 2;
+            continue;
+        }
+        end += if chars[end] == '\\' { 2 } else { 1 };
+    }
+    if end >= chars.len() {
+        glob.extend(&chars[start..]);
+        return chars.len();
+    }
+    let members = &chars[start + 1..end];
+    match members.first() {
+        Some('!') => {
+            // `!` and `^` at the front of globset's class would negate it,
+            // so they become alternatives of their own.
+            let rest = &members[1..];
+            let literals = rest.iter().take_while(|c| matches!(c, '!' | '^')).count();
+            glob.push_str("{!");
+            for literal in &rest[..literals] {
+                glob.push(',');
+                glob.push(*literal);
+            }
+            if literals < rest.len() {
+                glob.push_str(",[");
+                glob.extend(&rest[literals..]);
+                glob.push(']');
+            }
+            glob.push('}');
+        }
+        _ => glob.extend(&chars[start..=end]),
+    }
+    end + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::collections::BTreeMap;
+
+    const TREE: &[&str] = &[
+        "Dockerfile",
+        "README.md",
+        "app.log",
+        "rooted",
+        "sub/rooted",
+        "src/main.rs",
+        "src/debug.log",
+        "src/cache/x.tmp",
+        "build/out.bin",
+        "build/keep.txt",
+        "docs/guide.md",
+        "docker/api.Dockerfile",
+        "docker/other.txt",
+    ];
+
+    const ALL: &[&str] = &[
+        ".dockerignore",
+        "Dockerfile",
+        "README.md",
+        "app.log",
+        "build",
+        "build/keep.txt",
+        "build/out.bin",
+        "docker",
+        "docker/api.Dockerfile",
+        "docker/other.txt",
+        "docs",
+        "docs/guide.md",
+        "rooted",
+        "src",
+        "src/cache",
+        "src/cache/x.tmp",
+        "src/debug.log",
+        "src/main.rs",
+        "sub",
+        "sub/rooted",
+    ];
+
+    fn write(root: &Path, relative: &str, contents: &[u8]) {
+        let path = root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    fn tree(dockerignore: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for relative in TREE {
+            write(dir.path(), relative, relative.as_bytes());
+        }
+        write(dir.path(), DOCKERIGNORE, dockerignore.as_bytes());
+        dir
+    }
+
+    fn relatives(context: &BuildContext) -> Vec<&str> {
+        context
+            .entries
+            .iter()
+            .map(|entry| entry.relative.as_str())
+            .collect()
+    }
+
+    fn all_except(excluded: &[&str]) -> Vec<&'static str> {
+        ALL.iter()
+            .copied()
+            .filter(|path| !excluded.contains(path))
+            .collect()
+    }
+
+    fn digest(root: &Path, dockerfile: Option<&str>) -> String {
+        let context = BuildContext::scan(root, dockerfile).unwrap();
+        let mut hasher = Sha256::new();
+        context.feed_digest(&mut hasher).unwrap();
+        hex::encode(hasher.finalize())
+    }
+
+    #[test]
+    fn dockerignore_cases() {
+        struct Case {
+            name: &'static str,
+            dockerignore: &'static str,
+            dockerfile: Option<&'static str>,
+            expected: Vec<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "empty file keeps everything",
+                dockerignore: "",
+                dockerfile: Some("Dockerfile"),
+                expected: ALL.to_vec(),
+            },
+            Case {
+                name: "plain names; a directory takes its contents along",
+                dockerignore: "README.md\nbuild\n",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["README.md", "build", "build/keep.txt", "build/out.bin"]),
+            },
+            Case {
+                name: "star does not cross directories",
+                dockerignore: "*.log",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log"]),
+            },
+            Case {
+                name: "double star matches any depth",
+                dockerignore: "**/*.tmp",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src/cache/x.tmp"]),
+            },
+            Case {
+                name: "leading double star glued to a name is a suffix match",
+                dockerignore: "**.log",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log", "src/debug.log"]),
+            },
+            Case {
+                name: "exception below an excluded directory",
+                dockerignore: "build/\n!build/keep.txt",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["build", "build/out.bin"]),
+            },
+            Case {
+                name: "wildcard exception below an excluded directory",
+                dockerignore: "build\n!**/keep.txt",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["build", "build/out.bin"]),
+            },
+            Case {
+                name: "exception re-including a directory re-includes its contents",
+                dockerignore: "src\n!src/cache",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src", "src/debug.log", "src/main.rs"]),
+            },
+            Case {
+                name: "leading slash anchors at the root only",
+                dockerignore: "/rooted",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["rooted"]),
+            },
+            Case {
+                name: "path cleaning",
+                dockerignore: "./docs/../src//main.rs\nsub/\n",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src/main.rs", "sub", "sub/rooted"]),
+            },
+            Case {
+                name: "comments, blank lines and surrounding whitespace",
+                dockerignore: "# README.md\n\n   \n\t  docs  \r\n#app.log\n",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["docs", "docs/guide.md"]),
+            },
+            Case {
+                name: "a # after whitespace is no comment",
+                dockerignore: "  #README.md\n",
+                dockerfile: Some("Dockerfile"),
+                expected: ALL.to_vec(),
+            },
+            Case {
+                name: "last match wins: exception after the exclusion",
+                dockerignore: "**/*.md\n! README.md",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["docs/guide.md"]),
+            },
+            Case {
+                name: "last match wins: exclusion after the exception",
+                dockerignore: "!README.md\n**/*.md",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["README.md", "docs/guide.md"]),
+            },
+            Case {
+                name: "question mark and character classes",
+                dockerignore: "app.lo?\nsrc/[dm]*.rs",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log", "src/main.rs"]),
+            },
+            Case {
+                name: "[!...] is a class containing `!` as in Go, not a negation",
+                dockerignore: "[!a]pp.log\n[!x]EADME.md",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log"]),
+            },
+            Case {
+                name: "braces are literal",
+                dockerignore: "{app,README}.*",
+                dockerfile: Some("Dockerfile"),
+                expected: ALL.to_vec(),
+            },
+            Case {
+                name: "Dockerfile and .dockerignore are sent even when excluded",
+                dockerignore: "Dockerfile\n.dockerignore\n*",
+                dockerfile: Some("Dockerfile"),
+                expected: vec![".dockerignore", "Dockerfile"],
+            },
+            Case {
+                name: "a Dockerfile inside an excluded directory is sent alone",
+                dockerignore: "docker\n",
+                dockerfile: Some("./docker/api.Dockerfile"),
+                expected: all_except(&["docker", "docker/other.txt"]),
+            },
+            Case {
+                name: "without a Dockerfile in the context nothing is forced but .dockerignore",
+                dockerignore: "*",
+                dockerfile: None,
+                expected: vec![".dockerignore"],
+            },
+            Case {
+                name: "an exception for a parent does not undo a later child exclusion",
+                dockerignore: "src/main.rs\n!src",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src/main.rs"]),
+            },
+        ];
+        for case in cases {
+            let dir = tree(case.dockerignore);
+            let context = BuildContext::scan(dir.path(), case.dockerfile).unwrap();
+            assert_eq!(relatives(&context), case.expected, "case: {}", case.name);
+        }
+    }
+
+    #[test]
+    fn patterns_match_like_moby() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("a/**", "a", false),
+            ("a/**", "a/x/y", true),
+            ("**", "any/thing", true),
+            ("a**", "abc/d", true),
+            ("foo**bar", "foobar", true),
+            ("foo**bar", "fooz/bar", true),
+            ("foo**bar", "foo/x/bar", true),
+            ("foo**bar", "fooxbar", false),
+            ("**.lo?", "x/.log", true),
+            ("**.lo?", "x.log", false),
+            ("**/foo", "foo", true),
+            ("**/foo", "a/b/foo", true),
+            ("**/foo", "afoo", false),
+            ("a/**/b", "a/b", true),
+            ("a/**/b", "a/x/y/b", true),
+            ("a/*/b", "a/x/y/b", false),
+            ("[^a]b", "cb", true),
+            ("[^a]b", "ab", false),
+            ("\\*", "*", true),
+            ("\\*", "x", false),
+            ("{a,b}", "{a,b}", true),
+            ("{a,b}", "a", false),
+            ("[!]", "!", true),
+            ("[!^a]", "^", true),
+            ("[!^a]", "a", true),
+            ("[!^a]", "b", false),
+            ("[[:digit:]]x", "1x", true),
+            ("x,y", "x,y", true),
+        ];
+        for (pattern, path, expected) in cases {
+            let ignore = Ignore::parse(pattern, Path::new(DOCKERIGNORE)).unwrap();
+            let (matched, _) = ignore.matches(path, &[]);
+            assert_eq!(matched, *expected, "pattern {pattern:?} on {path:?}");
+        }
+    }
+
+    #[test]
+    fn entries_carry_kind_size_and_absolute_path() {
+        let dir = tree("");
+        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
+        let readme = context
+            .entries
+            .iter()
+            .find(|entry| entry.relative == "README.md")
+            .unwrap();
+        assert_eq!(readme.kind, EntryKind::File { size: 9 });
+        assert_eq!(readme.absolute, dir.path().join("README.md"));
+        let src = context
+            .entries
+            .iter()
+            .find(|entry| entry.relative == "src")
+            .unwrap();
+        assert_eq!(src.kind, EntryKind::Directory);
+    }
+
+    #[test]
+    fn bad_pattern_names_file_and_line() {
+        let dir = tree("# fine\n*.log\n[unclosed\n");
+        let error = BuildContext::scan(dir.path(), None).unwrap_err();
+        match &error {
+            ContextError::BadPattern {
+                file,
+                line,
+                pattern,
+                ..
+            } => {
+                assert_eq!(file, &dir.path().join(DOCKERIGNORE));
+                assert_eq!(*line, 3);
+                assert_eq!(pattern, "[unclosed");
+            }
+            other => panic!("expected BadPattern, got {other:?}"),
+        }
+        assert!(error.to_string().contains("`[unclosed`"), "{error}");
+    }
+
+    #[test]
+    fn missing_context_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let error = BuildContext::scan(&missing, None).unwrap_err();
+        assert!(
+            matches!(&error, ContextError::MissingContext { path } if path == &missing),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("`{}`", missing.display())),
+            "{error}"
+        );
+
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        let error = BuildContext::scan(&file, None).unwrap_err();
+        assert!(
+            matches!(error, ContextError::MissingContext { .. }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn go_clean_matches_go() {
+        let cases = [
+            ("", "."),
+            (".", "."),
+            ("./", "."),
+            ("a/", "a"),
+            ("./a//b/./c/", "a/b/c"),
+            ("a/../b", "b"),
+            ("a/../..", ".."),
+            ("../a", "../a"),
+            ("/../a", "/a"),
+            ("/", "/"),
+            ("!../a", "!../a"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(go_clean(input), expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn digest_is_stable_and_independent_of_creation_order_and_mtime() {
+        let first = tree("*.log\n");
+        let second = tempfile::tempdir().unwrap();
+        write(second.path(), DOCKERIGNORE, b"*.log\n");
+        for relative in TREE.iter().rev() {
+            write(second.path(), relative, relative.as_bytes());
+        }
+        let before = digest(first.path(), Some("Dockerfile"));
+        assert_eq!(before, digest(first.path(), Some("Dockerfile")));
+        assert_eq!(before, digest(second.path(), Some("Dockerfile")));
+
+        let file = File::options()
+            .write(true)
+            .open(first.path().join("README.md"))
+            .unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        drop(file);
+        assert_eq!(before, digest(first.path(), Some("Dockerfile")));
+    }
+
+    #[test]
+    fn digest_changes_with_contents_and_additions() {
+        let dir = tree("*.log\n");
+        let original = digest(dir.path(), Some("Dockerfile"));
+
+        write(dir.path(), "src/main.rs", b"fn main() {}");
+        let edited = digest(dir.path(), Some("Dockerfile"));
+        assert_ne!(original, edited);
+
+        write(dir.path(), "src/new.rs", b"");
+        let added = digest(dir.path(), Some("Dockerfile"));
+        assert_ne!(edited, added);
+
+        fs::create_dir(dir.path().join("empty")).unwrap();
+        assert_ne!(added, digest(dir.path(), Some("Dockerfile")));
+    }
+
+    #[test]
+    fn digest_ignores_excluded_files() {
+        let dir = tree("*.log\nbuild\n");
+        let original = digest(dir.path(), Some("Dockerfile"));
+        write(dir.path(), "app.log", b"another line");
+        write(dir.path(), "build/out.bin", b"rebuilt");
+        write(dir.path(), "build/new.bin", b"new");
+        assert_eq!(original, digest(dir.path(), Some("Dockerfile")));
+    }
+
+    #[test]
+    fn digest_separates_path_and_contents() {
+        let one = tempfile::tempdir().unwrap();
+        write(one.path(), "ab", b"c");
+        let two = tempfile::tempdir().unwrap();
+        write(two.path(), "a", b"bc");
+        assert_ne!(digest(one.path(), None), digest(two.path(), None));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn digest_changes_with_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+
+        let dir = tree("");
+        let original = digest(dir.path(), Some("Dockerfile"));
+        let script = dir.path().join("src/main.rs");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
+        let entry = context
+            .entries
+            .iter()
+            .find(|entry| entry.relative == "src/main.rs")
+            .unwrap();
+        assert_eq!(entry.mode, 0o755);
+        assert_ne!(original, digest(dir.path(), Some("Dockerfile")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_recorded_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "real/file", b"data");
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let context = BuildContext::scan(dir.path(), None).unwrap();
+        assert_eq!(relatives(&context), ["link", "real", "real/file"]);
+        assert_eq!(
+            context.entries[0].kind,
+            EntryKind::Symlink {
+                target: "real".to_owned()
+            }
+        );
+        let before = digest(dir.path(), None);
+        fs::remove_file(dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", dir.path().join("link")).unwrap();
+        assert_ne!(before, digest(dir.path(), None));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn non_utf8_names_fail_only_when_included() {
+        use std::os::unix::ffi::OsStrExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"bad\xffname.tmp");
+        fs::write(dir.path().join(name), b"x").unwrap();
+        write(dir.path(), DOCKERIGNORE, b"*.tmp\n");
+        BuildContext::scan(dir.path(), None).unwrap();
+
+        write(dir.path(), DOCKERIGNORE, b"");
+        let error = BuildContext::scan(dir.path(), None).unwrap_err();
+        assert!(matches!(error, ContextError::Read { .. }), "{error:?}");
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum TarItem {
+        File(u32, Vec<u8>),
+        Dir(u32),
+        Symlink(String),
+    }
+
+    fn read_tar(bytes: &[u8]) -> BTreeMap<String, TarItem> {
+        let mut archive = tar::Archive::new(bytes);
+        let mut items = BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let header = entry.header();
+            assert_eq!(header.mtime().unwrap(), 0);
+            assert_eq!(header.uid().unwrap(), 0);
+            assert_eq!(header.gid().unwrap(), 0);
+            let mode = header.mode().unwrap();
+            let kind = header.entry_type();
+            let path = entry.path().unwrap().to_str().unwrap().to_owned();
+            if kind == EntryType::Directory {
+                assert!(
+                    path.ends_with('/'),
+                    "directory {path} without trailing slash"
+                );
+            }
+            let path = path.trim_end_matches('/').to_owned();
+            let item = match kind {
+                EntryType::Regular => {
+                    let mut contents = Vec::new();
+                    entry.read_to_end(&mut contents).unwrap();
+                    TarItem::File(mode, contents)
+                }
+                EntryType::Directory => TarItem::Dir(mode),
+                EntryType::Symlink => TarItem::Symlink(
+                    entry
+                        .link_name()
+                        .unwrap()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_owned(),
+                ),
+                other => panic!("unexpected entry type {other:?}"),
+            };
+            assert!(
+                items.insert(path.clone(), item).is_none(),
+                "duplicate {path}"
+            );
+        }
+        items
+    }
+
+    #[test]
+    fn tar_holds_exactly_the_included_entries_and_extra() {
+        let dir = tree("build\n!build/keep.txt\n*.log\n");
+        let long = format!("{}/{}", "d".repeat(80), "f".repeat(80));
+        write(dir.path(), &long, b"long");
+        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
+        let bytes = context
+            .to_tar(Some(("outside.Dockerfile", b"FROM scratch\n")))
+            .unwrap();
+        assert_eq!(
+            bytes,
+            context
+                .to_tar(Some(("outside.Dockerfile", b"FROM scratch\n")))
+                .unwrap(),
+            "archive is deterministic"
+        );
+        let items = read_tar(&bytes);
+
+        let mut expected: Vec<String> = context
+            .entries
+            .iter()
+            .map(|entry| entry.relative.clone())
+            .collect();
+        expected.push("outside.Dockerfile".to_owned());
+        expected.sort();
+        assert_eq!(items.keys().cloned().collect::<Vec<_>>(), expected);
+        assert!(!items.contains_key("build"));
+        assert!(!items.contains_key("app.log"));
+        assert!(items.contains_key(&long));
+
+        for entry in &context.entries {
+            let item = &items[&entry.relative];
+            match &entry.kind {
+                EntryKind::File { .. } => assert_eq!(
+                    item,
+                    &TarItem::File(entry.mode, fs::read(&entry.absolute).unwrap())
+                ),
+                EntryKind::Directory => assert_eq!(item, &TarItem::Dir(entry.mode)),
+                EntryKind::Symlink { target } => {
+                    assert_eq!(item, &TarItem::Symlink(target.clone()));
+                }
+            }
+        }
+        assert_eq!(
+            items["outside.Dockerfile"],
+            TarItem::File(0o644, b"FROM scratch\n".to_vec())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn tar_keeps_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "real", b"data");
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        let context = BuildContext::scan(dir.path(), None).unwrap();
+        let items = read_tar(&context.to_tar(None).unwrap());
+        assert_eq!(items["link"], TarItem::Symlink("real".to_owned()));
+    }
+
+    #[test]
+    fn tar_extra_replaces_a_context_entry_of_the_same_name() {
+        let dir = tree("");
+        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
+        let items = read_tar(
+            &context
+                .to_tar(Some(("Dockerfile", b"FROM other\n")))
+                .unwrap(),
+        );
+        assert_eq!(
+            items["Dockerfile"],
+            TarItem::File(0o644, b"FROM other\n".to_vec())
+        );
+        assert_eq!(items.len(), context.entries.len());
+    }
+
+    #[test]
+    fn file_changed_after_scan_is_an_error() {
+        let dir = tree("");
+        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
+        write(dir.path(), "README.md", b"much longer than before");
+        let error = context.to_tar(None).unwrap_err();
+        assert!(matches!(&error, ContextError::Read { path, .. } if path.ends_with("README.md")));
+        let mut hasher = Sha256::new();
+        assert!(context.feed_digest(&mut hasher).is_err());
+
+        write(dir.path(), "README.md", b"");
+        assert!(context.to_tar(None).is_err());
+    }
+}

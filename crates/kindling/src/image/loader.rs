@@ -1,0 +1,520 @@
+//! Loads images into node image stores: skip what a node holds, tag what
+//! it holds under another name, stream `docker save` of only the missing
+//! images into every node that needs them at once (no temporary file),
+//! then verify every node holds every exact reference.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::future::join_all;
+
+use super::ImageRef;
+use crate::node::{ByteStream, NodeError, NodeStore, StoredImage};
+
+/// Chunks buffered per node while streaming: bounds memory to a few
+/// hundred KiB whatever the image size.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// What a load did on one node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeLoad {
+    pub node: String,
+    /// References the node already held with the right image ID.
+    pub present: Vec<String>,
+    /// References added to an image the node held under another name.
+    pub tagged: Vec<String>,
+    /// References streamed to the node.
+    pub imported: Vec<String>,
+    /// Bytes of `docker save` output streamed to the node.
+    pub bytes: u64,
+    /// True if the import had to fall back to a single-platform import.
+    pub single_platform_retry: bool,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub nodes: Vec<NodeLoad>,
+}
+
+impl LoadReport {
+    /// Bytes streamed to all nodes together.
+    pub fn bytes_streamed(&self) -> u64 {
+        self.nodes.iter().map(|node| node.bytes).sum()
+    }
+}
+
+/// Loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("failed to list the images on node `{node}`")]
+    List {
+        node: String,
+        #[source]
+        source: NodeError,
+    },
+    #[error("failed to read the snapshotter of node `{node}`")]
+    Snapshotter {
+        node: String,
+        #[source]
+        source: NodeError,
+    },
+    #[error("failed to tag `{reference}` on node `{node}`")]
+    Tag {
+        node: String,
+        reference: String,
+        #[source]
+        source: NodeError,
+    },
+    #[error("failed to import {references} into node `{node}`")]
+    Import {
+        node: String,
+        references: String,
+        #[source]
+        source: NodeError,
+    },
+    #[error("failed to export {references} from the local engine")]
+    Export {
+        references: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("node `{node}` does not hold {missing} after loading; it holds: {held}")]
+    Missing {
+        node: String,
+        missing: String,
+        held: String,
+    },
+}
+
+/// What one node needs.
+#[derive(Debug, Default)]
+struct Plan {
+    present: Vec<String>,
+    /// (reference held for the same image, reference to add)
+    tag: Vec<(String, String)>,
+    import: BTreeSet<String>,
+}
+
+fn plan(images: &[ImageRef], held: &[StoredImage]) -> Plan {
+    let mut plan = Plan::default();
+    for image in images {
+        let wanted = image.reference().as_str();
+        let same_id = |stored: &&StoredImage| stored.image_id.as_deref() == Some(image.id());
+        if held
+            .iter()
+            .filter(same_id)
+            .any(|stored| stored.reference == wanted)
+        {
+            plan.present.push(wanted.to_owned());
+        } else if let Some(source) = held.iter().find(same_id) {
+            plan.tag.push((source.reference.clone(), wanted.to_owned()));
+        } else {
+            plan.import.insert(wanted.to_owned());
+        }
+    }
+    plan
+}
+
+/// Loads images into nodes through the local engine.
+#[derive(Clone)]
+pub struct Loader {
+    docker: Docker,
+}
+
+impl Loader {
+    pub fn new(docker: Docker) -> Self {
+        Loader { docker }
+    }
+
+    /// Makes every node hold every image under its exact reference, then verifies it.
+    pub async fn load(
+        &self,
+        images: &[ImageRef],
+        nodes: &[NodeStore],
+    ) -> Result<LoadReport, LoadError> {
+        let listings = join_all(nodes.iter().map(|node| async move {
+            node.list().await.map_err(|source| LoadError::List {
+                node: node.name().to_owned(),
+                source,
+            })
+        }))
+        .await;
+        let mut reports: Vec<NodeLoad> = Vec::with_capacity(nodes.len());
+        let mut plans = Vec::with_capacity(nodes.len());
+        for (node, listing) in nodes.iter().zip(listings) {
+            let plan = plan(images, &listing?);
+            reports.push(NodeLoad {
+                node: node.name().to_owned(),
+                present: plan.present.clone(),
+                ..Default::default()
+            });
+            plans.push(plan);
+        }
+
+        // Tags need no bytes.
+        let tagging = nodes.iter().zip(&plans).map(|(node, plan)| async move {
+            for (source, target) in &plan.tag {
+                node.tag(source, target)
+                    .await
+                    .map_err(|error| LoadError::Tag {
+                        node: node.name().to_owned(),
+                        reference: target.clone(),
+                        source: error,
+                    })?;
+            }
+            Ok::<_, LoadError>(())
+        });
+        for result in join_all(tagging).await {
+            result?;
+        }
+
+        // Nodes lacking the same set of images share one export stream.
+        let mut groups: BTreeMap<&BTreeSet<String>, Vec<usize>> = BTreeMap::new();
+        for (index, plan) in plans
+            .iter()
+            .enumerate()
+            .filter(|(_, plan)| !plan.import.is_empty())
+        {
+            groups.entry(&plan.import).or_default().push(index);
+        }
+        let streams = groups.iter().map(|(references, members)| async move {
+            let stores: Vec<NodeStore> =
+                members.iter().map(|&index| nodes[index].clone()).collect();
+            let results = self.stream_to(references, &stores).await;
+            members.iter().copied().zip(results).collect::<Vec<_>>()
+        });
+        let mut first_error = None;
+        for (index, result) in join_all(streams).await.into_iter().flatten() {
+            match result {
+                Ok((bytes, retried)) => {
+                    let report = &mut reports[index];
+                    report.bytes = bytes;
+                    report.single_platform_retry = retried;
+                    report.imported = plans[index].import.iter().cloned().collect();
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
+        }
+        for (report, plan) in reports.iter_mut().zip(&plans) {
+            report.tagged = plan.tag.iter().map(|(_, target)| target.clone()).collect();
+        }
+
+        // Nodes that only held what they needed were verified by their listing.
+        let changed: Vec<NodeStore> = nodes
+            .iter()
+            .zip(&plans)
+            .filter(|(_, plan)| !plan.tag.is_empty() || !plan.import.is_empty())
+            .map(|(node, _)| node.clone())
+            .collect();
+        self.verify(images, &changed).await?;
+        Ok(LoadReport { nodes: reports })
+    }
+
+    /// Checks that every node holds every image under its exact reference
+    /// with the same image ID; the error lists what the node does hold.
+    pub async fn verify(&self, images: &[ImageRef], nodes: &[NodeStore]) -> Result<(), LoadError> {
+        let listings = join_all(nodes.iter().map(|node| node.list())).await;
+        for (node, listing) in nodes.iter().zip(listings) {
+            let held = listing.map_err(|source| LoadError::List {
+                node: node.name().to_owned(),
+                source,
+            })?;
+            let missing: Vec<&ImageRef> = images
+                .iter()
+                .filter(|image| {
+                    !held.iter().any(|stored| {
+                        stored.reference == image.reference().as_str()
+                            && stored.image_id.as_deref() == Some(image.id())
+                    })
+                })
+                .collect();
+            if !missing.is_empty() {
+                return Err(LoadError::Missing {
+                    node: node.name().to_owned(),
+                    missing: missing
+                        .iter()
+                        .map(|image| format!("`{}` (image {})", image.reference(), image.id()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    held: describe_held(&held, missing[0]),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams one export of `references` into every store at once;
+    /// returns per store the bytes sent and whether it needed the
+    /// single-platform retry.
+    async fn stream_to(
+        &self,
+        references: &BTreeSet<String>,
+        stores: &[NodeStore],
+    ) -> Vec<Result<(u64, bool), LoadError>> {
+        let listed = references
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let snapshotters = join_all(stores.iter().map(|store| async move {
+            store
+                .snapshotter()
+                .await
+                .map_err(|source| LoadError::Snapshotter {
+                    node: store.name().to_owned(),
+                    source,
+                })
+        }))
+        .await;
+        let mut senders = Vec::new();
+        let mut imports = Vec::new();
+        let counters: Vec<Arc<AtomicU64>> =
+            stores.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+        for ((store, snapshotter), counter) in stores.iter().zip(&snapshotters).zip(&counters) {
+            let (sender, receiver) =
+                tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+            senders.push(sender);
+            let counter = counter.clone();
+            let listed = listed.clone();
+            imports.push(async move {
+                let snapshotter = match snapshotter {
+                    Ok(snapshotter) => snapshotter.clone(),
+                    Err(error) => {
+                        return Err(LoadError::Snapshotter {
+                            node: store.name().to_owned(),
+                            source: match error {
+                                LoadError::Snapshotter { source, .. } => clone_node_error(source),
+                                _ => unreachable!("snapshotter errors only"),
+                            },
+                        });
+                    }
+                };
+                let stream = counted(receiver_stream(receiver), counter);
+                store
+                    .import(&snapshotter, true, stream)
+                    .await
+                    .map(|()| snapshotter)
+                    .map_err(|source| LoadError::Import {
+                        node: store.name().to_owned(),
+                        references: listed,
+                        source,
+                    })
+            });
+        }
+        let names: Vec<&str> = references.iter().map(String::as_str).collect();
+        let pump = async move {
+            let mut export = self.docker.export_images(&names);
+            let mut result = Ok(());
+            while let Some(chunk) = export.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        for sender in &senders {
+                            // A node whose import failed has dropped its receiver.
+                            let _ = sender.send(Ok(chunk.clone())).await;
+                        }
+                    }
+                    Err(error) => {
+                        for sender in &senders {
+                            let _ = sender
+                                .send(Err(std::io::Error::other(error.to_string())))
+                                .await;
+                        }
+                        result = Err(error);
+                        break;
+                    }
+                }
+            }
+            // Dropping the senders ends every node's stdin.
+            drop(senders);
+            result
+        };
+        let (pumped, imported) = tokio::join!(pump, join_all(imports));
+        let mut results = Vec::with_capacity(stores.len());
+        for ((store, import), counter) in stores.iter().zip(imported).zip(&counters) {
+            let result = match (&pumped, import) {
+                (Err(error), _) => Err(LoadError::Export {
+                    references: listed.clone(),
+                    source: clone_bollard_error(error),
+                }),
+                (Ok(()), Ok(_)) => Ok((counter.load(Ordering::Relaxed), false)),
+                (Ok(()), Err(LoadError::Import { source, .. }))
+                    if is_content_digest_error(&source) =>
+                {
+                    self.retry_single_platform(references, store, &listed, counter)
+                        .await
+                }
+                (Ok(()), Err(error)) => Err(error),
+            };
+            results.push(result);
+        }
+        results
+    }
+
+    /// Engines using the containerd image store may export an index whose
+    /// other platforms' blobs are absent, which `--all-platforms` rejects
+    /// ("content digest ... not found"): import the node's platform only.
+    async fn retry_single_platform(
+        &self,
+        references: &BTreeSet<String>,
+        store: &NodeStore,
+        listed: &str,
+        counter: &Arc<AtomicU64>,
+    ) -> Result<(u64, bool), LoadError> {
+        tracing::warn!(
+            node = store.name(),
+            "content digest missing in a multi-platform export: retrying with a single-platform import"
+        );
+        let snapshotter = store
+            .snapshotter()
+            .await
+            .map_err(|source| LoadError::Snapshotter {
+                node: store.name().to_owned(),
+                source,
+            })?;
+        let names: Vec<&str> = references.iter().map(String::as_str).collect();
+        let export = export_stream(&self.docker, &names);
+        store
+            .import(&snapshotter, false, counted(export, counter.clone()))
+            .await
+            .map_err(|source| LoadError::Import {
+                node: store.name().to_owned(),
+                references: listed.to_owned(),
+                source,
+            })?;
+        Ok((counter.load(Ordering::Relaxed), true))
+    }
+}
+
+/// `docker save` of `references`, as a stream.
+fn export_stream(docker: &Docker, references: &[&str]) -> ByteStream {
+    Box::pin(
+        docker
+            .export_images(references)
+            .map(|chunk| chunk.map_err(|error| std::io::Error::other(error.to_string()))),
+    )
+}
+
+fn receiver_stream(
+    receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    ))
+}
+
+fn counted(stream: ByteStream, counter: Arc<AtomicU64>) -> ByteStream {
+    Box::pin(stream.inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    }))
+}
+
+pub(crate) fn is_content_digest_error(error: &NodeError) -> bool {
+    let text = match error {
+        NodeError::Failed { stderr, .. } => stderr.as_str(),
+        _ => return false,
+    };
+    text.contains("content digest") && text.contains("not found")
+}
+
+fn clone_node_error(error: &NodeError) -> NodeError {
+    match error {
+        NodeError::Failed {
+            node,
+            command,
+            code,
+            stderr,
+        } => NodeError::Failed {
+            node: node.clone(),
+            command: command.clone(),
+            code: *code,
+            stderr: stderr.clone(),
+        },
+        NodeError::NoSnapshotter { node } => NodeError::NoSnapshotter { node: node.clone() },
+        NodeError::Exec {
+            node,
+            command,
+            source,
+        } => NodeError::Exec {
+            node: node.clone(),
+            command: command.clone(),
+            source: source.to_string().into(),
+        },
+    }
+}
+
+fn clone_bollard_error(error: &bollard::errors::Error) -> bollard::errors::Error {
+    bollard::errors::Error::DockerStreamError {
+        error: error.to_string(),
+    }
+}
+
+/// What a node holds, references of the missing image's repository first.
+fn describe_held(held: &[StoredImage], missing: &ImageRef) -> String {
+    let repository = missing.reference().repository();
+    let mut named: Vec<&StoredImage> = held
+        .iter()
+        .filter(|stored| {
+            !stored.reference.starts_with("sha256:") && !stored.reference.starts_with("import-")
+        })
+        .collect();
+    named.sort_by_key(|stored| {
+        (
+            !stored.reference.starts_with(repository),
+            stored.reference.clone(),
+        )
+    });
+    if named.is_empty() {
+        return "no images".to_owned();
+    }
+    let shown: Vec<String> = named
+        .iter()
+        .take(10)
+        .map(|stored| match &stored.image_id {
+            Some(id) => format!("`{}` (image {id})", stored.reference),
+            None => format!("`{}`", stored.reference),
+        })
+        .collect();
+    let more = named.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_digest_errors_are_recognised() {
+        let failed = |stderr: &str| NodeError::Failed {
+            node: "n".into(),
+            command: "ctr".into(),
+            code: 1,
+            stderr: stderr.into(),
+        };
+        assert!(is_content_digest_error(&failed(
+            "ctr: content digest sha256:1234: not found"
+        )));
+        assert!(!is_content_digest_error(&failed(
+            "ctr: no space left on device"
+        )));
+        assert!(!is_content_digest_error(&NodeError::NoSnapshotter {
+            node: "n".into()
+        }));
+    }
+}

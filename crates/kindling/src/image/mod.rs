@@ -1,0 +1,110 @@
+//! Images: built with exact returned references, tagged by their inputs,
+//! and loaded into node image stores.
+
+mod build;
+mod context;
+mod loader;
+mod reference;
+mod spec;
+
+pub use build::{BuildError, Builder};
+pub use context::ContextError;
+pub use loader::{LoadError, LoadReport, Loader};
+pub use reference::{NormalizedReference, ReferenceError, normalize};
+pub use spec::{ImageSpec, TagPolicy, TagPolicyError};
+
+use bollard::Docker;
+use serde::Serialize;
+
+/// An image that exists in the local engine, by its exact normalised
+/// reference and its image ID.
+///
+/// Only a build ([`Builder`]), a lookup of a local image
+/// ([`ImageRef::existing`]) or a declared third-party image
+/// ([`ImageRef::external`]) makes one; there is no way to make one from a
+/// bare string, so a manifest can only name an image that exists.
+///
+/// ```compile_fail
+/// let image = kindling::image::ImageRef { name: "api".into(), reference: todo!(), id: "sha256:0".into() };
+/// ```
+#[must_use = "an ImageRef is the only way to name this image in manifests and loads"]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRef {
+    name: String,
+    reference: NormalizedReference,
+    id: String,
+}
+
+/// Looking up an image failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("invalid image reference")]
+    Reference(#[from] ReferenceError),
+    #[error(
+        "image `{reference}` is not in the local engine: get it first (`docker pull {reference}` where a registry is reachable, or `docker load -i <file>.tar`)"
+    )]
+    NotLocal {
+        reference: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the engine reports no ID for image `{reference}`")]
+    NoId { reference: String },
+}
+
+impl ImageRef {
+    /// The logical name manifests use.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The exact reference every node holds and every manifest gets.
+    pub fn reference(&self) -> &NormalizedReference {
+        &self.reference
+    }
+
+    /// The image ID (`sha256:` config digest).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A third-party image (a database, a proxy) that must already be in the
+    /// local engine: there is no registry to pull from during a load.
+    pub async fn external(
+        docker: &Docker,
+        name: impl Into<String>,
+        reference: &str,
+    ) -> Result<ImageRef, ImageError> {
+        Self::existing(docker, name, reference).await
+    }
+
+    /// An image that exists locally under `reference`, named `name`.
+    pub async fn existing(
+        docker: &Docker,
+        name: impl Into<String>,
+        reference: &str,
+    ) -> Result<ImageRef, ImageError> {
+        let reference = normalize(reference)?;
+        let inspected = docker
+            .inspect_image(reference.as_str())
+            .await
+            .map_err(|source| ImageError::NotLocal {
+                reference: reference.to_string(),
+                source,
+            })?;
+        let id = inspected.id.ok_or_else(|| ImageError::NoId {
+            reference: reference.to_string(),
+        })?;
+        Ok(ImageRef {
+            name: name.into(),
+            reference,
+            id,
+        })
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reference, self.id)
+    }
+}

@@ -1,0 +1,172 @@
+//! What an image is built from, and how its tag is chosen.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How built images are tagged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagPolicy {
+    /// A digest of every build input: an unchanged image is neither rebuilt nor reloaded.
+    Content,
+    /// `<name>-<user>-<git short sha>[-dirty]-<unix seconds>`: a new tag every run.
+    Unique,
+    /// A tag a CI pipeline built beforehand; the image must exist locally.
+    Fixed(String),
+}
+
+/// A tag policy in `KINDLING_TAG_POLICY` (with `KINDLING_IMAGE_TAG` for `fixed`) is invalid.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TagPolicyError {
+    #[error(
+        "invalid value `{value}` in KINDLING_TAG_POLICY: expected one of `content`, `unique`, `fixed`"
+    )]
+    Unknown { value: String },
+    #[error(
+        "KINDLING_TAG_POLICY=fixed needs KINDLING_IMAGE_TAG, the tag the pipeline built (e.g. `ci-1234`)"
+    )]
+    MissingFixedTag,
+}
+
+impl TagPolicy {
+    /// The policy from `KINDLING_TAG_POLICY` and `KINDLING_IMAGE_TAG`, or `default` when unset.
+    pub fn from_env(default: TagPolicy) -> Result<TagPolicy, TagPolicyError> {
+        Self::from_values(
+            std::env::var("KINDLING_TAG_POLICY").ok().as_deref(),
+            std::env::var("KINDLING_IMAGE_TAG").ok().as_deref(),
+            default,
+        )
+    }
+
+    pub(crate) fn from_values(
+        policy: Option<&str>,
+        tag: Option<&str>,
+        default: TagPolicy,
+    ) -> Result<TagPolicy, TagPolicyError> {
+        match policy.map(str::trim).filter(|p| !p.is_empty()) {
+            None => Ok(default),
+            Some("content") => Ok(TagPolicy::Content),
+            Some("unique") => Ok(TagPolicy::Unique),
+            Some("fixed") => match tag.map(str::trim).filter(|t| !t.is_empty()) {
+                Some(tag) => Ok(TagPolicy::Fixed(tag.to_owned())),
+                None => Err(TagPolicyError::MissingFixedTag),
+            },
+            Some(other) => Err(TagPolicyError::Unknown {
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
+/// An image to build: a logical name (what manifests refer to), a build
+/// context, a Dockerfile (which may lie outside the context), build
+/// arguments, a target stage and a platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub(crate) name: String,
+    pub(crate) context: PathBuf,
+    pub(crate) dockerfile: Option<PathBuf>,
+    pub(crate) build_args: BTreeMap<String, String>,
+    pub(crate) target: Option<String>,
+    pub(crate) platform: Option<String>,
+}
+
+impl ImageSpec {
+    /// An image named `name` built from `context` with `context/Dockerfile`.
+    pub fn new(name: impl Into<String>, context: impl Into<PathBuf>) -> Self {
+        ImageSpec {
+            name: name.into(),
+            context: context.into(),
+            dockerfile: None,
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: None,
+        }
+    }
+
+    /// A Dockerfile elsewhere (relative paths are relative to the current directory).
+    pub fn dockerfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dockerfile = Some(path.into());
+        self
+    }
+
+    pub fn build_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.build_args.insert(key.into(), value.into());
+        self
+    }
+
+    /// The stage to build in a multi-stage Dockerfile.
+    pub fn target(mut self, stage: impl Into<String>) -> Self {
+        self.target = Some(stage.into());
+        self
+    }
+
+    /// e.g. `linux/amd64`.
+    pub fn platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn context(&self) -> &Path {
+        &self.context
+    }
+
+    /// The Dockerfile's path.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| self.context.join("Dockerfile"))
+    }
+
+    /// The repository kindling builds this image into: `localhost/kindling/<name>`.
+    /// Kept with its `localhost/` prefix everywhere, as containerd keeps it.
+    pub fn repository(&self) -> String {
+        format!("localhost/kindling/{}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_policies_from_values() {
+        let content = TagPolicy::Content;
+        assert_eq!(
+            TagPolicy::from_values(None, None, content.clone()),
+            Ok(TagPolicy::Content)
+        );
+        assert_eq!(
+            TagPolicy::from_values(Some("unique"), None, content.clone()),
+            Ok(TagPolicy::Unique)
+        );
+        assert_eq!(
+            TagPolicy::from_values(Some("fixed"), Some("ci-7"), content.clone()),
+            Ok(TagPolicy::Fixed("ci-7".to_owned()))
+        );
+        assert_eq!(
+            TagPolicy::from_values(Some("fixed"), None, content.clone()),
+            Err(TagPolicyError::MissingFixedTag)
+        );
+        let error = TagPolicy::from_values(Some("newest"), None, content).unwrap_err();
+        assert!(error.to_string().contains(
+            "`newest` in KINDLING_TAG_POLICY: expected one of `content`, `unique`, `fixed`"
+        ));
+    }
+
+    #[test]
+    fn dockerfile_defaults_to_the_context() {
+        let spec = ImageSpec::new("api", "/src/api");
+        assert_eq!(spec.dockerfile_path(), PathBuf::from("/src/api/Dockerfile"));
+        assert_eq!(
+            spec.clone()
+                .dockerfile("/elsewhere/Dockerfile")
+                .dockerfile_path(),
+            PathBuf::from("/elsewhere/Dockerfile")
+        );
+        assert_eq!(spec.repository(), "localhost/kindling/api");
+    }
+}

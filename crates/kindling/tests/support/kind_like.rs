@@ -1,0 +1,242 @@
+//! Kind-like clusters for tests: node containers built here from Debian's
+//! containerd (`FROM scratch`: containerd, ctr, their libraries), labelled
+//! and named exactly as kind labels and names its nodes, so discovery and
+//! loading run as against a real Kind cluster. They need `--cap-add
+//! SYS_ADMIN` with seccomp and apparmor unconfined for containerd to
+//! unpack images; they run no kubelet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use kindling::image::{Builder, ImageSpec};
+use kindling::node::{KIND_CLUSTER_LABEL, KIND_ROLE_LABEL, NodeStore, discover_kind_nodes};
+
+/// Host files copied into the node image, with their place in it.
+const NODE_FILES: &[(&str, &str)] = &[
+    ("/usr/bin/containerd", "usr/bin/containerd"),
+    ("/usr/bin/ctr", "usr/bin/ctr"),
+    (
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libc.so.6",
+    ),
+    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+];
+
+const CONTAINERD_CONFIG: &str = r#"version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  snapshotter = "overlayfs"
+"#;
+
+const NODE_DOCKERFILE: &str = "FROM scratch
+COPY usr /usr
+COPY lib /lib
+COPY lib64 /lib64
+COPY etc /etc
+VOLUME /var/lib/containerd
+ENTRYPOINT [\"/usr/bin/containerd\", \"--config\", \"/etc/containerd/config.toml\"]
+";
+
+/// Writes the node image's build context into `dir`.
+pub fn write_node_context(dir: &Path) -> std::io::Result<()> {
+    for (source, target) in NODE_FILES {
+        let target = dir.join(target);
+        std::fs::create_dir_all(target.parent().expect("nested"))?;
+        std::fs::copy(source, &target).map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("cannot copy {source} (install Debian's containerd package): {error}"),
+            )
+        })?;
+    }
+    std::fs::create_dir_all(dir.join("etc/containerd"))?;
+    std::fs::write(dir.join("etc/containerd/config.toml"), CONTAINERD_CONFIG)?;
+    std::fs::write(dir.join("Dockerfile"), NODE_DOCKERFILE)
+}
+
+/// The node image reference, built once (its content tag makes later calls cheap).
+pub async fn node_image(docker: &Docker) -> Result<String, kindling::BoxError> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kind-like-node");
+    let lock =
+        std::fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kind-like-node.lock"))?;
+    lock.lock()?;
+    write_node_context(&dir)?;
+    let built = Builder::new(docker.clone())
+        .build(&ImageSpec::new("kind-like-node", &dir))
+        .await?;
+    Ok(built.image.reference().to_string())
+}
+
+/// A running kind-like cluster; dropping it removes its containers and volumes.
+pub struct KindLikeCluster {
+    pub name: String,
+    pub node_names: Vec<String>,
+    docker: Docker,
+}
+
+impl KindLikeCluster {
+    /// Starts `<name>-control-plane` and `workers` workers (`<name>-worker`, `<name>-worker2`, ...).
+    pub async fn start(
+        docker: &Docker,
+        name: &str,
+        workers: usize,
+    ) -> Result<Self, kindling::BoxError> {
+        remove_cluster_containers(name);
+        let image = node_image(docker).await?;
+        let mut node_names = vec![format!("{name}-control-plane")];
+        for index in 0..workers {
+            node_names.push(match index {
+                0 => format!("{name}-worker"),
+                n => format!("{name}-worker{}", n + 1),
+            });
+        }
+        let cluster = KindLikeCluster {
+            name: name.to_owned(),
+            node_names: node_names.clone(),
+            docker: docker.clone(),
+        };
+        for node in &node_names {
+            let role = if node.ends_with("control-plane") {
+                "control-plane"
+            } else {
+                "worker"
+            };
+            let labels = HashMap::from([
+                (KIND_CLUSTER_LABEL.to_owned(), name.to_owned()),
+                (KIND_ROLE_LABEL.to_owned(), role.to_owned()),
+            ]);
+            let body = ContainerCreateBody {
+                image: Some(image.clone()),
+                labels: Some(labels),
+                hostname: Some(node.clone()),
+                host_config: Some(HostConfig {
+                    cap_add: Some(vec!["SYS_ADMIN".to_owned()]),
+                    security_opt: Some(vec![
+                        "seccomp=unconfined".to_owned(),
+                        "apparmor=unconfined".to_owned(),
+                    ]),
+                    tmpfs: Some(HashMap::from([
+                        ("/run".to_owned(), String::new()),
+                        ("/tmp".to_owned(), String::new()),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            docker
+                .create_container(
+                    Some(CreateContainerOptionsBuilder::default().name(node).build()),
+                    body,
+                )
+                .await?;
+            docker.start_container(node, None).await?;
+        }
+        for store in cluster.stores().await? {
+            wait_for_containerd(&store).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The nodes' image stores, found by their labels as for a real Kind cluster.
+    pub async fn stores(&self) -> Result<Vec<NodeStore>, kindling::BoxError> {
+        let nodes = discover_kind_nodes(&self.docker, &self.name).await?;
+        Ok(nodes.into_iter().map(|node| node.store).collect())
+    }
+
+    /// Removes one node container (a node that disappears).
+    pub async fn remove_node(&self, node: &str) -> Result<(), kindling::BoxError> {
+        self.docker
+            .remove_container(
+                node,
+                Some(
+                    RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for KindLikeCluster {
+    fn drop(&mut self) {
+        remove_cluster_containers(&self.name);
+    }
+}
+
+/// Removes every container labelled for `cluster`, with its volumes (through the CLI: works from Drop).
+pub fn remove_cluster_containers(cluster: &str) {
+    let listed = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={KIND_CLUSTER_LABEL}={cluster}"),
+        ])
+        .output();
+    if let Ok(listed) = listed {
+        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !ids.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-fv"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+async fn wait_for_containerd(store: &NodeStore) -> Result<(), kindling::BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.list().await {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() > deadline => {
+                return Err(format!(
+                    "containerd in node `{}` did not start: {error}",
+                    store.name()
+                )
+                .into());
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A build context of an image of about `megabytes` MB: `FROM scratch`,
+/// deterministic pseudo-random data (so its content tag is stable) and a
+/// marker file the caller may change.
+pub fn write_data_image(
+    dir: &Path,
+    seed: u64,
+    megabytes: usize,
+    marker: &str,
+) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = Vec::with_capacity(megabytes * 1024 * 1024);
+    while data.len() < megabytes * 1024 * 1024 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(dir.join("data"), &data)?;
+    std::fs::write(dir.join("marker"), marker)?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY data /data\nCOPY marker /marker\n",
+    )?;
+    Ok(dir.to_owned())
+}
