@@ -148,10 +148,9 @@ async fn changed_source_gives_a_new_content_tag_that_gets_loaded() -> Result<(),
     loader.load(std::slice::from_ref(&before), &stores).await?;
     std::fs::write(context.join("marker"), "v2")?;
     let after = builder.build(&spec).await?;
-    ensure(
-        after.built && after.image.reference() != before.reference(),
-        || format!("{} did not get a new tag", after.image),
-    )?;
+    ensure(after.image.reference() != before.reference(), || {
+        format!("{} did not get a new tag", after.image)
+    })?;
     let report = loader
         .load(std::slice::from_ref(&after.image), &stores)
         .await?;

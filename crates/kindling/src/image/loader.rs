@@ -15,9 +15,12 @@ use futures_util::future::join_all;
 use super::ImageRef;
 use crate::node::{ByteStream, NodeError, NodeStore, StoredImage};
 
-/// Chunks buffered per node while streaming: bounds memory to a few
-/// hundred KiB whatever the image size.
-const CHUNKS_IN_FLIGHT: usize = 8;
+/// Export chunks are coalesced to this size before they are sent: fewer,
+/// larger writes into each node's exec stream.
+const CHUNK_BYTES: usize = 512 * 1024;
+/// Chunks buffered per node while streaming: bounds memory to a few MiB
+/// whatever the image size.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What a load did on one node.
 #[derive(Debug, Clone, Default)]
@@ -137,8 +140,11 @@ impl Loader {
         images: &[ImageRef],
         nodes: &[NodeStore],
     ) -> Result<LoadReport, LoadError> {
+        // The snapshotter is asked alongside the listing (and cached), so an
+        // import does not wait for one more round trip.
         let listings = join_all(nodes.iter().map(|node| async move {
-            node.list().await.map_err(|source| LoadError::List {
+            let (listed, _) = tokio::join!(node.list(), node.snapshotter());
+            listed.map_err(|source| LoadError::List {
                 node: node.name().to_owned(),
                 source,
             })
@@ -266,44 +272,28 @@ impl Loader {
             .map(|r| format!("`{r}`"))
             .collect::<Vec<_>>()
             .join(", ");
-        let snapshotters = join_all(stores.iter().map(|store| async move {
-            store
-                .snapshotter()
-                .await
-                .map_err(|source| LoadError::Snapshotter {
-                    node: store.name().to_owned(),
-                    source,
-                })
-        }))
-        .await;
         let mut senders = Vec::new();
         let mut imports = Vec::new();
         let counters: Vec<Arc<AtomicU64>> =
             stores.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
-        for ((store, snapshotter), counter) in stores.iter().zip(&snapshotters).zip(&counters) {
+        for (store, counter) in stores.iter().zip(&counters) {
             let (sender, receiver) =
                 tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
             senders.push(sender);
-            let counter = counter.clone();
+            let stream = counted(receiver_stream(receiver), counter.clone());
             let listed = listed.clone();
             imports.push(async move {
-                let snapshotter = match snapshotter {
-                    Ok(snapshotter) => snapshotter.clone(),
-                    Err(error) => {
-                        return Err(LoadError::Snapshotter {
+                let snapshotter =
+                    store
+                        .snapshotter()
+                        .await
+                        .map_err(|source| LoadError::Snapshotter {
                             node: store.name().to_owned(),
-                            source: match error {
-                                LoadError::Snapshotter { source, .. } => clone_node_error(source),
-                                _ => unreachable!("snapshotter errors only"),
-                            },
-                        });
-                    }
-                };
-                let stream = counted(receiver_stream(receiver), counter);
+                            source,
+                        })?;
                 store
                     .import(&snapshotter, true, stream)
                     .await
-                    .map(|()| snapshotter)
                     .map_err(|source| LoadError::Import {
                         node: store.name().to_owned(),
                         references: listed,
@@ -314,16 +304,14 @@ impl Loader {
         let names: Vec<&str> = references.iter().map(String::as_str).collect();
         let pump = async move {
             let mut export = self.docker.export_images(&names);
+            let mut pending = bytes::BytesMut::with_capacity(CHUNK_BYTES);
             let mut result = Ok(());
-            while let Some(chunk) = export.next().await {
-                match chunk {
-                    Ok(chunk) => {
-                        for sender in &senders {
-                            // A node whose import failed has dropped its receiver.
-                            let _ = sender.send(Ok(chunk.clone())).await;
-                        }
-                    }
-                    Err(error) => {
+            loop {
+                let next = export.next().await;
+                let finished = next.is_none();
+                match next {
+                    Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                    Some(Err(error)) => {
                         for sender in &senders {
                             let _ = sender
                                 .send(Err(std::io::Error::other(error.to_string())))
@@ -332,6 +320,17 @@ impl Loader {
                         result = Err(error);
                         break;
                     }
+                    None => {}
+                }
+                if pending.len() >= CHUNK_BYTES || (finished && !pending.is_empty()) {
+                    let chunk = pending.split().freeze();
+                    for sender in &senders {
+                        // A node whose import failed has dropped its receiver.
+                        let _ = sender.send(Ok(chunk.clone())).await;
+                    }
+                }
+                if finished {
+                    break;
                 }
             }
             // Dropping the senders ends every node's stdin.
@@ -427,32 +426,6 @@ pub(crate) fn is_content_digest_error(error: &NodeError) -> bool {
         _ => return false,
     };
     text.contains("content digest") && text.contains("not found")
-}
-
-fn clone_node_error(error: &NodeError) -> NodeError {
-    match error {
-        NodeError::Failed {
-            node,
-            command,
-            code,
-            stderr,
-        } => NodeError::Failed {
-            node: node.clone(),
-            command: command.clone(),
-            code: *code,
-            stderr: stderr.clone(),
-        },
-        NodeError::NoSnapshotter { node } => NodeError::NoSnapshotter { node: node.clone() },
-        NodeError::Exec {
-            node,
-            command,
-            source,
-        } => NodeError::Exec {
-            node: node.clone(),
-            command: command.clone(),
-            source: source.to_string().into(),
-        },
-    }
 }
 
 fn clone_bollard_error(error: &bollard::errors::Error) -> bollard::errors::Error {

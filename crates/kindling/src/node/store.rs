@@ -23,11 +23,15 @@ pub struct StoredImage {
 #[derive(Clone)]
 pub struct NodeStore {
     transport: Arc<dyn NodeTransport>,
+    snapshotter: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl NodeStore {
     pub fn new(transport: Arc<dyn NodeTransport>) -> Self {
-        NodeStore { transport }
+        NodeStore {
+            transport,
+            snapshotter: Arc::default(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -48,12 +52,17 @@ impl NodeStore {
         Ok(output)
     }
 
-    /// The snapshotter the CRI plugin unpacks images with.
+    /// The snapshotter the CRI plugin unpacks images with (asked once per store).
     pub async fn snapshotter(&self) -> Result<String, NodeError> {
-        let output = self.run(&["containerd", "config", "dump"], None).await?;
-        parse_snapshotter(&output.stdout).ok_or_else(|| NodeError::NoSnapshotter {
-            node: self.name().to_owned(),
-        })
+        self.snapshotter
+            .get_or_try_init(|| async {
+                let output = self.run(&["containerd", "config", "dump"], None).await?;
+                parse_snapshotter(&output.stdout).ok_or_else(|| NodeError::NoSnapshotter {
+                    node: self.name().to_owned(),
+                })
+            })
+            .await
+            .cloned()
     }
 
     /// Every reference in the store, with its image ID where it can be told.
