@@ -377,6 +377,16 @@ where
         Some(environment)
     }
 
+    fn record(&self, record: &SetupRecord) -> Result<(), SetupError> {
+        self.options
+            .store
+            .write(record)
+            .map_err(|source| SetupError::State {
+                suite: self.options.suite.clone(),
+                source,
+            })
+    }
+
     async fn set_up(&self, fingerprints: BTreeMap<String, String>) -> Result<Arc<E>, SetupError> {
         let suite = self.options.suite.clone();
         let started_wall = chrono::Local::now().fixed_offset();
@@ -393,13 +403,7 @@ where
             error: None,
             reused_from: None,
         };
-        self.options
-            .store
-            .write(&record)
-            .map_err(|source| SetupError::State {
-                suite: suite.clone(),
-                source,
-            })?;
+        self.record(&record)?;
         self.options
             .progress
             .line(&format!("setting up for run {}", self.options.run_id));
@@ -467,13 +471,7 @@ where
             }
         };
         record.phases = phases.clone();
-        self.options
-            .store
-            .write(&record)
-            .map_err(|source| SetupError::State {
-                suite: suite.clone(),
-                source,
-            })?;
+        self.record(&record)?;
         self.options.progress.line(&format!(
             "{} in {}",
             if result.is_ok() { "ready" } else { "failed" },

@@ -283,14 +283,7 @@ impl Loader {
             let stream = counted(receiver_stream(receiver), counter.clone());
             let listed = listed.clone();
             imports.push(async move {
-                let snapshotter =
-                    store
-                        .snapshotter()
-                        .await
-                        .map_err(|source| LoadError::Snapshotter {
-                            node: store.name().to_owned(),
-                            source,
-                        })?;
+                let snapshotter = snapshotter_of(store).await?;
                 store
                     .import(&snapshotter, true, stream)
                     .await
@@ -373,13 +366,7 @@ impl Loader {
             node = store.name(),
             "content digest missing in a multi-platform export: retrying with a single-platform import"
         );
-        let snapshotter = store
-            .snapshotter()
-            .await
-            .map_err(|source| LoadError::Snapshotter {
-                node: store.name().to_owned(),
-                source,
-            })?;
+        let snapshotter = snapshotter_of(store).await?;
         let names: Vec<&str> = references.iter().map(String::as_str).collect();
         let export = export_stream(&self.docker, &names);
         store
@@ -392,6 +379,16 @@ impl Loader {
             })?;
         Ok((counter.load(Ordering::Relaxed), true))
     }
+}
+
+async fn snapshotter_of(store: &NodeStore) -> Result<String, LoadError> {
+    store
+        .snapshotter()
+        .await
+        .map_err(|source| LoadError::Snapshotter {
+            node: store.name().to_owned(),
+            source,
+        })
 }
 
 /// `docker save` of `references`, as a stream.
