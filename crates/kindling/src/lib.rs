@@ -18,6 +18,7 @@
 //! ```
 
 mod capture;
+pub mod cluster;
 mod config;
 pub mod docker;
 mod error;

@@ -1,0 +1,60 @@
+//! Clusters: one [`Provider`] trait for every way a suite gets a cluster
+//! (a local one of upstream components, Kind, an existing one), and the
+//! pieces providers share.
+
+pub mod pki;
+
+use std::path::{Path, PathBuf};
+
+use crate::node::NodeStore;
+use crate::setup::BoxFuture;
+
+/// A provider failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{provider} cluster `{cluster}`: failed to {action}")]
+pub struct ProviderError {
+    pub provider: String,
+    pub cluster: String,
+    /// What it was doing, e.g. "start kube-apiserver".
+    pub action: String,
+    #[source]
+    pub source: crate::BoxError,
+}
+
+/// What a running cluster offers a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub name: String,
+    /// A kubeconfig of its own; `~/.kube/config` is never written.
+    pub kubeconfig: PathBuf,
+    /// The context to use in it.
+    pub context: String,
+    /// Input fingerprint of the cluster's configuration: a reused cluster
+    /// whose fingerprint differs must be refused, not silently used.
+    pub fingerprint: String,
+}
+
+/// How a suite gets a cluster. Implementations: `local` (upstream
+/// components on this host), `kind` (the kind CLI), `existing` (a
+/// kubeconfig context, images pushed to a registry).
+pub trait Provider: Send + Sync {
+    /// `local`, `kind`, `existing`.
+    fn kind(&self) -> &'static str;
+
+    /// The cluster's name.
+    fn cluster(&self) -> &str;
+
+    /// Creates the cluster or reuses a healthy one with the same
+    /// configuration; returns once it is ready for workloads.
+    fn ensure(&self) -> BoxFuture<Result<ClusterInfo, ProviderError>>;
+
+    /// The image stores of the nodes, for the loader. Empty for providers
+    /// that push to a registry instead.
+    fn node_stores(&self) -> BoxFuture<Result<Vec<NodeStore>, ProviderError>>;
+
+    /// Deletes the cluster; deleting one that does not exist is not an error.
+    fn delete(&self) -> BoxFuture<Result<(), ProviderError>>;
+
+    /// Copies the cluster's logs into `dir` (for artifacts on failure).
+    fn collect_logs(&self, dir: &Path) -> BoxFuture<Result<(), ProviderError>>;
+}

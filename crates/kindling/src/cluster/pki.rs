@@ -1,0 +1,458 @@
+//! Certificates and keys of a cluster, generated with rcgen and written
+//! with mode 0600: a CA, the API server's serving certificate, client
+//! certificates for the admin and each component, the kubelet's serving
+//! certificate, and the service-account key pair.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// What the certificates are for.
+#[derive(Debug, Clone)]
+pub struct PkiSpec {
+    /// The node's name; the kubelet's identity is `system:node:<node>`.
+    pub node_name: String,
+    /// The node's IP (API server advertise address, kubelet serving address).
+    pub node_ip: IpAddr,
+    /// The first address of the service range (the `kubernetes` Service).
+    pub service_ip: IpAddr,
+}
+
+/// A certificate and its key on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where every file of a cluster's PKI lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiFiles {
+    pub ca: CertFiles,
+    pub apiserver: CertFiles,
+    pub apiserver_kubelet_client: CertFiles,
+    pub admin: CertFiles,
+    pub controller_manager: CertFiles,
+    pub scheduler: CertFiles,
+    pub kube_proxy: CertFiles,
+    pub kubelet_client: CertFiles,
+    pub kubelet_serving: CertFiles,
+    pub service_account_key: PathBuf,
+    pub service_account_public: PathBuf,
+}
+
+impl PkiFiles {
+    /// The layout under `dir`.
+    pub fn under(dir: &Path) -> Self {
+        let pair = |name: &str| CertFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        PkiFiles {
+            ca: pair("ca"),
+            apiserver: pair("apiserver"),
+            apiserver_kubelet_client: pair("apiserver-kubelet-client"),
+            admin: pair("admin"),
+            controller_manager: pair("controller-manager"),
+            scheduler: pair("scheduler"),
+            kube_proxy: pair("kube-proxy"),
+            kubelet_client: pair("kubelet-client"),
+            kubelet_serving: pair("kubelet-serving"),
+            service_account_key: dir.join("sa.key"),
+            service_account_public: dir.join("sa.pub"),
+        }
+    }
+
+    fn all_paths(&self) -> Vec<&Path> {
+        let mut paths = Vec::new();
+        for pair in [
+            &self.ca,
+            &self.apiserver,
+            &self.apiserver_kubelet_client,
+            &self.admin,
+            &self.controller_manager,
+            &self.scheduler,
+            &self.kube_proxy,
+            &self.kubelet_client,
+            &self.kubelet_serving,
+        ] {
+            paths.push(pair.cert.as_path());
+            paths.push(pair.key.as_path());
+        }
+        paths.push(&self.service_account_key);
+        paths.push(&self.service_account_public);
+        paths
+    }
+}
+
+/// A certificate signed by the CA: files, common name, organisation,
+/// subject alternative names, extended key usage.
+type Leaf<'a> = (
+    &'a CertFiles,
+    &'a str,
+    Option<&'a str>,
+    Vec<SanType>,
+    ExtendedKeyUsagePurpose,
+);
+
+/// Generating or writing the PKI failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("failed to generate the `{what}` certificate")]
+    Generate {
+        what: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("failed to write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes the PKI under `dir`, unless every file is already there (then
+/// it is kept, so restarting a cluster keeps its identity). A partial set
+/// is regenerated whole.
+pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
+    let files = PkiFiles::under(dir);
+    if files.all_paths().iter().all(|path| path.is_file()) {
+        return Ok(files);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+
+    let ca_key = generate_key("ca")?;
+    let mut ca_params = params("ca", "kindling-ca", None, &[])?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(generate_error("ca"))?;
+    write(&files.ca.cert, &ca_cert.pem())?;
+    write(&files.ca.key, &ca_key.serialize_pem())?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let node_san = vec![
+        SanType::IpAddress(spec.node_ip),
+        dns(&spec.node_name)?,
+        SanType::IpAddress("127.0.0.1".parse().expect("loopback")),
+        dns("localhost")?,
+    ];
+    let mut apiserver_sans = vec![
+        SanType::IpAddress(spec.service_ip),
+        dns("kubernetes")?,
+        dns("kubernetes.default")?,
+        dns("kubernetes.default.svc")?,
+        dns("kubernetes.default.svc.cluster.local")?,
+    ];
+    apiserver_sans.extend(node_san.clone());
+
+    let node_identity = format!("system:node:{}", spec.node_name);
+    let leaves: [Leaf<'_>; 8] = [
+        (
+            &files.apiserver,
+            "kube-apiserver",
+            None,
+            apiserver_sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        (
+            &files.apiserver_kubelet_client,
+            "kube-apiserver-kubelet-client",
+            Some("kindling:apiserver-kubelet-client"),
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        (
+            &files.admin,
+            "kindling-admin",
+            Some("system:masters"),
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        (
+            &files.controller_manager,
+            "system:kube-controller-manager",
+            None,
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        (
+            &files.scheduler,
+            "system:kube-scheduler",
+            None,
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        (
+            &files.kube_proxy,
+            "system:kube-proxy",
+            None,
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        (
+            &files.kubelet_client,
+            &node_identity,
+            Some("system:nodes"),
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+        (
+            &files.kubelet_serving,
+            &node_identity,
+            Some("system:nodes"),
+            node_san,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+    ];
+    for (target, common_name, organization, sans, usage) in leaves {
+        let key = generate_key(common_name)?;
+        let mut leaf = params(common_name, common_name, organization, &[])?;
+        leaf.subject_alt_names = sans;
+        leaf.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        leaf.extended_key_usages = vec![usage];
+        let cert = leaf
+            .signed_by(&key, &issuer)
+            .map_err(generate_error(common_name))?;
+        write(&target.cert, &cert.pem())?;
+        write(&target.key, &key.serialize_pem())?;
+    }
+
+    let service_account = generate_key("service-account")?;
+    write(&files.service_account_key, &service_account.serialize_pem())?;
+    write(
+        &files.service_account_public,
+        &service_account.public_key_pem(),
+    )?;
+    Ok(files)
+}
+
+fn generate_error(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
+    move |source| PkiError::Generate {
+        what: what.to_owned(),
+        source,
+    }
+}
+
+fn generate_key(what: &str) -> Result<KeyPair, PkiError> {
+    KeyPair::generate().map_err(generate_error(what))
+}
+
+fn dns(name: &str) -> Result<SanType, PkiError> {
+    name.to_owned()
+        .try_into()
+        .map(SanType::DnsName)
+        .map_err(generate_error(name))
+}
+
+fn params(
+    what: &str,
+    common_name: &str,
+    organization: Option<&str>,
+    sans: &[String],
+) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(sans.to_vec()).map_err(generate_error(what))?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    if let Some(organization) = organization {
+        name.push(DnType::OrganizationName, organization);
+    }
+    params.distinguished_name = name;
+    Ok(params)
+}
+
+/// Writes `contents` to `path` with mode 0600 (keys and certificates alike).
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let error = |source| PkiError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    file.write_all(contents.as_bytes()).map_err(error)
+}
+
+/// A kubeconfig for `user` with certificate files, one cluster and one
+/// context, both named `cluster`.
+pub fn kubeconfig(
+    cluster: &str,
+    server: &str,
+    ca: &Path,
+    user: &str,
+    client: &CertFiles,
+) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: {cluster}
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate: {cert}
+    client-key: {key}
+contexts:
+- name: {cluster}
+  context:
+    cluster: {cluster}
+    user: {user}
+current-context: {cluster}
+",
+        ca = ca.display(),
+        cert = client.cert.display(),
+        key = client.key.display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+    use x509_parser::prelude::*;
+
+    fn spec() -> PkiSpec {
+        PkiSpec {
+            node_name: "kindling-node".to_owned(),
+            node_ip: "10.215.0.1".parse().unwrap(),
+            service_ip: "10.214.0.1".parse().unwrap(),
+        }
+    }
+
+    fn subject_and_issuer(path: &Path) -> (String, String, Vec<String>, bool) {
+        let pem = std::fs::read(path).unwrap();
+        let (_, pem) = parse_x509_pem(&pem).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let sans = cert
+            .subject_alternative_name()
+            .unwrap()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .map(|name| match name {
+                        GeneralName::IPAddress(bytes) if bytes.len() == 4 => {
+                            format!(
+                                "IP {}",
+                                std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
+                            )
+                        }
+                        GeneralName::DNSName(dns) => format!("DNS {dns}"),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            cert.subject().to_string(),
+            cert.issuer().to_string(),
+            sans,
+            cert.is_ca(),
+        )
+    }
+
+    #[test]
+    fn every_identity_is_signed_by_the_ca_with_the_right_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ensure_pki(&spec(), dir.path()).unwrap();
+        let (ca_subject, _, _, is_ca) = subject_and_issuer(&files.ca.cert);
+        assert!(is_ca && ca_subject == "CN=kindling-ca");
+        let table = [
+            (&files.admin, "CN=kindling-admin, O=system:masters"),
+            (
+                &files.kubelet_client,
+                "CN=system:node:kindling-node, O=system:nodes",
+            ),
+            (&files.kube_proxy, "CN=system:kube-proxy"),
+            (
+                &files.controller_manager,
+                "CN=system:kube-controller-manager",
+            ),
+            (&files.scheduler, "CN=system:kube-scheduler"),
+        ];
+        for (pair, expected) in table {
+            let (subject, issuer, _, is_ca) = subject_and_issuer(&pair.cert);
+            assert_eq!(subject, expected);
+            assert_eq!(issuer, ca_subject);
+            assert!(!is_ca);
+        }
+        let (_, _, sans, _) = subject_and_issuer(&files.apiserver.cert);
+        for wanted in [
+            "IP 10.214.0.1",
+            "IP 10.215.0.1",
+            "IP 127.0.0.1",
+            "DNS kubernetes",
+            "DNS kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(
+                sans.iter().any(|san| san == wanted),
+                "{wanted} missing from {sans:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_are_private_and_kept_on_a_second_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ensure_pki(&spec(), dir.path()).unwrap();
+        for path in files.all_paths() {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        let ca = std::fs::read(&files.ca.cert).unwrap();
+        ensure_pki(&spec(), dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(&files.ca.cert).unwrap(),
+            ca,
+            "the CA was regenerated"
+        );
+        std::fs::remove_file(&files.scheduler.key).unwrap();
+        ensure_pki(&spec(), dir.path()).unwrap();
+        assert_ne!(
+            std::fs::read(&files.ca.cert).unwrap(),
+            ca,
+            "a partial PKI was kept"
+        );
+    }
+
+    #[test]
+    fn kubeconfig_names_the_files() {
+        let files = PkiFiles::under(Path::new("/state/pki"));
+        let text = kubeconfig(
+            "kindling",
+            "https://10.215.0.1:6443",
+            &files.ca.cert,
+            "admin",
+            &files.admin,
+        );
+        assert!(text.contains("server: https://10.215.0.1:6443"));
+        assert!(text.contains("certificate-authority: /state/pki/ca.crt"));
+        assert!(text.contains("client-key: /state/pki/admin.key"));
+        assert!(text.contains("current-context: kindling"));
+    }
+}
