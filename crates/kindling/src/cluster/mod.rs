@@ -2,6 +2,7 @@
 //! (a local one of upstream components, Kind, an existing one), and the
 //! pieces providers share.
 
+pub mod local;
 pub mod pki;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,5 @@
+//! The `local` provider's building blocks: upstream Kubernetes components
+//! run directly on this host, as detached processes kindling supervises.
+
+pub mod ports;
+pub mod process;

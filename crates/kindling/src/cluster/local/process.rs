@@ -1,0 +1,336 @@
+//! Detached component processes: started in a session of their own (so
+//! they outlive the command that started them), with their PID, start time
+//! and log recorded in the cluster's state directory, and stopped by that
+//! exact PID, never by name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+use serde::{Deserialize, Serialize};
+
+/// A component to start.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A started component, as recorded on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub name: String,
+    pub pid: u32,
+    /// Start time in clock ticks after boot (`/proc/<pid>/stat` field 22):
+    /// tells the recorded process from a later one that reuses its PID.
+    pub start_ticks: u64,
+    pub log: PathBuf,
+    pub command: Vec<String>,
+}
+
+/// Starting, finding or stopping a process failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("failed to start {name} (`{program}`)")]
+    Start {
+        name: String,
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to record {name} in `{path}`")]
+    Record {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{name} exited; the last lines of `{log}`:\n{tail}")]
+    Exited {
+        name: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("failed to stop {name} (pid {pid})")]
+    Stop {
+        name: String,
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The processes of one cluster: records in `<dir>/pids`, logs in `<dir>/logs`.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    dir: PathBuf,
+}
+
+impl Supervisor {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Supervisor { dir: dir.into() }
+    }
+
+    fn record_path(&self, name: &str) -> PathBuf {
+        self.dir.join("pids").join(format!("{name}.json"))
+    }
+
+    /// The log file of a component.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    /// Starts `spec` in a new session (`setsid`), output appended to its log.
+    pub fn start(&self, spec: &ProcessSpec) -> Result<ProcessRecord, ProcessError> {
+        let start_error = |source| ProcessError::Start {
+            name: spec.name.clone(),
+            program: spec.program.clone(),
+            source,
+        };
+        let log = self.log_path(&spec.name);
+        std::fs::create_dir_all(log.parent().expect("logs dir")).map_err(start_error)?;
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(start_error)?;
+        // `setsid` execs the program in place when the caller is not a
+        // process-group leader, so the PID we get is the component's own.
+        let child = Command::new("setsid")
+            .arg(&spec.program)
+            .args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().map_err(start_error)?)
+            .stderr(output)
+            .spawn()
+            .map_err(start_error)?;
+        let pid = child.id();
+        // The child is not waited for: it belongs to its own session.
+        drop(child);
+        let start_ticks = wait_for_exec(pid, &spec.program).unwrap_or_default();
+        let mut command = vec![spec.program.display().to_string()];
+        command.extend(spec.args.iter().cloned());
+        let record = ProcessRecord {
+            name: spec.name.clone(),
+            pid,
+            start_ticks,
+            log,
+            command,
+        };
+        let path = self.record_path(&spec.name);
+        let record_error = |source| ProcessError::Record {
+            name: spec.name.clone(),
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(path.parent().expect("pids dir")).map_err(record_error)?;
+        let json = serde_json::to_vec_pretty(&record).expect("record serialises");
+        crate::state::write_atomically(&path, &json).map_err(record_error)?;
+        Ok(record)
+    }
+
+    /// Every recorded process, in start order.
+    pub fn records(&self) -> Vec<ProcessRecord> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("pids")) else {
+            return Vec::new();
+        };
+        let mut records: Vec<ProcessRecord> = entries
+            .flatten()
+            .filter_map(|entry| serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok())
+            .collect();
+        records.sort_by_key(|record| (record.start_ticks, record.pid));
+        records
+    }
+
+    /// The record of `name`, if it was started.
+    pub fn record(&self, name: &str) -> Option<ProcessRecord> {
+        serde_json::from_slice(&std::fs::read(self.record_path(name)).ok()?).ok()
+    }
+
+    /// Whether the recorded process still runs (same PID and start time, not a zombie).
+    pub fn is_running(record: &ProcessRecord) -> bool {
+        match proc_stat(record.pid) {
+            Some((state, ticks)) => {
+                state != 'Z'
+                    && state != 'X'
+                    && (record.start_ticks == 0 || ticks == record.start_ticks)
+            }
+            None => false,
+        }
+    }
+
+    /// Fails with the last `lines` lines of its log if `name` no longer runs.
+    pub fn ensure_running(&self, name: &str, lines: usize) -> Result<(), ProcessError> {
+        let record = self.record(name);
+        if record.as_ref().is_some_and(Self::is_running) {
+            return Ok(());
+        }
+        let log = self.log_path(name);
+        Err(ProcessError::Exited {
+            name: name.to_owned(),
+            tail: log_tail(&log, lines),
+            log,
+        })
+    }
+
+    /// Stops `name`: SIGTERM, then SIGKILL after `grace`. Returns whether it was running.
+    pub fn stop(&self, name: &str, grace: Duration) -> Result<bool, ProcessError> {
+        let Some(record) = self.record(name) else {
+            return Ok(false);
+        };
+        let was_running = Self::is_running(&record);
+        if was_running {
+            let pid = Pid::from_raw(record.pid as i32).expect("recorded pids are positive");
+            let stop_error = |source: rustix::io::Errno| ProcessError::Stop {
+                name: name.to_owned(),
+                pid: record.pid,
+                source: source.into(),
+            };
+            kill_process(pid, Signal::TERM).map_err(stop_error)?;
+            let deadline = Instant::now() + grace;
+            while Self::is_running(&record) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if Self::is_running(&record) {
+                kill_process(pid, Signal::KILL).map_err(stop_error)?;
+                while Self::is_running(&record) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(self.record_path(name));
+        Ok(was_running)
+    }
+
+    /// Stops every recorded process, last started first.
+    pub fn stop_all(&self, grace: Duration) -> Result<Vec<String>, ProcessError> {
+        let mut stopped = Vec::new();
+        for record in self.records().into_iter().rev() {
+            if self.stop(&record.name, grace)? {
+                stopped.push(record.name);
+            }
+        }
+        Ok(stopped)
+    }
+}
+
+/// Waits until `pid` runs `program` (after `setsid` exec'd it) and returns its start time.
+fn wait_for_exec(pid: u32, program: &Path) -> Option<u64> {
+    let wanted = std::fs::canonicalize(program).ok();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        if exe.is_some() && (wanted.is_none() || exe == wanted) {
+            return proc_stat(pid).map(|(_, ticks)| ticks);
+        }
+        match proc_stat(pid) {
+            None => return None,
+            Some(('Z', ticks)) => return Some(ticks),
+            Some(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    proc_stat(pid).map(|(_, ticks)| ticks)
+}
+
+/// State letter and start time of a process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: fields start after its closing parenthesis.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The last `lines` lines of a log file.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper(name: &str, seconds: &str) -> ProcessSpec {
+        ProcessSpec {
+            name: name.to_owned(),
+            program: PathBuf::from("/bin/sleep"),
+            args: vec![seconds.to_owned()],
+        }
+    }
+
+    #[test]
+    fn started_processes_are_recorded_and_stopped_by_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(dir.path());
+        let first = supervisor.start(&sleeper("first", "60")).unwrap();
+        let second = supervisor.start(&sleeper("second", "60")).unwrap();
+        assert!(Supervisor::is_running(&first) && Supervisor::is_running(&second));
+        assert_ne!(first.start_ticks, 0);
+        let session = std::fs::read_to_string(format!("/proc/{}/stat", first.pid)).unwrap();
+        let own_session = session[session.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            own_session,
+            first.pid.to_string(),
+            "not the leader of its own session"
+        );
+        assert_eq!(supervisor.records().len(), 2);
+        let stopped = supervisor.stop_all(Duration::from_secs(5)).unwrap();
+        assert_eq!(stopped, vec!["second".to_owned(), "first".to_owned()]);
+        assert!(!Supervisor::is_running(&first) && !Supervisor::is_running(&second));
+        assert!(supervisor.records().is_empty());
+        assert!(
+            !supervisor.stop("first", Duration::from_secs(1)).unwrap(),
+            "stopping nothing is not an error"
+        );
+    }
+
+    #[test]
+    fn an_exited_component_is_reported_with_its_log_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(dir.path());
+        let spec = ProcessSpec {
+            name: "broken".to_owned(),
+            program: PathBuf::from("/bin/sh"),
+            args: vec![
+                "-c".to_owned(),
+                "for i in 1 2 3 4 5; do echo line $i; done; echo fatal: bad flag >&2; exit 3"
+                    .to_owned(),
+            ],
+        };
+        supervisor.start(&spec).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while supervisor.ensure_running("broken", 3).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let error = supervisor.ensure_running("broken", 3).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with("broken exited; the last lines of"),
+            "{text}"
+        );
+        assert!(text.ends_with("line 4\nline 5\nfatal: bad flag"), "{text}");
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_taken_for_the_recorded_process() {
+        let record = ProcessRecord {
+            name: "ghost".to_owned(),
+            pid: std::process::id(),
+            start_ticks: 1,
+            log: PathBuf::from("/nonexistent"),
+            command: vec![],
+        };
+        assert!(!Supervisor::is_running(&record));
+    }
+}
