@@ -1,5 +1,6 @@
 //! The `local` provider's building blocks: upstream Kubernetes components
 //! run directly on this host, as detached processes kindling supervises.
 
+pub mod config;
 pub mod ports;
 pub mod process;
