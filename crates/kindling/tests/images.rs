@@ -442,6 +442,65 @@ async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::Box
     Ok(())
 }
 
+async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindling::BoxError> {
+    use kindling::cluster::local::images::go_binary_image;
+    let docker = docker().await?;
+    let sources = support::workspace_root().join("fixtures/local-cluster/images");
+    let work = scratch();
+    let pause = go_binary_image(&docker, "pause", &sources, "./pause", work.path()).await?;
+    let smoke = go_binary_image(&docker, "smoke", &sources, "./smoke", work.path()).await?;
+    let again = go_binary_image(&docker, "smoke", &sources, "./smoke", work.path()).await?;
+    ensure(again == smoke, || {
+        format!("a rebuilt smoke binary changed its content tag: {smoke} then {again}")
+    })?;
+    ensure(
+        pause
+            .reference()
+            .as_str()
+            .starts_with("localhost/kindling/pause:c-"),
+        || pause.to_string(),
+    )?;
+    // The smoke image serves and checks itself: two containers sharing one
+    // network namespace, talking over its loopback.
+    let server = format!("kt-smoke-{}", std::process::id());
+    let docker_cli = |args: &[&str]| std::process::Command::new("docker").args(args).output();
+    let started = docker_cli(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &server,
+        smoke.reference().as_str(),
+        "serve",
+        "127.0.0.1:8080",
+    ])?;
+    ensure(started.status.success(), || {
+        String::from_utf8_lossy(&started.stderr).into_owned()
+    })?;
+    let mut answered = None;
+    for _ in 0..50 {
+        let probe = docker_cli(&[
+            "run",
+            "--rm",
+            "--network",
+            &format!("container:{server}"),
+            smoke.reference().as_str(),
+            "get",
+            "http://127.0.0.1:8080/",
+        ])?;
+        if probe.status.success() {
+            answered = Some(String::from_utf8_lossy(&probe.stdout).trim().to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = docker_cli(&["rm", "-f", &server]);
+    ensure(answered.as_deref() == Some("kindling smoke ok"), || {
+        format!("smoke answered {answered:?}")
+    })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
@@ -498,6 +557,9 @@ fn main() -> ExitCode {
         }),
         ("kind_nodes_are_discovered_by_their_labels", || {
             run(kind_nodes_are_discovered_by_their_labels())
+        }),
+        ("local_component_images_build_from_scratch_and_run", || {
+            run(local_component_images_build_from_scratch_and_run())
         }),
     ];
     let trials = tests

@@ -2,5 +2,6 @@
 //! run directly on this host, as detached processes kindling supervises.
 
 pub mod config;
+pub mod images;
 pub mod ports;
 pub mod process;
