@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use kindling::cluster::local::cluster::{ComponentBinaries, LocalCluster, LocalError};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
 /// (clap's own code for argument errors).
@@ -25,13 +27,34 @@ struct Cli {
         default_value = "target"
     )]
     target_dir: PathBuf,
+    /// The cluster to act on.
+    #[arg(
+        long,
+        global = true,
+        env = "KINDLING_CLUSTER",
+        default_value = "kindling"
+    )]
+    cluster: String,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProviderKind {
+    /// Upstream Kubernetes components run directly on this host.
+    Local,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show each suite's recorded setup: run, status, phases and times.
+    /// Create the cluster, or check that it runs; prints each phase's time.
+    Up {
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
+        provider: ProviderKind,
+    },
+    /// Stop the cluster and remove what it left on the host.
+    Down,
+    /// Show the cluster and each suite's recorded setup.
     Status,
     /// Forget a suite's recorded setup so its next run sets up again.
     Reset {
@@ -50,12 +73,23 @@ enum CliError {
         dir: PathBuf,
         known: String,
     },
+    #[error("local cluster `{cluster}`")]
+    Local {
+        cluster: String,
+        #[source]
+        source: LocalError,
+    },
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::State(_) | CliError::UnknownSuite { .. } => ExitCode::from(EXIT_FAILED),
+            CliError::State(_)
+            | CliError::UnknownSuite { .. }
+            | CliError::Local { .. }
+            | CliError::Runtime(_) => ExitCode::from(EXIT_FAILED),
         }
     }
 }
@@ -66,7 +100,82 @@ fn state_dir(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| cli.target_dir.join("kindling/state"))
 }
 
+/// Per-host cluster state: `KINDLING_HOME`, else `~/.local/state/kindling`.
+fn kindling_home() -> PathBuf {
+    std::env::var_os("KINDLING_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".local/state/kindling")
+        })
+}
+
+fn local_cluster(cli: &Cli) -> LocalCluster {
+    LocalCluster::new(
+        &cli.cluster,
+        &kindling_home().join("clusters"),
+        ComponentBinaries::in_cache(&ComponentBinaries::default_cache()),
+    )
+}
+
+fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?
+        .block_on(work)
+}
+
+fn up(cli: &Cli, _provider: ProviderKind) -> Result<(), CliError> {
+    let cluster = local_cluster(cli);
+    let started = Instant::now();
+    let phases = block_on(async {
+        cluster.up().await.map_err(|source| CliError::Local {
+            cluster: cli.cluster.clone(),
+            source,
+        })
+    })?;
+    for (phase, time) in &phases {
+        println!("{phase:<24} {:>8.2}s", time.as_secs_f64());
+    }
+    println!(
+        "cluster `{}` is up in {:.2}s; kubeconfig: {}",
+        cli.cluster,
+        started.elapsed().as_secs_f64(),
+        cluster.kubeconfig().display()
+    );
+    Ok(())
+}
+
+fn down(cli: &Cli) -> Result<(), CliError> {
+    let cluster = local_cluster(cli);
+    let stopped = block_on(async {
+        cluster.down().await.map_err(|source| CliError::Local {
+            cluster: cli.cluster.clone(),
+            source,
+        })
+    })?;
+    if stopped.is_empty() {
+        println!("cluster `{}` was not running", cli.cluster);
+    } else {
+        println!("cluster `{}` stopped: {}", cli.cluster, stopped.join(", "));
+    }
+    Ok(())
+}
+
 fn status(cli: &Cli) -> Result<(), CliError> {
+    let cluster = local_cluster(cli);
+    let health = block_on(async { Ok(cluster.healthy().await) })?;
+    match health {
+        Ok(()) => println!(
+            "cluster `{}` (local): up; kubeconfig: {}",
+            cli.cluster,
+            cluster.kubeconfig().display()
+        ),
+        Err(_) => println!("cluster `{}` (local): not running", cli.cluster),
+    }
     let dir = state_dir(cli);
     let setups = kindling::recorded_setups(&dir)?;
     if setups.is_empty() {
@@ -117,6 +226,8 @@ fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Up { provider } => up(&cli, *provider),
+        Command::Down => down(&cli),
         Command::Status => status(&cli),
         Command::Reset { suite } => reset(&cli, suite),
     };

@@ -47,6 +47,19 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
         "the prebuilt tag used by KINDLING_TAG_POLICY=fixed",
     ),
     (
+        "KINDLING_PROVIDER",
+        "cluster provider: local (upstream components on this host)",
+    ),
+    ("KINDLING_CLUSTER", "cluster name (default `kindling`)"),
+    (
+        "KINDLING_CACHE_DIR",
+        "where built cluster components are cached (default ~/.cache/kindling)",
+    ),
+    (
+        "KINDLING_HOME",
+        "per-host cluster state (default ~/.local/state/kindling)",
+    ),
+    (
         "KINDLING_STATE_DIR",
         "where suite state lives (default target/kindling/state)",
     ),
@@ -184,6 +197,9 @@ impl EnvConfig {
                         &value,
                         &[("content", ()), ("unique", ()), ("fixed", ())],
                     )?;
+                }
+                "KINDLING_PROVIDER" => {
+                    parse_choice(&key, &value, &[("local", ())])?;
                 }
                 "KINDLING_LOG" => {
                     config.log_level = parse_choice(

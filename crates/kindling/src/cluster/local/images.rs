@@ -33,6 +33,36 @@ pub enum ComponentImageError {
     },
 }
 
+/// The Go sources of the pause and smoke images, compiled into kindling
+/// so the provider works from any directory.
+const IMAGE_SOURCES: &[(&str, &str)] = &[
+    (
+        "go.mod",
+        include_str!("../../../../../fixtures/local-cluster/images/go.mod"),
+    ),
+    (
+        "pause/main.go",
+        include_str!("../../../../../fixtures/local-cluster/images/pause/main.go"),
+    ),
+    (
+        "smoke/main.go",
+        include_str!("../../../../../fixtures/local-cluster/images/smoke/main.go"),
+    ),
+];
+
+/// Writes the pause and smoke sources into `dir` (a Go module) and returns it.
+pub fn write_image_sources(dir: &Path) -> Result<PathBuf, ComponentImageError> {
+    for (relative, contents) in IMAGE_SOURCES {
+        let path = dir.join(relative);
+        create_dir(path.parent().expect("nested"))?;
+        std::fs::write(&path, contents).map_err(|source| ComponentImageError::Context {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(dir.to_owned())
+}
+
 /// Builds the Go main package `package` of the module in `module_dir` as
 /// a static binary and wraps it in an image named `name`.
 pub async fn go_binary_image(

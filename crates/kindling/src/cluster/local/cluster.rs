@@ -1,0 +1,841 @@
+//! `up`, `down` and health of a local cluster: upstream components started
+//! as detached processes on this host, in dependency order, each wait
+//! failing fast with the last lines of a component's log if it exits.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use kube::{Client, Config};
+
+use super::config::{self, LocalLayout, LocalNetwork, LocalPorts, PAUSE_IMAGE};
+use super::images::{ComponentImageError, binary_image, go_binary_image, write_image_sources};
+use super::manifests;
+use super::ports::{PortInUse, ensure_free};
+use super::process::{ProcessError, ProcessSpec, Supervisor};
+use crate::cluster::pki::{self, PkiError, PkiFiles, PkiSpec};
+use crate::image::{LoadError, Loader};
+use crate::node::{LocalProcess, NodeStore};
+
+/// The pinned component versions (see fixtures/local-cluster/build.sh).
+pub const KUBERNETES_VERSION: &str = "v1.34.12";
+pub const ETCD_VERSION: &str = "v3.6.5";
+pub const COREDNS_VERSION: &str = "v1.12.4";
+
+/// Components in start order; stopped in reverse.
+const COMPONENTS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+];
+
+/// Lines of a component's log shown when it exits.
+const LOG_TAIL: usize = 30;
+
+/// A local cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(
+        "`{path}` is missing: build the components once with `bash fixtures/local-cluster/build.sh`"
+    )]
+    MissingBinary { path: PathBuf },
+    #[error(
+        "`{path}` is missing: install Debian's `{package}` package (`apt-get install -y {package}`)"
+    )]
+    MissingPackage { path: PathBuf, package: String },
+    #[error("the local provider runs Kubernetes components as root; run it as root")]
+    NotRoot,
+    #[error(transparent)]
+    PortInUse(#[from] PortInUse),
+    #[error("`{command}` failed: {stderr}")]
+    Host { command: String, stderr: String },
+    #[error("failed to write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{what} did not happen within {}s; last seen: {last}", .after.as_secs())]
+    Timeout {
+        what: String,
+        after: Duration,
+        last: String,
+    },
+    #[error("failed to {action}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Images(#[from] ComponentImageError),
+    #[error(transparent)]
+    Load(Box<LoadError>),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerUnavailable),
+}
+
+/// Where the pinned binaries are.
+#[derive(Debug, Clone)]
+pub struct ComponentBinaries {
+    pub kubernetes_dir: PathBuf,
+    pub etcd: PathBuf,
+    pub coredns: PathBuf,
+}
+
+impl ComponentBinaries {
+    /// The layout `fixtures/local-cluster/build.sh` writes under `cache`.
+    pub fn in_cache(cache: &Path) -> Self {
+        ComponentBinaries {
+            kubernetes_dir: cache.join(format!("bin/kubernetes-{KUBERNETES_VERSION}")),
+            etcd: cache.join(format!("bin/etcd-{ETCD_VERSION}/etcd")),
+            coredns: cache.join(format!("bin/coredns-{COREDNS_VERSION}/coredns")),
+        }
+    }
+
+    /// `~/.cache/kindling`, or `KINDLING_CACHE_DIR`.
+    pub fn default_cache() -> PathBuf {
+        std::env::var_os("KINDLING_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kindling")
+            })
+    }
+
+    fn kubernetes(&self, name: &str) -> PathBuf {
+        self.kubernetes_dir.join(name)
+    }
+}
+
+/// A single-node cluster of upstream components on this host.
+#[derive(Debug, Clone)]
+pub struct LocalCluster {
+    pub name: String,
+    pub node_name: String,
+    pub layout: LocalLayout,
+    pub network: LocalNetwork,
+    pub ports: LocalPorts,
+    pub binaries: ComponentBinaries,
+    pub cni_bin_dir: PathBuf,
+    pub containerd: PathBuf,
+    pub ctr: PathBuf,
+    supervisor: Supervisor,
+}
+
+impl LocalCluster {
+    pub fn new(name: &str, state_root: &Path, binaries: ComponentBinaries) -> Self {
+        let layout = LocalLayout::new(state_root.join(name));
+        LocalCluster {
+            name: name.to_owned(),
+            node_name: format!("{name}-node"),
+            supervisor: Supervisor::new(layout.root.clone()),
+            layout,
+            network: LocalNetwork::default(),
+            ports: LocalPorts::default(),
+            binaries,
+            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
+            containerd: PathBuf::from("/usr/bin/containerd"),
+            ctr: PathBuf::from("/usr/bin/ctr"),
+        }
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.layout.kubeconfig("admin")
+    }
+
+    /// The node's image store: this cluster's containerd, through local processes.
+    pub fn node_store(&self) -> NodeStore {
+        let socket = self.layout.containerd_socket().display().to_string();
+        let config = self.layout.containerd_config().display().to_string();
+        NodeStore::new(Arc::new(LocalProcess::new(
+            self.node_name.clone(),
+            vec![
+                self.ctr.display().to_string(),
+                "--address".to_owned(),
+                socket,
+            ],
+            vec![
+                self.containerd.display().to_string(),
+                "--config".to_owned(),
+                config,
+            ],
+        )))
+    }
+
+    fn pki_spec(&self) -> PkiSpec {
+        PkiSpec {
+            node_name: self.node_name.clone(),
+            node_ip: IpAddr::V4(self.network.node_ip),
+            service_ip: IpAddr::V4(self.network.api_service_ip),
+        }
+    }
+
+    fn check_prerequisites(&self) -> Result<(), LocalError> {
+        if rustix::process::geteuid().as_raw() != 0 {
+            return Err(LocalError::NotRoot);
+        }
+        let mut binaries: Vec<PathBuf> = [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubelet",
+            "kube-proxy",
+        ]
+        .iter()
+        .map(|name| self.binaries.kubernetes(name))
+        .collect();
+        binaries.push(self.binaries.etcd.clone());
+        binaries.push(self.binaries.coredns.clone());
+        if let Some(path) = binaries.into_iter().find(|path| !path.is_file()) {
+            return Err(LocalError::MissingBinary { path });
+        }
+        for (path, package) in [
+            (self.containerd.clone(), "containerd"),
+            (self.ctr.clone(), "containerd"),
+            (PathBuf::from("/usr/sbin/runc"), "runc"),
+            (
+                self.cni_bin_dir.join("bridge"),
+                "containernetworking-plugins",
+            ),
+            (
+                self.cni_bin_dir.join("host-local"),
+                "containernetworking-plugins",
+            ),
+            (
+                self.cni_bin_dir.join("loopback"),
+                "containernetworking-plugins",
+            ),
+            (
+                self.cni_bin_dir.join("portmap"),
+                "containernetworking-plugins",
+            ),
+        ] {
+            if !path.exists() {
+                return Err(LocalError::MissingPackage {
+                    path,
+                    package: package.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn all_running(&self) -> bool {
+        COMPONENTS.iter().all(|name| {
+            self.supervisor
+                .record(name)
+                .as_ref()
+                .is_some_and(Supervisor::is_running)
+        })
+    }
+
+    /// Brings the cluster up, or returns at once if it already runs and is
+    /// healthy. Returns each phase's name and time.
+    pub async fn up(&self) -> Result<Vec<(String, Duration)>, LocalError> {
+        let mut phases = Vec::new();
+        let mut phase = |name: &str, started: Instant| {
+            let elapsed = started.elapsed();
+            eprintln!("kindling up: {name} in {:.2}s", elapsed.as_secs_f64());
+            phases.push((name.to_owned(), elapsed));
+        };
+        let started = Instant::now();
+        self.check_prerequisites()?;
+        if self.all_running() && self.healthy().await.is_ok() {
+            phase("already up", started);
+            return Ok(phases);
+        }
+        // A partial cluster (a component died, or an earlier `up` failed) starts over.
+        self.supervisor.stop_all(Duration::from_secs(10))?;
+        let ports: Vec<(&str, IpAddr, u16)> = self
+            .ports
+            .all()
+            .into_iter()
+            .map(|(component, port)| (component, IpAddr::from([0, 0, 0, 0]), port))
+            .collect();
+        ensure_free(&ports)?;
+        self.prepare_host()?;
+        let pki = pki::ensure_pki(&self.pki_spec(), &self.layout.pki())?;
+        self.write_configs(&pki)?;
+        phase("prepare", started);
+
+        let started = Instant::now();
+        self.start(
+            "etcd",
+            &self.binaries.etcd,
+            config::etcd_args(&self.layout, &self.ports),
+        )?;
+        self.start(
+            "kube-apiserver",
+            &self.binaries.kubernetes("kube-apiserver"),
+            config::apiserver_args(&self.layout, &self.network, &self.ports, &pki),
+        )?;
+        let client = self.client().await?;
+        self.wait(
+            "the API server to be ready",
+            Duration::from_secs(90),
+            &["etcd", "kube-apiserver"],
+            || {
+                let client = client.clone();
+                async move {
+                    let request = http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .expect("static request");
+                    match client.request_text(request).await {
+                        Ok(text) if text.trim() == "ok" => Ok(None),
+                        Ok(text) => Err(text),
+                        Err(error) => Err(error.to_string()),
+                    }
+                }
+            },
+        )
+        .await?;
+        self.apply(&client, &manifests::apiserver_kubelet_binding())
+            .await?;
+        self.start(
+            "kube-controller-manager",
+            &self.binaries.kubernetes("kube-controller-manager"),
+            config::controller_manager_args(&self.layout, &self.network, &self.ports, &pki),
+        )?;
+        self.start(
+            "kube-scheduler",
+            &self.binaries.kubernetes("kube-scheduler"),
+            config::scheduler_args(&self.layout, &self.ports),
+        )?;
+        phase("control plane", started);
+
+        let started = Instant::now();
+        self.start(
+            "containerd",
+            &self.containerd,
+            vec![
+                "--config".to_owned(),
+                self.layout.containerd_config().display().to_string(),
+            ],
+        )?;
+        let store = self.node_store();
+        self.wait(
+            "containerd to answer",
+            Duration::from_secs(30),
+            &["containerd"],
+            || {
+                let store = store.clone();
+                async move {
+                    store
+                        .list()
+                        .await
+                        .map(|_| None)
+                        .map_err(|error| error.to_string())
+                }
+            },
+        )
+        .await?;
+        let docker = crate::docker::connect().await?;
+        let work = self.layout.root.join("images");
+        let sources = write_image_sources(&work.join("src"))?;
+        let pause = go_binary_image(&docker, "pause", &sources, "./pause", &work).await?;
+        let smoke = go_binary_image(&docker, "smoke", &sources, "./smoke", &work).await?;
+        let coredns = binary_image(&docker, "coredns", &self.binaries.coredns, &work).await?;
+        let images = [pause.clone(), smoke.clone(), coredns.clone()];
+        Loader::new(docker)
+            .load(&images, std::slice::from_ref(&store))
+            .await
+            .map_err(|error| LocalError::Load(Box::new(error)))?;
+        store
+            .tag(pause.reference().as_str(), PAUSE_IMAGE)
+            .await
+            .map_err(|error| LocalError::Host {
+                command: format!("ctr images tag {} {PAUSE_IMAGE}", pause.reference()),
+                stderr: error.to_string(),
+            })?;
+        phase("runtime and images", started);
+
+        let started = Instant::now();
+        self.start(
+            "kubelet",
+            &self.binaries.kubernetes("kubelet"),
+            config::kubelet_args(&self.layout, &self.network, &self.node_name),
+        )?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let node_name = self.node_name.clone();
+        self.wait(
+            "the node to be Ready",
+            Duration::from_secs(120),
+            &["containerd", "kubelet"],
+            || {
+                let nodes = nodes.clone();
+                let node_name = node_name.clone();
+                async move {
+                    let node = nodes
+                        .get_opt(&node_name)
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let ready = node.as_ref().and_then(|node| {
+                        node.status
+                            .as_ref()?
+                            .conditions
+                            .as_ref()?
+                            .iter()
+                            .find(|c| c.type_ == "Ready")
+                            .cloned()
+                    });
+                    match ready {
+                        Some(condition) if condition.status == "True" => Ok(None),
+                        Some(condition) => Err(format!(
+                            "Ready={}: {}",
+                            condition.status,
+                            condition.message.unwrap_or_default()
+                        )),
+                        None => Err("the node has not registered".to_owned()),
+                    }
+                }
+            },
+        )
+        .await?;
+        self.start(
+            "kube-proxy",
+            &self.binaries.kubernetes("kube-proxy"),
+            vec![format!(
+                "--config={}",
+                self.layout.kube_proxy_config().display()
+            )],
+        )?;
+        phase("node ready", started);
+
+        let started = Instant::now();
+        for object in manifests::coredns(&self.network, coredns.reference().as_str()) {
+            self.apply(&client, &object).await?;
+        }
+        self.wait_deployment(&client, "kube-system", "coredns", Duration::from_secs(120))
+            .await?;
+        phase("cluster DNS", started);
+
+        let started = Instant::now();
+        for object in manifests::smoke(smoke.reference().as_str()) {
+            self.apply(&client, &object).await?;
+        }
+        self.wait_deployment(
+            &client,
+            manifests::SMOKE_NAMESPACE,
+            "smoke",
+            Duration::from_secs(120),
+        )
+        .await?;
+        let job = format!("probe-{}", std::process::id());
+        self.apply(
+            &client,
+            &manifests::smoke_probe(smoke.reference().as_str(), &job),
+        )
+        .await?;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), manifests::SMOKE_NAMESPACE);
+        self.wait(
+            "the smoke Service to answer by its DNS name",
+            Duration::from_secs(120),
+            COMPONENTS,
+            || {
+                let jobs = jobs.clone();
+                let job = job.clone();
+                async move {
+                    let found = jobs.get(&job).await.map_err(|error| error.to_string())?;
+                    let status = found.status.unwrap_or_default();
+                    match (status.succeeded.unwrap_or(0), status.failed.unwrap_or(0)) {
+                        (succeeded, _) if succeeded > 0 => Ok(None),
+                        (_, failed) => Err(format!("{failed} failed attempts")),
+                    }
+                }
+            },
+        )
+        .await?;
+        phase("smoke workload", started);
+        Ok(phases)
+    }
+
+    /// Stops exactly the recorded processes, removes pod sandboxes, CNI
+    /// state, kube-proxy's rules, kubelet mounts and the node interface.
+    /// Nothing running is not an error. Returns the components stopped.
+    pub async fn down(&self) -> Result<Vec<String>, LocalError> {
+        let grace = Duration::from_secs(10);
+        let mut stopped = Vec::new();
+        for name in ["kube-proxy", "kubelet"] {
+            if self.supervisor.stop(name, grace)? {
+                stopped.push(name.to_owned());
+            }
+        }
+        if self
+            .supervisor
+            .record("containerd")
+            .as_ref()
+            .is_some_and(Supervisor::is_running)
+        {
+            self.remove_pod_containers().await;
+        }
+        for name in COMPONENTS.iter().rev() {
+            if self.supervisor.stop(name, grace)? {
+                stopped.push((*name).to_owned());
+            }
+        }
+        let kube_proxy = self.binaries.kubernetes("kube-proxy");
+        if kube_proxy.is_file() {
+            let _ = std::process::Command::new(kube_proxy)
+                .arg("--cleanup")
+                .output();
+        }
+        unmount_below(&self.layout.root);
+        for netns in cni_network_namespaces() {
+            let _ = run_host(&["ip", "netns", "delete", &netns]);
+        }
+        let _ = run_host(&["ip", "link", "delete", "kindling-br0"]);
+        let _ = run_host(&["ip", "link", "delete", &self.network.interface]);
+        let _ = std::fs::remove_dir_all(self.layout.cni_state_dir());
+        Ok(stopped)
+    }
+
+    /// Kills and deletes every container of the CRI namespace, so no shim outlives containerd.
+    async fn remove_pod_containers(&self) {
+        let store_ctr = |args: &[&str]| {
+            let mut command = tokio::process::Command::new(&self.ctr);
+            command
+                .arg("--address")
+                .arg(self.layout.containerd_socket())
+                .arg("--namespace=k8s.io")
+                .args(args);
+            command
+        };
+        let Ok(listed) = store_ctr(&["tasks", "ls", "-q"]).output().await else {
+            return;
+        };
+        for task in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+            let _ = store_ctr(&["tasks", "kill", "-s", "SIGKILL", task])
+                .output()
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for task in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+            let _ = store_ctr(&["tasks", "delete", "-f", task]).output().await;
+        }
+        if let Ok(containers) = store_ctr(&["containers", "ls", "-q"]).output().await {
+            for container in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
+                let _ = store_ctr(&["containers", "delete", container])
+                    .output()
+                    .await;
+            }
+        }
+    }
+
+    /// Healthy: the API server is ready and the node is Ready.
+    pub async fn healthy(&self) -> Result<(), LocalError> {
+        let client = self.client().await?;
+        let node = Api::<Node>::all(client)
+            .get(&self.node_name)
+            .await
+            .map_err(|source| LocalError::Kube {
+                action: format!("read node `{}`", self.node_name),
+                source,
+            })?;
+        let ready = node
+            .status
+            .and_then(|status| status.conditions)
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+        if ready {
+            Ok(())
+        } else {
+            Err(LocalError::Timeout {
+                what: "the node to be Ready".to_owned(),
+                after: Duration::ZERO,
+                last: "not Ready".to_owned(),
+            })
+        }
+    }
+
+    fn prepare_host(&self) -> Result<(), LocalError> {
+        let interface = &self.network.interface;
+        if run_host(&["ip", "link", "show", interface]).is_err() {
+            run_host(&["ip", "link", "add", interface, "type", "dummy"])?;
+        }
+        run_host(&[
+            "ip",
+            "addr",
+            "replace",
+            &format!("{}/32", self.network.node_ip),
+            "dev",
+            interface,
+        ])?;
+        run_host(&["ip", "link", "set", interface, "up"])?;
+        // The kubelet exits if it must change these itself without the right to.
+        for (key, value) in [
+            ("vm/overcommit_memory", "1"),
+            ("vm/panic_on_oom", "0"),
+            ("kernel/panic", "10"),
+            ("kernel/panic_on_oops", "1"),
+            ("kernel/keys/root_maxkeys", "1000000"),
+            ("kernel/keys/root_maxbytes", "25000000"),
+            ("net/ipv4/ip_forward", "1"),
+            ("net/bridge/bridge-nf-call-iptables", "1"),
+        ] {
+            let path = Path::new("/proc/sys").join(key);
+            let current = std::fs::read_to_string(&path).unwrap_or_default();
+            if current.trim() != value {
+                std::fs::write(&path, value)
+                    .map_err(|source| LocalError::Write { path, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_configs(&self, pki: &PkiFiles) -> Result<(), LocalError> {
+        let server = format!("https://{}:{}", self.network.node_ip, self.ports.apiserver);
+        let kubeconfigs = [
+            ("admin", "kindling-admin", &pki.admin),
+            (
+                "controller-manager",
+                "system:kube-controller-manager",
+                &pki.controller_manager,
+            ),
+            ("scheduler", "system:kube-scheduler", &pki.scheduler),
+            ("kube-proxy", "system:kube-proxy", &pki.kube_proxy),
+            ("kubelet", "kubelet", &pki.kubelet_client),
+        ];
+        let mut files: Vec<(PathBuf, String)> = kubeconfigs
+            .iter()
+            .map(|(file, user, pair)| {
+                (
+                    self.layout.kubeconfig(file),
+                    pki::kubeconfig(&self.name, &server, &pki.ca.cert, user, pair),
+                )
+            })
+            .collect();
+        files.extend([
+            (
+                self.layout.containerd_config(),
+                config::containerd_config(&self.layout, &self.cni_bin_dir),
+            ),
+            (
+                self.layout.cni_conf_dir().join("10-kindling.conflist"),
+                config::cni_conflist(&self.layout, &self.network),
+            ),
+            (
+                self.layout.kubelet_config(),
+                config::kubelet_config(&self.layout, &self.network, &self.ports, pki),
+            ),
+            (
+                self.layout.kube_proxy_config(),
+                config::kube_proxy_config(
+                    &self.layout,
+                    &self.network,
+                    &self.ports,
+                    &self.node_name,
+                ),
+            ),
+            (
+                self.layout.scheduler_config(),
+                config::scheduler_config(&self.layout),
+            ),
+            (
+                self.layout.resolv_conf(),
+                format!("nameserver {}\n", self.network.node_ip),
+            ),
+        ]);
+        for (path, contents) in files {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| LocalError::Write {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            std::fs::write(&path, contents).map_err(|source| LocalError::Write { path, source })?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, name: &str, program: &Path, args: Vec<String>) -> Result<(), LocalError> {
+        self.supervisor.start(&ProcessSpec {
+            name: name.to_owned(),
+            program: program.to_owned(),
+            args,
+        })?;
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<Client, LocalError> {
+        let kube_error = |action: &str| {
+            let action = action.to_owned();
+            move |source| LocalError::Kube { action, source }
+        };
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(self.kubeconfig()).map_err(|error| {
+                LocalError::Kube {
+                    action: format!("read `{}`", self.kubeconfig().display()),
+                    source: kube::Error::InferKubeconfig(error),
+                }
+            })?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .map_err(|error| LocalError::Kube {
+                action: "load the admin kubeconfig".to_owned(),
+                source: kube::Error::InferKubeconfig(error),
+            })?;
+        Client::try_from(config).map_err(kube_error("create a Kubernetes client"))
+    }
+
+    /// Server-side apply of one object (field manager `kindling`).
+    async fn apply(&self, client: &Client, object: &serde_json::Value) -> Result<(), LocalError> {
+        let object: DynamicObject =
+            serde_json::from_value(object.clone()).expect("manifests are objects");
+        let types = object.types.clone().expect("manifests have types");
+        let (group, version) = match types.api_version.split_once('/') {
+            Some((group, version)) => (group.to_owned(), version.to_owned()),
+            None => (String::new(), types.api_version.clone()),
+        };
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(&group, &version, &types.kind));
+        let name = object.metadata.name.clone().expect("manifests are named");
+        let api: Api<DynamicObject> = match object.metadata.namespace.as_deref() {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("kindling").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|source| LocalError::Kube {
+            action: format!("apply {} `{name}`", types.kind),
+            source,
+        })?;
+        Ok(())
+    }
+
+    async fn wait_deployment(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<(), LocalError> {
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(client.clone(), namespace);
+        let what = format!("Deployment `{namespace}/{name}` to be available");
+        self.wait(&what, timeout, COMPONENTS, || {
+            let deployments = deployments.clone();
+            async move {
+                let found = deployments
+                    .get(name)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let status = found.status.unwrap_or_default();
+                if status.available_replicas.unwrap_or(0) >= 1 {
+                    Ok(None)
+                } else {
+                    Err(format!(
+                        "{} ready of {} replicas",
+                        status.ready_replicas.unwrap_or(0),
+                        status.replicas.unwrap_or(0)
+                    ))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Polls `check` until it returns `Ok`, failing at once if one of
+    /// `components` exits, and at `timeout` with the last state seen.
+    async fn wait<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        components: &[&str],
+        check: F,
+    ) -> Result<(), LocalError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<()>, String>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            for component in components {
+                if self.supervisor.record(component).is_some() {
+                    self.supervisor.ensure_running(component, LOG_TAIL)?;
+                }
+            }
+            match check().await {
+                Ok(_) => return Ok(()),
+                Err(seen) => last = seen,
+            }
+            if Instant::now() >= deadline {
+                return Err(LocalError::Timeout {
+                    what: what.to_owned(),
+                    after: timeout,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn run_host(argv: &[&str]) -> Result<String, LocalError> {
+    let output = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|error| LocalError::Host {
+            command: argv.join(" "),
+            stderr: error.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(LocalError::Host {
+            command: argv.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Unmounts everything mounted below `root` (kubelet volumes), deepest first.
+fn unmount_below(root: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let root = root.display().to_string();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|target| target.starts_with(&root))
+        .collect();
+    targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+    for target in targets {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", target])
+            .output();
+    }
+}
+
+/// Network namespaces the CRI plugin created for pod sandboxes.
+fn cni_network_namespaces() -> Vec<String> {
+    std::fs::read_dir("/var/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter(|name| name.starts_with("cni-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
