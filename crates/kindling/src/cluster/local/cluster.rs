@@ -40,6 +40,18 @@ const COMPONENTS: &[&str] = &[
     "kube-proxy",
 ];
 
+/// Kernel settings the kubelet and pod networking need, as `/proc/sys` paths.
+const HOST_SYSCTLS: &[(&str, &str)] = &[
+    ("vm/overcommit_memory", "1"),
+    ("vm/panic_on_oom", "0"),
+    ("kernel/panic", "10"),
+    ("kernel/panic_on_oops", "1"),
+    ("kernel/keys/root_maxkeys", "1000000"),
+    ("kernel/keys/root_maxbytes", "25000000"),
+    ("net/ipv4/ip_forward", "1"),
+    ("net/bridge/bridge-nf-call-iptables", "1"),
+];
+
 /// Lines of a component's log shown when it exits.
 const LOG_TAIL: usize = 30;
 
@@ -139,7 +151,7 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     pub fn new(name: &str, state_root: &Path, binaries: ComponentBinaries) -> Self {
-        let layout = LocalLayout::new(state_root.join(name));
+        let layout = LocalLayout::new(state_root.join(name), Path::new("/run/kindling").join(name));
         LocalCluster {
             name: name.to_owned(),
             node_name: format!("{name}-node"),
@@ -489,20 +501,69 @@ impl LocalCluster {
                 stopped.push((*name).to_owned());
             }
         }
+        self.kill_leftover_shims();
         let kube_proxy = self.binaries.kubernetes("kube-proxy");
         if kube_proxy.is_file() {
             let _ = std::process::Command::new(kube_proxy)
                 .arg("--cleanup")
                 .output();
         }
+        remove_kubernetes_chains();
         unmount_below(&self.layout.root);
+        unmount_below(&self.layout.run);
         for netns in cni_network_namespaces() {
             let _ = run_host(&["ip", "netns", "delete", &netns]);
         }
         let _ = run_host(&["ip", "link", "delete", "kindling-br0"]);
         let _ = run_host(&["ip", "link", "delete", &self.network.interface]);
-        let _ = std::fs::remove_dir_all(self.layout.cni_state_dir());
+        remove_kubepods_cgroups();
+        self.restore_sysctls();
+        let _ = std::fs::remove_dir_all(&self.layout.run);
         Ok(stopped)
+    }
+
+    /// containerd 1.6 shims outlive a containerd that stops before its
+    /// tasks: find ours by the socket they were started for.
+    fn kill_leftover_shims(&self) {
+        let socket = self.layout.containerd_socket().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            let is_our_shim = args
+                .first()
+                .is_some_and(|arg0| arg0.ends_with(b"containerd-shim-runc-v2"))
+                && args
+                    .windows(2)
+                    .any(|pair| pair[0] == b"-address" && pair[1] == socket.as_bytes());
+            if is_our_shim && let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+
+    fn restore_sysctls(&self) {
+        let saved = self.layout.saved_sysctls();
+        let Ok(bytes) = std::fs::read(&saved) else {
+            return;
+        };
+        let values: std::collections::BTreeMap<String, String> =
+            serde_json::from_slice(&bytes).unwrap_or_default();
+        for (key, value) in values {
+            if !value.is_empty() {
+                let _ = write_sysctl(&key, &value);
+            }
+        }
+        let _ = std::fs::remove_file(saved);
     }
 
     /// Kills and deletes every container of the CRI namespace, so no shim outlives containerd.
@@ -568,8 +629,11 @@ impl LocalCluster {
 
     fn prepare_host(&self) -> Result<(), LocalError> {
         let interface = &self.network.interface;
-        if run_host(&["ip", "link", "show", interface]).is_err() {
-            run_host(&["ip", "link", "add", interface, "type", "dummy"])?;
+        if run_host(&["ip", "link", "show", interface]).is_err()
+            && run_host(&["ip", "link", "add", interface, "type", "dummy"]).is_err()
+        {
+            // Kernels without CONFIG_DUMMY: an ifb link holds a local address just as well.
+            run_host(&["ip", "link", "add", interface, "type", "ifb"])?;
         }
         run_host(&[
             "ip",
@@ -580,23 +644,37 @@ impl LocalCluster {
             interface,
         ])?;
         run_host(&["ip", "link", "set", interface, "up"])?;
-        // The kubelet exits if it must change these itself without the right to.
-        for (key, value) in [
-            ("vm/overcommit_memory", "1"),
-            ("vm/panic_on_oom", "0"),
-            ("kernel/panic", "10"),
-            ("kernel/panic_on_oops", "1"),
-            ("kernel/keys/root_maxkeys", "1000000"),
-            ("kernel/keys/root_maxbytes", "25000000"),
-            ("net/ipv4/ip_forward", "1"),
-            ("net/bridge/bridge-nf-call-iptables", "1"),
-        ] {
-            let path = Path::new("/proc/sys").join(key);
-            let current = std::fs::read_to_string(&path).unwrap_or_default();
-            if current.trim() != value {
-                std::fs::write(&path, value)
-                    .map_err(|source| LocalError::Write { path, source })?;
-            }
+        // The kubelet sets these itself; record the host's values first so
+        // `down` can give them back.
+        let saved = self.layout.saved_sysctls();
+        if !saved.exists() {
+            let values: std::collections::BTreeMap<&str, String> = HOST_SYSCTLS
+                .iter()
+                .map(|(key, _)| {
+                    (
+                        *key,
+                        std::fs::read_to_string(Path::new("/proc/sys").join(key))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned(),
+                    )
+                })
+                .collect();
+            std::fs::create_dir_all(&self.layout.root).map_err(|source| LocalError::Write {
+                path: self.layout.root.clone(),
+                source,
+            })?;
+            std::fs::write(
+                &saved,
+                serde_json::to_vec_pretty(&values).expect("map serialises"),
+            )
+            .map_err(|source| LocalError::Write {
+                path: saved.clone(),
+                source,
+            })?;
+        }
+        for (key, value) in HOST_SYSCTLS {
+            write_sysctl(key, value)?;
         }
         Ok(())
     }
@@ -793,6 +871,15 @@ impl LocalCluster {
     }
 }
 
+fn write_sysctl(key: &str, value: &str) -> Result<(), LocalError> {
+    let path = Path::new("/proc/sys").join(key);
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    if current.trim() != value {
+        std::fs::write(&path, value).map_err(|source| LocalError::Write { path, source })?;
+    }
+    Ok(())
+}
+
 fn run_host(argv: &[&str]) -> Result<String, LocalError> {
     let output = std::process::Command::new(argv[0])
         .args(&argv[1..])
@@ -824,6 +911,72 @@ fn unmount_below(root: &Path) {
         let _ = std::process::Command::new("umount")
             .args(["-l", target])
             .output();
+    }
+}
+
+/// Removes the `KUBE-*` and `CNI-*` chains (and the rules jumping to them)
+/// that kube-proxy, the kubelet and the CNI plugins created, in both
+/// address families: `kube-proxy --cleanup` leaves the kubelet's.
+fn remove_kubernetes_chains() {
+    for family in ["iptables", "ip6tables"] {
+        for table in ["nat", "filter", "mangle"] {
+            let Ok(saved) = run_host(&[&format!("{family}-save"), "-t", table]) else {
+                continue;
+            };
+            let ours = |chain: &str| chain.starts_with("KUBE-") || chain.starts_with("CNI-");
+            for rule in saved.lines().filter_map(|line| line.strip_prefix("-A ")) {
+                let mut words = rule.split_whitespace();
+                let chain = words.next().unwrap_or_default();
+                let jumps_to_ours = rule.split(" -j ").nth(1).is_some_and(|target| {
+                    ours(target.split_whitespace().next().unwrap_or_default())
+                });
+                if jumps_to_ours && !ours(chain) {
+                    let mut argv = vec![family, "-t", table, "-D"];
+                    argv.extend(rule.split_whitespace());
+                    let _ = run_host(&argv);
+                }
+            }
+            let chains: Vec<&str> = saved
+                .lines()
+                .filter_map(|line| line.strip_prefix(':')?.split_whitespace().next())
+                .filter(|chain| ours(chain))
+                .collect();
+            for chain in &chains {
+                let _ = run_host(&[family, "-t", table, "-F", chain]);
+            }
+            for chain in &chains {
+                let _ = run_host(&[family, "-t", table, "-X", chain]);
+            }
+        }
+    }
+}
+
+/// Removes the (empty) `kubepods` cgroups the kubelet created.
+fn remove_kubepods_cgroups() {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for hierarchy in hierarchies.flatten() {
+        let root = hierarchy.path().join("kubepods");
+        if !root.is_dir() {
+            continue;
+        }
+        let mut directories = Vec::new();
+        let mut pending = vec![root];
+        while let Some(directory) = pending.pop() {
+            if let Ok(children) = std::fs::read_dir(&directory) {
+                pending.extend(
+                    children
+                        .flatten()
+                        .map(|child| child.path())
+                        .filter(|path| path.is_dir()),
+                );
+            }
+            directories.push(directory);
+        }
+        for directory in directories.into_iter().rev() {
+            let _ = std::fs::remove_dir(directory);
+        }
     }
 }
 

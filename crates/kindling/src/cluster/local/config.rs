@@ -85,15 +85,28 @@ impl LocalPorts {
 }
 
 /// Where a local cluster keeps its files: everything under one root in
-/// the user's state directory; `~/.kube/config` is never touched.
+/// the user's state directory, runtime state (runc, CNI allocations) under
+/// `/run/kindling/<cluster>`; `~/.kube/config` is never touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalLayout {
     pub root: PathBuf,
+    pub run: PathBuf,
 }
 
 impl LocalLayout {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalLayout { root: root.into() }
+    pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Self {
+        LocalLayout {
+            root: root.into(),
+            run: run.into(),
+        }
+    }
+    /// runc's state for this cluster's containers.
+    pub fn runc_root(&self) -> PathBuf {
+        self.run.join("runc")
+    }
+    /// Host settings changed by `up`, restored by `down`.
+    pub fn saved_sysctls(&self) -> PathBuf {
+        self.root.join("host-sysctls.json")
     }
     pub fn pki(&self) -> PathBuf {
         self.root.join("pki")
@@ -120,7 +133,7 @@ impl LocalLayout {
         self.root.join("cni/net.d")
     }
     pub fn cni_state_dir(&self) -> PathBuf {
-        self.root.join("cni/state")
+        self.run.join("cni")
     }
     pub fn kubelet_root(&self) -> PathBuf {
         self.root.join("kubelet")
@@ -154,13 +167,30 @@ pub fn containerd_config(layout: &LocalLayout, cni_bin_dir: &Path) -> String {
 root = "{root}"
 state = "{state}"
 
+oom_score = 0
+
 [grpc]
   address = "{socket}"
+
+[ttrpc]
+  address = "{socket}.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   restrict_oom_score_adj = true
   enable_selinux = false
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
 
 [plugins."io.containerd.grpc.v1.cri".containerd]
   snapshotter = "overlayfs"
@@ -171,10 +201,12 @@ state = "{state}"
 
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   SystemdCgroup = false
+  Root = "{runc_root}"
 
 [plugins."io.containerd.grpc.v1.cri".cni]
   bin_dir = "{cni_bin}"
   conf_dir = "{cni_conf}"
+  max_conf_num = 1
 "#,
         root = layout.containerd_root().display(),
         state = layout.containerd_state().display(),
@@ -182,11 +214,14 @@ state = "{state}"
         pause = PAUSE_IMAGE,
         cni_bin = cni_bin_dir.display(),
         cni_conf = layout.cni_conf_dir().display(),
+        runc_root = layout.runc_root().display(),
+        opt = layout.root.join("containerd/opt").display(),
     )
 }
 
-/// A bridge network on the pod range with masquerading and hairpin,
-/// then port mappings.
+/// A bridge network on the pod range with masquerading and hairpin, port
+/// mappings, and `firewall`: Docker sets the FORWARD policy to DROP, and
+/// bridged pod traffic passes FORWARD, so each pod needs its ACCEPT rules.
 pub fn cni_conflist(layout: &LocalLayout, network: &LocalNetwork) -> String {
     format!(
         r#"{{
@@ -206,7 +241,8 @@ pub fn cni_conflist(layout: &LocalLayout, network: &LocalNetwork) -> String {
         "dataDir": "{state}"
       }}
     }},
-    {{ "type": "portmap", "capabilities": {{ "portMappings": true }} }}
+    {{ "type": "portmap", "capabilities": {{ "portMappings": true }} }},
+    {{ "type": "firewall" }}
   ]
 }}
 "#,
@@ -230,8 +266,12 @@ pub fn kubelet_config(
 kind: KubeletConfiguration
 address: {node_ip}
 port: {port}
+readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: {healthz}
+staticPodPath: ""
+rotateCertificates: false
+serverTLSBootstrap: false
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
@@ -258,6 +298,7 @@ evictionHard:
   nodefs.available: "0%"
   nodefs.inodesFree: "0%"
   imagefs.available: "0%"
+  imagefs.inodesFree: "0%"
 serializeImagePulls: false
 "#,
         node_ip = network.node_ip,
@@ -298,6 +339,8 @@ conntrack:
   tcpCloseWaitTimeout: 0s
 iptables:
   localhostNodePorts: false
+nodePortAddresses:
+- {node_ip}/32
 "#,
         pod_cidr = network.pod_cidr,
         node_ip = network.node_ip,
@@ -376,7 +419,9 @@ pub fn apiserver_args(
             "--kubelet-client-key={}",
             pki.apiserver_kubelet_client.key.display()
         ),
-        "--kubelet-preferred-address-types=InternalIP".to_owned(),
+        "--kubelet-preferred-address-types=InternalIP,Hostname".to_owned(),
+        "--enable-bootstrap-token-auth=false".to_owned(),
+        "--profiling=false".to_owned(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
         format!(
             "--service-account-key-file={}",
@@ -406,6 +451,8 @@ pub fn controller_manager_args(
         format!("--authorization-kubeconfig={}", kubeconfig.display()),
         "--bind-address=127.0.0.1".to_owned(),
         format!("--secure-port={}", ports.controller_manager),
+        format!("--client-ca-file={}", pki.ca.cert.display()),
+        "--cluster-name=kindling".to_owned(),
         format!("--cluster-signing-cert-file={}", pki.ca.cert.display()),
         format!("--cluster-signing-key-file={}", pki.ca.key.display()),
         format!(
@@ -422,8 +469,11 @@ pub fn controller_manager_args(
 
 /// kube-scheduler.
 pub fn scheduler_args(layout: &LocalLayout, ports: &LocalPorts) -> Vec<String> {
+    let kubeconfig = layout.kubeconfig("scheduler");
     vec![
         format!("--config={}", layout.scheduler_config().display()),
+        format!("--authentication-kubeconfig={}", kubeconfig.display()),
+        format!("--authorization-kubeconfig={}", kubeconfig.display()),
         "--bind-address=127.0.0.1".to_owned(),
         format!("--secure-port={}", ports.scheduler),
     ]
@@ -435,6 +485,7 @@ pub fn kubelet_args(layout: &LocalLayout, network: &LocalNetwork, node_name: &st
         format!("--config={}", layout.kubelet_config().display()),
         format!("--kubeconfig={}", layout.kubeconfig("kubelet").display()),
         format!("--root-dir={}", layout.kubelet_root().display()),
+        format!("--cert-dir={}", layout.kubelet_root().join("pki").display()),
         format!("--hostname-override={node_name}"),
         format!("--node-ip={}", network.node_ip),
         "--v=1".to_owned(),
@@ -446,7 +497,7 @@ mod tests {
     use super::*;
 
     fn fixtures() -> (LocalLayout, LocalNetwork, LocalPorts, PkiFiles) {
-        let layout = LocalLayout::new("/state/local");
+        let layout = LocalLayout::new("/state/local", "/run/kindling/local");
         let pki = PkiFiles::under(&layout.pki());
         (layout, LocalNetwork::default(), LocalPorts::default(), pki)
     }
@@ -462,6 +513,7 @@ mod tests {
             "sandbox_image = \"localhost/kindling/pause:1\"",
             "restrict_oom_score_adj = true",
             "SystemdCgroup = false",
+            "Root = \"/run/kindling/local/runc\"",
             "bin_dir = \"/usr/lib/cni\"",
         ] {
             assert!(text.contains(wanted), "{wanted} missing from\n{text}");
@@ -520,6 +572,10 @@ mod tests {
         let conflist = cni_conflist(&layout, &network);
         assert!(conflist.contains("\"subnet\": \"10.213.0.0/24\""));
         assert!(conflist.contains("\"type\": \"portmap\""));
+        assert!(
+            conflist.contains("\"type\": \"firewall\""),
+            "pods cannot talk under Docker's FORWARD DROP"
+        );
     }
 
     #[test]

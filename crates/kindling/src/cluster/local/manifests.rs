@@ -21,19 +21,27 @@ pub fn apiserver_kubelet_binding() -> Value {
     })
 }
 
-/// CoreDNS's Corefile. No `forward`: names outside the cluster get an
-/// immediate error instead of a query leaving the machine.
+/// CoreDNS's Corefile. Cluster zones go to `kubernetes`; every other name
+/// gets an immediate NXDOMAIN from a server block of its own (`template`
+/// runs before `kubernetes` in CoreDNS's fixed plugin order), so no query
+/// leaves the machine and none waits on an upstream that is not there.
 pub fn corefile() -> String {
-    ".:53 {
+    "cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     errors
     health :8080
     ready :8181
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         pods insecure
+        ttl 30
     }
     cache 30
-    loop
     reload
+}
+.:53 {
+    errors
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
 }
 "
     .to_owned()
@@ -173,7 +181,8 @@ mod tests {
 
     #[test]
     fn coredns_never_forwards_and_serves_the_cluster_dns_address() {
-        assert!(!corefile().contains("forward"));
+        assert!(!corefile().contains("forward") && !corefile().contains("loop"));
+        assert!(corefile().contains("rcode NXDOMAIN"));
         assert!(corefile().contains("kubernetes cluster.local"));
         let objects = coredns(&LocalNetwork::default(), "localhost/kindling/coredns:c-1");
         let service = objects.iter().find(|o| o["kind"] == "Service").unwrap();
