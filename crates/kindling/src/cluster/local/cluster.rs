@@ -931,8 +931,9 @@ fn remove_kubernetes_chains() {
                     ours(target.split_whitespace().next().unwrap_or_default())
                 });
                 if jumps_to_ours && !ours(chain) {
+                    let words = rule_words(rule);
                     let mut argv = vec![family, "-t", table, "-D"];
-                    argv.extend(rule.split_whitespace());
+                    argv.extend(words.iter().map(String::as_str));
                     let _ = run_host(&argv);
                 }
             }
@@ -949,6 +950,43 @@ fn remove_kubernetes_chains() {
             }
         }
     }
+}
+
+/// Splits an `iptables-save` rule into arguments: words, and double-quoted
+/// strings with `\"` escapes (comments).
+fn rule_words(rule: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    let mut chars = rule.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut current));
+                    in_word = false;
+                }
+            }
+            c => {
+                current.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(current);
+    }
+    words
 }
 
 /// Removes the (empty) `kubepods` cgroups the kubelet created.
@@ -991,4 +1029,35 @@ fn cni_network_namespaces() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iptables_rules_split_like_a_shell() {
+        let rule = r#"POSTROUTING -s 10.213.0.2/32 -m comment --comment "name: \"kindling\" id: \"2d38\"" -j CNI-562c"#;
+        assert_eq!(
+            rule_words(rule),
+            [
+                "POSTROUTING",
+                "-s",
+                "10.213.0.2/32",
+                "-m",
+                "comment",
+                "--comment",
+                "name: \"kindling\" id: \"2d38\"",
+                "-j",
+                "CNI-562c"
+            ]
+        );
+        assert_eq!(
+            rule_words(
+                r#"FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD"#
+            )
+            .len(),
+            7
+        );
+    }
 }
