@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kindling::cluster::local::cluster::{ComponentBinaries, LocalCluster, LocalError};
+use kindling::cluster::local::cluster::{LocalCluster, LocalError};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
 /// (clap's own code for argument errors).
@@ -100,22 +100,8 @@ fn state_dir(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| cli.target_dir.join("kindling/state"))
 }
 
-/// Per-host cluster state: `KINDLING_HOME`, else `~/.local/state/kindling`.
-fn kindling_home() -> PathBuf {
-    std::env::var_os("KINDLING_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".local/state/kindling")
-        })
-}
-
 fn local_cluster(cli: &Cli) -> LocalCluster {
-    LocalCluster::new(
-        &cli.cluster,
-        &kindling_home().join("clusters"),
-        ComponentBinaries::in_cache(&ComponentBinaries::default_cache()),
-    )
+    LocalCluster::with_defaults(&cli.cluster)
 }
 
 fn block_on<T>(

@@ -166,6 +166,61 @@ impl LocalCluster {
         }
     }
 
+    /// The cluster `name` with the default locations: state under
+    /// `KINDLING_HOME` (default `~/.local/state/kindling`), binaries in
+    /// `KINDLING_CACHE_DIR` (default `~/.cache/kindling`).
+    pub fn with_defaults(name: &str) -> Self {
+        let home = std::env::var_os("KINDLING_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                    .join(".local/state/kindling")
+            });
+        LocalCluster::new(
+            name,
+            &home.join("clusters"),
+            ComponentBinaries::in_cache(&ComponentBinaries::default_cache()),
+        )
+    }
+
+    /// What `up` needs that is missing, if anything (cheap file checks only).
+    pub fn missing_prerequisite(&self) -> Option<String> {
+        self.check_prerequisites()
+            .err()
+            .map(|error| error.to_string())
+    }
+
+    /// The component processes recorded as started.
+    pub fn recorded_processes(&self) -> Vec<super::process::ProcessRecord> {
+        self.supervisor.records()
+    }
+
+    /// Processes of containerd shims started for this cluster's containerd.
+    pub fn shim_processes(&self) -> Vec<u32> {
+        let socket = self.layout.containerd_socket().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+                let ours = args.first()?.ends_with(b"containerd-shim-runc-v2")
+                    && args
+                        .windows(2)
+                        .any(|pair| pair[0] == b"-address" && pair[1] == socket.as_bytes());
+                ours.then_some(pid)
+            })
+            .collect()
+    }
+
+    /// A Kubernetes client with the admin identity.
+    pub async fn admin_client(&self) -> Result<Client, LocalError> {
+        self.client().await
+    }
+
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> PathBuf {
         self.layout.kubeconfig("admin")
@@ -478,7 +533,8 @@ impl LocalCluster {
     }
 
     /// Stops exactly the recorded processes, removes pod sandboxes, CNI
-    /// state, kube-proxy's rules, kubelet mounts and the node interface.
+    /// state, kube-proxy's rules, kubelet mounts, the node interface and
+    /// the cluster's data.
     /// Nothing running is not an error. Returns the components stopped.
     pub async fn down(&self) -> Result<Vec<String>, LocalError> {
         let grace = Duration::from_secs(10);
@@ -519,33 +575,18 @@ impl LocalCluster {
         remove_kubepods_cgroups();
         self.restore_sysctls();
         let _ = std::fs::remove_dir_all(&self.layout.run);
+        // The next `up` is a new cluster (as after `kind delete`): no stale
+        // objects or statuses. Certificates and the image store are kept.
+        let _ = std::fs::remove_dir_all(self.layout.etcd_data());
+        let _ = std::fs::remove_dir_all(self.layout.kubelet_root());
         Ok(stopped)
     }
 
     /// containerd 1.6 shims outlive a containerd that stops before its
     /// tasks: find ours by the socket they were started for.
     fn kill_leftover_shims(&self) {
-        let socket = self.layout.containerd_socket().display().to_string();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
-            let is_our_shim = args
-                .first()
-                .is_some_and(|arg0| arg0.ends_with(b"containerd-shim-runc-v2"))
-                && args
-                    .windows(2)
-                    .any(|pair| pair[0] == b"-address" && pair[1] == socket.as_bytes());
-            if is_our_shim && let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        for pid in self.shim_processes() {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }

@@ -124,6 +124,9 @@ pub fn smoke(image: &str) -> Vec<Value> {
     let labels = json!({"app": "smoke"});
     vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SMOKE_NAMESPACE}}),
+        // Created here rather than waited for: the controller-manager adds it
+        // only after its first sync, seconds later.
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": SMOKE_NAMESPACE}}),
         json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",

@@ -1,0 +1,174 @@
+//! `down` leaves nothing behind, a taken port fails `up` naming it, and
+//! `up` from the component cache builds nothing. Runs after the
+//! `local_cluster` suite (one test group in .config/nextest.toml).
+//!
+//! Without root or the built components the test is reported as ignored,
+//! and fails when `CI` is set.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use kindling::cluster::local::cluster::{LocalCluster, LocalError};
+use kindling::cluster::local::process::Supervisor;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type Outcome = Result<(), Failed>;
+
+fn ensure(condition: bool, message: impl FnOnce() -> String) -> Outcome {
+    if condition {
+        Ok(())
+    } else {
+        Err(message().into())
+    }
+}
+
+fn binary_times(cluster: &LocalCluster) -> Vec<(String, SystemTime)> {
+    let mut paths: Vec<std::path::PathBuf> = [
+        "kube-apiserver",
+        "kubelet",
+        "kube-proxy",
+        "kube-scheduler",
+        "kube-controller-manager",
+    ]
+    .iter()
+    .map(|name| cluster.binaries.kubernetes_dir.join(name))
+    .collect();
+    paths.extend([
+        cluster.binaries.etcd.clone(),
+        cluster.binaries.coredns.clone(),
+    ]);
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            Some((
+                path.display().to_string(),
+                std::fs::metadata(&path).ok()?.modified().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn leftovers(
+    cluster: &LocalCluster,
+    pids: &[kindling::cluster::local::process::ProcessRecord],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for record in pids.iter().filter(|record| Supervisor::is_running(record)) {
+        found.push(format!("{} (pid {}) still runs", record.name, record.pid));
+    }
+    for (component, port) in cluster.ports.all() {
+        if TcpListener::bind(("0.0.0.0", port)).is_err() {
+            found.push(format!("port {port} ({component}) is still taken"));
+        }
+    }
+    for pid in cluster.shim_processes() {
+        found.push(format!("a containerd shim (pid {pid}) still runs"));
+    }
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("cni-") {
+                found.push(format!("pod network namespace {name} remains"));
+            }
+        }
+    }
+    for family in ["iptables-save", "ip6tables-save"] {
+        let saved = std::process::Command::new(family)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        let chains: Vec<String> = saved
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.starts_with(":KUBE-") || line.starts_with(":CNI-"))
+            .map(str::to_owned)
+            .collect();
+        if !chains.is_empty() {
+            found.push(format!("{family} still has {chains:?}"));
+        }
+    }
+    found
+}
+
+fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let cluster = LocalCluster::with_defaults("kindling");
+    runtime.block_on(async {
+        cluster.up().await.map_err(|error| format!("up: {error}"))?;
+        let started = cluster.recorded_processes();
+        ensure(started.len() == 7, || {
+            format!("{} components recorded", started.len())
+        })?;
+        let stopped = cluster
+            .down()
+            .await
+            .map_err(|error| format!("down: {error}"))?;
+        ensure(stopped.len() == 7, || {
+            format!("down stopped only {stopped:?}")
+        })?;
+        let left = leftovers(&cluster, &started);
+        ensure(left.is_empty(), || format!("down left: {left:#?}"))?;
+        let again = cluster
+            .down()
+            .await
+            .map_err(|error| format!("a second down: {error}"))?;
+        ensure(again.is_empty(), || {
+            format!("a second down stopped {again:?}")
+        })?;
+
+        let scheduler_port = cluster.ports.scheduler;
+        let taken = TcpListener::bind(("0.0.0.0", scheduler_port))?;
+        let refused = cluster.up().await;
+        drop(taken);
+        match refused {
+            Err(LocalError::PortInUse(error)) => ensure(
+                error.port == scheduler_port
+                    && error
+                        .to_string()
+                        .contains(&format!("port {scheduler_port}")),
+                || error.to_string(),
+            )?,
+            other => {
+                return Err(format!("up with port {scheduler_port} taken gave {other:?}").into());
+            }
+        }
+        let left = leftovers(&cluster, &[]);
+        ensure(left.is_empty(), || format!("a refused up left: {left:#?}"))?;
+
+        let before = binary_times(&cluster);
+        let timer = Instant::now();
+        let phases = cluster
+            .up()
+            .await
+            .map_err(|error| format!("up from the cache: {error}"))?;
+        let seconds = timer.elapsed().as_secs_f64();
+        ensure(binary_times(&cluster) == before, || {
+            "up rebuilt a component".to_owned()
+        })?;
+        eprintln!("up from the component cache took {seconds:.1}s: {phases:?}");
+        cluster
+            .down()
+            .await
+            .map_err(|error| format!("final down: {error}"))?;
+        Ok::<(), Failed>(())
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let missing = LocalCluster::with_defaults("kindling").missing_prerequisite();
+    if let (Some(reason), false, false) = (&missing, in_ci, args.list) {
+        eprintln!(
+            "WARNING: the local cluster teardown test cannot run and is reported as ignored (skipped): {reason}"
+        );
+    }
+    let trial = Trial::test(
+        "down_leaves_nothing_and_up_reuses_the_cache",
+        down_leaves_nothing_and_up_reuses_the_cache,
+    )
+    .with_ignored_flag(missing.is_some() && !in_ci);
+    libtest_mimic::run(&args, vec![trial]).exit_code()
+}
