@@ -912,6 +912,91 @@ impl LocalCluster {
     }
 }
 
+impl crate::cluster::Provider for LocalCluster {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn cluster(&self) -> &str {
+        &self.name
+    }
+
+    fn ensure(
+        &self,
+    ) -> crate::setup::BoxFuture<Result<crate::cluster::ClusterInfo, crate::cluster::ProviderError>>
+    {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .up()
+                .await
+                .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
+            Ok(crate::cluster::ClusterInfo {
+                name: cluster.name.clone(),
+                kubeconfig: cluster.kubeconfig(),
+                context: cluster.name.clone(),
+                fingerprint: format!("local {KUBERNETES_VERSION} {ETCD_VERSION} {COREDNS_VERSION}"),
+            })
+        })
+    }
+
+    fn node_stores(
+        &self,
+    ) -> crate::setup::BoxFuture<Result<Vec<NodeStore>, crate::cluster::ProviderError>> {
+        let store = self.node_store();
+        Box::pin(async move { Ok(vec![store]) })
+    }
+
+    fn delete(&self) -> crate::setup::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .down()
+                .await
+                .map(drop)
+                .map_err(|error| cluster.provider_error("take the cluster down", error))
+        })
+    }
+
+    fn collect_logs(
+        &self,
+        dir: &Path,
+    ) -> crate::setup::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        let dir = dir.to_owned();
+        Box::pin(async move {
+            let logs = cluster.layout.root.join("logs");
+            let copy = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                for entry in std::fs::read_dir(&logs)?.flatten() {
+                    std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+                }
+                Ok(())
+            };
+            copy().map_err(|error| {
+                cluster.provider_error(
+                    "copy the component logs",
+                    LocalError::Write {
+                        path: dir.clone(),
+                        source: error,
+                    },
+                )
+            })
+        })
+    }
+}
+
+impl LocalCluster {
+    fn provider_error(&self, action: &str, error: LocalError) -> crate::cluster::ProviderError {
+        crate::cluster::ProviderError {
+            provider: "local".to_owned(),
+            cluster: self.name.clone(),
+            action: action.to_owned(),
+            source: Box::new(error),
+        }
+    }
+}
+
 fn write_sysctl(key: &str, value: &str) -> Result<(), LocalError> {
     let path = Path::new("/proc/sys").join(key);
     let current = std::fs::read_to_string(&path).unwrap_or_default();
@@ -1075,6 +1160,33 @@ fn cni_network_namespaces() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_provider_copies_component_logs_and_names_its_node_store() {
+        use crate::cluster::Provider as _;
+        let home = tempfile::tempdir().unwrap();
+        let cluster = LocalCluster::new(
+            "logs",
+            home.path(),
+            ComponentBinaries::in_cache(home.path()),
+        );
+        let logs = cluster.layout.root.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("kubelet.log"), "E0101 something failed\n").unwrap();
+        let target = home.path().join("artifacts");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(cluster.collect_logs(&target)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(target.join("kubelet.log")).unwrap(),
+            "E0101 something failed\n"
+        );
+        let stores = runtime.block_on(cluster.node_stores()).unwrap();
+        assert_eq!(stores.len(), 1);
+        assert_eq!(stores[0].name(), "logs-node");
+        assert_eq!((cluster.kind(), cluster.cluster()), ("local", "logs"));
+    }
 
     #[test]
     fn iptables_rules_split_like_a_shell() {
