@@ -125,7 +125,23 @@ async fn deploy(client: &Client, image: &ImageRef) -> Result<String, BoxError> {
         .spec
         .and_then(|spec| spec.cluster_ip)
         .ok_or("the Service has no cluster IP")?;
-    Ok(format!("{ip}:8080"))
+    let address = format!("{ip}:8080");
+    // Available pods are not yet a routed Service: wait until kube-proxy
+    // has its rules and the Service answers, several times in a row.
+    let mut last = String::new();
+    let mut answered = 0;
+    while Instant::now() < deadline {
+        match http(&address, "GET", "/healthz", "").await {
+            Ok((200, _)) => answered += 1,
+            Ok((status, body)) => (answered, last) = (0, format!("{status} {body}")),
+            Err(error) => (answered, last) = (0, error.to_string()),
+        }
+        if answered == 3 {
+            return Ok(address);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("Service `{NAMESPACE}/datastorage` at {address} did not answer: {last}").into())
 }
 
 /// One HTTP/1.1 request to `address`; returns the status and the body.

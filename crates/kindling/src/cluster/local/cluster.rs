@@ -685,6 +685,27 @@ impl LocalCluster {
             interface,
         ])?;
         run_host(&["ip", "link", "set", interface, "up"])?;
+        // Cluster addresses must never follow the default route off the
+        // machine: service addresses without kube-proxy rules yet, and pod
+        // addresses before the CNI bridge exists, go to the node's own link.
+        run_host(&[
+            "ip",
+            "route",
+            "replace",
+            &self.network.service_cidr,
+            "dev",
+            interface,
+        ])?;
+        run_host(&[
+            "ip",
+            "route",
+            "replace",
+            &self.network.pod_cidr,
+            "dev",
+            interface,
+            "metric",
+            "1000",
+        ])?;
         // The kubelet sets these itself; record the host's values first so
         // `down` can give them back.
         let saved = self.layout.saved_sysctls();
@@ -721,7 +742,9 @@ impl LocalCluster {
     }
 
     fn write_configs(&self, pki: &PkiFiles) -> Result<(), LocalError> {
-        let server = format!("https://{}:{}", self.network.node_ip, self.ports.apiserver);
+        // Clients on the host use loopback: an address that only exists while
+        // the cluster's link is up could otherwise route off the machine.
+        let server = format!("https://127.0.0.1:{}", self.ports.apiserver);
         let kubeconfigs = [
             ("admin", "kindling-admin", &pki.admin),
             (
@@ -806,12 +829,17 @@ impl LocalCluster {
                     source: kube::Error::InferKubeconfig(error),
                 }
             })?;
-        let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .map_err(|error| LocalError::Kube {
                 action: "load the admin kubeconfig".to_owned(),
                 source: kube::Error::InferKubeconfig(error),
             })?;
+        // Always loopback, whatever an older kubeconfig says: the node's
+        // address routes off the machine once its link is gone.
+        config.cluster_url = format!("https://127.0.0.1:{}", self.ports.apiserver)
+            .parse()
+            .expect("a loopback URL parses");
         Client::try_from(config).map_err(kube_error("create a Kubernetes client"))
     }
 
