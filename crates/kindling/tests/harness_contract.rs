@@ -16,14 +16,6 @@ use support::*;
 
 type Outcome = Result<(), Failed>;
 
-fn ensure(condition: bool, message: impl FnOnce() -> String) -> Outcome {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
-}
-
 fn list_lines(names: &[&str]) -> String {
     names.iter().map(|name| format!("{name}: test\n")).collect()
 }
@@ -542,7 +534,7 @@ fn filters_select_like_libtest() -> Outcome {
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let nextest = nextest_available();
-    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let in_ci = support::in_ci();
     if !nextest && !args.list {
         let consequence = if in_ci {
             "they will fail (CI is set)"

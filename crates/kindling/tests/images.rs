@@ -17,6 +17,7 @@ use kindling::image::{
     BuildError, Builder, ContextError, ImageError, ImageRef, ImageSpec, LoadError, Loader,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
+use support::ensure;
 use support::kind_like::{KindLikeCluster, write_data_image};
 
 type Outcome = Result<(), Failed>;
@@ -32,14 +33,6 @@ fn run(test: impl Future<Output = Result<(), kindling::BoxError>>) -> Outcome {
     RUNTIME
         .block_on(test)
         .map_err(|error| Failed::from(format!("{error:?}")))
-}
-
-fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), kindling::BoxError> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
 }
 
 async fn docker() -> Result<Docker, kindling::BoxError> {
@@ -503,7 +496,7 @@ async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindl
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let in_ci = support::in_ci();
     let docker_answers = args.list || RUNTIME.block_on(kindling::docker::connect()).is_ok();
     if !docker_answers {
         let consequence = if in_ci {

@@ -6,6 +6,8 @@
 //! Debian's containerd, runc and CNI plugins, and a Docker engine. Without
 //! them the tests are reported as ignored, and they fail when `CI` is set.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -226,7 +228,7 @@ async fn up_again_reuses_the_running_cluster(ctx: TestContext<Env>) -> Result<()
 }
 
 fn main() -> std::process::ExitCode {
-    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let in_ci = support::in_ci();
     let missing = LocalCluster::with_defaults(CLUSTER).missing_prerequisite();
     let options = match (&missing, in_ci) {
         (Some(reason), false) => {

@@ -5,6 +5,8 @@
 //! Without root or the built components the test is reported as ignored,
 //! and fails when `CI` is set.
 
+mod support;
+
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
@@ -12,16 +14,9 @@ use std::time::{Instant, SystemTime};
 use kindling::cluster::local::cluster::{LocalCluster, LocalError};
 use kindling::cluster::local::process::Supervisor;
 use libtest_mimic::{Arguments, Failed, Trial};
+use support::ensure;
 
 type Outcome = Result<(), Failed>;
-
-fn ensure(condition: bool, message: impl FnOnce() -> String) -> Outcome {
-    if condition {
-        Ok(())
-    } else {
-        Err(message().into())
-    }
-}
 
 fn binary_times(cluster: &LocalCluster) -> Vec<(String, SystemTime)> {
     let mut paths: Vec<std::path::PathBuf> = [
@@ -158,7 +153,7 @@ fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let in_ci = support::in_ci();
     let missing = LocalCluster::with_defaults("kindling").missing_prerequisite();
     if let (Some(reason), false, false) = (&missing, in_ci, args.list) {
         eprintln!(

@@ -12,6 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+/// `Ok` if `condition` holds, else `message()` as the error (`?` turns it
+/// into a test failure or a `BoxError`).
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if condition { Ok(()) } else { Err(message()) }
+}
+
+/// True when `CI` is set: tests whose prerequisites are missing then fail
+/// instead of being reported as ignored.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false")
+}
+
 pub const FIXTURE_PACKAGE: &str = "kindling-fixture-suites";
 pub const FIXTURE_SUITES: &[&str] = &["basic", "outcomes", "failing_setup", "duplicates", "many"];
 
