@@ -7,6 +7,10 @@ pub mod pki;
 
 use std::path::{Path, PathBuf};
 
+use bollard::Docker;
+use serde::{Deserialize, Serialize};
+
+use crate::image::ImageRef;
 use crate::node::NodeStore;
 use crate::setup::BoxFuture;
 
@@ -58,4 +62,59 @@ pub trait Provider: Send + Sync {
 
     /// Copies the cluster's logs into `dir` (for artifacts on failure).
     fn collect_logs(&self, dir: &Path) -> BoxFuture<Result<(), ProviderError>>;
+
+    /// Checks that a cluster set up earlier still answers (a reuse check).
+    fn healthy(&self) -> BoxFuture<Result<(), ProviderError>>;
+
+    /// Makes `images` available to the cluster's nodes: loaded into their
+    /// stores, or pushed to a registry they pull from. The returned
+    /// references are the ones manifests must use.
+    fn deliver(
+        &self,
+        docker: Docker,
+        images: Vec<ImageRef>,
+    ) -> BoxFuture<Result<Delivered, ProviderError>>;
+}
+
+/// The `imagePullPolicy` a provider's delivered images need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Loaded into every node: the kubelet must never pull.
+    Never,
+    /// Pushed to a registry: pulled once by exact digest.
+    IfNotPresent,
+}
+
+impl PullPolicy {
+    /// As a manifest spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Never => "Never",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+        }
+    }
+}
+
+/// Images a provider delivered, and how pods must refer to them.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub images: Vec<ImageRef>,
+    pub pull_policy: PullPolicy,
+}
+
+/// The provider `KINDLING_PROVIDER` names (default `local`) for a
+/// cluster called `cluster`.
+pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
+    let provider = std::env::var("KINDLING_PROVIDER").unwrap_or_else(|_| "local".to_owned());
+    match provider.as_str() {
+        "local" => Ok(Box::new(local::cluster::LocalCluster::with_defaults(
+            cluster,
+        ))),
+        other => Err(ProviderError {
+            provider: other.to_owned(),
+            cluster: cluster.to_owned(),
+            action: "choose the provider".to_owned(),
+            source: format!("unknown provider `{other}`: KINDLING_PROVIDER must be `local`").into(),
+        }),
+    }
 }

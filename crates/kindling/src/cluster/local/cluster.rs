@@ -1012,6 +1012,41 @@ impl crate::cluster::Provider for LocalCluster {
             })
         })
     }
+
+    fn healthy(&self) -> crate::setup::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .healthy()
+                .await
+                .map_err(|error| cluster.provider_error("check the cluster", error))
+        })
+    }
+
+    fn deliver(
+        &self,
+        docker: bollard::Docker,
+        images: Vec<crate::image::ImageRef>,
+    ) -> crate::setup::BoxFuture<Result<crate::cluster::Delivered, crate::cluster::ProviderError>>
+    {
+        let store = self.node_store();
+        let name = self.name.clone();
+        Box::pin(async move {
+            crate::image::Loader::new(docker)
+                .load(&images, &[store])
+                .await
+                .map_err(|error| crate::cluster::ProviderError {
+                    provider: "local".to_owned(),
+                    cluster: name,
+                    action: "load the images into the node".to_owned(),
+                    source: Box::new(error),
+                })?;
+            Ok(crate::cluster::Delivered {
+                images,
+                pull_policy: crate::cluster::PullPolicy::Never,
+            })
+        })
+    }
 }
 
 impl LocalCluster {
