@@ -2,6 +2,7 @@
 //! nextest contract, per-test timing, capture and timeouts, and reports.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,11 +14,12 @@ use tracing::Instrument as _;
 
 use crate::capture::{self, Capture};
 use crate::config::{DEFAULT_SETUP_TIMEOUT, DEFAULT_TEST_TIMEOUT, EnvConfig};
+use crate::error::TestResult;
 use crate::error::render_chain;
 use crate::identity::RunIdentity;
 use crate::junit::{self, TestOutcome, TestRecord};
 use crate::progress::Progress;
-use crate::setup::{SetupDriver, SetupError, SetupOptions, seconds};
+use crate::setup::{BoxFuture, FailureFn, SetupDriver, SetupError, SetupOptions, seconds};
 use crate::state::StateStore;
 use crate::suite::{Suite, Test, TestBody, TestContext};
 
@@ -69,7 +71,15 @@ enum TestFailure {
         still_running: Vec<String>,
         last_line: Option<String>,
     },
+    #[error("{failure}\nartifacts: {}", artifacts.display())]
+    WithArtifacts {
+        failure: Box<TestFailure>,
+        artifacts: PathBuf,
+    },
 }
+
+/// How long collecting a failed test's artifacts may take.
+const ARTIFACTS_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn running_text(still_running: &[String], last_line: &Option<String>) -> String {
     let mut text = String::new();
@@ -121,7 +131,9 @@ where
         mut tests,
         test_timeout,
         setup_timeout,
+        on_failure,
     } = suite;
+    let on_failure = on_failure.map(Arc::new);
     let identity = RunIdentity::detect(name.as_deref(), package.as_deref());
 
     match crate::registry::collect::<E>() {
@@ -184,6 +196,7 @@ where
                         .unwrap_or(DEFAULT_SETUP_TIMEOUT),
                     live_log: args.nocapture,
                     progress,
+                    artifacts_root: identity.kindling_dir().join("artifacts"),
                 },
                 setup,
                 alive,
@@ -211,6 +224,7 @@ where
             records: records.clone(),
             timeout: test.options.timeout.unwrap_or(default_timeout),
             live_log: args.nocapture,
+            on_failure: on_failure.clone(),
         };
         let trial = Trial::test(name.clone(), move || runner.run(test)).with_ignored_flag(ignored);
         if args.is_ignored(&trial) && !args.is_filtered_out(&trial) {
@@ -297,6 +311,7 @@ struct TestRunner<E> {
     records: Arc<Mutex<Vec<TestRecord>>>,
     timeout: Duration,
     live_log: bool,
+    on_failure: Option<Arc<FailureFn<E>>>,
 }
 
 impl<E> TestRunner<E>
@@ -342,18 +357,60 @@ where
         body: TestBody<E>,
         capture: &Capture,
     ) -> Result<(), TestFailure> {
+        let mut failure_hook = None;
         let future = match body {
             TestBody::Standalone(body) => body(),
             TestBody::WithEnv(body) => {
                 let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
+                let context_environment = environment.clone();
+                let artifacts_root = self.identity.kindling_dir().join("artifacts");
+                if let Some(hook) = &self.on_failure {
+                    failure_hook = Some((hook.clone(), environment));
+                }
                 body(TestContext {
-                    environment,
-                    test_name: name,
+                    environment: context_environment,
+                    test_name: name.clone(),
                     run_id: self.identity.run_id.clone(),
                     suite: self.identity.suite.clone(),
+                    artifacts_root,
                 })
             }
         };
+        let artifacts = self
+            .identity
+            .kindling_dir()
+            .join("artifacts")
+            .join(&self.identity.run_id)
+            .join(&self.identity.suite)
+            .join(name.replace("::", "__"));
+        let outcome = self.run_body(future, capture).await;
+        match (outcome, failure_hook) {
+            (Err(failure), Some((hook, environment))) => {
+                let collected = tokio::time::timeout(
+                    ARTIFACTS_TIMEOUT,
+                    hook(environment, artifacts.clone()).instrument(capture.span()),
+                )
+                .await;
+                if collected.is_err() {
+                    tracing::warn!(
+                        "collecting artifacts took over {}s",
+                        ARTIFACTS_TIMEOUT.as_secs()
+                    );
+                }
+                Err(TestFailure::WithArtifacts {
+                    failure: Box::new(failure),
+                    artifacts,
+                })
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    async fn run_body(
+        &self,
+        future: BoxFuture<TestResult>,
+        capture: &Capture,
+    ) -> Result<(), TestFailure> {
         let mut task = tokio::spawn(future.instrument(capture.span()));
         match tokio::time::timeout(self.timeout, &mut task).await {
             Ok(Ok(Ok(()))) => Ok(()),

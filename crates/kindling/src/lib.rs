@@ -17,11 +17,16 @@
 //! kindling::main!();
 //! ```
 
+pub mod access;
+pub mod artifacts;
 mod capture;
 pub mod cluster;
 mod config;
+pub mod deploy;
 pub mod docker;
+mod environment;
 mod error;
+mod fingerprint;
 mod harness;
 mod identity;
 pub mod image;
@@ -32,9 +37,14 @@ mod registry;
 mod setup;
 mod state;
 mod suite;
+pub mod wait;
 
 pub use config::{ConfigError, KNOWN_VARIABLES};
+pub use environment::{
+    DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError, deploy,
+};
 pub use error::{BoxError, TestResult};
+pub use fingerprint::fingerprint_paths;
 pub use junit::JunitError;
 pub use kindling_macros::test;
 pub use registry::RegistryError;

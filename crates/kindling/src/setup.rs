@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use crate::state::{
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type SetupFn<E> =
     Box<dyn Fn(SetupContext) -> BoxFuture<Result<E, BoxError>> + Send + Sync>;
+pub(crate) type FailureFn<E> = Box<dyn Fn(Arc<E>, PathBuf) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type AliveFn<E> = Box<dyn Fn(Arc<E>) -> BoxFuture<Result<(), BoxError>> + Send + Sync>;
 pub(crate) type FingerprintFn = Box<dyn Fn() -> String + Send + Sync>;
 
@@ -36,6 +38,7 @@ pub struct SetupContext {
 struct SetupShared {
     suite: String,
     run_id: String,
+    artifacts_root: PathBuf,
     progress: Arc<Progress>,
     phases: Mutex<Vec<PhaseRecord>>,
     current: Mutex<Option<(String, Instant)>>,
@@ -51,16 +54,27 @@ pub struct PhaseError {
 }
 
 impl SetupContext {
-    fn new(suite: &str, run_id: &str, progress: Arc<Progress>) -> Self {
+    fn new(suite: &str, run_id: &str, artifacts_root: &Path, progress: Arc<Progress>) -> Self {
         SetupContext {
             inner: Arc::new(SetupShared {
                 suite: suite.to_owned(),
                 run_id: run_id.to_owned(),
+                artifacts_root: artifacts_root.to_owned(),
                 progress,
                 phases: Mutex::default(),
                 current: Mutex::default(),
             }),
         }
+    }
+
+    /// Where this run's artifacts of the setup go on failure:
+    /// `target/kindling/artifacts/<run id>/<suite>/setup`.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.inner
+            .artifacts_root
+            .join(&self.inner.run_id)
+            .join(&self.inner.suite)
+            .join("setup")
     }
 
     /// The suite being set up.
@@ -198,6 +212,8 @@ pub(crate) struct SetupOptions {
     pub timeout: Duration,
     pub live_log: bool,
     pub progress: Arc<Progress>,
+    /// `target/kindling/artifacts`.
+    pub artifacts_root: PathBuf,
 }
 
 /// Drives the setup for one process: at most once, shared by every test.
@@ -310,6 +326,7 @@ where
         let context = SetupContext::new(
             &self.options.suite,
             &self.options.run_id,
+            &self.options.artifacts_root,
             self.options.progress.clone(),
         );
         let capture = Capture::start("@setup", self.options.live_log);
@@ -408,8 +425,12 @@ where
             .progress
             .line(&format!("setting up for run {}", self.options.run_id));
 
-        let context =
-            SetupContext::new(&suite, &self.options.run_id, self.options.progress.clone());
+        let context = SetupContext::new(
+            &suite,
+            &self.options.run_id,
+            &self.options.artifacts_root,
+            self.options.progress.clone(),
+        );
         let capture = Capture::start("@setup", self.options.live_log);
         let work = (self.setup)(context.clone()).instrument(capture.span());
         let mut task = tokio::spawn(work);

@@ -1,6 +1,7 @@
 //! The `Suite` builder a suite author writes, and the tests it holds.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{BoxError, TestResult};
-use crate::setup::{AliveFn, BoxFuture, FingerprintFn, SetupContext, SetupFn};
+use crate::setup::{AliveFn, BoxFuture, FailureFn, FingerprintFn, SetupContext, SetupFn};
 
 /// What a test body receives: the run-wide environment and facts about the test.
 pub struct TestContext<E = ()> {
@@ -16,6 +17,7 @@ pub struct TestContext<E = ()> {
     pub(crate) test_name: String,
     pub(crate) run_id: String,
     pub(crate) suite: String,
+    pub(crate) artifacts_root: PathBuf,
 }
 
 impl<E> TestContext<E> {
@@ -37,6 +39,15 @@ impl<E> TestContext<E> {
     /// The suite's name.
     pub fn suite(&self) -> &str {
         &self.suite
+    }
+
+    /// Where this test's artifacts go on failure:
+    /// `target/kindling/artifacts/<run id>/<suite>/<test name>`.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.artifacts_root
+            .join(&self.run_id)
+            .join(&self.suite)
+            .join(self.test_name.replace("::", "__"))
     }
 
     /// A name unique to this test and run, usable as a Kubernetes object
@@ -186,6 +197,7 @@ pub struct Suite<E = ()> {
     pub(crate) tests: Vec<Test<E>>,
     pub(crate) test_timeout: Option<Duration>,
     pub(crate) setup_timeout: Option<Duration>,
+    pub(crate) on_failure: Option<FailureFn<E>>,
 }
 
 impl Suite<()> {
@@ -215,6 +227,7 @@ where
             tests: Vec::new(),
             test_timeout: None,
             setup_timeout: None,
+            on_failure: None,
         }
     }
 
@@ -305,6 +318,19 @@ where
         self
     }
 
+    /// Runs when a test that received the environment fails (a returned
+    /// error, a panic or a timeout), with the folder for that test's
+    /// artifacts; the failure message names the folder. See
+    /// [`crate::Environment::collect_artifacts`].
+    pub fn on_failure<F, Fut>(mut self, collect: F) -> Self
+    where
+        F: Fn(Arc<E>, PathBuf) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_failure = Some(Box::new(move |env, dir| Box::pin(collect(env, dir))));
+        self
+    }
+
     /// Default per-test timeout for this suite (`KINDLING_TEST_TIMEOUT` overrides it).
     pub fn test_timeout(mut self, timeout: Duration) -> Self {
         self.test_timeout = Some(timeout);
@@ -339,6 +365,7 @@ mod tests {
             test_name: test.to_owned(),
             run_id: run.to_owned(),
             suite: "s".to_owned(),
+            artifacts_root: PathBuf::from("target/kindling/artifacts"),
         }
     }
 

@@ -1,0 +1,400 @@
+//! Server-side apply of manifests through discovery, in dependency order:
+//! namespaces, CRDs (then Established), RBAC, configuration, Services,
+//! workloads, webhook configurations last. Every object is checked with a
+//! server-side dry run before the first one (past namespaces) is applied.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersion;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_group};
+
+use super::manifest::Manifest;
+
+/// The field manager of every apply.
+pub const FIELD_MANAGER: &str = "kindling";
+
+/// How long a CRD may take to become Established.
+const CRD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Applying manifests failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "{origin}: kind `{kind}` (apiVersion `{api_version}`) of object `{name}` is not served by the cluster: check the kind and apiVersion, or add the CustomResourceDefinition that defines it to the manifests"
+    )]
+    UnknownKind {
+        origin: String,
+        kind: String,
+        api_version: String,
+        name: String,
+    },
+    #[error("{origin}: the API server refused {kind} `{object}`: {message}")]
+    Rejected {
+        origin: String,
+        kind: String,
+        /// `namespace/name`, or `name` for a cluster-scoped object.
+        object: String,
+        message: String,
+    },
+    #[error("failed to {action}")]
+    Request {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "CustomResourceDefinition `{name}` was not Established within {seconds}s: {conditions}",
+        seconds = CRD_TIMEOUT.as_secs()
+    )]
+    CrdNotEstablished { name: String, conditions: String },
+}
+
+/// What was applied, in order.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Where a kind of object goes in the apply order.
+fn rank(kind: &str) -> u8 {
+    match kind {
+        "Namespace" => 0,
+        "CustomResourceDefinition" => 1,
+        "ServiceAccount" | "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+        | "PriorityClass" | "ResourceQuota" | "LimitRange" | "StorageClass" => 2,
+        "ConfigMap" | "Secret" | "PersistentVolume" | "PersistentVolumeClaim" => 3,
+        "Service" => 4,
+        "MutatingWebhookConfiguration"
+        | "ValidatingWebhookConfiguration"
+        | "ValidatingAdmissionPolicy"
+        | "ValidatingAdmissionPolicyBinding" => 6,
+        _ => 5,
+    }
+}
+
+/// Resolves kinds through discovery, one request per group version.
+struct Kinds {
+    client: Client,
+    groups: BTreeMap<String, Vec<(ApiResource, ApiCapabilities)>>,
+}
+
+impl Kinds {
+    async fn resolve(
+        &mut self,
+        manifest: &Manifest,
+    ) -> Result<Option<(ApiResource, Scope)>, ApplyError> {
+        let api_version = manifest.api_version().to_owned();
+        if !self.groups.contains_key(&api_version) {
+            let resources = match api_version.parse::<GroupVersion>() {
+                Ok(version) => match pinned_group(&self.client, &version).await {
+                    Ok(group) => group.versioned_resources(&version.version),
+                    Err(kube::Error::Api(response)) if response.code == 404 => Vec::new(),
+                    Err(source) => {
+                        return Err(ApplyError::Request {
+                            action: format!("discover the resources of `{api_version}`"),
+                            source,
+                        });
+                    }
+                },
+                Err(_) => Vec::new(),
+            };
+            self.groups.insert(api_version.clone(), resources);
+        }
+        Ok(self.groups[&api_version]
+            .iter()
+            .find(|(resource, _)| resource.kind == manifest.kind())
+            .map(|(resource, capabilities)| (resource.clone(), capabilities.scope.clone())))
+    }
+
+    fn forget(&mut self, api_version: &str) {
+        self.groups.remove(api_version);
+    }
+}
+
+/// Applies `manifests`, putting namespaced objects without a namespace
+/// into `namespace`. Kinds are all resolved, and every object passes a
+/// server-side dry run, before anything but namespaces is applied.
+pub async fn apply_manifests(
+    client: &Client,
+    namespace: &str,
+    manifests: &mut [Manifest],
+) -> Result<Vec<Applied>, ApplyError> {
+    manifests.sort_by_key(|manifest| rank(manifest.kind()));
+    let defined_by_crds: Vec<(String, String)> = manifests
+        .iter()
+        .filter(|manifest| manifest.kind() == "CustomResourceDefinition")
+        .flat_map(crd_kinds)
+        .collect();
+    let mut kinds = Kinds {
+        client: client.clone(),
+        groups: BTreeMap::new(),
+    };
+    // Resolve every kind first: an unknown one fails before anything is applied.
+    let mut resolved = Vec::with_capacity(manifests.len());
+    for manifest in manifests.iter() {
+        let known = kinds.resolve(manifest).await?;
+        let from_crd = defined_by_crds.iter().any(|(api_version, kind)| {
+            api_version == manifest.api_version() && kind == manifest.kind()
+        });
+        if known.is_none() && !from_crd {
+            return Err(ApplyError::UnknownKind {
+                origin: manifest.origin().to_string(),
+                kind: manifest.kind().to_owned(),
+                api_version: manifest.api_version().to_owned(),
+                name: manifest.name().to_owned(),
+            });
+        }
+        resolved.push(known);
+    }
+    for (manifest, known) in manifests.iter_mut().zip(&resolved) {
+        if let Some((_, Scope::Namespaced)) = known
+            && manifest.namespace().is_none()
+        {
+            manifest.object["metadata"]["namespace"] = namespace.into();
+        }
+    }
+
+    let mut applied = Vec::new();
+    // Namespaces first, for real: the dry run of their objects needs them.
+    for (manifest, known) in manifests.iter().zip(&resolved) {
+        if manifest.kind() == "Namespace"
+            && let Some((resource, scope)) = known
+        {
+            applied.push(apply_one(client, manifest, resource, scope, false).await?);
+        }
+    }
+    for (manifest, known) in manifests.iter().zip(&resolved) {
+        if manifest.kind() != "Namespace"
+            && let Some((resource, scope)) = known
+        {
+            apply_one(client, manifest, resource, scope, true).await?;
+        }
+    }
+    let mut crds_established = false;
+    for (manifest, known) in manifests.iter().zip(resolved) {
+        if manifest.kind() == "Namespace" {
+            continue;
+        }
+        if rank(manifest.kind()) > 1 && !crds_established {
+            wait_for_crds(
+                client,
+                manifests_of_kind(manifests, "CustomResourceDefinition"),
+            )
+            .await?;
+            crds_established = true;
+        }
+        let (resource, scope) = match known {
+            Some(known) => known,
+            None => {
+                kinds.forget(manifest.api_version());
+                resolve_after_crd(&mut kinds, manifest).await?
+            }
+        };
+        let mut manifest = manifest.clone();
+        if scope == Scope::Namespaced && manifest.namespace().is_none() {
+            manifest.object["metadata"]["namespace"] = namespace.into();
+        }
+        applied.push(apply_one(client, &manifest, &resource, &scope, false).await?);
+    }
+    if !crds_established {
+        wait_for_crds(
+            client,
+            manifests_of_kind(manifests, "CustomResourceDefinition"),
+        )
+        .await?;
+    }
+    Ok(applied)
+}
+
+fn manifests_of_kind<'a>(
+    manifests: &'a [Manifest],
+    kind: &'a str,
+) -> impl Iterator<Item = &'a Manifest> {
+    manifests
+        .iter()
+        .filter(move |manifest| manifest.kind() == kind)
+}
+
+/// The (apiVersion, kind) pairs a CRD manifest defines.
+fn crd_kinds(manifest: &Manifest) -> Vec<(String, String)> {
+    let spec = &manifest.object["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let kind = spec["names"]["kind"].as_str().unwrap_or_default();
+    spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|version| version["name"].as_str())
+        .map(|version| (format!("{group}/{version}"), kind.to_owned()))
+        .collect()
+}
+
+/// A kind a CRD of this apply defines: discovery may lag the Established
+/// condition by a moment.
+async fn resolve_after_crd(
+    kinds: &mut Kinds,
+    manifest: &Manifest,
+) -> Result<(ApiResource, Scope), ApplyError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(found) = kinds.resolve(manifest).await? {
+            return Ok(found);
+        }
+        if Instant::now() > deadline {
+            return Err(ApplyError::UnknownKind {
+                origin: manifest.origin().to_string(),
+                kind: manifest.kind().to_owned(),
+                api_version: manifest.api_version().to_owned(),
+                name: manifest.name().to_owned(),
+            });
+        }
+        kinds.forget(manifest.api_version());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn apply_one(
+    client: &Client,
+    manifest: &Manifest,
+    resource: &ApiResource,
+    scope: &Scope,
+    dry_run: bool,
+) -> Result<Applied, ApplyError> {
+    let namespace = match scope {
+        Scope::Namespaced => manifest.namespace().map(str::to_owned),
+        Scope::Cluster => None,
+    };
+    let api: Api<DynamicObject> = match &namespace {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
+        None => Api::all_with(client.clone(), resource),
+    };
+    let mut params = PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict();
+    if dry_run {
+        params = params.dry_run();
+    }
+    let object = match &namespace {
+        Some(namespace) => format!("{namespace}/{}", manifest.name()),
+        None => manifest.name().to_owned(),
+    };
+    match api
+        .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
+        .await
+    {
+        Ok(_) => {}
+        // A dry run only judges the object itself: references to objects
+        // not applied yet (a ServiceAccount, a namespace) are for the real apply.
+        Err(kube::Error::Api(response)) if dry_run && !matches!(response.code, 400 | 422) => {}
+        Err(kube::Error::Api(response)) => {
+            return Err(ApplyError::Rejected {
+                origin: manifest.origin().to_string(),
+                kind: manifest.kind().to_owned(),
+                object,
+                message: response.message,
+            });
+        }
+        Err(source) => {
+            return Err(ApplyError::Request {
+                action: format!(
+                    "apply {} `{object}` from {}",
+                    manifest.kind(),
+                    manifest.origin()
+                ),
+                source,
+            });
+        }
+    }
+    Ok(Applied {
+        kind: manifest.kind().to_owned(),
+        namespace,
+        name: manifest.name().to_owned(),
+    })
+}
+
+async fn wait_for_crds(
+    client: &Client,
+    crds: impl Iterator<Item = &Manifest>,
+) -> Result<(), ApplyError> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in crds {
+        let deadline = Instant::now() + CRD_TIMEOUT;
+        loop {
+            let current = api
+                .get(crd.name())
+                .await
+                .map_err(|source| ApplyError::Request {
+                    action: format!("read CustomResourceDefinition `{}`", crd.name()),
+                    source,
+                })?;
+            let conditions = current
+                .status
+                .and_then(|status| status.conditions)
+                .unwrap_or_default();
+            let established = conditions
+                .iter()
+                .any(|condition| condition.type_ == "Established" && condition.status == "True");
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(ApplyError::CrdNotEstablished {
+                    name: crd.name().to_owned(),
+                    conditions: conditions
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}={} ({})",
+                                c.type_,
+                                c.status,
+                                c.message.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apply_order_puts_dependencies_first_and_webhooks_last() {
+        let mut kinds = [
+            "ValidatingWebhookConfiguration",
+            "Deployment",
+            "Service",
+            "ConfigMap",
+            "RoleBinding",
+            "CustomResourceDefinition",
+            "Namespace",
+            "Widget",
+        ];
+        kinds.sort_by_key(|kind| rank(kind));
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "RoleBinding",
+                "ConfigMap",
+                "Service",
+                "Deployment",
+                "Widget",
+                "ValidatingWebhookConfiguration"
+            ]
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Deploying a suite's manifests: placeholders resolved from the run's
+//! images, a preflight of every image, server-side apply in dependency
+//! order, and a wait by diagnosis.
+
+pub mod apply;
+pub mod images;
+pub mod manifest;
+pub mod namespace;
+
+pub use apply::{Applied, ApplyError, apply_manifests};
+pub use images::{DeliveredImages, PLACEHOLDER_PREFIX, PreflightError, resolve_and_check};
+pub use manifest::{Manifest, ManifestError, read_manifests};
+pub use namespace::{GcPolicy, GcReport, NamespaceError, collect_garbage, suite_namespace};

@@ -1,0 +1,451 @@
+//! A suite's whole E2E environment: a cluster from a provider, the run's
+//! images delivered to it, the suite's manifests applied into a namespace
+//! of its own and waited for by diagnosis. Recorded as JSON so every
+//! process of a run (and a later run that reuses it) gets the same one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::{Deserialize, Serialize};
+
+use crate::access::{AccessError, Endpoint, HttpClient};
+use crate::cluster::{ClusterInfo, Provider, ProviderError, PullPolicy};
+use crate::deploy::namespace::{self, DEFAULT_GRACE, GcPolicy, NamespaceError};
+use crate::deploy::{
+    Applied, ApplyError, DeliveredImages, Manifest, ManifestError, PreflightError, apply_manifests,
+    read_manifests, resolve_and_check,
+};
+use crate::image::ImageRef;
+use crate::node::NodeStore;
+use crate::setup::{PhaseError, SetupContext};
+use crate::suite::TestContext;
+use crate::wait::{WaitError, Waiter, Workload};
+use crate::{BoxError, artifacts};
+
+/// How long workloads may take to become ready, unless set.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Setting up or using an environment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]
+    Kubeconfig {
+        kubeconfig: PathBuf,
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{failure}\nartifacts: {}", artifacts.display())]
+    WithArtifacts {
+        failure: Box<EnvironmentError>,
+        artifacts: PathBuf,
+    },
+}
+
+/// What every test of a suite gets: where the cluster is, the namespace
+/// the suite deployed into, and the exact image references it delivered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Environment {
+    provider: String,
+    cluster: String,
+    kubeconfig: PathBuf,
+    context: String,
+    namespace: String,
+    images: BTreeMap<String, String>,
+    pull_policy: PullPolicy,
+    workloads: Vec<(String, String, String)>,
+}
+
+impl AsRef<Environment> for Environment {
+    fn as_ref(&self) -> &Environment {
+        self
+    }
+}
+
+impl Environment {
+    /// Starts describing the environment of the suite `setup` belongs to.
+    pub fn builder(setup: &SetupContext, provider: Box<dyn Provider>) -> EnvironmentBuilder {
+        EnvironmentBuilder {
+            setup: setup.clone(),
+            provider,
+            images: Vec::new(),
+            manifests: Vec::new(),
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            gc_grace: DEFAULT_GRACE,
+        }
+    }
+
+    /// The suite's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The exact reference of the image named `name`, as pods run it.
+    pub fn image(&self, name: &str) -> Option<&str> {
+        self.images.get(name).map(String::as_str)
+    }
+
+    /// Logical name → exact reference of every delivered image.
+    pub fn images(&self) -> &BTreeMap<String, String> {
+        &self.images
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A client for the cluster (one per process, shared).
+    pub async fn client(&self) -> Result<Client, EnvironmentError> {
+        client_for(&self.kubeconfig, &self.context).await
+    }
+
+    /// The provider this environment's cluster came from.
+    pub fn provider(&self) -> Result<Box<dyn Provider>, ProviderError> {
+        crate::cluster::from_env(&self.cluster)
+    }
+
+    /// The node image stores (for diagnoses); empty when unreachable.
+    pub async fn node_stores(&self) -> Vec<NodeStore> {
+        match self.provider() {
+            Ok(provider) => provider.node_stores().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A waiter that diagnoses pods instead of timing out blind.
+    pub async fn waiter(&self, timeout: Duration) -> Result<Waiter, EnvironmentError> {
+        Ok(Waiter::new(
+            self.client().await?,
+            self.node_stores().await,
+            timeout,
+        ))
+    }
+
+    /// The images of this environment, for placeholders in more manifests.
+    pub fn delivered_images(&self) -> DeliveredImages {
+        DeliveredImages::from_references(self.images.clone(), self.pull_policy)
+    }
+
+    /// A local port forwarded to `port` of Service `service` in the suite's namespace.
+    pub async fn endpoint(&self, service: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
+        let client = self.client().await?;
+        Ok(crate::access::port_forward(&client, &self.namespace, service, port).await?)
+    }
+
+    /// Whether a reused environment still works: the cluster answers and
+    /// the namespace exists; renews the namespace's heartbeat so garbage
+    /// collection knows a run is using it. For [`crate::Suite::alive`].
+    pub async fn alive(self: Arc<Self>) -> Result<(), BoxError> {
+        self.provider()?.healthy().await?;
+        let client = self.client().await?;
+        let found = Api::<Namespace>::all(client.clone())
+            .get_opt(&self.namespace)
+            .await?;
+        match found {
+            Some(found) if found.metadata.deletion_timestamp.is_none() => {}
+            _ => return Err(format!("namespace `{}` is gone", self.namespace).into()),
+        }
+        namespace::heartbeat(&client, &self.namespace).await?;
+        Ok(())
+    }
+
+    /// Writes the artifacts of a failure into `dir`: pods, workloads,
+    /// events, logs, node image lists and the provider's logs. For
+    /// [`crate::Suite::on_failure`].
+    pub async fn collect_artifacts(self: Arc<Self>, dir: PathBuf) {
+        let Ok(client) = self.client().await else {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join("errors.txt"), "cannot connect to the cluster\n");
+            return;
+        };
+        let provider = self.provider().ok();
+        let stores = self.node_stores().await;
+        artifacts::collect(
+            artifacts::Sources {
+                client: &client,
+                namespace: &self.namespace,
+                stores: &stores,
+                provider: provider.as_deref(),
+            },
+            &dir,
+        )
+        .await;
+    }
+}
+
+/// Builds an [`Environment`] in a suite's setup.
+pub struct EnvironmentBuilder {
+    setup: SetupContext,
+    provider: Box<dyn Provider>,
+    images: Vec<ImageRef>,
+    manifests: Vec<PathBuf>,
+    wait_timeout: Duration,
+    gc_grace: Duration,
+}
+
+impl EnvironmentBuilder {
+    /// An image the manifests may name as `kindling:<its name>`.
+    pub fn image(mut self, image: ImageRef) -> Self {
+        self.images.push(image);
+        self
+    }
+
+    pub fn images(mut self, images: impl IntoIterator<Item = ImageRef>) -> Self {
+        self.images.extend(images);
+        self
+    }
+
+    /// A manifest file, or a directory of them (read in name order).
+    pub fn manifests(mut self, path: impl Into<PathBuf>) -> Self {
+        self.manifests.push(path.into());
+        self
+    }
+
+    /// How long workloads may take to become ready (default 180 s).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Namespaces of earlier runs of this suite whose heartbeat is older
+    /// than this are deleted at setup (default 15 min).
+    pub fn gc_grace(mut self, grace: Duration) -> Self {
+        self.gc_grace = grace;
+        self
+    }
+
+    /// Reads the manifests, brings the cluster up, delivers the images,
+    /// checks every image, applies and waits. Each step is a setup phase.
+    pub async fn up(self) -> Result<Environment, PhaseError> {
+        let setup = self.setup.clone();
+        let paths = self.manifests.clone();
+        let mut manifests = setup
+            .phase("manifests", async move { read_manifests(&paths) })
+            .await?;
+        let info: ClusterInfo = setup.phase("cluster", self.provider.ensure()).await?;
+        let delivered = if self.images.is_empty() {
+            crate::cluster::Delivered {
+                images: Vec::new(),
+                pull_policy: PullPolicy::Never,
+            }
+        } else {
+            let docker = setup.phase("docker", crate::docker::connect()).await?;
+            setup
+                .phase("images", self.provider.deliver(docker, self.images.clone()))
+                .await?
+        };
+        let images = DeliveredImages::new(&delivered.images, delivered.pull_policy);
+        setup
+            .phase("preflight", async {
+                resolve_and_check(&mut manifests, &images)
+            })
+            .await?;
+        let client = setup
+            .phase("client", client_for(&info.kubeconfig, &info.context))
+            .await?;
+        let namespace = namespace::suite_namespace(setup.suite(), setup.run_id());
+        let gc = GcPolicy {
+            grace: self.gc_grace,
+            suite: Some(setup.suite().to_owned()),
+            keep: vec![namespace.clone()],
+        };
+        setup
+            .phase("namespace", async {
+                namespace::ensure_namespace(&client, &namespace, setup.suite(), setup.run_id())
+                    .await?;
+                let collected = namespace::collect_garbage(&client, &gc).await?;
+                if !collected.deleted.is_empty() {
+                    tracing::info!("deleted stale namespaces {:?}", collected.deleted);
+                }
+                Ok::<_, NamespaceError>(())
+            })
+            .await?;
+        let stores = self.provider.node_stores().await.unwrap_or_default();
+        let waiter = Waiter::new(client.clone(), stores.clone(), self.wait_timeout);
+        let deployed = setup
+            .phase("deploy", async {
+                let outcome = deploy(&client, &namespace, &mut manifests, &waiter).await;
+                match outcome {
+                    Ok(applied) => Ok(applied),
+                    Err(failure) => {
+                        let dir = setup.artifacts_dir();
+                        artifacts::collect(
+                            artifacts::Sources {
+                                client: &client,
+                                namespace: &namespace,
+                                stores: &stores,
+                                provider: Some(self.provider.as_ref()),
+                            },
+                            &dir,
+                        )
+                        .await;
+                        Err(EnvironmentError::WithArtifacts {
+                            failure: Box::new(failure),
+                            artifacts: dir,
+                        })
+                    }
+                }
+            })
+            .await?;
+        Ok(Environment {
+            provider: self.provider.kind().to_owned(),
+            cluster: info.name,
+            kubeconfig: info.kubeconfig,
+            context: info.context,
+            namespace,
+            images: images.references().clone(),
+            pull_policy: delivered.pull_policy,
+            workloads: deployed
+                .into_iter()
+                .map(|applied| {
+                    (
+                        applied.kind,
+                        applied.namespace.unwrap_or_default(),
+                        applied.name,
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Applies checked manifests into `namespace` and waits for every workload.
+pub async fn deploy(
+    client: &Client,
+    namespace: &str,
+    manifests: &mut [Manifest],
+    waiter: &Waiter,
+) -> Result<Vec<Applied>, EnvironmentError> {
+    let applied = apply_manifests(client, namespace, manifests).await?;
+    let workloads: Vec<Workload> = applied
+        .iter()
+        .filter(|applied| Workload::is_waitable(&applied.kind))
+        .map(|applied| {
+            Workload::new(
+                &applied.kind,
+                applied.namespace.as_deref().unwrap_or(namespace),
+                &applied.name,
+            )
+        })
+        .collect();
+    waiter.wait(&workloads).await?;
+    Ok(applied)
+}
+
+/// One client per kubeconfig and context in a process.
+async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client, EnvironmentError> {
+    static CLIENTS: OnceLock<Mutex<HashMap<(PathBuf, String), Client>>> = OnceLock::new();
+    let key = (kubeconfig.to_owned(), context.to_owned());
+    let clients = CLIENTS.get_or_init(Mutex::default);
+    if let Some(client) = clients.lock().expect("clients").get(&key) {
+        return Ok(client.clone());
+    }
+    let failed = |source: BoxError| EnvironmentError::Kubeconfig {
+        kubeconfig: kubeconfig.to_owned(),
+        context: context.to_owned(),
+        source,
+    };
+    let config = Kubeconfig::read_from(kubeconfig).map_err(|error| failed(error.into()))?;
+    let options = KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..KubeConfigOptions::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(config, &options)
+        .await
+        .map_err(|error| failed(error.into()))?;
+    let client = Client::try_from(config).map_err(|error| failed(error.into()))?;
+    clients.lock().expect("clients").insert(key, client.clone());
+    Ok(client)
+}
+
+/// What a test of a suite whose environment is (or holds) an
+/// [`Environment`] can do.
+impl<E: AsRef<Environment>> TestContext<E> {
+    fn environment(&self) -> &Environment {
+        self.env().as_ref()
+    }
+
+    /// A client for the cluster.
+    pub async fn client(&self) -> Result<Client, EnvironmentError> {
+        self.environment().client().await
+    }
+
+    /// The suite's namespace.
+    pub fn namespace(&self) -> &str {
+        self.environment().namespace()
+    }
+
+    /// The exact reference of the image named `name`.
+    pub fn image(&self, name: &str) -> Option<&str> {
+        self.environment().image(name)
+    }
+
+    /// A local address forwarded to `port` of Service `service` in the
+    /// suite's namespace, on a port of its own.
+    pub async fn endpoint(&self, service: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
+        self.environment().endpoint(service, port).await
+    }
+
+    /// An HTTP client for `port` of Service `service`; the forward lives as
+    /// long as the client.
+    pub async fn http(&self, service: &str, port: u16) -> Result<HttpClient, EnvironmentError> {
+        let endpoint = self.endpoint(service, port).await?;
+        Ok(HttpClient::through(endpoint))
+    }
+
+    /// Applies more manifests (placeholders resolve from the suite's
+    /// images) into `namespace` and waits for their workloads by diagnosis.
+    pub async fn deploy(
+        &self,
+        namespace: &str,
+        paths: &[PathBuf],
+        timeout: Duration,
+    ) -> Result<Vec<Applied>, EnvironmentError> {
+        let mut manifests = read_manifests(paths)?;
+        resolve_and_check(&mut manifests, &self.environment().delivered_images())?;
+        let client = self.client().await?;
+        let waiter = self.environment().waiter(timeout).await?;
+        deploy(&client, namespace, &mut manifests, &waiter).await
+    }
+
+    /// Waits until `condition` holds, failing at once with a diagnosis if
+    /// a pod of the suite's namespace cannot recover, or at `timeout` with
+    /// what is not ready.
+    pub async fn wait_until<F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: F,
+    ) -> Result<(), EnvironmentError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let waiter = self.environment().waiter(timeout).await?;
+        Ok(waiter.until(what, self.namespace(), condition).await?)
+    }
+}

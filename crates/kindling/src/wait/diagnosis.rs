@@ -1,0 +1,372 @@
+//! One readable diagnosis of a pod that cannot become ready: which
+//! workload and container, the reason and message, the image asked for
+//! and what each node's store holds, recent events and the last log lines.
+
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use kube::Client;
+use kube::api::{Api, ListParams, LogParams};
+
+use crate::deploy::images::nearest;
+use crate::node::NodeStore;
+
+/// Container states that will not resolve by waiting.
+pub const FATAL_REASONS: &[&str] = &[
+    "ErrImageNeverPull",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "OOMKilled",
+    "InvalidImageName",
+];
+
+const LOG_LINES: i64 = 30;
+const EVENTS: usize = 10;
+const HELD_REFERENCES: usize = 5;
+
+/// A container in a state that will not resolve by waiting.
+#[derive(Debug, Clone)]
+pub struct Fatal {
+    pub container: String,
+    pub reason: String,
+    pub message: String,
+    pub image: String,
+    pub restarts: i32,
+}
+
+/// Finds the first container of `pod` in a fatal state.
+pub fn fatal_container(pod: &Pod) -> Option<Fatal> {
+    let status = pod.status.as_ref()?;
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    statuses
+        .into_iter()
+        .find_map(|container| fatal_state(pod, container))
+}
+
+fn fatal_state(pod: &Pod, container: &ContainerStatus) -> Option<Fatal> {
+    let state = container.state.as_ref();
+    let waiting = state.and_then(|state| state.waiting.as_ref());
+    let terminated = state
+        .and_then(|state| state.terminated.as_ref())
+        .or_else(|| {
+            container
+                .last_state
+                .as_ref()
+                .and_then(|last| last.terminated.as_ref())
+        });
+    let (reason, message) = match (waiting, terminated) {
+        (Some(waiting), _) if is_fatal(waiting.reason.as_deref()) => (
+            waiting.reason.clone().unwrap_or_default(),
+            waiting.message.clone().unwrap_or_default(),
+        ),
+        (_, Some(terminated)) if terminated.reason.as_deref() == Some("OOMKilled") => (
+            "OOMKilled".to_owned(),
+            format!("exit code {}", terminated.exit_code),
+        ),
+        _ => return None,
+    };
+    let image = pod
+        .spec
+        .iter()
+        .flat_map(|spec| {
+            spec.containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+        })
+        .find(|spec| spec.name == container.name)
+        .and_then(|spec| spec.image.clone())
+        .unwrap_or_else(|| container.image.clone());
+    Some(Fatal {
+        container: container.name.clone(),
+        reason,
+        message,
+        image,
+        restarts: container.restart_count,
+    })
+}
+
+fn is_fatal(reason: Option<&str>) -> bool {
+    reason.is_some_and(|reason| FATAL_REASONS.contains(&reason))
+}
+
+/// What a node's store holds, nearest to the asked image first.
+#[derive(Debug, Clone)]
+pub struct NodeImages {
+    pub node: String,
+    pub references: Result<Vec<String>, String>,
+}
+
+/// Everything known about a pod that will not become ready.
+#[derive(Debug, Clone)]
+pub struct Diagnosis {
+    /// `Deployment/api`.
+    pub workload: String,
+    pub namespace: String,
+    pub pod: String,
+    pub node: Option<String>,
+    pub fatal: Fatal,
+    pub nodes: Vec<NodeImages>,
+    pub events: Vec<String>,
+    pub logs: Option<String>,
+    pub previous_logs: Option<String>,
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fatal = &self.fatal;
+        writeln!(
+            f,
+            "{} in namespace `{}`: container `{}` of pod `{}`{} is {}: {}",
+            self.workload,
+            self.namespace,
+            fatal.container,
+            self.pod,
+            self.node
+                .as_ref()
+                .map(|node| format!(" on node `{node}`"))
+                .unwrap_or_default(),
+            fatal.reason,
+            if fatal.message.is_empty() {
+                "(no message)"
+            } else {
+                &fatal.message
+            },
+        )?;
+        writeln!(f, "  image asked for: {}", fatal.image)?;
+        if fatal.restarts > 0 {
+            writeln!(f, "  restarts: {}", fatal.restarts)?;
+        }
+        for node in &self.nodes {
+            match &node.references {
+                Ok(references) if references.is_empty() => {
+                    writeln!(f, "  node `{}` holds no images", node.node)?
+                }
+                Ok(references) => {
+                    writeln!(f, "  node `{}` holds (nearest first):", node.node)?;
+                    for reference in references {
+                        writeln!(f, "    {reference}")?;
+                    }
+                }
+                Err(error) => writeln!(f, "  node `{}`: cannot list images: {error}", node.node)?,
+            }
+        }
+        if !self.events.is_empty() {
+            writeln!(f, "  recent events:")?;
+            for event in &self.events {
+                writeln!(f, "    {event}")?;
+            }
+        }
+        for (title, logs) in [
+            ("last log lines", &self.logs),
+            (
+                "last log lines of the previous container",
+                &self.previous_logs,
+            ),
+        ] {
+            if let Some(logs) = logs.as_ref().filter(|logs| !logs.trim().is_empty()) {
+                writeln!(f, "  {title}:")?;
+                for line in logs.lines() {
+                    writeln!(f, "    | {line}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The workload that owns `pod`: a Deployment through its ReplicaSet, or
+/// the direct owner, or the pod itself.
+pub async fn owning_workload(client: &Client, pod: &Pod) -> String {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(owner) = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.controller == Some(true))
+    else {
+        return format!("Pod/{pod_name}");
+    };
+    if owner.kind == "ReplicaSet"
+        && let Ok(set) = Api::<ReplicaSet>::namespaced(client.clone(), &namespace)
+            .get(&owner.name)
+            .await
+        && let Some(deployment) = set
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|owner| owner.kind == "Deployment")
+    {
+        return format!("Deployment/{}", deployment.name);
+    }
+    format!("{}/{}", owner.kind, owner.name)
+}
+
+/// Gathers the diagnosis of `pod`, whose container `fatal` will not recover.
+pub async fn diagnose(client: &Client, stores: &[NodeStore], pod: &Pod, fatal: Fatal) -> Diagnosis {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let logs = |previous: bool| {
+        let pods = pods.clone();
+        let pod_name = pod_name.clone();
+        let container = fatal.container.clone();
+        async move {
+            pods.logs(
+                &pod_name,
+                &LogParams {
+                    container: Some(container),
+                    tail_lines: Some(LOG_LINES),
+                    previous,
+                    ..LogParams::default()
+                },
+            )
+            .await
+            .ok()
+        }
+    };
+    let wants_previous = fatal.restarts > 0;
+    let (workload, events, logs, previous_logs, nodes) = tokio::join!(
+        owning_workload(client, pod),
+        recent_events(client, &namespace, &pod_name),
+        logs(false),
+        async {
+            if wants_previous {
+                logs(true).await
+            } else {
+                None
+            }
+        },
+        held_images(stores, &fatal.image),
+    );
+    Diagnosis {
+        workload,
+        namespace,
+        pod: pod_name,
+        node: pod.spec.as_ref().and_then(|spec| spec.node_name.clone()),
+        fatal,
+        nodes,
+        events,
+        logs,
+        previous_logs,
+    }
+}
+
+/// The most recent events about `object`, oldest first.
+pub async fn recent_events(client: &Client, namespace: &str, object: &str) -> Vec<String> {
+    let params = ListParams::default().fields(&format!("involvedObject.name={object}"));
+    let Ok(events) = Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+    else {
+        return Vec::new();
+    };
+    let mut events: Vec<Event> = events.items;
+    events.sort_by_key(event_time);
+    let skip = events.len().saturating_sub(EVENTS);
+    events.iter().skip(skip).map(describe_event).collect()
+}
+
+fn event_time(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
+    event
+        .last_timestamp
+        .as_ref()
+        .map(|time| time.0)
+        .or_else(|| event.event_time.as_ref().map(|time| time.0))
+        .or_else(|| event.first_timestamp.as_ref().map(|time| time.0))
+}
+
+pub fn describe_event(event: &Event) -> String {
+    format!(
+        "{} {} {}: {}{}",
+        event_time(event)
+            .map(|time| time.strftime("%H:%M:%S").to_string())
+            .unwrap_or_default(),
+        event.type_.clone().unwrap_or_default(),
+        event.reason.clone().unwrap_or_default(),
+        event.message.clone().unwrap_or_default().trim(),
+        match event.count {
+            Some(count) if count > 1 => format!(" (x{count})"),
+            _ => String::new(),
+        }
+    )
+}
+
+/// What each node's store holds, nearest to `asked` first.
+pub async fn held_images(stores: &[NodeStore], asked: &str) -> Vec<NodeImages> {
+    let asked = crate::image::normalize(asked)
+        .map(|reference| reference.to_string())
+        .unwrap_or_else(|_| asked.to_owned());
+    futures_util::future::join_all(stores.iter().map(|store| {
+        let asked = asked.clone();
+        async move {
+            let references = store
+                .list()
+                .await
+                .map(|images| {
+                    let names: Vec<String> = images
+                        .into_iter()
+                        .map(|image| image.reference)
+                        .filter(|reference| !reference.starts_with("sha256:"))
+                        .collect();
+                    let mut ordered = nearest(&asked, &names);
+                    ordered.truncate(HELD_REFERENCES);
+                    ordered
+                })
+                .map_err(|error| error.to_string());
+            NodeImages {
+                node: store.name().to_owned(),
+                references,
+            }
+        }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_states_are_found_and_transient_ones_are_not() {
+        let pod = |state: serde_json::Value, last: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "spec": {"containers": [{"name": "api", "image": "localhost/kindling/api:c-1"}]},
+                "status": {"containerStatuses": [{
+                    "name": "api", "ready": false, "restartCount": 2, "image": "", "imageID": "",
+                    "state": state, "lastState": last
+                }]}
+            }))
+            .unwrap()
+        };
+        let never = pod(
+            serde_json::json!({"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}),
+            serde_json::json!({}),
+        );
+        let fatal = fatal_container(&never).unwrap();
+        assert_eq!(
+            (fatal.reason.as_str(), fatal.image.as_str()),
+            ("ErrImageNeverPull", "localhost/kindling/api:c-1")
+        );
+        let oom = pod(
+            serde_json::json!({"running": {}}),
+            serde_json::json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}}),
+        );
+        assert_eq!(fatal_container(&oom).unwrap().reason, "OOMKilled");
+        let creating = pod(
+            serde_json::json!({"waiting": {"reason": "ContainerCreating"}}),
+            serde_json::json!({}),
+        );
+        assert!(fatal_container(&creating).is_none());
+    }
+}

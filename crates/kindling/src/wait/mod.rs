@@ -1,0 +1,310 @@
+//! Waiting for workloads by diagnosis: while waiting, the pods are
+//! watched, and a container in a state that will not resolve fails the
+//! wait within seconds with one readable diagnosis instead of a timeout.
+
+pub mod diagnosis;
+pub mod readiness;
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use serde::de::DeserializeOwned;
+
+pub use diagnosis::{Diagnosis, FATAL_REASONS};
+pub use readiness::Readiness;
+
+use crate::node::NodeStore;
+
+/// How often the workloads and pods are looked at.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A workload to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
+        Workload {
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Whether kindling knows when this kind is ready.
+    pub fn is_waitable(kind: &str) -> bool {
+        matches!(
+            kind,
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "Pod"
+        )
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} in `{}`", self.kind, self.name, self.namespace)
+    }
+}
+
+/// A wait ended without every workload ready.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("{0}")]
+    Diagnosed(Box<Diagnosis>),
+    #[error("{workload} failed: {reason}")]
+    Failed { workload: Workload, reason: String },
+    #[error(
+        "not ready after {}s:\n{}",
+        after.as_secs(),
+        pending.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
+    )]
+    Timeout {
+        after: Duration,
+        /// One line per workload or pod not ready, with why.
+        pending: Vec<String>,
+    },
+    #[error("failed to read {what}")]
+    Request {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Waits for workloads, diagnosing pods that will not recover.
+#[derive(Clone)]
+pub struct Waiter {
+    client: Client,
+    stores: Vec<NodeStore>,
+    timeout: Duration,
+}
+
+impl Waiter {
+    pub fn new(client: Client, stores: Vec<NodeStore>, timeout: Duration) -> Self {
+        Waiter {
+            client,
+            stores,
+            timeout,
+        }
+    }
+
+    /// Returns once every workload is ready; fails at the first pod in
+    /// a fatal state, at a failed Job, or at the timeout.
+    pub async fn wait(&self, workloads: &[Workload]) -> Result<(), WaitError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut namespaces: Vec<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        loop {
+            let mut pending = Vec::new();
+            let mut selectors = Vec::new();
+            for workload in workloads {
+                let (readiness, selector) = self.readiness(workload).await?;
+                match readiness {
+                    Readiness::Ready => {}
+                    Readiness::Pending(why) => pending.push(format!("{workload}: {why}")),
+                    Readiness::Failed(reason) => {
+                        return Err(WaitError::Failed {
+                            workload: workload.clone(),
+                            reason,
+                        });
+                    }
+                }
+                selectors.push((workload.namespace.as_str(), selector));
+            }
+            // Only the pods of these workloads: other pods of the namespace
+            // (a test's deliberately broken one) are not theirs to fail.
+            let mut pods = Vec::new();
+            for namespace in &namespaces {
+                pods.extend(self.pods(namespace).await?.into_iter().filter(|pod| {
+                    selectors.iter().any(|(in_namespace, selector)| {
+                        pod.metadata.namespace.as_deref() == Some(in_namespace)
+                            && selector.matches(pod)
+                    })
+                }));
+            }
+            if let Some((pod, fatal)) = pods
+                .iter()
+                .find_map(|pod| diagnosis::fatal_container(pod).map(|fatal| (pod, fatal)))
+            {
+                let diagnosis = diagnosis::diagnose(&self.client, &self.stores, pod, fatal).await;
+                return Err(WaitError::Diagnosed(Box::new(diagnosis)));
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                pending.extend(pods.iter().filter_map(describe_unready_pod));
+                return Err(WaitError::Timeout {
+                    after: self.timeout,
+                    pending,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Polls `condition` until it holds; at the timeout, fails with what
+    /// `what` names and the state of the namespace's pods. A pod in a fatal
+    /// state fails the wait at once with its diagnosis.
+    pub async fn until<F, Fut>(
+        &self,
+        what: &str,
+        namespace: &str,
+        mut condition: F,
+    ) -> Result<(), WaitError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if condition().await {
+                return Ok(());
+            }
+            let pods = self.pods(namespace).await?;
+            if let Some((pod, fatal)) = pods
+                .iter()
+                .find_map(|pod| diagnosis::fatal_container(pod).map(|fatal| (pod, fatal)))
+            {
+                let diagnosis = diagnosis::diagnose(&self.client, &self.stores, pod, fatal).await;
+                return Err(WaitError::Diagnosed(Box::new(diagnosis)));
+            }
+            if Instant::now() >= deadline {
+                let mut pending = vec![format!("{what}: the condition never held")];
+                pending.extend(pods.iter().filter_map(describe_unready_pod));
+                return Err(WaitError::Timeout {
+                    after: self.timeout,
+                    pending,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn readiness(&self, workload: &Workload) -> Result<(Readiness, PodSelector), WaitError> {
+        fn labels(selector: Option<&LabelSelector>) -> PodSelector {
+            PodSelector::Labels(
+                selector
+                    .and_then(|selector| selector.match_labels.clone())
+                    .unwrap_or_default(),
+            )
+        }
+        Ok(match workload.kind.as_str() {
+            "Deployment" => {
+                let object = self.get::<Deployment>(workload).await?;
+                let selector = labels(object.spec.as_ref().map(|spec| &spec.selector));
+                (readiness::deployment(&object), selector)
+            }
+            "StatefulSet" => {
+                let object = self.get::<StatefulSet>(workload).await?;
+                let selector = labels(object.spec.as_ref().map(|spec| &spec.selector));
+                (readiness::stateful_set(&object), selector)
+            }
+            "DaemonSet" => {
+                let object = self.get::<DaemonSet>(workload).await?;
+                let selector = labels(object.spec.as_ref().map(|spec| &spec.selector));
+                (readiness::daemon_set(&object), selector)
+            }
+            "Job" => {
+                let object = self.get::<Job>(workload).await?;
+                let selector = labels(object.spec.as_ref().and_then(|spec| spec.selector.as_ref()));
+                (readiness::job(&object), selector)
+            }
+            "Pod" => {
+                let object = self.get::<Pod>(workload).await?;
+                (
+                    readiness::pod(&object),
+                    PodSelector::Name(workload.name.clone()),
+                )
+            }
+            _ => (Readiness::Ready, PodSelector::Labels(Default::default())),
+        })
+    }
+
+    async fn get<K>(&self, workload: &Workload) -> Result<K, WaitError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::<K>::namespaced(self.client.clone(), &workload.namespace)
+            .get(&workload.name)
+            .await
+            .map_err(|source| WaitError::Request {
+                what: workload.to_string(),
+                source,
+            })
+    }
+
+    async fn pods(&self, namespace: &str) -> Result<Vec<Pod>, WaitError> {
+        Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map(|list| list.items)
+            .map_err(|source| WaitError::Request {
+                what: format!("the pods of namespace `{namespace}`"),
+                source,
+            })
+    }
+}
+
+/// Which pods belong to a workload.
+enum PodSelector {
+    Labels(std::collections::BTreeMap<String, String>),
+    Name(String),
+}
+
+impl PodSelector {
+    fn matches(&self, pod: &Pod) -> bool {
+        match self {
+            PodSelector::Name(name) => pod.metadata.name.as_ref() == Some(name),
+            // An empty selector would match everything: it selects nothing here.
+            PodSelector::Labels(wanted) if wanted.is_empty() => false,
+            PodSelector::Labels(wanted) => {
+                let labels = pod.metadata.labels.clone().unwrap_or_default();
+                wanted
+                    .iter()
+                    .all(|(key, value)| labels.get(key) == Some(value))
+            }
+        }
+    }
+}
+
+/// `pod api-7c9 (Pending): api: waiting (ContainerCreating)`, or the
+/// scheduler's reason for a pod not scheduled.
+fn describe_unready_pod(pod: &Pod) -> Option<String> {
+    let why = match readiness::pod(pod) {
+        Readiness::Ready => return None,
+        Readiness::Pending(why) | Readiness::Failed(why) => why,
+    };
+    let status = pod.status.as_ref();
+    let unscheduled = status
+        .and_then(|status| status.conditions.as_ref())
+        .and_then(|conditions| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
+        .map(|c| format!("not scheduled: {}", c.message.clone().unwrap_or_default()));
+    Some(format!(
+        "pod {} ({}): {}",
+        pod.metadata.name.clone().unwrap_or_default(),
+        status
+            .and_then(|status| status.phase.clone())
+            .unwrap_or_default(),
+        unscheduled.unwrap_or(why)
+    ))
+}
