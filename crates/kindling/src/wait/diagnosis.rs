@@ -51,6 +51,46 @@ pub fn fatal_container(pod: &Pod) -> Option<Fatal> {
         .find_map(|container| fatal_state(pod, container))
 }
 
+/// The first container of `pod` that exited with an error (a failed
+/// Job's pod), described like a fatal state.
+pub fn failed_container(pod: &Pod) -> Option<Fatal> {
+    let status = pod.status.as_ref()?;
+    let container = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|container| {
+            container
+                .state
+                .as_ref()
+                .and_then(|state| state.terminated.as_ref())
+                .is_some_and(|terminated| terminated.exit_code != 0)
+        })?;
+    let terminated = container.state.as_ref()?.terminated.as_ref()?;
+    let image = pod
+        .spec
+        .iter()
+        .flat_map(|spec| {
+            spec.containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+        })
+        .find(|spec| spec.name == container.name)
+        .and_then(|spec| spec.image.clone())
+        .unwrap_or_else(|| container.image.clone());
+    Some(Fatal {
+        container: container.name.clone(),
+        reason: terminated
+            .reason
+            .clone()
+            .unwrap_or_else(|| "Error".to_owned()),
+        message: format!("exit code {}", terminated.exit_code),
+        image,
+        restarts: container.restart_count,
+    })
+}
+
 fn fatal_state(pod: &Pod, container: &ContainerStatus) -> Option<Fatal> {
     let state = container.state.as_ref();
     let waiting = state.and_then(|state| state.waiting.as_ref());

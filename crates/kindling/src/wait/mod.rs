@@ -61,8 +61,13 @@ impl fmt::Display for Workload {
 pub enum WaitError {
     #[error("{0}")]
     Diagnosed(Box<Diagnosis>),
-    #[error("{workload} failed: {reason}")]
-    Failed { workload: Workload, reason: String },
+    #[error("{workload} failed: {reason}{}", diagnosis.as_ref().map(|d| format!("\n{d}")).unwrap_or_default())]
+    Failed {
+        workload: Workload,
+        reason: String,
+        /// The last failed pod of the workload, when there is one.
+        diagnosis: Option<Box<Diagnosis>>,
+    },
     #[error(
         "not ready after {}s:\n{}",
         after.as_secs(),
@@ -114,9 +119,24 @@ impl Waiter {
                     Readiness::Ready => {}
                     Readiness::Pending(why) => pending.push(format!("{workload}: {why}")),
                     Readiness::Failed(reason) => {
+                        let pods = self.pods(&workload.namespace).await?;
+                        let failed = pods
+                            .iter()
+                            .rev()
+                            .filter(|pod| selector.matches(pod))
+                            .find_map(|pod| {
+                                diagnosis::failed_container(pod).map(|fatal| (pod, fatal))
+                            });
+                        let diagnosis = match failed {
+                            Some((pod, fatal)) => Some(Box::new(
+                                diagnosis::diagnose(&self.client, &self.stores, pod, fatal).await,
+                            )),
+                            None => None,
+                        };
                         return Err(WaitError::Failed {
                             workload: workload.clone(),
                             reason,
+                            diagnosis,
                         });
                     }
                 }

@@ -25,7 +25,14 @@ pub fn in_ci() -> bool {
 }
 
 pub const FIXTURE_PACKAGE: &str = "kindling-fixture-suites";
-pub const FIXTURE_SUITES: &[&str] = &["basic", "outcomes", "failing_setup", "duplicates", "many"];
+pub const FIXTURE_SUITES: &[&str] = &[
+    "basic",
+    "outcomes",
+    "failing_setup",
+    "duplicates",
+    "many",
+    "environment",
+];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,53 @@
+//! A whole E2E environment on the local cluster: the toolbox image and the
+//! manifests in `$FIXTURE_MANIFESTS`. Its one test fails on purpose, so the
+//! scenario tests can check what a failure leaves: the setup's failure (a
+//! failed Job) or a test's, with artifacts either way.
+
+use std::path::{Path, PathBuf};
+
+use kindling::cluster::local::images::go_binary_image;
+use kindling::{BoxError, Environment, Suite, TestContext};
+
+fn toolbox_sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../fixtures/toolbox")
+}
+
+async fn fails_on_purpose(ctx: TestContext<Environment>) -> Result<(), BoxError> {
+    let http = ctx.http("web", 8080).await?;
+    let answer = http.get("/").await?;
+    Err(format!(
+        "failing on purpose after the service answered `{}`",
+        answer.body
+    )
+    .into())
+}
+
+fn main() -> std::process::ExitCode {
+    let manifests = PathBuf::from(
+        std::env::var_os("FIXTURE_MANIFESTS").expect("FIXTURE_MANIFESTS names the manifests"),
+    );
+    Suite::with_setup(move |setup| {
+        let manifests = manifests.clone();
+        async move {
+            let docker = kindling::docker::connect().await?;
+            let work = std::env::temp_dir().join("kindling-fixture-environment");
+            let image = setup
+                .phase(
+                    "build",
+                    go_binary_image(&docker, "toolbox", &toolbox_sources(), ".", &work),
+                )
+                .await?;
+            let environment =
+                Environment::builder(&setup, kindling::cluster::from_env("kindling")?)
+                    .image(image)
+                    .manifests(manifests)
+                    .wait_timeout(std::time::Duration::from_secs(90))
+                    .up()
+                    .await?;
+            Ok(environment)
+        }
+    })
+    .on_failure(Environment::collect_artifacts)
+    .test("service::fails_on_purpose", fails_on_purpose)
+    .run()
+}
