@@ -28,7 +28,7 @@ use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::local::cluster::{ComponentBinaries, LocalCluster};
 use kindling::cluster::local::images::{go_binary_image, write_image_sources};
 use kindling::cluster::{Provider as _, PullPolicy};
-use kindling::image::{ImageRef, Registry};
+use kindling::image::{ImageRef, Pusher, Registry, RegistryCredentials};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::ensure;
@@ -116,16 +116,27 @@ struct RegistryProcess {
 
 impl RegistryProcess {
     fn start() -> Result<Self, BoxError> {
+        Self::start_with_auth(None)
+    }
+
+    /// With `htpasswd` (bcrypt lines), pushes need those credentials.
+    fn start_with_auth(htpasswd: Option<&str>) -> Result<Self, BoxError> {
         let dir = tempfile::tempdir()?;
         let address = format!("127.0.0.1:{}", free_port()?);
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-                dir.path().join("data").display()
-            ),
-        )?;
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(htpasswd) = htpasswd {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd)?;
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kindling\n    path: {}\n",
+                path.display()
+            ));
+        }
+        std::fs::write(&config, text)?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;
         let child = Command::new(registry_binary())
             .arg("serve")
@@ -142,7 +153,8 @@ impl RegistryProcess {
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok((200, _)) = http_head(&registry.address, "GET", "/v2/", "*/*") {
+            // 401 is an answer too: the registry wants credentials.
+            if let Ok((200 | 401, _)) = http_head(&registry.address, "GET", "/v2/", "*/*") {
                 return Ok(registry);
             }
             if let Some(status) = registry.child.try_wait()? {
@@ -501,6 +513,46 @@ async fn a_registry_that_does_not_answer_names_it_and_the_image() -> Result<(), 
     Ok(())
 }
 
+/// `kindling:e2e-secret`, bcrypt (distribution's htpasswd accepts only bcrypt).
+const HTPASSWD: &str = "kindling:$2a$10$2sDWWgUwqkZGrZfNM1.NJu7FohpAcrHhdnnJrRq/4Z9qIgQ2MosiW\n";
+
+async fn a_registry_with_credentials_takes_them_and_refuses_without() -> Result<(), BoxError> {
+    let registry = RegistryProcess::start_with_auth(Some(HTPASSWD))?;
+    let docker = kindling::docker::connect().await?;
+    let work = tempfile::tempdir()?;
+    let sources = write_image_sources(&work.path().join("src"))?;
+    let built = go_binary_image(&docker, "ex-unpushed", &sources, "./smoke", work.path()).await?;
+    let anonymous = Registry::new(&registry.address)?;
+    let target = anonymous.target(&built)?;
+    let refused = Pusher::new(docker.clone(), anonymous.clone())
+        .push(&built)
+        .await;
+    let with_credentials = anonymous.with_credentials(RegistryCredentials {
+        username: "kindling".to_owned(),
+        password: "e2e-secret".to_owned(),
+    });
+    let pushed = Pusher::new(docker.clone(), with_credentials)
+        .push(&built)
+        .await;
+    remove_local_tags(&docker, &[target.to_string()]).await;
+    let chain = error_chain(&refused.expect_err("no credentials"));
+    for part in [
+        format!("registry `{}`", registry.address),
+        "KINDLING_REGISTRY_USERNAME".to_owned(),
+    ] {
+        ensure(chain.contains(&part), || {
+            format!("`{part}` missing from: {chain}")
+        })?;
+    }
+    let pushed = pushed?;
+    let digest = pushed.reference().digest().unwrap_or_default().to_owned();
+    ensure(digest.starts_with("sha256:"), || {
+        format!("pushed as {pushed}")
+    })?;
+    eprintln!("refused without credentials: {chain}");
+    Ok(())
+}
+
 fn from_env_needs_the_registry_variable() -> Result<(), BoxError> {
     let probe = |registry: Option<&str>| -> Result<String, BoxError> {
         let mut command = Command::new(std::env::current_exe()?);
@@ -626,6 +678,11 @@ fn main() -> ExitCode {
             "a_registry_that_does_not_answer_names_it_and_the_image",
             true,
             || run(a_registry_that_does_not_answer_names_it_and_the_image()),
+        ),
+        (
+            "a_registry_with_credentials_takes_them_and_refuses_without",
+            true,
+            || run(a_registry_with_credentials_takes_them_and_refuses_without()),
         ),
         ("a_missing_kubeconfig_names_the_file", false, || {
             run(a_missing_kubeconfig_names_the_file())
