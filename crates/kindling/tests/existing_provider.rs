@@ -145,7 +145,13 @@ impl RegistryProcess {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
-            .spawn()?;
+            .spawn()
+            .map_err(|error| {
+                format!(
+                    "cannot start `{}` ({error}): build it with `bash fixtures/registry/build.sh`",
+                    registry_binary().display()
+                )
+            })?;
         let mut registry = RegistryProcess {
             child,
             address,
