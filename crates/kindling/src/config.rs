@@ -407,4 +407,20 @@ mod tests {
         assert!(warnings[0].contains("KINDLING_TEST_TIMOUT"));
         assert!(warnings[0].contains("KINDLING_TEST_TIMEOUT"));
     }
+
+    #[test]
+    fn the_existing_provider_and_its_variables_are_known() {
+        let config = parse(&[
+            ("KINDLING_PROVIDER", "existing"),
+            ("KINDLING_KUBECONFIG", "/k/config"),
+            ("KINDLING_CONTEXT", "staging"),
+            ("KINDLING_REGISTRY", "127.0.0.1:5000"),
+            ("KINDLING_REGISTRY_USERNAME", "ci"),
+            ("KINDLING_REGISTRY_PASSWORD", "secret"),
+        ])
+        .unwrap();
+        assert!(config.unknown_variables.is_empty(), "{config:?}");
+        let error = parse(&[("KINDLING_PROVIDER", "remote")]).unwrap_err();
+        assert!(error.expected.contains("`existing`"), "{error}");
+    }
 }
