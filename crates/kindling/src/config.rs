@@ -48,7 +48,27 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "KINDLING_PROVIDER",
-        "cluster provider: local (upstream components on this host)",
+        "cluster provider: local (upstream components on this host), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
+    ),
+    (
+        "KINDLING_KUBECONFIG",
+        "existing provider: the cluster's kubeconfig (default KUBECONFIG, then ~/.kube/config)",
+    ),
+    (
+        "KINDLING_CONTEXT",
+        "existing provider: the kubeconfig context (default its current context)",
+    ),
+    (
+        "KINDLING_REGISTRY",
+        "existing provider: the registry images are pushed to, e.g. `127.0.0.1:5000` (required)",
+    ),
+    (
+        "KINDLING_REGISTRY_USERNAME",
+        "existing provider: registry user name, with KINDLING_REGISTRY_PASSWORD",
+    ),
+    (
+        "KINDLING_REGISTRY_PASSWORD",
+        "existing provider: registry password, with KINDLING_REGISTRY_USERNAME",
     ),
     ("KINDLING_CLUSTER", "cluster name (default `kindling`)"),
     (
@@ -199,7 +219,7 @@ impl EnvConfig {
                     )?;
                 }
                 "KINDLING_PROVIDER" => {
-                    parse_choice(&key, &value, &[("local", ())])?;
+                    parse_choice(&key, &value, &[("local", ()), ("existing", ())])?;
                 }
                 "KINDLING_LOG" => {
                     config.log_level = parse_choice(
@@ -386,5 +406,21 @@ mod tests {
         let warnings = config.warnings();
         assert!(warnings[0].contains("KINDLING_TEST_TIMOUT"));
         assert!(warnings[0].contains("KINDLING_TEST_TIMEOUT"));
+    }
+
+    #[test]
+    fn the_existing_provider_and_its_variables_are_known() {
+        let config = parse(&[
+            ("KINDLING_PROVIDER", "existing"),
+            ("KINDLING_KUBECONFIG", "/k/config"),
+            ("KINDLING_CONTEXT", "staging"),
+            ("KINDLING_REGISTRY", "127.0.0.1:5000"),
+            ("KINDLING_REGISTRY_USERNAME", "ci"),
+            ("KINDLING_REGISTRY_PASSWORD", "secret"),
+        ])
+        .unwrap();
+        assert!(config.unknown_variables.is_empty(), "{config:?}");
+        let error = parse(&[("KINDLING_PROVIDER", "remote")]).unwrap_err();
+        assert!(error.expected.contains("`existing`"), "{error}");
     }
 }

@@ -2,6 +2,7 @@
 //! (a local one of upstream components, Kind, an existing one), and the
 //! pieces providers share.
 
+pub mod existing;
 pub mod local;
 pub mod pki;
 
@@ -110,11 +111,22 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
         "local" => Ok(Box::new(local::cluster::LocalCluster::with_defaults(
             cluster,
         ))),
+        "existing" => existing::ExistingCluster::from_env(cluster)
+            .map(|provider| Box::new(provider) as Box<dyn Provider>)
+            .map_err(|error| ProviderError {
+                provider: "existing".to_owned(),
+                cluster: cluster.to_owned(),
+                action: "read its configuration".to_owned(),
+                source: Box::new(error),
+            }),
         other => Err(ProviderError {
             provider: other.to_owned(),
             cluster: cluster.to_owned(),
             action: "choose the provider".to_owned(),
-            source: format!("unknown provider `{other}`: KINDLING_PROVIDER must be `local`").into(),
+            source: format!(
+                "unknown provider `{other}`: KINDLING_PROVIDER must be `local` or `existing`"
+            )
+            .into(),
         }),
     }
 }

@@ -1,15 +1,17 @@
 //! Images: built with exact returned references, tagged by their inputs,
-//! and loaded into node image stores.
+//! and loaded into node image stores or pushed to a registry.
 
 mod build;
 mod context;
 mod loader;
+mod push;
 mod reference;
 mod spec;
 
 pub use build::{BuildError, Builder};
 pub use context::ContextError;
 pub use loader::{LoadError, LoadReport, Loader};
+pub use push::{PushError, Pusher, Registry, RegistryCredentials};
 pub use reference::{NormalizedReference, ReferenceError, normalize};
 pub use spec::{ImageSpec, TagPolicy, TagPolicyError};
 

@@ -1,0 +1,711 @@
+//! The `existing` provider against a real registry and a real cluster on
+//! this machine: distribution's registry (built by
+//! `bash fixtures/registry/build.sh`) started per test on a free loopback
+//! port, and the local cluster used only through its kubeconfig, as a
+//! cluster kindling does not own.
+//!
+//! Needs the registry binary, a Docker engine, Go, and the local cluster's
+//! kubeconfig with its API answering. Without them the tests that need them
+//! are reported as ignored with a warning; with `CI` set they run (and a
+//! local cluster that is down is brought up first, as the local cluster's
+//! own suite does).
+
+mod support;
+
+use std::future::Future;
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::query_parameters::RemoveImageOptions;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kindling::BoxError;
+use kindling::cluster::existing::ExistingCluster;
+use kindling::cluster::local::cluster::{ComponentBinaries, LocalCluster};
+use kindling::cluster::local::images::{go_binary_image, write_image_sources};
+use kindling::cluster::{Provider as _, PullPolicy};
+use kindling::image::{ImageRef, Pusher, Registry, RegistryCredentials};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use libtest_mimic::{Arguments, Failed, Trial};
+use support::ensure;
+
+/// The version `fixtures/registry/build.sh` builds.
+const REGISTRY_VERSION: &str = "v3.1.2";
+const LOCAL_CLUSTER: &str = "kindling";
+/// Set in the environment of this binary re-run as a child to call
+/// `cluster::from_env` with an environment of its own.
+const FROM_ENV_PROBE: &str = "EXISTING_PROVIDER_FROM_ENV_PROBE";
+
+type Outcome = Result<(), Failed>;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+});
+
+fn run(test: impl Future<Output = Result<(), BoxError>>) -> Outcome {
+    RUNTIME
+        .block_on(test)
+        .map_err(|error| Failed::from(format!("{error:?}")))
+}
+
+fn registry_binary() -> PathBuf {
+    ComponentBinaries::default_cache().join(format!("bin/registry-{REGISTRY_VERSION}"))
+}
+
+fn local_kubeconfig() -> PathBuf {
+    LocalCluster::with_defaults(LOCAL_CLUSTER).kubeconfig()
+}
+
+/// Seconds since the epoch and this process: unique enough per test run.
+fn stamp() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    format!("{seconds}-{}", std::process::id())
+}
+
+fn free_port() -> Result<u16, BoxError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A minimal HTTP/1.1 request to a loopback address: status code and
+/// headers (lowercased names).
+fn http_head(
+    address: &str,
+    method: &str,
+    path: &str,
+    accept: &str,
+) -> Result<(u16, Vec<(String, String)>), BoxError> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("no HTTP status from {address}: {head}"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok((status, headers))
+}
+
+/// distribution's registry as a child process on a free loopback port,
+/// storing into a temporary directory; killed on drop.
+struct RegistryProcess {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RegistryProcess {
+    fn start() -> Result<Self, BoxError> {
+        Self::start_with_auth(None)
+    }
+
+    /// With `htpasswd` (bcrypt lines), pushes need those credentials.
+    fn start_with_auth(htpasswd: Option<&str>) -> Result<Self, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let address = format!("127.0.0.1:{}", free_port()?);
+        let config = dir.path().join("config.yml");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(htpasswd) = htpasswd {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd)?;
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kindling\n    path: {}\n",
+                path.display()
+            ));
+        }
+        std::fs::write(&config, text)?;
+        let log = std::fs::File::create(dir.path().join("registry.log"))?;
+        let child = Command::new(registry_binary())
+            .arg("serve")
+            .arg(&config)
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|error| {
+                format!(
+                    "cannot start `{}` ({error}): build it with `bash fixtures/registry/build.sh`",
+                    registry_binary().display()
+                )
+            })?;
+        let mut registry = RegistryProcess {
+            child,
+            address,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            // 401 is an answer too: the registry wants credentials.
+            if let Ok((200 | 401, _)) = http_head(&registry.address, "GET", "/v2/", "*/*") {
+                return Ok(registry);
+            }
+            if let Some(status) = registry.child.try_wait()? {
+                return Err(format!("the registry exited ({status}): {}", registry.log()).into());
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("the registry did not answer in 15s: {}", registry.log()).into(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// The digest the registry serves for `repository:tag`.
+    fn manifest_digest(&self, repository: &str, tag: &str) -> Result<String, BoxError> {
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let (status, headers) = http_head(
+            &self.address,
+            "HEAD",
+            &format!("/v2/{repository}/manifests/{tag}"),
+            accept,
+        )?;
+        ensure(status == 200, || {
+            format!("the registry answered {status} for {repository}:{tag}")
+        })?;
+        headers
+            .into_iter()
+            .find(|(name, _)| name == "docker-content-digest")
+            .map(|(_, value)| value)
+            .ok_or_else(|| "the registry sent no Docker-Content-Digest".into())
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The local cluster, seen only through its kubeconfig.
+fn existing_cluster(registry: &str) -> Result<ExistingCluster, BoxError> {
+    Ok(ExistingCluster::new(
+        "local-as-existing",
+        local_kubeconfig(),
+        Some(LOCAL_CLUSTER.to_owned()),
+        Registry::new(registry)?,
+    ))
+}
+
+/// A `FROM scratch` image of the smoke server whose name (and so layer
+/// and digest) is new in every run, so the node must really pull it.
+async fn unique_smoke_image(docker: &Docker, work: &Path) -> Result<ImageRef, BoxError> {
+    let sources = write_image_sources(&work.join("src"))?;
+    let name = format!("ex-smoke-{}", stamp());
+    Ok(go_binary_image(docker, &name, &sources, "./smoke", work).await?)
+}
+
+async fn remove_local_tags(docker: &Docker, references: &[String]) {
+    for reference in references {
+        let _ = docker
+            .remove_image(reference, None::<RemoveImageOptions>, None)
+            .await;
+    }
+}
+
+fn smoke_pod(name: &str, image: &str, pull_policy: PullPolicy) -> Result<Pod, BoxError> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [{
+                "name": "app",
+                "image": image,
+                "imagePullPolicy": pull_policy.as_str(),
+                "args": ["serve", ":8080"],
+                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+            }],
+            "terminationGracePeriodSeconds": 0
+        }
+    }))?)
+}
+
+async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, BoxError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Result<T, String>, BoxError>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match check().await? {
+            Ok(found) => return Ok(found),
+            Err(last) => last,
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what} did not happen within {}s; last seen: {last}",
+                timeout.as_secs()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn pushes_by_digest_and_the_cluster_pulls_it() -> Result<(), BoxError> {
+    let registry = RegistryProcess::start()?;
+    let docker = kindling::docker::connect().await?;
+    let work = tempfile::tempdir()?;
+    let built = unique_smoke_image(&docker, work.path()).await?;
+    let cluster = existing_cluster(&registry.address)?;
+    let pushed_tag = cluster.registry().target(&built)?;
+
+    let started = Instant::now();
+    let delivered = cluster.deliver(docker.clone(), vec![built.clone()]).await;
+    let push_seconds = started.elapsed().as_secs_f64();
+    let outcome = async {
+        let delivered = delivered?;
+        ensure(delivered.pull_policy == PullPolicy::IfNotPresent, || {
+            format!("pull policy {:?}", delivered.pull_policy)
+        })?;
+        let [pushed] = delivered.images.as_slice() else {
+            return Err(format!("delivered {:?}", delivered.images).into());
+        };
+        let repository = format!("kindling/{}", built.name());
+        let digest = pushed
+            .reference()
+            .digest()
+            .ok_or_else(|| format!("`{}` is not pinned by digest", pushed.reference()))?
+            .to_owned();
+        ensure(
+            pushed.reference().as_str() == format!("{}/{repository}@{digest}", registry.address),
+            || format!("pushed as `{}`", pushed.reference()),
+        )?;
+        ensure(
+            pushed.name() == built.name() && pushed.id() == built.id(),
+            || format!("pushed {pushed} is not the built {built}"),
+        )?;
+        let served = registry.manifest_digest(&repository, pushed_tag.tag().expect("tagged"))?;
+        ensure(served == digest, || {
+            format!("the registry serves {served}, the push reported {digest}")
+        })?;
+        eprintln!("pushed {} in {push_seconds:.2}s", pushed.reference());
+        run_pod_from_registry(&cluster, pushed).await
+    }
+    .await;
+    remove_local_tags(
+        &docker,
+        &[pushed_tag.to_string(), built.reference().to_string()],
+    )
+    .await;
+    outcome.map_err(|error| -> BoxError {
+        format!("{error}\n--- registry log ---\n{}", registry.log()).into()
+    })
+}
+
+/// A Pod with the pushed reference and `IfNotPresent` in a namespace of its
+/// own: it must pull from the registry, become Ready, and report the digest.
+async fn run_pod_from_registry(
+    cluster: &ExistingCluster,
+    image: &ImageRef,
+) -> Result<(), BoxError> {
+    let client = cluster.client().await?;
+    let namespace = format!("ex-pull-{}", stamp());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?,
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let events: Api<Event> = Api::namespaced(client, &namespace);
+    let checked = async {
+        let started = Instant::now();
+        pods.create(
+            &PostParams::default(),
+            &smoke_pod("app", image.reference().as_str(), PullPolicy::IfNotPresent)?,
+        )
+        .await?;
+        let image_id = poll("the pod to become Ready", Duration::from_secs(120), || {
+            let pods = pods.clone();
+            async move {
+                let status = pods.get("app").await?.status.unwrap_or_default();
+                let ready = status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                let container = status.container_statuses.iter().flatten().next().cloned();
+                Ok(match container {
+                    Some(container) if ready => Ok(container.image_id),
+                    Some(container) => Err(format!("{:?}", container.state)),
+                    None => Err(format!("phase {:?}", status.phase)),
+                })
+            }
+        })
+        .await?;
+        let ready_seconds = started.elapsed().as_secs_f64();
+        let digest = image.reference().digest().expect("pushed by digest");
+        ensure(image_id.ends_with(&format!("@{digest}")), || {
+            format!("the pod runs image ID `{image_id}`, not {digest}")
+        })?;
+        let pulled: Vec<String> = events
+            .list(&ListParams::default().fields("involvedObject.name=app"))
+            .await?
+            .items
+            .into_iter()
+            .filter(|event| event.reason.as_deref() == Some("Pulled"))
+            .filter_map(|event| event.message)
+            .collect();
+        ensure(
+            pulled
+                .iter()
+                .any(|message| message.starts_with("Successfully pulled image")),
+            || format!("the kubelet did not pull the image: {pulled:?}"),
+        )?;
+        eprintln!(
+            "pod Ready {ready_seconds:.2}s after creation; imageID {image_id}; events {pulled:?}"
+        );
+        Ok::<_, BoxError>(())
+    }
+    .await;
+    namespaces
+        .delete(&namespace, &DeleteParams::default())
+        .await?;
+    checked
+}
+
+async fn ensure_reads_the_context_and_never_touches_nodes() -> Result<(), BoxError> {
+    let cluster = existing_cluster("127.0.0.1:5000")?;
+    let info = cluster.ensure().await?;
+    ensure(info.context == LOCAL_CLUSTER, || {
+        format!("context {}", info.context)
+    })?;
+    ensure(info.kubeconfig == local_kubeconfig(), || {
+        format!("kubeconfig {}", info.kubeconfig.display())
+    })?;
+    ensure(info.fingerprint.contains("https://127.0.0.1:6443"), || {
+        format!("fingerprint {}", info.fingerprint)
+    })?;
+    cluster.healthy().await?;
+    ensure(cluster.node_stores().await?.is_empty(), || {
+        "the existing provider offered node stores".to_owned()
+    })?;
+    let logs = tempfile::tempdir()?;
+    cluster.collect_logs(logs.path()).await?;
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs.path().join("cluster.json"))?)?;
+    ensure(
+        report["nodes"]
+            .as_array()
+            .is_some_and(|nodes| !nodes.is_empty()),
+        || format!("cluster.json: {report}"),
+    )?;
+    // Deleting is a no-op: the cluster still answers afterwards.
+    cluster.delete().await?;
+    cluster.healthy().await?;
+    Ok(())
+}
+
+async fn a_missing_kubeconfig_names_the_file() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("nowhere.yaml");
+    let cluster = ExistingCluster::new("team", &path, None, Registry::new("127.0.0.1:5000")?);
+    let error = cluster.ensure().await.expect_err("no kubeconfig");
+    let chain = error_chain(&error);
+    ensure(
+        chain.contains(&format!("`{}` does not exist", path.display())),
+        || chain.clone(),
+    )?;
+    ensure(chain.contains("KINDLING_KUBECONFIG"), || chain.clone())?;
+    Ok(())
+}
+
+async fn an_unknown_context_is_named_with_the_ones_there() -> Result<(), BoxError> {
+    let cluster = ExistingCluster::new(
+        "team",
+        local_kubeconfig(),
+        Some("prod-eu".to_owned()),
+        Registry::new("127.0.0.1:5000")?,
+    );
+    let chain = error_chain(&cluster.ensure().await.expect_err("no such context"));
+    for part in [
+        "no context `prod-eu`".to_owned(),
+        format!("`{LOCAL_CLUSTER}`"),
+        local_kubeconfig().display().to_string(),
+        "KINDLING_CONTEXT".to_owned(),
+    ] {
+        ensure(chain.contains(&part), || {
+            format!("`{part}` missing from: {chain}")
+        })?;
+    }
+    Ok(())
+}
+
+async fn an_api_server_that_does_not_answer_is_named() -> Result<(), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: gone\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )?;
+    let cluster = ExistingCluster::new("team", &path, None, Registry::new("127.0.0.1:5000")?);
+    let chain = error_chain(&cluster.ensure().await.expect_err("nothing listens"));
+    for part in [
+        "context `gone`",
+        &format!("127.0.0.1:{port}"),
+        "does not answer",
+    ] {
+        ensure(chain.contains(part), || {
+            format!("`{part}` missing from: {chain}")
+        })?;
+    }
+    Ok(())
+}
+
+async fn a_registry_that_does_not_answer_names_it_and_the_image() -> Result<(), BoxError> {
+    let docker = kindling::docker::connect().await?;
+    let work = tempfile::tempdir()?;
+    let sources = write_image_sources(&work.path().join("src"))?;
+    // A fixed name: this image is built once and reused, nothing is pushed.
+    let built = go_binary_image(&docker, "ex-unpushed", &sources, "./smoke", work.path()).await?;
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let cluster = existing_cluster(&address)?;
+    let target = cluster.registry().target(&built)?;
+    let started = Instant::now();
+    let error = cluster
+        .deliver(docker.clone(), vec![built.clone()])
+        .await
+        .expect_err("nothing listens");
+    remove_local_tags(&docker, &[target.to_string()]).await;
+    let chain = error_chain(&error);
+    eprintln!(
+        "the push failed after {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    for part in [
+        format!("registry `{address}`"),
+        format!("image `{}`", built.name()),
+        "check that the registry answers".to_owned(),
+    ] {
+        ensure(chain.contains(&part), || {
+            format!("`{part}` missing from: {chain}")
+        })?;
+    }
+    Ok(())
+}
+
+/// `kindling:e2e-secret`, bcrypt (distribution's htpasswd accepts only bcrypt).
+const HTPASSWD: &str = "kindling:$2a$10$2sDWWgUwqkZGrZfNM1.NJu7FohpAcrHhdnnJrRq/4Z9qIgQ2MosiW\n";
+
+async fn a_registry_with_credentials_takes_them_and_refuses_without() -> Result<(), BoxError> {
+    let registry = RegistryProcess::start_with_auth(Some(HTPASSWD))?;
+    let docker = kindling::docker::connect().await?;
+    let work = tempfile::tempdir()?;
+    let sources = write_image_sources(&work.path().join("src"))?;
+    let built = go_binary_image(&docker, "ex-unpushed", &sources, "./smoke", work.path()).await?;
+    let anonymous = Registry::new(&registry.address)?;
+    let target = anonymous.target(&built)?;
+    let refused = Pusher::new(docker.clone(), anonymous.clone())
+        .push(&built)
+        .await;
+    let with_credentials = anonymous.with_credentials(RegistryCredentials {
+        username: "kindling".to_owned(),
+        password: "e2e-secret".to_owned(),
+    });
+    let pushed = Pusher::new(docker.clone(), with_credentials)
+        .push(&built)
+        .await;
+    remove_local_tags(&docker, &[target.to_string()]).await;
+    let chain = error_chain(&refused.expect_err("no credentials"));
+    for part in [
+        format!("registry `{}`", registry.address),
+        "KINDLING_REGISTRY_USERNAME".to_owned(),
+    ] {
+        ensure(chain.contains(&part), || {
+            format!("`{part}` missing from: {chain}")
+        })?;
+    }
+    let pushed = pushed?;
+    let digest = pushed.reference().digest().unwrap_or_default().to_owned();
+    ensure(digest.starts_with("sha256:"), || {
+        format!("pushed as {pushed}")
+    })?;
+    eprintln!("refused without credentials: {chain}");
+    Ok(())
+}
+
+fn from_env_needs_the_registry_variable() -> Result<(), BoxError> {
+    let probe = |registry: Option<&str>| -> Result<String, BoxError> {
+        let mut command = Command::new(std::env::current_exe()?);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("KINDLING_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env(FROM_ENV_PROBE, "1")
+            .env("KINDLING_PROVIDER", "existing")
+            .env("KINDLING_KUBECONFIG", "/nonexistent/kubeconfig");
+        if let Some(registry) = registry {
+            command.env("KINDLING_REGISTRY", registry);
+        }
+        let output = command.output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let without = probe(None)?;
+    ensure(
+        without.contains("error: ") && without.contains("set KINDLING_REGISTRY"),
+        || format!("without KINDLING_REGISTRY: {without}"),
+    )?;
+    let with = probe(Some("127.0.0.1:5000"))?;
+    ensure(with.trim() == "provider existing", || {
+        format!("with KINDLING_REGISTRY: {with}")
+    })?;
+    Ok(())
+}
+
+/// The child side of [`from_env_needs_the_registry_variable`].
+fn from_env_probe() -> ExitCode {
+    match kindling::cluster::from_env("probe") {
+        Ok(provider) => println!("provider {}", provider.kind()),
+        Err(error) => println!("error: {}", error_chain(&error)),
+    }
+    ExitCode::SUCCESS
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What the tests that need a registry, an engine or the cluster lack, if
+/// anything. Under CI a local cluster that is down is brought up, as the
+/// local cluster's own suite does; elsewhere it is never started here
+/// (it is shared).
+fn missing_prerequisite(in_ci: bool) -> Option<String> {
+    if !registry_binary().is_file() {
+        return Some(format!(
+            "`{}` is missing: build it with `bash fixtures/registry/build.sh`",
+            registry_binary().display()
+        ));
+    }
+    if RUNTIME.block_on(kindling::docker::connect()).is_err() {
+        return Some("no Docker engine answers: start one with `bash .ci/start-docker`".to_owned());
+    }
+    if Command::new("go").arg("version").output().is_err() {
+        return Some("Go is not installed (the test image is built from Go sources)".to_owned());
+    }
+    let cluster = existing_cluster("127.0.0.1:5000").expect("a valid registry address");
+    if RUNTIME.block_on(cluster.healthy()).is_ok() {
+        return None;
+    }
+    if in_ci {
+        let local = LocalCluster::with_defaults(LOCAL_CLUSTER);
+        if let Err(error) = RUNTIME.block_on(local.up()) {
+            return Some(format!("the local cluster does not come up: {error}"));
+        }
+        return None;
+    }
+    Some(format!(
+        "the local cluster does not answer through `{}`: bring it up with `cargo run -p kindling-cli -- up`",
+        local_kubeconfig().display()
+    ))
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os(FROM_ENV_PROBE).is_some() {
+        return from_env_probe();
+    }
+    let args = Arguments::from_args();
+    let in_ci = support::in_ci();
+    let missing = if args.list {
+        None
+    } else {
+        missing_prerequisite(in_ci)
+    };
+    if let Some(reason) = &missing {
+        let consequence = if in_ci {
+            "they fail (CI is set)"
+        } else {
+            "they are reported as ignored (skipped)"
+        };
+        eprintln!(
+            "WARNING: the existing provider tests that need a registry and a cluster cannot run and {consequence}: {reason}"
+        );
+    }
+    let skip = missing.is_some() && !in_ci;
+    type Case = (&'static str, bool, fn() -> Outcome);
+    let tests: Vec<Case> = vec![
+        ("pushes_by_digest_and_the_cluster_pulls_it", true, || {
+            run(pushes_by_digest_and_the_cluster_pulls_it())
+        }),
+        (
+            "ensure_reads_the_context_and_never_touches_nodes",
+            true,
+            || run(ensure_reads_the_context_and_never_touches_nodes()),
+        ),
+        (
+            "an_unknown_context_is_named_with_the_ones_there",
+            true,
+            || run(an_unknown_context_is_named_with_the_ones_there()),
+        ),
+        (
+            "a_registry_that_does_not_answer_names_it_and_the_image",
+            true,
+            || run(a_registry_that_does_not_answer_names_it_and_the_image()),
+        ),
+        (
+            "a_registry_with_credentials_takes_them_and_refuses_without",
+            true,
+            || run(a_registry_with_credentials_takes_them_and_refuses_without()),
+        ),
+        ("a_missing_kubeconfig_names_the_file", false, || {
+            run(a_missing_kubeconfig_names_the_file())
+        }),
+        ("an_api_server_that_does_not_answer_is_named", false, || {
+            run(an_api_server_that_does_not_answer_is_named())
+        }),
+        ("from_env_needs_the_registry_variable", false, || {
+            from_env_needs_the_registry_variable()
+                .map_err(|error| Failed::from(format!("{error:?}")))
+        }),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, needs_prerequisites, test)| {
+            Trial::test(name, test).with_ignored_flag(needs_prerequisites && skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
