@@ -56,6 +56,23 @@ enum Command {
     Down,
     /// Show the cluster and each suite's recorded setup.
     Status,
+    /// Delete the namespaces of earlier runs: those whose heartbeat is older
+    /// than the grace period, except the ones this target directory's
+    /// recorded setups use. Never touches namespaces kindling did not make.
+    Gc {
+        /// Namespaces renewed within this time belong to runs in progress.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Only this suite's namespaces.
+        #[arg(long)]
+        suite: Option<String>,
+        /// The cluster's kubeconfig (default: the local cluster's).
+        #[arg(long, env = "KINDLING_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// The context in it (default: the cluster's name).
+        #[arg(long, env = "KINDLING_CONTEXT")]
+        context: Option<String>,
+    },
     /// Forget a suite's recorded setup so its next run sets up again.
     Reset {
         /// The suite (its test target's name).
@@ -81,6 +98,10 @@ enum CliError {
     },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Environment(#[from] kindling::EnvironmentError),
+    #[error("failed to collect namespaces")]
+    Gc(#[from] kindling::deploy::NamespaceError),
 }
 
 impl CliError {
@@ -89,7 +110,9 @@ impl CliError {
             CliError::State(_)
             | CliError::UnknownSuite { .. }
             | CliError::Local { .. }
-            | CliError::Runtime(_) => ExitCode::from(EXIT_FAILED),
+            | CliError::Runtime(_)
+            | CliError::Environment(_)
+            | CliError::Gc(_) => ExitCode::from(EXIT_FAILED),
         }
     }
 }
@@ -188,6 +211,41 @@ fn status(cli: &Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+fn gc(
+    cli: &Cli,
+    grace: std::time::Duration,
+    suite: Option<&str>,
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&str>,
+) -> Result<(), CliError> {
+    let kubeconfig = kubeconfig
+        .cloned()
+        .unwrap_or_else(|| local_cluster(cli).kubeconfig());
+    let context = context.unwrap_or(&cli.cluster).to_owned();
+    let keep: Vec<String> = kindling::recorded_setups(&state_dir(cli))?
+        .into_iter()
+        .filter_map(|setup| setup.namespace)
+        .collect();
+    let policy = kindling::deploy::GcPolicy {
+        grace,
+        suite: suite.map(str::to_owned),
+        keep,
+    };
+    let report = block_on(async {
+        let client = kindling::client_for(&kubeconfig, &context).await?;
+        Ok(kindling::deploy::collect_garbage(&client, &policy).await?)
+    })?;
+    for namespace in &report.deleted {
+        println!("deleted namespace {namespace}");
+    }
+    println!(
+        "{} deleted, {} kept (in use, recorded by a suite here, or terminating)",
+        report.deleted.len(),
+        report.kept.len()
+    );
+    Ok(())
+}
+
 fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
     let dir = state_dir(cli);
     if kindling::forget_setup(&dir, suite)? {
@@ -216,6 +274,18 @@ fn main() -> ExitCode {
         Command::Down => down(&cli),
         Command::Status => status(&cli),
         Command::Reset { suite } => reset(&cli, suite),
+        Command::Gc {
+            grace,
+            suite,
+            kubeconfig,
+            context,
+        } => gc(
+            &cli,
+            *grace,
+            suite.as_deref(),
+            kubeconfig.as_ref(),
+            context.as_deref(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

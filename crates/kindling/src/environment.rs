@@ -356,8 +356,9 @@ pub async fn deploy(
     Ok(applied)
 }
 
-/// One client per kubeconfig and context in a process.
-async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client, EnvironmentError> {
+/// A client for `context` of `kubeconfig`; one per kubeconfig and context
+/// in a process.
+pub async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client, EnvironmentError> {
     static CLIENTS: OnceLock<Mutex<HashMap<(PathBuf, String), Client>>> = OnceLock::new();
     let key = (kubeconfig.to_owned(), context.to_owned());
     let clients = CLIENTS.get_or_init(Mutex::default);

@@ -41,7 +41,7 @@ pub mod wait;
 
 pub use config::{ConfigError, KNOWN_VARIABLES};
 pub use environment::{
-    DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError, deploy,
+    DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError, client_for, deploy,
 };
 pub use error::{BoxError, TestResult};
 pub use fingerprint::fingerprint_paths;

@@ -224,6 +224,8 @@ pub struct RecordedSetup {
     pub phases: Vec<(String, f64, Option<String>)>,
     pub reused_from: Option<String>,
     pub error: Option<String>,
+    /// The namespace its environment deployed into, if it records one.
+    pub namespace: Option<String>,
 }
 
 /// The setups recorded in `state_dir`, sorted by suite. Unreadable records are skipped.
@@ -266,6 +268,11 @@ pub fn recorded_setups(state_dir: &Path) -> Result<Vec<RecordedSetup>, StateErro
                     .collect(),
                 reused_from: record.reused_from,
                 error: record.error,
+                namespace: record
+                    .environment
+                    .as_ref()
+                    .and_then(|environment| environment["namespace"].as_str())
+                    .map(str::to_owned),
             });
         }
     }
