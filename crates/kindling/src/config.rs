@@ -48,7 +48,19 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "KINDLING_PROVIDER",
-        "cluster provider: local (upstream components on this host)",
+        "cluster provider: local (upstream components on this host), kind",
+    ),
+    (
+        "KINDLING_KIND_BINARY",
+        "the kind binary (default ~/.cache/kindling/bin/kind-<pinned>, else kind on PATH)",
+    ),
+    (
+        "KINDLING_KIND_CONFIG",
+        "the kind cluster configuration file (default: one control-plane node)",
+    ),
+    (
+        "KINDLING_KIND_RECREATE",
+        "1: delete and recreate a kind cluster whose configuration changed (default: refuse it)",
     ),
     ("KINDLING_CLUSTER", "cluster name (default `kindling`)"),
     (
@@ -199,7 +211,14 @@ impl EnvConfig {
                     )?;
                 }
                 "KINDLING_PROVIDER" => {
-                    parse_choice(&key, &value, &[("local", ())])?;
+                    parse_choice(&key, &value, &[("local", ()), ("kind", ())])?;
+                }
+                "KINDLING_KIND_RECREATE" => {
+                    parse_choice(
+                        &key,
+                        &value,
+                        &[("1", ()), ("true", ()), ("0", ()), ("false", ())],
+                    )?;
                 }
                 "KINDLING_LOG" => {
                     config.log_level = parse_choice(

@@ -2,6 +2,7 @@
 //! (a local one of upstream components, Kind, an existing one), and the
 //! pieces providers share.
 
+pub mod kind;
 pub mod local;
 pub mod pki;
 
@@ -110,11 +111,25 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
         "local" => Ok(Box::new(local::cluster::LocalCluster::with_defaults(
             cluster,
         ))),
+        "kind" => Ok(Box::new(kind::KindCluster::with_defaults(cluster))),
         other => Err(ProviderError {
             provider: other.to_owned(),
             cluster: cluster.to_owned(),
             action: "choose the provider".to_owned(),
-            source: format!("unknown provider `{other}`: KINDLING_PROVIDER must be `local`").into(),
+            source: format!(
+                "unknown provider `{other}`: KINDLING_PROVIDER must be `local` or `kind`"
+            )
+            .into(),
         }),
     }
+}
+
+/// Per-host cluster state: `KINDLING_HOME`, default `~/.local/state/kindling`.
+pub fn state_home() -> PathBuf {
+    std::env::var_os("KINDLING_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".local/state/kindling")
+        })
 }
