@@ -76,28 +76,49 @@ impl KindCli {
     /// `KINDLING_KIND_BINARY`, else the pinned build in the cache
     /// (`<cache>/bin/kind-<pinned>`), else `kind` on `PATH`.
     pub fn locate(cache: &Path) -> Result<Self, KindError> {
-        if let Some(binary) = std::env::var_os("KINDLING_KIND_BINARY").filter(|v| !v.is_empty()) {
-            let binary = PathBuf::from(binary);
-            if is_executable(&binary) {
-                return Ok(KindCli::new(binary));
-            }
-            return Err(KindError::BinaryMissing {
-                searched: format!(
-                    "KINDLING_KIND_BINARY=`{}` (not an executable file)",
-                    binary.display()
-                ),
-            });
+        Self::locate_from(
+            std::env::var_os("KINDLING_KIND_BINARY"),
+            cache,
+            std::env::var_os("PATH"),
+        )
+    }
+
+    /// [`KindCli::locate`] with the variables given.
+    pub fn locate_from(
+        explicit: Option<OsString>,
+        cache: &Path,
+        path: Option<OsString>,
+    ) -> Result<Self, KindError> {
+        if let Some(binary) = explicit.filter(|value| !value.is_empty()) {
+            return Self::explicit(PathBuf::from(binary), "KINDLING_KIND_BINARY");
         }
         let cached = pinned_binary(cache);
         if is_executable(&cached) {
             return Ok(KindCli::new(cached));
         }
-        if let Some(found) = on_path("kind") {
-            return Ok(KindCli::new(found));
+        let on_path = path.and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("kind"))
+                .find(|candidate| is_executable(candidate))
+        });
+        match on_path {
+            Some(found) => Ok(KindCli::new(found)),
+            None => Err(KindError::BinaryMissing {
+                searched: format!("`{}`, then `kind` on PATH", cached.display()),
+            }),
         }
-        Err(KindError::BinaryMissing {
-            searched: format!("`{}`, `kind` on PATH", cached.display()),
-        })
+    }
+
+    /// A binary the user named (`what` says where): it must exist, since
+    /// falling back to another kind would hide the mistake.
+    pub fn explicit(binary: PathBuf, what: &str) -> Result<Self, KindError> {
+        if is_executable(&binary) {
+            Ok(KindCli::new(binary))
+        } else {
+            Err(KindError::BinaryMissing {
+                searched: format!("{what} `{}`, not an executable file", binary.display()),
+            })
+        }
     }
 
     /// Sets a variable for every kind command (e.g. `KIND_EXPERIMENTAL_PROVIDER`).
@@ -187,12 +208,6 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| is_executable(path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +243,46 @@ mod tests {
         assert!(KindVersion::new(0, 19, 9) < MINIMUM_VERSION);
         assert!(PINNED_VERSION >= MINIMUM_VERSION);
         assert_eq!(PINNED_VERSION.to_string(), "v0.33.0");
+    }
+
+    #[test]
+    fn kind_is_found_in_order_and_a_missing_one_says_how_to_install_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let missing = KindCli::locate_from(None, &cache, Some(bin.clone().into())).unwrap_err();
+        let text = missing.to_string();
+        assert!(
+            text.contains("kind is not installed")
+                && text.contains(&format!("go install sigs.k8s.io/kind@{PINNED_VERSION}"))
+                && text.contains("fixtures/kind/build.sh")
+                && text.contains(&pinned_binary(&cache).display().to_string()),
+            "{text}"
+        );
+        let executable = |path: &Path| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        executable(&bin.join("kind"));
+        let found = KindCli::locate_from(None, &cache, Some(bin.clone().into())).unwrap();
+        assert_eq!(found.binary(), bin.join("kind"));
+        executable(&pinned_binary(&cache));
+        let found = KindCli::locate_from(None, &cache, Some(bin.clone().into())).unwrap();
+        assert_eq!(
+            found.binary(),
+            pinned_binary(&cache),
+            "the pinned build wins over PATH"
+        );
+        let named = KindCli::locate_from(Some("/nowhere/kind".into()), &cache, None).unwrap_err();
+        assert!(
+            named
+                .to_string()
+                .contains("KINDLING_KIND_BINARY `/nowhere/kind`"),
+            "{named}"
+        );
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl KindCluster {
     /// The located `kind`, with the engine set for it.
     pub fn cli(&self) -> Result<KindCli, KindError> {
         let cli = match &self.binary {
-            Some(binary) => KindCli::new(binary),
+            Some(binary) => KindCli::explicit(binary.clone(), "the kind binary")?,
             None => KindCli::locate(&self.cache)?,
         };
         Ok(match &self.engine {
