@@ -384,6 +384,11 @@ mod tests {
                 "latest",
                 "one of `content`, `unique`, `fixed`",
             ),
+            (
+                "KINDLING_KIND_RECREATE",
+                "yes",
+                "one of `1`, `true`, `0`, `false`",
+            ),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();
