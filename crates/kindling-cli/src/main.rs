@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kindling::cluster::kind::{KindCluster, KindError};
 use kindling::cluster::local::cluster::{LocalCluster, LocalError};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
@@ -43,6 +44,8 @@ struct Cli {
 enum ProviderKind {
     /// Upstream Kubernetes components run directly on this host.
     Local,
+    /// A Kind cluster, through the `kind` CLI.
+    Kind,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,9 +56,15 @@ enum Command {
         provider: ProviderKind,
     },
     /// Stop the cluster and remove what it left on the host.
-    Down,
+    Down {
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
+        provider: ProviderKind,
+    },
     /// Show the cluster and each suite's recorded setup.
-    Status,
+    Status {
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
+        provider: ProviderKind,
+    },
     /// Delete the namespaces of earlier runs: those whose heartbeat is older
     /// than the grace period, except the ones this target directory's
     /// recorded setups use. Never touches namespaces kindling did not make.
@@ -96,6 +105,12 @@ enum CliError {
         #[source]
         source: LocalError,
     },
+    #[error("kind cluster `{cluster}`")]
+    Kind {
+        cluster: String,
+        #[source]
+        source: KindError,
+    },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
@@ -110,6 +125,7 @@ impl CliError {
             CliError::State(_)
             | CliError::UnknownSuite { .. }
             | CliError::Local { .. }
+            | CliError::Kind { .. }
             | CliError::Runtime(_)
             | CliError::Environment(_)
             | CliError::Gc(_) => ExitCode::from(EXIT_FAILED),
@@ -137,7 +153,29 @@ fn block_on<T>(
         .block_on(work)
 }
 
-fn up(cli: &Cli, _provider: ProviderKind) -> Result<(), CliError> {
+fn kind_cluster(cli: &Cli) -> KindCluster {
+    KindCluster::with_defaults(&cli.cluster)
+}
+
+fn kind_error(cli: &Cli) -> impl FnOnce(KindError) -> CliError {
+    let cluster = cli.cluster.clone();
+    move |source| CliError::Kind { cluster, source }
+}
+
+fn up(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
+    if let ProviderKind::Kind = provider {
+        let cluster = kind_cluster(cli);
+        let started = Instant::now();
+        let info = block_on(async { cluster.ensure_ready().await.map_err(kind_error(cli)) })?;
+        println!(
+            "kind cluster `{}` is ready in {:.2}s; kubeconfig: {} (context {})",
+            info.name,
+            started.elapsed().as_secs_f64(),
+            info.kubeconfig.display(),
+            info.context
+        );
+        return Ok(());
+    }
     let cluster = local_cluster(cli);
     let started = Instant::now();
     let phases = block_on(async {
@@ -158,7 +196,13 @@ fn up(cli: &Cli, _provider: ProviderKind) -> Result<(), CliError> {
     Ok(())
 }
 
-fn down(cli: &Cli) -> Result<(), CliError> {
+fn down(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
+    if let ProviderKind::Kind = provider {
+        let cluster = kind_cluster(cli);
+        block_on(async { cluster.delete_cluster().await.map_err(kind_error(cli)) })?;
+        println!("kind cluster `{}` deleted", cli.cluster);
+        return Ok(());
+    }
     let cluster = local_cluster(cli);
     let stopped = block_on(async {
         cluster.down().await.map_err(|source| CliError::Local {
@@ -174,16 +218,31 @@ fn down(cli: &Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-fn status(cli: &Cli) -> Result<(), CliError> {
-    let cluster = local_cluster(cli);
-    let health = block_on(async { Ok(cluster.healthy().await) })?;
-    match health {
-        Ok(()) => println!(
-            "cluster `{}` (local): up; kubeconfig: {}",
-            cli.cluster,
-            cluster.kubeconfig().display()
-        ),
-        Err(_) => println!("cluster `{}` (local): not running", cli.cluster),
+fn status(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
+    match provider {
+        ProviderKind::Local => {
+            let cluster = local_cluster(cli);
+            let health = block_on(async { Ok(cluster.healthy().await) })?;
+            match health {
+                Ok(()) => println!(
+                    "cluster `{}` (local): up; kubeconfig: {}",
+                    cli.cluster,
+                    cluster.kubeconfig().display()
+                ),
+                Err(_) => println!("cluster `{}` (local): not running", cli.cluster),
+            }
+        }
+        ProviderKind::Kind => {
+            let cluster = kind_cluster(cli);
+            match block_on(async { Ok(cluster.check_healthy().await) })? {
+                Ok(()) => println!(
+                    "cluster `{}` (kind): up; kubeconfig: {}",
+                    cli.cluster,
+                    cluster.kubeconfig().display()
+                ),
+                Err(error) => println!("cluster `{}` (kind): not ready: {error}", cli.cluster),
+            }
+        }
     }
     let dir = state_dir(cli);
     let setups = kindling::recorded_setups(&dir)?;
@@ -271,8 +330,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Up { provider } => up(&cli, *provider),
-        Command::Down => down(&cli),
-        Command::Status => status(&cli),
+        Command::Down { provider } => down(&cli, *provider),
+        Command::Status { provider } => status(&cli, *provider),
         Command::Reset { suite } => reset(&cli, suite),
         Command::Gc {
             grace,

@@ -48,7 +48,7 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "KINDLING_PROVIDER",
-        "cluster provider: local (upstream components on this host), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
+        "cluster provider: local (upstream components on this host), kind (the kind CLI), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
     ),
     (
         "KINDLING_KUBECONFIG",
@@ -69,6 +69,18 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
     (
         "KINDLING_REGISTRY_PASSWORD",
         "existing provider: registry password, with KINDLING_REGISTRY_USERNAME",
+    ),
+    (
+        "KINDLING_KIND_BINARY",
+        "the kind binary (default ~/.cache/kindling/bin/kind-<pinned>, else kind on PATH)",
+    ),
+    (
+        "KINDLING_KIND_CONFIG",
+        "the kind cluster configuration file (default: one control-plane node)",
+    ),
+    (
+        "KINDLING_KIND_RECREATE",
+        "1: delete and recreate a kind cluster whose configuration changed (default: refuse it)",
     ),
     ("KINDLING_CLUSTER", "cluster name (default `kindling`)"),
     (
@@ -219,7 +231,18 @@ impl EnvConfig {
                     )?;
                 }
                 "KINDLING_PROVIDER" => {
-                    parse_choice(&key, &value, &[("local", ()), ("existing", ())])?;
+                    parse_choice(
+                        &key,
+                        &value,
+                        &[("local", ()), ("kind", ()), ("existing", ())],
+                    )?;
+                }
+                "KINDLING_KIND_RECREATE" => {
+                    parse_choice(
+                        &key,
+                        &value,
+                        &[("1", ()), ("true", ()), ("0", ()), ("false", ())],
+                    )?;
                 }
                 "KINDLING_LOG" => {
                     config.log_level = parse_choice(
@@ -384,6 +407,11 @@ mod tests {
                 "KINDLING_TAG_POLICY",
                 "latest",
                 "one of `content`, `unique`, `fixed`",
+            ),
+            (
+                "KINDLING_KIND_RECREATE",
+                "yes",
+                "one of `1`, `true`, `0`, `false`",
             ),
         ];
         for (key, value, expected) in table {

@@ -29,17 +29,32 @@ pub fn engine_host() -> String {
     if Path::new(docker).exists() {
         return format!("unix://{docker}");
     }
-    let podman_candidates = [
+    existing_podman_socket().unwrap_or_else(|| format!("unix://{docker}"))
+}
+
+/// Podman's socket, for tools that drive Podman itself (kind with
+/// `KIND_EXPERIMENTAL_PROVIDER=podman`): `CONTAINER_HOST`, else the
+/// rootless socket, else the rootful one.
+pub fn podman_host() -> String {
+    if let Ok(host) = std::env::var("CONTAINER_HOST")
+        && !host.is_empty()
+    {
+        return host;
+    }
+    existing_podman_socket().unwrap_or_else(|| "unix:///run/podman/podman.sock".to_owned())
+}
+
+fn existing_podman_socket() -> Option<String> {
+    let candidates = [
         std::env::var("XDG_RUNTIME_DIR")
             .map(|dir| format!("{dir}/podman/podman.sock"))
             .unwrap_or_default(),
         "/run/podman/podman.sock".to_owned(),
     ];
-    podman_candidates
+    candidates
         .into_iter()
         .find(|path| !path.is_empty() && Path::new(path).exists())
         .map(|path| format!("unix://{path}"))
-        .unwrap_or_else(|| format!("unix://{docker}"))
 }
 
 /// Connects to the engine, negotiates the API version and checks it answers.

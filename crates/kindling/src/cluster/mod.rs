@@ -3,6 +3,7 @@
 //! pieces providers share.
 
 pub mod existing;
+pub mod kind;
 pub mod local;
 pub mod pki;
 
@@ -119,14 +120,25 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             }),
+        "kind" => Ok(Box::new(kind::KindCluster::with_defaults(cluster))),
         other => Err(ProviderError {
             provider: other.to_owned(),
             cluster: cluster.to_owned(),
             action: "choose the provider".to_owned(),
             source: format!(
-                "unknown provider `{other}`: KINDLING_PROVIDER must be `local` or `existing`"
+                "unknown provider `{other}`: KINDLING_PROVIDER must be `local`, `kind` or `existing`"
             )
             .into(),
         }),
     }
+}
+
+/// Per-host cluster state: `KINDLING_HOME`, default `~/.local/state/kindling`.
+pub fn state_home() -> PathBuf {
+    std::env::var_os("KINDLING_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".local/state/kindling")
+        })
 }

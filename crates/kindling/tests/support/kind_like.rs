@@ -3,15 +3,19 @@
 //! and named exactly as kind labels and names its nodes, so discovery and
 //! loading run as against a real Kind cluster. They need `--cap-add
 //! SYS_ADMIN` with seccomp and apparmor unconfined for containerd to
-//! unpack images; they run no kubelet.
+//! unpack images; they run no kubelet and no API server. The control plane
+//! publishes its port 6443 on a random loopback port as kind's does, so
+//! `kind export kubeconfig` finds an endpoint.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 use kindling::image::{Builder, ImageSpec};
 use kindling::node::{KIND_CLUSTER_LABEL, KIND_ROLE_LABEL, NodeStore, discover_kind_nodes};
 
@@ -19,6 +23,8 @@ use kindling::node::{KIND_CLUSTER_LABEL, KIND_ROLE_LABEL, NodeStore, discover_ki
 const NODE_FILES: &[(&str, &str)] = &[
     ("/usr/bin/containerd", "usr/bin/containerd"),
     ("/usr/bin/ctr", "usr/bin/ctr"),
+    // kind reads the control plane's /etc/kubernetes/admin.conf with `cat`.
+    ("/usr/bin/cat", "usr/bin/cat"),
     (
         "/lib/x86_64-linux-gnu/libc.so.6",
         "lib/x86_64-linux-gnu/libc.so.6",
@@ -112,11 +118,22 @@ impl KindLikeCluster {
                 (KIND_CLUSTER_LABEL.to_owned(), name.to_owned()),
                 (KIND_ROLE_LABEL.to_owned(), role.to_owned()),
             ]);
+            let api_server = (role == "control-plane").then(|| {
+                HashMap::from([(
+                    "6443/tcp".to_owned(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".to_owned()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])
+            });
             let body = ContainerCreateBody {
                 image: Some(image.clone()),
                 labels: Some(labels),
                 hostname: Some(node.clone()),
+                exposed_ports: api_server.is_some().then(|| vec!["6443/tcp".to_owned()]),
                 host_config: Some(HostConfig {
+                    port_bindings: api_server,
                     cap_add: Some(vec!["SYS_ADMIN".to_owned()]),
                     security_opt: Some(vec![
                         "seccomp=unconfined".to_owned(),
@@ -148,6 +165,30 @@ impl KindLikeCluster {
     pub async fn stores(&self) -> Result<Vec<NodeStore>, kindling::BoxError> {
         let nodes = discover_kind_nodes(&self.docker, &self.name).await?;
         Ok(nodes.into_iter().map(|node| node.store).collect())
+    }
+
+    /// Writes `contents` to `path` (absolute) in `node`, creating its directories.
+    pub async fn write_file(
+        &self,
+        node: &str,
+        path: &str,
+        contents: &[u8],
+    ) -> Result<(), kindling::BoxError> {
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        archive.append_data(&mut header, path.trim_start_matches('/'), contents)?;
+        let archive = archive.into_inner()?;
+        self.docker
+            .upload_to_container(
+                node,
+                Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+                bollard::body_full(archive.into()),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Removes one node container (a node that disappears).

@@ -1,0 +1,560 @@
+//! [`KindCluster`]: the [`Provider`] that drives the `kind` CLI.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+
+use super::cli::KindCli;
+use super::config::{self, ClusterConfig, Fingerprint};
+use super::{KindError, ready};
+use crate::cluster::{ClusterInfo, Delivered, Provider, ProviderError, PullPolicy};
+use crate::image::{ImageRef, Loader};
+use crate::node::{NodeStore, discover_kind_nodes};
+use crate::setup::BoxFuture;
+
+/// Which container engine kind drives (`KIND_EXPERIMENTAL_PROVIDER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindEngine {
+    Docker,
+    /// Node containers are reached through Podman's Docker-compatible socket.
+    Podman,
+    /// A value kindling cannot reach nodes through (e.g. `nerdctl`).
+    Unsupported(String),
+}
+
+impl KindEngine {
+    /// From `KIND_EXPERIMENTAL_PROVIDER`; `None` when unset (kind picks).
+    pub fn from_env() -> Option<Self> {
+        let value = std::env::var("KIND_EXPERIMENTAL_PROVIDER").ok()?;
+        Some(match value.trim() {
+            "" => return None,
+            "docker" => KindEngine::Docker,
+            "podman" => KindEngine::Podman,
+            other => KindEngine::Unsupported(other.to_owned()),
+        })
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            KindEngine::Docker => "docker",
+            KindEngine::Podman => "podman",
+            KindEngine::Unsupported(value) => value,
+        }
+    }
+}
+
+/// A kind cluster, created from a kind configuration file and reused only
+/// while that configuration (and the kind release) is unchanged.
+///
+/// State lives in `<state home>/kind/<name>/`: the cluster's own
+/// `kubeconfig`, the `kind-config.yaml` it was created from, and
+/// `fingerprint.json`, written only once the cluster was ready.
+#[derive(Debug, Clone)]
+pub struct KindCluster {
+    name: String,
+    state_dir: PathBuf,
+    cache: PathBuf,
+    config_file: Option<PathBuf>,
+    binary: Option<PathBuf>,
+    engine: Option<KindEngine>,
+    recreate_on_change: bool,
+    ready_timeout: Duration,
+}
+
+impl KindCluster {
+    /// The cluster `name`, its state under `state_home/kind/<name>`, the
+    /// pinned kind looked for in `cache`.
+    pub fn new(name: &str, state_home: &Path, cache: &Path) -> Self {
+        KindCluster {
+            name: name.to_owned(),
+            state_dir: state_home.join("kind").join(name),
+            cache: cache.to_owned(),
+            config_file: None,
+            binary: None,
+            engine: None,
+            recreate_on_change: false,
+            ready_timeout: Duration::from_secs(180),
+        }
+    }
+
+    /// The cluster `name` as the environment describes it: state under
+    /// `KINDLING_HOME`, kind from `KINDLING_KIND_BINARY` or the cache,
+    /// the configuration from `KINDLING_KIND_CONFIG`, recreation allowed by
+    /// `KINDLING_KIND_RECREATE=1`, the engine from `KIND_EXPERIMENTAL_PROVIDER`.
+    pub fn with_defaults(name: &str) -> Self {
+        let mut cluster = KindCluster::new(
+            name,
+            &crate::cluster::state_home(),
+            &crate::cluster::local::cluster::ComponentBinaries::default_cache(),
+        );
+        if let Some(path) = std::env::var_os("KINDLING_KIND_CONFIG").filter(|v| !v.is_empty()) {
+            cluster.config_file = Some(PathBuf::from(path));
+        }
+        cluster.recreate_on_change = std::env::var("KINDLING_KIND_RECREATE")
+            .is_ok_and(|value| matches!(value.trim(), "1" | "true"));
+        cluster.engine = KindEngine::from_env();
+        cluster
+    }
+
+    /// Creates the cluster from this kind configuration file instead of a
+    /// single control-plane node.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Uses this `kind` binary.
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// Sets `KIND_EXPERIMENTAL_PROVIDER` for kind and the engine nodes are reached through.
+    pub fn engine(mut self, engine: KindEngine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Deletes and recreates an existing cluster whose fingerprint differs,
+    /// instead of refusing it.
+    pub fn recreate_on_change(mut self, recreate: bool) -> Self {
+        self.recreate_on_change = recreate;
+        self
+    }
+
+    /// How long `ensure` waits for every node Ready and CoreDNS available.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The cluster's own kubeconfig, written by kind with `--kubeconfig`.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state_dir.join("kubeconfig")
+    }
+
+    /// The context kind names in it.
+    pub fn context(&self) -> String {
+        format!("kind-{}", self.name)
+    }
+
+    /// Where the fingerprint of a ready cluster is recorded.
+    pub fn fingerprint_record(&self) -> PathBuf {
+        self.state_dir.join("fingerprint.json")
+    }
+
+    /// The located `kind`, with the engine set for it.
+    pub fn cli(&self) -> Result<KindCli, KindError> {
+        let cli = match &self.binary {
+            Some(binary) => KindCli::explicit(binary.clone(), "the kind binary")?,
+            None => KindCli::locate(&self.cache)?,
+        };
+        Ok(match &self.engine {
+            Some(KindEngine::Unsupported(value)) => {
+                return Err(KindError::UnsupportedEngine {
+                    value: value.clone(),
+                });
+            }
+            Some(engine) => cli.env("KIND_EXPERIMENTAL_PROVIDER", engine.name()),
+            None => cli,
+        })
+    }
+
+    /// The configuration the cluster is (to be) created from.
+    pub fn cluster_config(&self) -> Result<ClusterConfig, KindError> {
+        match &self.config_file {
+            Some(path) => ClusterConfig::from_file(path),
+            None => Ok(ClusterConfig::default_config()),
+        }
+    }
+
+    /// Creates the cluster, or reuses it when its recorded fingerprint
+    /// matches; returns once it is ready.
+    pub async fn ensure_ready(&self) -> Result<ClusterInfo, KindError> {
+        let cli = self.cli()?;
+        let version = cli.checked_version().await?;
+        let config = self.cluster_config()?;
+        let current = config.fingerprint(version);
+        let _lock = self.lock().await?;
+        self.create_state_dir()?;
+        if cli.clusters().await?.contains(&self.name) {
+            let recorded = config::read_recorded(&self.fingerprint_record())?;
+            if recorded
+                .as_ref()
+                .is_some_and(|recorded| recorded.fingerprint == current.fingerprint)
+            {
+                self.export_kubeconfig(&cli).await?;
+                self.wait_ready(&cli).await?;
+                return Ok(self.info(&current));
+            }
+            if !self.recreate_on_change {
+                return Err(self.refusal(recorded.as_ref(), &current, &config));
+            }
+            tracing::info!(cluster = %self.name, "recreating the kind cluster: its configuration changed");
+            self.delete_with(&cli).await?;
+        } else {
+            config::forget_recorded(&self.fingerprint_record())?;
+        }
+        self.create(&cli, &config).await?;
+        self.wait_ready(&cli).await?;
+        config::write_recorded(&self.fingerprint_record(), &current)?;
+        Ok(self.info(&current))
+    }
+
+    /// Deletes the cluster and what kindling recorded about it.
+    pub async fn delete_cluster(&self) -> Result<(), KindError> {
+        let cli = self.cli()?;
+        let _lock = self.lock().await?;
+        self.delete_with(&cli).await
+    }
+
+    /// `kind export logs <dir>`. kind writes what it could and fails for the
+    /// rest; a partial export is an error naming the directory it filled.
+    pub async fn export_logs(&self, dir: &Path) -> Result<(), KindError> {
+        self.export_logs_with(&self.cli()?, dir).await
+    }
+
+    async fn export_logs_with(&self, cli: &KindCli, dir: &Path) -> Result<(), KindError> {
+        let args = [
+            "export".as_ref(),
+            "logs".as_ref(),
+            dir.as_os_str(),
+            "--name".as_ref(),
+            self.name.as_ref(),
+        ];
+        match cli.run(&args).await {
+            Ok(_) => Ok(()),
+            Err(KindError::Command { stderr, .. })
+                if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) =>
+            {
+                Err(KindError::LogsIncomplete {
+                    dir: dir.to_owned(),
+                    stderr,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The nodes' image stores, found by kind's container labels.
+    pub async fn stores(&self) -> Result<Vec<NodeStore>, KindError> {
+        let docker = self.connect().await?;
+        let nodes = discover_kind_nodes(&docker, &self.name)
+            .await
+            .map_err(|source| KindError::Discover {
+                cluster: self.name.clone(),
+                source,
+            })?;
+        if nodes.is_empty() {
+            return Err(KindError::NoNodes {
+                cluster: self.name.clone(),
+            });
+        }
+        Ok(nodes.into_iter().map(|node| node.store).collect())
+    }
+
+    /// The API answers through the cluster's kubeconfig and every node is Ready.
+    pub async fn check_healthy(&self) -> Result<(), KindError> {
+        let kubeconfig = self.kubeconfig();
+        if !kubeconfig.is_file() {
+            return Err(KindError::NoKubeconfig {
+                cluster: self.name.clone(),
+                path: kubeconfig,
+            });
+        }
+        let unhealthy = |detail| KindError::Unhealthy {
+            cluster: self.name.clone(),
+            detail,
+        };
+        let client = ready::client(&kubeconfig, &self.context())
+            .await
+            .map_err(unhealthy)?;
+        ready::nodes_ready(&client).await.map_err(unhealthy)
+    }
+
+    /// The engine kind's nodes run on: Podman's socket for
+    /// `KIND_EXPERIMENTAL_PROVIDER=podman`, else the usual Docker engine.
+    async fn connect(&self) -> Result<Docker, KindError> {
+        Ok(match &self.engine {
+            Some(KindEngine::Podman) => {
+                crate::docker::connect_to(&crate::docker::podman_host()).await?
+            }
+            Some(KindEngine::Unsupported(value)) => {
+                return Err(KindError::UnsupportedEngine {
+                    value: value.clone(),
+                });
+            }
+            _ => crate::docker::connect().await?,
+        })
+    }
+
+    async fn create(&self, cli: &KindCli, config: &ClusterConfig) -> Result<(), KindError> {
+        // kind reads the exact text that was fingerprinted, not a file that
+        // may change between fingerprinting and creating.
+        let config_path = self.state_dir.join("kind-config.yaml");
+        std::fs::write(&config_path, &config.text).map_err(|source| KindError::State {
+            path: config_path.clone(),
+            source,
+        })?;
+        let kubeconfig = self.kubeconfig();
+        // No `--wait`: it exits 0 on timeout; readiness is checked by `wait_ready`.
+        let args = [
+            "create".as_ref(),
+            "cluster".as_ref(),
+            "--name".as_ref(),
+            self.name.as_ref(),
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+        ];
+        cli.run(&args).await.map(drop)
+    }
+
+    async fn export_kubeconfig(&self, cli: &KindCli) -> Result<(), KindError> {
+        let kubeconfig = self.kubeconfig();
+        let args = [
+            "export".as_ref(),
+            "kubeconfig".as_ref(),
+            "--name".as_ref(),
+            self.name.as_ref(),
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+        ];
+        cli.run(&args).await.map(drop)
+    }
+
+    async fn wait_ready(&self, cli: &KindCli) -> Result<(), KindError> {
+        let Err(last) =
+            ready::wait_ready(&self.kubeconfig(), &self.context(), self.ready_timeout).await
+        else {
+            return Ok(());
+        };
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let dir = self.state_dir.join("logs").join(seconds.to_string());
+        let logs = match self.export_logs_with(cli, &dir).await {
+            Ok(()) => format!("kind's logs are in `{}`", dir.display()),
+            Err(error) => format!("kind's logs: {error}"),
+        };
+        Err(KindError::NotReady {
+            cluster: self.name.clone(),
+            after: self.ready_timeout,
+            last,
+            logs,
+        })
+    }
+
+    async fn delete_with(&self, cli: &KindCli) -> Result<(), KindError> {
+        // The record goes first: an interrupted delete must not leave a
+        // record vouching for a half-deleted cluster.
+        config::forget_recorded(&self.fingerprint_record())?;
+        let kubeconfig = self.kubeconfig();
+        let args = [
+            "delete".as_ref(),
+            "cluster".as_ref(),
+            "--name".as_ref(),
+            self.name.as_ref(),
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+        ];
+        cli.run(&args).await?;
+        for file in [kubeconfig, self.state_dir.join("kind-config.yaml")] {
+            remove_if_present(&file)?;
+        }
+        Ok(())
+    }
+
+    fn refusal(
+        &self,
+        recorded: Option<&Fingerprint>,
+        current: &Fingerprint,
+        config: &ClusterConfig,
+    ) -> KindError {
+        let reason = match recorded {
+            Some(recorded) => {
+                let mut changes = current.changes_since(recorded);
+                if changes.is_empty() {
+                    changes.push("its fingerprint differs".to_owned());
+                }
+                format!(
+                    "was created with another configuration ({}; recorded fingerprint {}, created from {})",
+                    changes.join(", "),
+                    recorded.fingerprint,
+                    match &recorded.config_source {
+                        Some(path) => format!("`{}`", path.display()),
+                        None => "kindling's default configuration".to_owned(),
+                    }
+                )
+            }
+            None => format!(
+                "kindling has no record of creating it (no `{}`; a cluster made outside kindling, or one whose creation or readiness failed, is never recorded)",
+                self.fingerprint_record().display()
+            ),
+        };
+        KindError::ConfigChanged {
+            cluster: self.name.clone(),
+            reason,
+            config: config.describe(),
+            current: current.fingerprint.clone(),
+        }
+    }
+
+    fn info(&self, fingerprint: &Fingerprint) -> ClusterInfo {
+        ClusterInfo {
+            name: self.name.clone(),
+            kubeconfig: self.kubeconfig(),
+            context: self.context(),
+            fingerprint: fingerprint.fingerprint.clone(),
+        }
+    }
+
+    fn create_state_dir(&self) -> Result<(), KindError> {
+        std::fs::create_dir_all(&self.state_dir).map_err(|source| KindError::State {
+            path: self.state_dir.clone(),
+            source,
+        })
+    }
+
+    /// Cluster names are global to the engine, so creating, reusing and
+    /// deleting one is serialised per host by a lock beside its state.
+    async fn lock(&self) -> Result<File, KindError> {
+        let path = self.state_dir.with_file_name(format!("{}.lock", self.name));
+        let parent = path
+            .parent()
+            .expect("the state dir has a parent")
+            .to_owned();
+        let locked = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> std::io::Result<File> {
+                std::fs::create_dir_all(parent)?;
+                let file = File::create(&path)?;
+                file.lock()?;
+                Ok(file)
+            }
+        })
+        .await
+        .expect("the lock task does not panic");
+        locked.map_err(|source| KindError::State { path, source })
+    }
+
+    fn provider_error(&self, action: &str, error: KindError) -> ProviderError {
+        ProviderError {
+            provider: "kind".to_owned(),
+            cluster: self.name.clone(),
+            action: action.to_owned(),
+            source: Box::new(error),
+        }
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), KindError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KindError::State {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+impl Provider for KindCluster {
+    fn kind(&self) -> &'static str {
+        "kind"
+    }
+
+    fn cluster(&self) -> &str {
+        &self.name
+    }
+
+    fn ensure(&self) -> BoxFuture<Result<ClusterInfo, ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .ensure_ready()
+                .await
+                .map_err(|error| cluster.provider_error("bring the cluster up", error))
+        })
+    }
+
+    fn node_stores(&self) -> BoxFuture<Result<Vec<NodeStore>, ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .stores()
+                .await
+                .map_err(|error| cluster.provider_error("find the node containers", error))
+        })
+    }
+
+    fn delete(&self) -> BoxFuture<Result<(), ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .delete_cluster()
+                .await
+                .map_err(|error| cluster.provider_error("delete the cluster", error))
+        })
+    }
+
+    fn collect_logs(&self, dir: &Path) -> BoxFuture<Result<(), ProviderError>> {
+        let cluster = self.clone();
+        let dir = dir.to_owned();
+        Box::pin(async move {
+            cluster
+                .export_logs(&dir)
+                .await
+                .map_err(|error| cluster.provider_error("export kind's logs", error))
+        })
+    }
+
+    fn healthy(&self) -> BoxFuture<Result<(), ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .check_healthy()
+                .await
+                .map_err(|error| cluster.provider_error("check the cluster", error))
+        })
+    }
+
+    fn deliver(
+        &self,
+        docker: Docker,
+        images: Vec<ImageRef>,
+    ) -> BoxFuture<Result<Delivered, ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            let stores = cluster
+                .stores()
+                .await
+                .map_err(|error| cluster.provider_error("find the node containers", error))?;
+            Loader::new(docker)
+                .load(&images, &stores)
+                .await
+                .map_err(|error| {
+                    cluster.provider_error(
+                        "load the images into the nodes",
+                        KindError::Load(Box::new(error)),
+                    )
+                })?;
+            Ok(Delivered {
+                images,
+                pull_policy: PullPolicy::Never,
+            })
+        })
+    }
+}

@@ -1,0 +1,654 @@
+//! The kind provider against a real `kind` binary (the pinned one built by
+//! `fixtures/kind/build.sh`) on kind-like node containers: kind lists them,
+//! reads their kubeconfig, deletes them and exports their logs as for a
+//! real cluster. `kind create` itself cannot succeed on these machines (no
+//! privileged containers, no registry for node images), so creation is
+//! proven only up to kind's own failure.
+//!
+//! Without the pinned kind or a Docker engine these tests are reported as
+//! ignored with a warning, and fail when `CI` is set.
+
+mod support;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use kindling::cluster::Provider as _;
+use kindling::cluster::PullPolicy;
+use kindling::cluster::kind::config::{read_recorded, write_recorded};
+use kindling::cluster::kind::{
+    ClusterConfig, KindCli, KindCluster, KindError, KindVersion, PINNED_VERSION,
+};
+use kindling::image::{Builder, ImageSpec};
+use libtest_mimic::{Arguments, Failed, Trial};
+use support::ensure;
+use support::kind_like::{KindLikeCluster, remove_cluster_containers, write_data_image};
+
+type Outcome = Result<(), Failed>;
+type TestResult = Result<(), kindling::BoxError>;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+});
+
+fn run(test: impl Future<Output = TestResult>) -> Outcome {
+    RUNTIME
+        .block_on(test)
+        .map_err(|error| Failed::from(format!("{error:?}")))
+}
+
+fn cache() -> PathBuf {
+    kindling::cluster::local::cluster::ComponentBinaries::default_cache()
+}
+
+/// The pinned kind that `fixtures/kind/build.sh` builds.
+fn real_kind() -> PathBuf {
+    kindling::cluster::kind::cli::pinned_binary(&cache())
+}
+
+/// The docker CLI kind would run.
+fn real_docker() -> Result<PathBuf, kindling::BoxError> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("docker"))
+        .find(|path| path.is_file())
+        .ok_or_else(|| "kind drives the `docker` CLI, which is not on PATH".into())
+}
+
+/// A cluster name unique to this test process (`kk-` for CI's cleanup).
+fn cluster_name(test: &str) -> String {
+    format!("kk-{test}-{}", std::process::id())
+}
+
+/// A scratch world for one test: kindling's state home, and a `kind`
+/// wrapper that runs the real kind with HOME and KUBECONFIG pointing into
+/// it, so a kubeconfig written anywhere but the state dir would show.
+///
+/// kind runs every command in a node with `docker exec --privileged`,
+/// which these hosts refuse ("unable to apply caps"); the wrapper puts a
+/// `docker` first on kind's PATH that drops that one flag from `exec` and
+/// runs the real docker CLI for everything else.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Result<Self, kindling::BoxError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let world = World {
+            dir: tempfile::tempdir()?,
+        };
+        std::fs::create_dir_all(world.home())?;
+        let shims = world.dir.path().join("shims");
+        std::fs::create_dir_all(&shims)?;
+        let executable = |path: &Path, text: String| -> std::io::Result<()> {
+            std::fs::write(path, text)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        };
+        executable(
+            &shims.join("docker"),
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = exec ]; then\n  for arg do\n    shift\n    [ \"$arg\" = --privileged ] || set -- \"$@\" \"$arg\"\n  done\nfi\nexec '{}' \"$@\"\n",
+                real_docker()?.display()
+            ),
+        )?;
+        executable(
+            &world.kind(),
+            format!(
+                "#!/bin/sh\nexport HOME='{}'\nexport KUBECONFIG='{}'\nexport PATH='{}':\"$PATH\"\nexec '{}' \"$@\"\n",
+                world.home().display(),
+                world.env_kubeconfig().display(),
+                shims.display(),
+                real_kind().display()
+            ),
+        )?;
+        Ok(world)
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn env_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("env-kubeconfig")
+    }
+
+    fn kind(&self) -> PathBuf {
+        self.dir.path().join("kind")
+    }
+
+    fn state_home(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cluster(&self, name: &str) -> KindCluster {
+        KindCluster::new(name, &self.state_home(), &cache())
+            .binary(self.kind())
+            .ready_timeout(Duration::from_secs(2))
+    }
+
+    fn config_file(&self, file: &str, text: &str) -> Result<PathBuf, kindling::BoxError> {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Neither `~/.kube/config` nor `$KUBECONFIG` of the kind process was written.
+    fn user_kubeconfigs_untouched(&self) -> TestResult {
+        for path in [self.home().join(".kube/config"), self.env_kubeconfig()] {
+            ensure(!path.exists(), || {
+                format!("kind wrote `{}`", path.display())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Records `config` as the configuration `cluster` was created from, as
+/// a successful `ensure` would have.
+fn record_created_from(cluster: &KindCluster, config: &Path) -> TestResult {
+    std::fs::create_dir_all(cluster.state_dir())?;
+    let fingerprint = ClusterConfig::from_file(config)?.fingerprint(PINNED_VERSION);
+    write_recorded(&cluster.fingerprint_record(), &fingerprint)?;
+    Ok(())
+}
+
+fn kind_error(error: &kindling::cluster::ProviderError) -> Option<&KindError> {
+    std::error::Error::source(error)?.downcast_ref::<KindError>()
+}
+
+const TWO_NODES: &str = "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+- role: worker
+";
+
+const THREE_NODES: &str = "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+- role: worker
+- role: worker
+";
+
+/// A kubeadm-shaped admin.conf as kind reads it from a control plane.
+fn admin_conf(cluster: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- cluster:
+    insecure-skip-tls-verify: true
+    server: https://{cluster}-control-plane:6443
+  name: kubernetes
+contexts:
+- context:
+    cluster: kubernetes
+    user: kubernetes-admin
+  name: kubernetes-admin@kubernetes
+current-context: kubernetes-admin@kubernetes
+users:
+- name: kubernetes-admin
+  user:
+    token: kk-not-a-real-token
+"
+    )
+}
+
+async fn kind_like(name: &str, workers: usize) -> Result<KindLikeCluster, kindling::BoxError> {
+    let docker = kindling::docker::connect().await?;
+    let cluster = KindLikeCluster::start(&docker, name, workers).await?;
+    cluster
+        .write_file(
+            &format!("{name}-control-plane"),
+            "/etc/kubernetes/admin.conf",
+            admin_conf(name).as_bytes(),
+        )
+        .await?;
+    Ok(cluster)
+}
+
+fn published_api_port(node: &str) -> Result<String, kindling::BoxError> {
+    let output = std::process::Command::new("docker")
+        .args(["port", node, "6443/tcp"])
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let port = text
+        .lines()
+        .next()
+        .and_then(|line| line.rsplit(':').next())
+        .ok_or_else(|| format!("`docker port {node}` printed `{text}`"))?;
+    Ok(port.trim().to_owned())
+}
+
+async fn version_check_passes_on_the_pinned_kind() -> TestResult {
+    let version = KindCli::new(real_kind()).checked_version().await?;
+    ensure(version == PINNED_VERSION, || {
+        format!("`{}` is {version}", real_kind().display())
+    })?;
+    Ok(())
+}
+
+async fn too_old_kind_gives_the_upgrade_message() -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new()?;
+    let script = world.dir.path().join("old-kind");
+    let write = |text: &str| -> std::io::Result<()> {
+        std::fs::write(&script, format!("#!/bin/sh\necho '{text}'\n"))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+    };
+    write("kind v0.10.0 go1.16.3 linux/amd64")?;
+    let cluster = world.cluster(&cluster_name("old")).binary(&script);
+    let error = cluster.ensure().await.expect_err("an old kind is refused");
+    let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    ensure(
+        matches!(
+            kind_error(&error),
+            Some(KindError::TooOld { found, .. }) if *found == KindVersion::new(0, 10, 0)
+        ),
+        || format!("{error:?}"),
+    )?;
+    ensure(
+        text.contains("kind v0.10.0, older than the minimum v0.20.0")
+            && text.contains(&format!("go install sigs.k8s.io/kind@{PINNED_VERSION}")),
+        || text.clone(),
+    )?;
+    write("kind version unknown")?;
+    let error = cluster
+        .ensure()
+        .await
+        .expect_err("an unknown version is refused");
+    ensure(
+        matches!(kind_error(&error), Some(KindError::UnknownVersion { .. })),
+        || format!("{error:?}"),
+    )?;
+    ensure(!cluster.state_dir().exists(), || {
+        "state written before the version check passed".to_owned()
+    })?;
+    Ok(())
+}
+
+async fn missing_kind_binary_gives_a_clear_error() -> TestResult {
+    let world = World::new()?;
+    let cluster = world
+        .cluster(&cluster_name("missing"))
+        .binary(world.dir.path().join("no-such-kind"));
+    let error = cluster.ensure().await.expect_err("no kind, no cluster");
+    let text = std::error::Error::source(&error).unwrap().to_string();
+    ensure(
+        matches!(kind_error(&error), Some(KindError::BinaryMissing { .. }))
+            && text.contains("no-such-kind")
+            && text.contains("go install sigs.k8s.io/kind@"),
+        || text.clone(),
+    )?;
+    Ok(())
+}
+
+async fn kind_sees_the_cluster_and_its_nodes_take_loaded_images() -> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("nodes");
+    let _nodes = kind_like(&name, 1).await?;
+    let cluster = world.cluster(&name);
+    let clusters = cluster.cli()?.clusters().await?;
+    ensure(clusters.contains(&name), || {
+        format!("`kind get clusters` printed {clusters:?}")
+    })?;
+    let stores = cluster.node_stores().await?;
+    let names: Vec<&str> = stores.iter().map(|store| store.name()).collect();
+    ensure(
+        names == [format!("{name}-control-plane"), format!("{name}-worker")],
+        || format!("discovered {names:?}"),
+    )?;
+    let docker = kindling::docker::connect().await?;
+    let context = write_data_image(&world.dir.path().join("image"), 7, 1, "kind")?;
+    let image = Builder::new(docker.clone())
+        .build(&ImageSpec::new("kind-deliver", &context))
+        .await?
+        .image;
+    let delivered = cluster.deliver(docker, vec![image.clone()]).await?;
+    ensure(delivered.pull_policy == PullPolicy::Never, || {
+        format!("{:?}", delivered.pull_policy)
+    })?;
+    for store in &stores {
+        let held = store.list().await?;
+        ensure(
+            held.iter().any(|stored| {
+                stored.reference == image.reference().as_str()
+                    && stored.image_id.as_deref() == Some(image.id())
+            }),
+            || format!("node {} lacks {image}: {held:?}", store.name()),
+        )?;
+    }
+    Ok(())
+}
+
+async fn reused_kind_cluster_with_changed_config_is_refused() -> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("changed");
+    let nodes = kind_like(&name, 1).await?;
+    let created_from = world.config_file("two-nodes.yaml", TWO_NODES)?;
+    let changed = world.config_file("three-nodes.yaml", THREE_NODES)?;
+    let cluster = world.cluster(&name).config_file(&changed);
+    record_created_from(&cluster, &created_from)?;
+    let recorded = std::fs::read(cluster.fingerprint_record())?;
+
+    let error = cluster
+        .ensure()
+        .await
+        .expect_err("a changed config is refused");
+    let text = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    eprintln!("the refusal reads: {text}");
+    ensure(
+        matches!(kind_error(&error), Some(KindError::ConfigChanged { cluster, .. }) if *cluster == name),
+        || format!("{error:?}"),
+    )?;
+    for expected in [
+        format!("kind cluster `{name}` exists but was created with another configuration"),
+        "the configuration changed".to_owned(),
+        format!("`{}`", changed.display()),
+        format!("created from `{}`", created_from.display()),
+        format!("kindling down --provider kind --cluster {name}"),
+        "KINDLING_KIND_RECREATE=1".to_owned(),
+    ] {
+        ensure(text.contains(&expected), || {
+            format!("the refusal lacks `{expected}`: {text}")
+        })?;
+    }
+    // Refusing changes nothing: the nodes, the record, no kubeconfig.
+    ensure(
+        std::fs::read(cluster.fingerprint_record())? == recorded,
+        || "the record changed".to_owned(),
+    )?;
+    ensure(!cluster.kubeconfig().exists(), || {
+        "a refused cluster's kubeconfig was exported".to_owned()
+    })?;
+    ensure(nodes.stores().await?.len() == 2, || {
+        "a refused cluster lost nodes".to_owned()
+    })?;
+
+    // A cluster kindling has no record of is refused too.
+    std::fs::remove_file(cluster.fingerprint_record())?;
+    let error = cluster
+        .ensure()
+        .await
+        .expect_err("an unrecorded cluster is refused");
+    let text = std::error::Error::source(&error).unwrap().to_string();
+    ensure(
+        text.contains("kindling has no record of creating it")
+            && text.contains(&format!("kindling down --provider kind --cluster {name}")),
+        || text.clone(),
+    )?;
+    world.user_kubeconfigs_untouched()
+}
+
+async fn reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check()
+-> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("reuse");
+    let _nodes = kind_like(&name, 0).await?;
+    let config = world.config_file("one-node.yaml", kindling::cluster::kind::DEFAULT_CONFIG)?;
+    let cluster = world.cluster(&name).config_file(&config);
+    record_created_from(&cluster, &config)?;
+
+    let error = cluster
+        .ensure()
+        .await
+        .expect_err("a kind-like cluster has no API server");
+    eprintln!(
+        "the readiness failure reads: {error}: {}",
+        std::error::Error::source(&error).unwrap()
+    );
+    let Some(KindError::NotReady {
+        cluster: named,
+        logs,
+        ..
+    }) = kind_error(&error)
+    else {
+        return Err(format!("expected a readiness failure, got {error:?}").into());
+    };
+    ensure(named == &name, || format!("{error:?}"))?;
+    ensure(
+        logs.contains(&cluster.state_dir().join("logs").display().to_string()),
+        || format!("the logs folder is not named: {logs}"),
+    )?;
+
+    let kubeconfig = std::fs::read_to_string(cluster.kubeconfig())?;
+    let port = published_api_port(&format!("{name}-control-plane"))?;
+    for expected in [
+        format!("server: https://127.0.0.1:{port}"),
+        format!("current-context: kind-{name}"),
+        "token: kk-not-a-real-token".to_owned(),
+    ] {
+        ensure(kubeconfig.contains(&expected), || {
+            format!("the exported kubeconfig lacks `{expected}`:\n{kubeconfig}")
+        })?;
+    }
+    ensure(cluster.context() == format!("kind-{name}"), || {
+        cluster.context()
+    })?;
+    let health = cluster.healthy().await;
+    ensure(health.is_err(), || {
+        "a cluster without API server is healthy".to_owned()
+    })?;
+    world.user_kubeconfigs_untouched()
+}
+
+async fn failed_kind_create_carries_kinds_stderr_and_records_nothing() -> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("create");
+    remove_cluster_containers(&name);
+    let config = world.config_file(
+        "unpullable.yaml",
+        "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+  image: kindling.invalid/node:v0
+",
+    )?;
+    let cluster = world.cluster(&name).config_file(&config);
+    let error = cluster
+        .ensure()
+        .await
+        .expect_err("kind cannot create clusters here");
+    let Some(KindError::Command {
+        command, stderr, ..
+    }) = kind_error(&error)
+    else {
+        return Err(format!("expected kind's failure, got {error:?}").into());
+    };
+    ensure(
+        command.contains(&format!(
+            "create cluster --name {name} --config {}",
+            cluster.state_dir().join("kind-config.yaml").display()
+        )) && command.contains(&format!("--kubeconfig {}", cluster.kubeconfig().display())),
+        || command.clone(),
+    )?;
+    ensure(
+        stderr.contains("kindling.invalid/node:v0") && stderr.contains("ERROR"),
+        || format!("kind's stderr is not carried: {stderr}"),
+    )?;
+    ensure(
+        read_recorded(&cluster.fingerprint_record())?.is_none(),
+        || "a failed create was recorded".to_owned(),
+    )?;
+    let clusters = cluster.cli()?.clusters().await?;
+    ensure(!clusters.contains(&name), || {
+        format!("kind left nodes of `{name}` behind: {clusters:?}")
+    })?;
+    world.user_kubeconfigs_untouched()
+}
+
+async fn recreate_on_change_deletes_the_cluster_through_kind() -> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("recreate");
+    let nodes = kind_like(&name, 1).await?;
+    let created_from = world.config_file("two-nodes.yaml", TWO_NODES)?;
+    let changed = world.config_file(
+        "changed.yaml",
+        "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+- role: control-plane
+  image: kindling.invalid/node:v0
+",
+    )?;
+    let cluster = world
+        .cluster(&name)
+        .config_file(&changed)
+        .recreate_on_change(true);
+    record_created_from(&cluster, &created_from)?;
+    let error = cluster
+        .ensure()
+        .await
+        .expect_err("the new cluster cannot be created here");
+    ensure(
+        matches!(kind_error(&error), Some(KindError::Command { command, .. }) if command.contains("create cluster")),
+        || format!("{error:?}"),
+    )?;
+    let left = nodes.stores().await?;
+    ensure(left.is_empty(), || {
+        format!("`kind delete cluster` left {} nodes", left.len())
+    })?;
+    ensure(
+        read_recorded(&cluster.fingerprint_record())?.is_none(),
+        || "the old record survived".to_owned(),
+    )?;
+    Ok(())
+}
+
+async fn delete_removes_the_nodes_and_the_record() -> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("delete");
+    let nodes = kind_like(&name, 1).await?;
+    let config = world.config_file("two-nodes.yaml", TWO_NODES)?;
+    let cluster = world.cluster(&name).config_file(&config);
+    record_created_from(&cluster, &config)?;
+    cluster.delete().await?;
+    ensure(nodes.stores().await?.is_empty(), || {
+        "nodes left after delete".to_owned()
+    })?;
+    ensure(!cluster.fingerprint_record().exists(), || {
+        "record left after delete".to_owned()
+    })?;
+    cluster.delete().await?;
+    match cluster.node_stores().await {
+        Err(error) if matches!(kind_error(&error), Some(KindError::NoNodes { .. })) => {}
+        Err(error) => return Err(format!("expected NoNodes, got {error:?}").into()),
+        Ok(stores) => return Err(format!("{} nodes after delete", stores.len()).into()),
+    }
+    world.user_kubeconfigs_untouched()
+}
+
+async fn logs_export_what_kind_can_read() -> TestResult {
+    let world = World::new()?;
+    let name = cluster_name("logs");
+    let _nodes = kind_like(&name, 0).await?;
+    let cluster = world.cluster(&name);
+    let dir = world.dir.path().join("artifacts");
+    // A kind-like node has no journal or crictl, so kind exports part of
+    // the logs and fails for the rest.
+    match cluster.collect_logs(&dir).await {
+        Ok(()) => {}
+        Err(error) => ensure(
+            matches!(kind_error(&error), Some(KindError::LogsIncomplete { dir: kept, .. }) if *kept == dir),
+            || format!("{error:?}"),
+        )?,
+    }
+    for file in [
+        "kind-version.txt".to_owned(),
+        "docker-info.txt".to_owned(),
+        format!("{name}-control-plane/inspect.json"),
+        format!("{name}-control-plane/serial.log"),
+    ] {
+        ensure(dir.join(&file).is_file(), || {
+            format!("`kind export logs` wrote no {file}")
+        })?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let in_ci = support::in_ci();
+    let consequence = if in_ci {
+        "they fail (CI is set)"
+    } else {
+        "they are reported as ignored (skipped)"
+    };
+    let kind_present = real_kind().is_file();
+    let docker_answers = args.list || RUNTIME.block_on(kindling::docker::connect()).is_ok();
+    if !args.list && !kind_present {
+        eprintln!(
+            "WARNING: the pinned kind `{}` is missing; the kind provider tests need it and {consequence}. Build it with `bash fixtures/kind/build.sh`.",
+            real_kind().display()
+        );
+    }
+    if !docker_answers {
+        eprintln!(
+            "WARNING: no Docker engine answers; the kind provider tests need one and {consequence}. Start one with `bash .ci/start-docker`."
+        );
+    }
+    let skip_kind = !args.list && !kind_present && !in_ci;
+    let skip_docker = skip_kind || (!docker_answers && !in_ci);
+    type Case = (&'static str, bool, fn() -> Outcome);
+    let tests: Vec<Case> = vec![
+        ("version_check_passes_on_the_pinned_kind", skip_kind, || {
+            run(version_check_passes_on_the_pinned_kind())
+        }),
+        ("too_old_kind_gives_the_upgrade_message", false, || {
+            run(too_old_kind_gives_the_upgrade_message())
+        }),
+        ("missing_kind_binary_gives_a_clear_error", false, || {
+            run(missing_kind_binary_gives_a_clear_error())
+        }),
+        (
+            "kind_sees_the_cluster_and_its_nodes_take_loaded_images",
+            skip_docker,
+            || run(kind_sees_the_cluster_and_its_nodes_take_loaded_images()),
+        ),
+        (
+            "reused_kind_cluster_with_changed_config_is_refused",
+            skip_docker,
+            || run(reused_kind_cluster_with_changed_config_is_refused()),
+        ),
+        (
+            "reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check",
+            skip_docker,
+            || {
+                run(
+                    reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check(),
+                )
+            },
+        ),
+        (
+            "failed_kind_create_carries_kinds_stderr_and_records_nothing",
+            skip_docker,
+            || run(failed_kind_create_carries_kinds_stderr_and_records_nothing()),
+        ),
+        (
+            "recreate_on_change_deletes_the_cluster_through_kind",
+            skip_docker,
+            || run(recreate_on_change_deletes_the_cluster_through_kind()),
+        ),
+        (
+            "delete_removes_the_nodes_and_the_record",
+            skip_docker,
+            || run(delete_removes_the_nodes_and_the_record()),
+        ),
+        ("logs_export_what_kind_can_read", skip_docker, || {
+            run(logs_export_what_kind_can_read())
+        }),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, skip, test)| Trial::test(name, test).with_ignored_flag(skip))
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
