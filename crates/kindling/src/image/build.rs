@@ -115,7 +115,16 @@ impl Builder {
 
     /// Builds every spec (at most `concurrency` at a time), in order.
     pub async fn build_all(&self, specs: &[ImageSpec]) -> Result<Vec<BuildOutcome>, BuildError> {
-        futures_util::stream::iter(specs.iter().map(|spec| self.build(spec)))
+        // Boxed as `dyn Future + Send` so the stream's type names no
+        // closure: otherwise rustc cannot prove a suite's setup future Send.
+        type Build<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<BuildOutcome, BuildError>> + Send + 'a>,
+        >;
+        let builds: Vec<Build<'_>> = specs
+            .iter()
+            .map(|spec| Box::pin(self.build(spec)) as Build<'_>)
+            .collect();
+        futures_util::stream::iter(builds)
             .buffered(self.concurrency)
             .try_collect()
             .await
