@@ -295,6 +295,24 @@ spec:
             format!("the diagnosis lacks {expected:?}:\n{text}")
         })?;
     }
+    // A test's own wait on a condition is cut short by the same diagnosis.
+    let waiter = ctx.env().waiter(Duration::from_secs(60)).await?;
+    let started = Instant::now();
+    let outcome = waiter
+        .until("the crasher answers", &scenario.namespace, || async {
+            false
+        })
+        .await;
+    ensure(
+        matches!(&outcome, Err(WaitError::Diagnosed(d)) if d.fatal.reason == "CrashLoopBackOff"),
+        || format!("expected the crash loop's diagnosis, got {outcome:?}"),
+    )?;
+    ensure(started.elapsed() < Duration::from_secs(10), || {
+        format!(
+            "the wait took {:?} to notice the crash loop",
+            started.elapsed()
+        )
+    })?;
     scenario.finish().await;
     Ok(())
 }

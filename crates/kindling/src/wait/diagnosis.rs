@@ -68,17 +68,6 @@ pub fn failed_container(pod: &Pod) -> Option<Fatal> {
                 .is_some_and(|terminated| terminated.exit_code != 0)
         })?;
     let terminated = container.state.as_ref()?.terminated.as_ref()?;
-    let image = pod
-        .spec
-        .iter()
-        .flat_map(|spec| {
-            spec.containers
-                .iter()
-                .chain(spec.init_containers.iter().flatten())
-        })
-        .find(|spec| spec.name == container.name)
-        .and_then(|spec| spec.image.clone())
-        .unwrap_or_else(|| container.image.clone());
     Some(Fatal {
         container: container.name.clone(),
         reason: terminated
@@ -86,7 +75,7 @@ pub fn failed_container(pod: &Pod) -> Option<Fatal> {
             .clone()
             .unwrap_or_else(|| "Error".to_owned()),
         message: format!("exit code {}", terminated.exit_code),
-        image,
+        image: asked_image(pod, container),
         restarts: container.restart_count,
     })
 }
@@ -113,8 +102,19 @@ fn fatal_state(pod: &Pod, container: &ContainerStatus) -> Option<Fatal> {
         ),
         _ => return None,
     };
-    let image = pod
-        .spec
+    Some(Fatal {
+        container: container.name.clone(),
+        reason,
+        message,
+        image: asked_image(pod, container),
+        restarts: container.restart_count,
+    })
+}
+
+/// The image the pod's spec asks for in `container` (the status may name
+/// what the runtime resolved instead).
+fn asked_image(pod: &Pod, container: &ContainerStatus) -> String {
+    pod.spec
         .iter()
         .flat_map(|spec| {
             spec.containers
@@ -123,14 +123,7 @@ fn fatal_state(pod: &Pod, container: &ContainerStatus) -> Option<Fatal> {
         })
         .find(|spec| spec.name == container.name)
         .and_then(|spec| spec.image.clone())
-        .unwrap_or_else(|| container.image.clone());
-    Some(Fatal {
-        container: container.name.clone(),
-        reason,
-        message,
-        image,
-        restarts: container.restart_count,
-    })
+        .unwrap_or_else(|| container.image.clone())
 }
 
 fn is_fatal(reason: Option<&str>) -> bool {
