@@ -393,6 +393,29 @@ async fn validation_error_names_object(ctx: TestContext<Environment>) -> Result<
     ensure(applied.is_none(), || {
         "the ConfigMap was applied although the dry run refused the Deployment".to_owned()
     })?;
+    // A kind the cluster does not serve names the file and the object.
+    let unknown = scenario.manifest(
+        "2-unknown.yaml",
+        "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: typo}\n",
+    )?;
+    let text = ctx
+        .deploy(
+            &scenario.namespace,
+            std::slice::from_ref(&unknown),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect_err("an unknown kind must be refused")
+        .to_string();
+    for expected in [
+        "kind `Deploymnet`".to_owned(),
+        "`typo`".to_owned(),
+        unknown.display().to_string(),
+    ] {
+        ensure(text.contains(&expected), || {
+            format!("the message lacks {expected:?}: {text}")
+        })?;
+    }
     scenario.finish().await;
     Ok(())
 }
