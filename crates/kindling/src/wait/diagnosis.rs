@@ -100,6 +100,24 @@ fn fatal_state(pod: &Pod, container: &ContainerStatus) -> Option<Fatal> {
             "OOMKilled".to_owned(),
             format!("exit code {}", terminated.exit_code),
         ),
+        // Exited with an error after a restart already: between back-offs
+        // the kubelet shows the exit for seconds before it says
+        // CrashLoopBackOff, so this is the same state, seen sooner.
+        (_, Some(terminated))
+            if container.restart_count > 0
+                && terminated.exit_code != 0
+                && state.is_some_and(|state| state.running.is_none()) =>
+        {
+            (
+                "CrashLoopBackOff".to_owned(),
+                format!(
+                    "exited with code {} ({}) after {} restart(s)",
+                    terminated.exit_code,
+                    terminated.reason.clone().unwrap_or_default(),
+                    container.restart_count
+                ),
+            )
+        }
         _ => return None,
     };
     Some(Fatal {
@@ -401,5 +419,18 @@ mod tests {
             serde_json::json!({}),
         );
         assert!(fatal_container(&creating).is_none());
+        let exited_again = pod(
+            serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}}),
+            serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}}),
+        );
+        assert_eq!(
+            fatal_container(&exited_again).unwrap().reason,
+            "CrashLoopBackOff"
+        );
+        let restarted_and_running = pod(
+            serde_json::json!({"running": {}}),
+            serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}}),
+        );
+        assert!(fatal_container(&restarted_and_running).is_none());
     }
 }

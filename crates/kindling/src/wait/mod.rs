@@ -92,7 +92,14 @@ pub struct Waiter {
     client: Client,
     stores: Vec<NodeStore>,
     timeout: Duration,
+    settle: Duration,
 }
+
+/// How long workloads must stay ready, with no container restarting,
+/// before a wait ends: a container without a readiness probe that crashes
+/// at once is Ready for a moment, and the kubelet reports the crash about a
+/// second later.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
 impl Waiter {
     pub fn new(client: Client, stores: Vec<NodeStore>, timeout: Duration) -> Self {
@@ -100,7 +107,14 @@ impl Waiter {
             client,
             stores,
             timeout,
+            settle: DEFAULT_SETTLE,
         }
+    }
+
+    /// How long everything must stay ready (default 2 s).
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
     }
 
     /// Returns once every workload is ready; fails at the first pod in
@@ -110,6 +124,8 @@ impl Waiter {
         let mut namespaces: Vec<&str> = workloads.iter().map(|w| w.namespace.as_str()).collect();
         namespaces.sort();
         namespaces.dedup();
+        // Since when everything has been ready, and the restart counts then.
+        let mut ready_since: Option<(Instant, Vec<(String, i32)>)> = None;
         loop {
             let mut pending = Vec::new();
             let mut selectors = Vec::new();
@@ -161,9 +177,23 @@ impl Waiter {
                 return Err(WaitError::Diagnosed(Box::new(diagnosis)));
             }
             if pending.is_empty() {
-                return Ok(());
+                let restarts = restart_counts(&pods);
+                match &ready_since {
+                    Some((since, before)) if *before == restarts => {
+                        if since.elapsed() >= self.settle {
+                            return Ok(());
+                        }
+                    }
+                    _ => ready_since = Some((Instant::now(), restarts)),
+                }
+            } else {
+                ready_since = None;
             }
             if Instant::now() >= deadline {
+                if pending.is_empty() {
+                    // Ready, though not yet for the whole settle window.
+                    return Ok(());
+                }
                 pending.extend(pods.iter().filter_map(describe_unready_pod));
                 return Err(WaitError::Timeout {
                     after: self.timeout,
@@ -279,6 +309,27 @@ impl Waiter {
                 source,
             })
     }
+}
+
+/// Every container's restart count, by pod and container.
+fn restart_counts(pods: &[Pod]) -> Vec<(String, i32)> {
+    let mut counts: Vec<(String, i32)> = pods
+        .iter()
+        .flat_map(|pod| {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            pod.status
+                .iter()
+                .flat_map(|status| status.container_statuses.iter().flatten())
+                .map(move |container| {
+                    (
+                        format!("{name}/{}", container.name),
+                        container.restart_count,
+                    )
+                })
+        })
+        .collect();
+    counts.sort();
+    counts
 }
 
 /// Which pods belong to a workload.
