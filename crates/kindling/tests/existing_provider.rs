@@ -433,7 +433,7 @@ async fn a_missing_kubeconfig_names_the_file() -> Result<(), BoxError> {
     let path = dir.path().join("nowhere.yaml");
     let cluster = ExistingCluster::new("team", &path, None, Registry::new("127.0.0.1:5000")?);
     let error = cluster.ensure().await.expect_err("no kubeconfig");
-    let chain = error_chain(&error);
+    let chain = support::error_text(&error);
     ensure(
         chain.contains(&format!("`{}` does not exist", path.display())),
         || chain.clone(),
@@ -449,7 +449,7 @@ async fn an_unknown_context_is_named_with_the_ones_there() -> Result<(), BoxErro
         Some("prod-eu".to_owned()),
         Registry::new("127.0.0.1:5000")?,
     );
-    let chain = error_chain(&cluster.ensure().await.expect_err("no such context"));
+    let chain = support::error_text(&cluster.ensure().await.expect_err("no such context"));
     for part in [
         "no context `prod-eu`".to_owned(),
         format!("`{LOCAL_CLUSTER}`"),
@@ -474,7 +474,7 @@ async fn an_api_server_that_does_not_answer_is_named() -> Result<(), BoxError> {
         ),
     )?;
     let cluster = ExistingCluster::new("team", &path, None, Registry::new("127.0.0.1:5000")?);
-    let chain = error_chain(&cluster.ensure().await.expect_err("nothing listens"));
+    let chain = support::error_text(&cluster.ensure().await.expect_err("nothing listens"));
     for part in [
         "context `gone`",
         &format!("127.0.0.1:{port}"),
@@ -502,7 +502,7 @@ async fn a_registry_that_does_not_answer_names_it_and_the_image() -> Result<(), 
         .await
         .expect_err("nothing listens");
     remove_local_tags(&docker, &[target.to_string()]).await;
-    let chain = error_chain(&error);
+    let chain = support::error_text(&error);
     eprintln!(
         "the push failed after {:.2}s",
         started.elapsed().as_secs_f64()
@@ -541,7 +541,7 @@ async fn a_registry_with_credentials_takes_them_and_refuses_without() -> Result<
         .push(&built)
         .await;
     remove_local_tags(&docker, &[target.to_string()]).await;
-    let chain = error_chain(&refused.expect_err("no credentials"));
+    let chain = support::error_text(&refused.expect_err("no credentials"));
     for part in [
         format!("registry `{}`", registry.address),
         "KINDLING_REGISTRY_USERNAME".to_owned(),
@@ -593,20 +593,9 @@ fn from_env_needs_the_registry_variable() -> Result<(), BoxError> {
 fn from_env_probe() -> ExitCode {
     match kindling::cluster::from_env("probe") {
         Ok(provider) => println!("provider {}", provider.kind()),
-        Err(error) => println!("error: {}", error_chain(&error)),
+        Err(error) => println!("error: {}", support::error_text(&error)),
     }
     ExitCode::SUCCESS
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// What the tests that need a registry, an engine or the cluster lack, if

@@ -18,7 +18,7 @@ use kindling::image::{
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::ensure;
-use support::kind_like::{KindLikeCluster, write_data_image};
+use support::kind_like::{KindLikeCluster, ensure_nodes_hold, write_data_image};
 
 type Outcome = Result<(), Failed>;
 
@@ -76,16 +76,7 @@ async fn build_then_load_into_two_nodes_holds_exact_reference() -> Result<(), ki
             format!("{node:?}")
         })?;
     }
-    for store in &stores {
-        let held = store.list().await?;
-        ensure(
-            held.iter().any(|stored| {
-                stored.reference == image.reference().as_str()
-                    && stored.image_id.as_deref() == Some(image.id())
-            }),
-            || format!("node {} lacks {image}: {held:?}", store.name()),
-        )?;
-    }
+    ensure_nodes_hold(&stores, &image).await?;
     Ok(())
 }
 
@@ -335,8 +326,8 @@ async fn missing_dockerfile_or_context_names_the_path() -> Result<(), kindling::
         || format!("{error:?}"),
     )?;
     ensure(
-        kindling_error_text(&error).contains(&missing.display().to_string()),
-        || kindling_error_text(&error),
+        support::error_text(&error).contains(&missing.display().to_string()),
+        || support::error_text(&error),
     )?;
 
     let context = dir.path().join("context");
@@ -356,17 +347,6 @@ async fn missing_dockerfile_or_context_names_the_path() -> Result<(), kindling::
         || error.to_string(),
     )?;
     Ok(())
-}
-
-fn kindling_error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn unreachable_daemon_says_how_to_start_one() -> Result<(), kindling::BoxError> {
@@ -406,7 +386,7 @@ async fn node_disappearing_mid_load_fails_naming_the_node() -> Result<(), kindli
     let error = result
         .err()
         .ok_or("the load succeeded although a node vanished")?;
-    let text = kindling_error_text(&error);
+    let text = support::error_text(&error);
     ensure(text.contains(&format!("node `{victim}`")), || text.clone())?;
     Ok(())
 }

@@ -25,7 +25,9 @@ use kindling::cluster::kind::{
 use kindling::image::{Builder, ImageSpec};
 use libtest_mimic::{Arguments, Failed, Trial};
 use support::ensure;
-use support::kind_like::{KindLikeCluster, remove_cluster_containers, write_data_image};
+use support::kind_like::{
+    KindLikeCluster, ensure_nodes_hold, remove_cluster_containers, write_data_image,
+};
 
 type Outcome = Result<(), Failed>;
 type TestResult = Result<(), kindling::BoxError>;
@@ -315,16 +317,7 @@ async fn kind_sees_the_cluster_and_its_nodes_take_loaded_images() -> TestResult 
     ensure(delivered.pull_policy == PullPolicy::Never, || {
         format!("{:?}", delivered.pull_policy)
     })?;
-    for store in &stores {
-        let held = store.list().await?;
-        ensure(
-            held.iter().any(|stored| {
-                stored.reference == image.reference().as_str()
-                    && stored.image_id.as_deref() == Some(image.id())
-            }),
-            || format!("node {} lacks {image}: {held:?}", store.name()),
-        )?;
-    }
+    ensure_nodes_hold(&stores, &image).await?;
     Ok(())
 }
 

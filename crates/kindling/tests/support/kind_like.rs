@@ -281,3 +281,21 @@ pub fn write_data_image(
     )?;
     Ok(dir.to_owned())
 }
+
+/// Fails unless every store holds `image` under its exact reference and ID.
+pub async fn ensure_nodes_hold(
+    stores: &[NodeStore],
+    image: &kindling::image::ImageRef,
+) -> Result<(), kindling::BoxError> {
+    for store in stores {
+        let held = store.list().await?;
+        super::ensure(
+            held.iter().any(|stored| {
+                stored.reference == image.reference().as_str()
+                    && stored.image_id.as_deref() == Some(image.id())
+            }),
+            || format!("node {} lacks {image}: {held:?}", store.name()),
+        )?;
+    }
+    Ok(())
+}

@@ -265,3 +265,15 @@ pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran
     (ran, junit)
 }
 pub mod kind_like;
+
+/// An error and its causes on one line, `outer: cause: root`.
+pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
