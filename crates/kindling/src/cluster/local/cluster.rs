@@ -170,15 +170,9 @@ impl LocalCluster {
     /// `KINDLING_HOME` (default `~/.local/state/kindling`), binaries in
     /// `KINDLING_CACHE_DIR` (default `~/.cache/kindling`).
     pub fn with_defaults(name: &str) -> Self {
-        let home = std::env::var_os("KINDLING_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".local/state/kindling")
-            });
         LocalCluster::new(
             name,
-            &home.join("clusters"),
+            &crate::cluster::state_home().join("clusters"),
             ComponentBinaries::in_cache(&ComponentBinaries::default_cache()),
         )
     }
