@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use kindling::cluster::Provider;
+use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::kind::{KindCluster, KindError};
 use kindling::cluster::local::cluster::{LocalCluster, LocalError};
 
@@ -46,10 +48,16 @@ enum ProviderKind {
     Local,
     /// A Kind cluster, through the `kind` CLI.
     Kind,
+    /// A cluster kindling does not own (KINDLING_KUBECONFIG, KINDLING_CONTEXT, KINDLING_REGISTRY).
+    Existing,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Obtain what the local cluster needs without starting it: build the
+    /// pinned components into the cache and install Debian's runtime
+    /// packages (as root on Debian, unless KINDLING_INSTALL=never).
+    Prepare,
     /// Create the cluster, or check that it runs; prints each phase's time.
     Up {
         #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
@@ -114,6 +122,8 @@ enum CliError {
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
+    Provider(#[from] kindling::cluster::ProviderError),
+    #[error(transparent)]
     Environment(#[from] kindling::EnvironmentError),
     #[error("failed to collect namespaces")]
     Gc(#[from] kindling::deploy::NamespaceError),
@@ -127,6 +137,7 @@ impl CliError {
             | CliError::Local { .. }
             | CliError::Kind { .. }
             | CliError::Runtime(_)
+            | CliError::Provider(_)
             | CliError::Environment(_)
             | CliError::Gc(_) => ExitCode::from(EXIT_FAILED),
         }
@@ -162,7 +173,49 @@ fn kind_error(cli: &Cli) -> impl FnOnce(KindError) -> CliError {
     move |source| CliError::Kind { cluster, source }
 }
 
+/// The `existing` provider, from its variables.
+fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
+    let cluster = ExistingCluster::from_env(&cli.cluster).map_err(|error| {
+        kindling::cluster::ProviderError {
+            provider: "existing".to_owned(),
+            cluster: cli.cluster.clone(),
+            action: "read its configuration".to_owned(),
+            source: Box::new(error),
+        }
+    })?;
+    Ok(Box::new(cluster))
+}
+
+fn prepare(cli: &Cli) -> Result<(), CliError> {
+    let cluster = local_cluster(cli);
+    let started = Instant::now();
+    block_on(async {
+        cluster.prepare().await.map_err(|source| CliError::Local {
+            cluster: cli.cluster.clone(),
+            source,
+        })
+    })?;
+    println!(
+        "the local cluster's components and runtime packages are in place ({:.2}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn up(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
+    if let ProviderKind::Existing = provider {
+        let cluster = existing_cluster(cli)?;
+        let started = Instant::now();
+        let info = block_on(async { Ok(cluster.ensure().await?) })?;
+        println!(
+            "existing cluster `{}` answers ({:.2}s); kubeconfig: {} (context {}); nothing was created",
+            info.name,
+            started.elapsed().as_secs_f64(),
+            info.kubeconfig.display(),
+            info.context
+        );
+        return Ok(());
+    }
     if let ProviderKind::Kind = provider {
         let cluster = kind_cluster(cli);
         let started = Instant::now();
@@ -197,6 +250,15 @@ fn up(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
 }
 
 fn down(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
+    if let ProviderKind::Existing = provider {
+        let cluster = existing_cluster(cli)?;
+        block_on(async { Ok(cluster.delete().await?) })?;
+        println!(
+            "existing cluster `{}` left as it is: kindling never deletes a cluster it does not own",
+            cli.cluster
+        );
+        return Ok(());
+    }
     if let ProviderKind::Kind = provider {
         let cluster = kind_cluster(cli);
         block_on(async { cluster.delete_cluster().await.map_err(kind_error(cli)) })?;
@@ -241,6 +303,19 @@ fn status(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
                     cluster.kubeconfig().display()
                 ),
                 Err(error) => println!("cluster `{}` (kind): not ready: {error}", cli.cluster),
+            }
+        }
+        ProviderKind::Existing => {
+            let cluster = existing_cluster(cli)?;
+            match block_on(async { Ok(cluster.healthy().await) })? {
+                Ok(()) => println!("cluster `{}` (existing): answers", cli.cluster),
+                Err(error) => println!(
+                    "cluster `{}` (existing): does not answer: {}",
+                    cli.cluster,
+                    std::error::Error::source(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| error.to_string())
+                ),
             }
         }
     }
@@ -329,6 +404,7 @@ fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Prepare => prepare(&cli),
         Command::Up { provider } => up(&cli, *provider),
         Command::Down { provider } => down(&cli, *provider),
         Command::Status { provider } => status(&cli, *provider),

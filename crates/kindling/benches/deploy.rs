@@ -19,7 +19,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kindling::cluster::local::cluster::LocalCluster;
-use kindling::cluster::local::images::go_binary_image;
 use kindling::cluster::{Provider as _, PullPolicy};
 use kindling::deploy::namespace::ensure_namespace;
 use kindling::deploy::{DeliveredImages, apply_manifests, read_manifests, resolve_and_check};
@@ -233,14 +232,13 @@ fn main() -> Result<(), BoxError> {
         let docker = kindling::docker::connect().await?;
         let dir = std::env::temp_dir().join("kindling-bench-deploy");
         std::fs::create_dir_all(&dir)?;
-        let image = go_binary_image(
-            &docker,
-            "toolbox",
-            &workspace().join("fixtures/toolbox"),
-            ".",
-            &dir,
-        )
-        .await?;
+        let image = kindling::image::Builder::new(docker.clone())
+            .build(&kindling::image::ImageSpec::go_binary(
+                "toolbox",
+                workspace().join("fixtures/toolbox"),
+            ))
+            .await?
+            .image;
         let delivered = cluster.deliver(docker, vec![image]).await?;
         Ok::<_, BoxError>(Bench {
             client: cluster.admin_client().await?,

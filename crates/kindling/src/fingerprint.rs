@@ -4,36 +4,88 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// SHA-256 over the names and contents of `paths` (files, or directories
-/// read recursively in name order). A path that cannot be read counts by
-/// its error, so a fingerprint never silently ignores an input.
-pub fn fingerprint_paths(paths: &[PathBuf]) -> String {
-    let mut hasher = Sha256::new();
-    for path in paths {
-        add(&mut hasher, path);
-    }
-    hex::encode(hasher.finalize())
+/// A fingerprint's input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    #[error(
+        "fingerprint input `{}` does not exist (relative paths are relative to the suite package, `{}`): fix the path given to `fingerprint_paths`",
+        path.display(),
+        base.display()
+    )]
+    Missing { path: PathBuf, base: PathBuf },
+    #[error("cannot read fingerprint input `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-fn add(hasher: &mut Sha256, path: &Path) {
-    hasher.update(path.to_string_lossy().as_bytes());
+/// SHA-256 over the names and contents of `paths`: files, or directories
+/// read recursively in name order. A symbolic link counts by its target's
+/// name and is not followed, so a link loop is read once. Relative paths
+/// are relative to the suite package's directory (`CARGO_MANIFEST_DIR`
+/// when cargo or nextest runs the suite, else the current directory).
+///
+/// ```
+/// let dir = std::env::temp_dir();
+/// let fingerprint = kindling::fingerprint_paths([&dir]).unwrap();
+/// assert_eq!(fingerprint.len(), 64);
+/// assert!(kindling::fingerprint_paths(["/nonexistent/input"]).is_err());
+/// ```
+pub fn fingerprint_paths<P: AsRef<Path>>(
+    paths: impl IntoIterator<Item = P>,
+) -> Result<String, FingerprintError> {
+    let base = crate::identity::package_dir(None);
+    let mut hasher = Sha256::new();
+    for path in paths {
+        let path = path.as_ref();
+        let absolute = base.join(path);
+        if std::fs::symlink_metadata(&absolute).is_err() {
+            return Err(FingerprintError::Missing {
+                path: path.to_owned(),
+                base,
+            });
+        }
+        hasher.update(path.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        add(&mut hasher, &absolute, Path::new(""))?;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn add(hasher: &mut Sha256, path: &Path, relative: &Path) -> Result<(), FingerprintError> {
+    let read_error = |source| FingerprintError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(read_error)?;
+    hasher.update(relative.to_string_lossy().as_bytes());
     hasher.update([0]);
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = match std::fs::read_dir(path) {
-            Ok(entries) => entries.flatten().map(|entry| entry.path()).collect(),
-            Err(error) => return hasher.update(error.to_string().as_bytes()),
-        };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).map_err(read_error)?;
+        hasher.update(b"link:");
+        hasher.update(target.to_string_lossy().as_bytes());
+    } else if meta.is_dir() {
+        hasher.update(b"dir:");
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(read_error)?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()
+            .map_err(read_error)?;
         entries.sort();
         for entry in entries {
-            add(hasher, &entry);
+            let name = entry.file_name().map(PathBuf::from).unwrap_or_default();
+            add(hasher, &entry, &relative.join(name))?;
         }
     } else {
-        match std::fs::read(path) {
-            Ok(bytes) => hasher.update(&bytes),
-            Err(error) => hasher.update(error.to_string().as_bytes()),
-        }
+        hasher.update(b"file:");
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
     }
     hasher.update([0]);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -44,9 +96,35 @@ mod tests {
     fn a_changed_file_changes_the_fingerprint() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), "one").unwrap();
-        let before = fingerprint_paths(&[dir.path().to_owned()]);
-        assert_eq!(before, fingerprint_paths(&[dir.path().to_owned()]));
+        let before = fingerprint_paths([dir.path()]).unwrap();
+        assert_eq!(before, fingerprint_paths([dir.path()]).unwrap());
         std::fs::write(dir.path().join("a.yaml"), "two").unwrap();
-        assert_ne!(before, fingerprint_paths(&[dir.path().to_owned()]));
+        assert_ne!(before, fingerprint_paths([dir.path()]).unwrap());
+        std::fs::write(dir.path().join("b.yaml"), "").unwrap();
+        let added = fingerprint_paths([dir.path()]).unwrap();
+        std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+        assert_ne!(added, fingerprint_paths([dir.path()]).unwrap());
+    }
+
+    #[test]
+    fn a_missing_path_is_named_and_symlink_loops_are_read_once() {
+        let error = fingerprint_paths(["/nonexistent/kindling-input"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`/nonexistent/kindling-input` does not exist"),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let first = fingerprint_paths([dir.path()]).unwrap();
+        assert_eq!(first, fingerprint_paths([dir.path()]).unwrap());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_package() {
+        // Unit tests run with CARGO_MANIFEST_DIR = crates/kindling.
+        assert!(fingerprint_paths(["src/fingerprint.rs"]).is_ok());
     }
 }

@@ -16,9 +16,10 @@ use crate::capture::{self, Capture};
 use crate::config::{DEFAULT_SETUP_TIMEOUT, DEFAULT_TEST_TIMEOUT, EnvConfig};
 use crate::error::TestResult;
 use crate::error::render_chain;
-use crate::identity::RunIdentity;
+use crate::identity::{BuildFacts, RunIdentity};
 use crate::junit::{self, TestOutcome, TestRecord};
 use crate::progress::Progress;
+use crate::requirement::{Requirement, in_ci};
 use crate::setup::{BoxFuture, FailureFn, SetupDriver, SetupError, SetupOptions, seconds};
 use crate::state::StateStore;
 use crate::suite::{Suite, Test, TestBody, TestContext};
@@ -76,6 +77,13 @@ enum TestFailure {
         failure: Box<TestFailure>,
         artifacts: PathBuf,
     },
+    #[error(
+        "requirement `{}` is missing: {}{}",
+        .0.requirement,
+        .0.reason,
+        if in_ci() { "\n(CI is set: a missing requirement fails the test instead of skipping it)" } else { "" }
+    )]
+    Unmet(Unmet),
 }
 
 /// How long collecting a failed test's artifacts may take.
@@ -125,6 +133,9 @@ where
     let Suite {
         name,
         package,
+        build_target_tmpdir,
+        build_manifest_dir,
+        requirements,
         setup,
         alive,
         fingerprints,
@@ -134,7 +145,14 @@ where
         on_failure,
     } = suite;
     let on_failure = on_failure.map(Arc::new);
-    let identity = RunIdentity::detect(name.as_deref(), package.as_deref());
+    let identity = RunIdentity::detect(
+        name.as_deref(),
+        BuildFacts {
+            package: package.as_deref(),
+            target_tmpdir: build_target_tmpdir.as_deref(),
+            manifest_dir: build_manifest_dir.as_deref(),
+        },
+    );
 
     match crate::registry::collect::<E>() {
         Ok(registered) => tests.extend(registered),
@@ -151,14 +169,37 @@ where
         return usage_error(message);
     }
 
+    let ci = in_ci();
+    let mut checked = Requirements::default();
+    let mut unmet_by_test = BTreeMap::new();
+    for test in &tests {
+        let probe = Trial::test(test.name.clone(), || Ok(()));
+        if args.is_filtered_out(&probe) {
+            continue;
+        }
+        let needed = requirements.iter().chain(&test.options.requirements);
+        if let Some(unmet) = checked.first_unmet(needed) {
+            unmet_by_test.insert(test.name.clone(), unmet);
+        }
+    }
+    // Without CI a test whose requirement is missing is ignored, in the
+    // list answer as in the run; with CI it runs and fails with the reason.
+    let skipped_for = |test: &Test<E>| !ci && unmet_by_test.contains_key(&test.name);
+
     if args.list {
         let trials = tests
             .iter()
             .map(|test| {
-                Trial::test(test.name.clone(), || Ok(())).with_ignored_flag(test.options.ignored)
+                Trial::test(test.name.clone(), || Ok(()))
+                    .with_ignored_flag(test.options.ignored || skipped_for(test))
             })
             .collect();
         return libtest_mimic::run(&args, trials).exit_code();
+    }
+    if !ci && !args.ignored && !args.include_ignored {
+        for line in skip_warnings(&unmet_by_test, &identity.suite) {
+            eprintln!("{line}");
+        }
     }
 
     if !capture::install(config.log_level.as_tracing()) {
@@ -197,6 +238,7 @@ where
                     live_log: args.nocapture,
                     progress,
                     artifacts_root: identity.kindling_dir().join("artifacts"),
+                    package_dir: identity.package_dir.clone(),
                 },
                 setup,
                 alive,
@@ -216,7 +258,8 @@ where
     let mut trials = Vec::with_capacity(tests.len());
     for test in tests {
         let name = test.name.clone();
-        let ignored = test.options.ignored;
+        let ignored = test.options.ignored || skipped_for(&test);
+        let unmet = unmet_by_test.get(&name).cloned();
         let runner = TestRunner {
             runtime: runtime.clone(),
             environment: environment.clone(),
@@ -225,6 +268,7 @@ where
             timeout: test.options.timeout.unwrap_or(default_timeout),
             live_log: args.nocapture,
             on_failure: on_failure.clone(),
+            unmet,
         };
         let trial = Trial::test(name.clone(), move || runner.run(test)).with_ignored_flag(ignored);
         if args.is_ignored(&trial) && !args.is_filtered_out(&trial) {
@@ -304,6 +348,55 @@ fn duplicate_names<E>(tests: &[Test<E>]) -> Option<String> {
     })
 }
 
+/// Requirements checked once per process, by name.
+#[derive(Default)]
+struct Requirements {
+    results: BTreeMap<String, Result<(), String>>,
+}
+
+/// A requirement a test lacks: its name and what is missing.
+#[derive(Debug, Clone)]
+struct Unmet {
+    requirement: String,
+    reason: String,
+}
+
+impl Requirements {
+    fn first_unmet<'a>(
+        &mut self,
+        requirements: impl IntoIterator<Item = &'a Requirement>,
+    ) -> Option<Unmet> {
+        requirements.into_iter().find_map(|requirement| {
+            let result = self
+                .results
+                .entry(requirement.name().to_owned())
+                .or_insert_with(|| requirement.check());
+            result.clone().err().map(|reason| Unmet {
+                requirement: requirement.name().to_owned(),
+                reason,
+            })
+        })
+    }
+}
+
+/// One line per missing requirement, with how many tests it skips.
+fn skip_warnings(unmet: &BTreeMap<String, Unmet>, suite: &str) -> Vec<String> {
+    let mut by_requirement: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for missing in unmet.values() {
+        *by_requirement
+            .entry((&missing.requirement, &missing.reason))
+            .or_default() += 1;
+    }
+    by_requirement
+        .into_iter()
+        .map(|((requirement, reason), count)| {
+            format!(
+                "warning: suite `{suite}`: {count} test(s) skipped: requirement `{requirement}` is missing: {reason} (with CI set they fail instead)"
+            )
+        })
+        .collect()
+}
+
 struct TestRunner<E> {
     runtime: Arc<tokio::runtime::Runtime>,
     environment: Environment<E>,
@@ -312,6 +405,9 @@ struct TestRunner<E> {
     timeout: Duration,
     live_log: bool,
     on_failure: Option<Arc<FailureFn<E>>>,
+    /// A requirement this test lacks (it runs only with CI set, or when
+    /// asked for by `--ignored`, and then fails with the reason).
+    unmet: Option<Unmet>,
 }
 
 impl<E> TestRunner<E>
@@ -357,6 +453,9 @@ where
         body: TestBody<E>,
         capture: &Capture,
     ) -> Result<(), TestFailure> {
+        if let Some(unmet) = &self.unmet {
+            return Err(TestFailure::Unmet(unmet.clone()));
+        }
         let mut failure_hook = None;
         let future = match body {
             TestBody::Standalone(body) => body(),

@@ -17,10 +17,22 @@ pub(crate) struct RunIdentity {
     pub under_nextest: bool,
     /// The Cargo target directory (`target/`).
     pub target_dir: PathBuf,
+    /// The suite package's directory: relative paths resolve against it.
+    pub package_dir: PathBuf,
+}
+
+/// What the suite binary knew when it was compiled (through `kindling::main!`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BuildFacts<'a> {
+    pub package: Option<&'a str>,
+    /// `CARGO_TARGET_TMPDIR`: `<target>/tmp`.
+    pub target_tmpdir: Option<&'a Path>,
+    pub manifest_dir: Option<&'a Path>,
 }
 
 impl RunIdentity {
-    pub(crate) fn detect(suite_name: Option<&str>, package_at_build: Option<&str>) -> Self {
+    pub(crate) fn detect(suite_name: Option<&str>, built: BuildFacts<'_>) -> Self {
+        let package_at_build = built.package;
         let exe = std::env::current_exe().ok();
         let target_name = exe
             .as_deref()
@@ -42,7 +54,8 @@ impl RunIdentity {
             binary_id,
             suite: suite_name.map(str::to_owned).unwrap_or(target_name),
             under_nextest,
-            target_dir: target_dir(exe.as_deref()),
+            target_dir: target_dir(exe.as_deref(), built.target_tmpdir),
+            package_dir: package_dir(built.manifest_dir),
         }
     }
 
@@ -63,10 +76,23 @@ pub(crate) fn target_name_from_exe(exe: &Path) -> Option<String> {
     }
 }
 
-/// The Cargo target directory: `CARGO_TARGET_DIR` if set, else the nearest
-/// ancestor of the executable that cargo marked with `CACHEDIR.TAG`, else a
-/// folder under the system temporary directory.
-pub(crate) fn target_dir(exe: Option<&Path>) -> PathBuf {
+/// The suite package's directory: `CARGO_MANIFEST_DIR` as cargo and
+/// nextest set it for test processes, else the one the binary was built
+/// from, else the current directory.
+pub(crate) fn package_dir(built: Option<&Path>) -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| built.map(Path::to_path_buf))
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default()
+}
+
+/// The Cargo target directory: `CARGO_TARGET_DIR` if set; else the one the
+/// binary was built into (its compile-time `CARGO_TARGET_TMPDIR`); else
+/// found from the executable's path, `<target>/[<triple>/]<profile>/deps/`;
+/// else a folder under the system temporary directory.
+pub(crate) fn target_dir(exe: Option<&Path>, built_tmpdir: Option<&Path>) -> PathBuf {
     let base = std::env::var_os("NEXTEST_WORKSPACE_ROOT")
         .map(PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
@@ -75,20 +101,49 @@ pub(crate) fn target_dir(exe: Option<&Path>) -> PathBuf {
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from),
         &base,
         exe,
+        built_tmpdir,
     )
 }
 
-fn resolve_target_dir(configured: Option<PathBuf>, base: &Path, exe: Option<&Path>) -> PathBuf {
+fn resolve_target_dir(
+    configured: Option<PathBuf>,
+    base: &Path,
+    exe: Option<&Path>,
+    built_tmpdir: Option<&Path>,
+) -> PathBuf {
     if let Some(dir) = configured.filter(|dir| !dir.as_os_str().is_empty()) {
         return base.join(dir);
     }
-    exe.and_then(|exe| {
-        exe.ancestors()
-            .skip(1)
-            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
-            .map(Path::to_path_buf)
-    })
-    .unwrap_or_else(|| std::env::temp_dir().join("kindling-target"))
+    if let Some(target) = built_tmpdir
+        .filter(|tmpdir| tmpdir.file_name().is_some_and(|name| name == "tmp"))
+        .and_then(Path::parent)
+        .filter(|target| target.is_dir())
+    {
+        return target.to_owned();
+    }
+    exe.and_then(target_dir_of_exe)
+        .unwrap_or_else(|| std::env::temp_dir().join("kindling-target"))
+}
+
+/// `<target>` for an executable in `<target>/[<triple>/]<profile>/deps/`.
+/// Cargo writes `CACHEDIR.TAG` only when it creates the target directory
+/// (not when `cargo nextest` made it first) but `.rustc_info.json` on
+/// every build, and `.fingerprint` into every profile directory.
+fn target_dir_of_exe(exe: &Path) -> Option<PathBuf> {
+    let marked =
+        |dir: &Path| dir.join(".rustc_info.json").is_file() || dir.join("CACHEDIR.TAG").is_file();
+    if let Some(found) = exe.ancestors().skip(1).find(|dir| marked(dir)) {
+        return Some(found.to_owned());
+    }
+    let deps = exe
+        .parent()
+        .filter(|dir| dir.file_name().is_some_and(|name| name == "deps"));
+    let profile = deps.unwrap_or(exe.parent()?).parent()?;
+    profile
+        .join(".fingerprint")
+        .is_dir()
+        .then(|| profile.parent().map(Path::to_path_buf))
+        .flatten()
 }
 
 #[cfg(test)]
@@ -112,16 +167,37 @@ mod tests {
     }
 
     #[test]
-    fn target_dir_is_found_by_cachedir_tag() {
+    fn target_dir_is_found_by_what_cargo_writes_into_it() {
+        for marker in ["CACHEDIR.TAG", ".rustc_info.json", "debug/.fingerprint"] {
+            let root = tempfile::tempdir().unwrap();
+            let deps = root.path().join("debug/deps");
+            std::fs::create_dir_all(&deps).unwrap();
+            if marker.ends_with(".fingerprint") {
+                std::fs::create_dir_all(root.path().join(marker)).unwrap();
+            } else {
+                std::fs::write(root.path().join(marker), "").unwrap();
+            }
+            let exe = deps.join("x-0123456789abcdef");
+            assert_eq!(
+                resolve_target_dir(None, Path::new("/w"), Some(&exe), None),
+                root.path(),
+                "{marker}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_compile_time_target_tmpdir_names_the_target_dir() {
         let root = tempfile::tempdir().unwrap();
-        let deps = root.path().join("debug/deps");
-        std::fs::create_dir_all(&deps).unwrap();
-        std::fs::write(root.path().join("CACHEDIR.TAG"), "").unwrap();
-        let exe = deps.join("x-0123456789abcdef");
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let exe = Path::new("/elsewhere/debug/deps/x");
         assert_eq!(
-            resolve_target_dir(None, Path::new("/w"), Some(&exe)),
+            resolve_target_dir(None, Path::new("/w"), Some(exe), Some(&tmp)),
             root.path()
         );
+        let fallback = resolve_target_dir(None, Path::new("/w"), Some(exe), None);
+        assert_eq!(fallback, std::env::temp_dir().join("kindling-target"));
     }
 
     #[test]
@@ -132,7 +208,8 @@ mod tests {
             ("rel/target", "/w/rel/target"),
         ];
         for (configured, expected) in table {
-            let found = resolve_target_dir(Some(configured.into()), Path::new("/w"), Some(exe));
+            let found =
+                resolve_target_dir(Some(configured.into()), Path::new("/w"), Some(exe), None);
             assert_eq!(found, Path::new(expected));
         }
     }

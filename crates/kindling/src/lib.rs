@@ -34,6 +34,7 @@ mod junit;
 pub mod node;
 mod progress;
 mod registry;
+mod requirement;
 mod setup;
 mod state;
 mod suite;
@@ -41,16 +42,18 @@ pub mod wait;
 
 pub use config::{ConfigError, KNOWN_VARIABLES};
 pub use environment::{
-    DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError, client_for, deploy,
+    DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
+    EnvironmentFingerprint, ImageInput, client_for, deploy,
 };
 pub use error::{BoxError, TestResult};
-pub use fingerprint::fingerprint_paths;
+pub use fingerprint::{FingerprintError, fingerprint_paths};
 pub use junit::JunitError;
 pub use kindling_macros::test;
 pub use registry::RegistryError;
+pub use requirement::{Requirement, in_ci};
 pub use setup::{PhaseError, SetupContext, SetupError};
 pub use state::{RecordedSetup, StateError, forget_setup, recorded_setups};
-pub use suite::{IntoTestResult, Suite, TestContext, TestOptions};
+pub use suite::{IntoFingerprint, IntoTestResult, Suite, TestContext, TestOptions};
 
 /// Defines `main` for a suite: `kindling::main!()` for a suite of
 /// `#[kindling::test]` functions without setup, or `kindling::main!(expr)`
@@ -59,12 +62,23 @@ pub use suite::{IntoTestResult, Suite, TestContext, TestOptions};
 macro_rules! main {
     () => {
         fn main() -> ::std::process::ExitCode {
-            $crate::Suite::new().__package(env!("CARGO_PKG_NAME")).run()
+            $crate::Suite::new()
+                .__package(env!("CARGO_PKG_NAME"))
+                .__built_in(
+                    option_env!("CARGO_TARGET_TMPDIR"),
+                    env!("CARGO_MANIFEST_DIR"),
+                )
+                .run()
         }
     };
     ($suite:expr) => {
         fn main() -> ::std::process::ExitCode {
-            $crate::Suite::__package($suite, env!("CARGO_PKG_NAME")).run()
+            $crate::Suite::__package($suite, env!("CARGO_PKG_NAME"))
+                .__built_in(
+                    option_env!("CARGO_TARGET_TMPDIR"),
+                    env!("CARGO_MANIFEST_DIR"),
+                )
+                .run()
         }
     };
 }

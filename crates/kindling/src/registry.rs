@@ -98,6 +98,7 @@ pub(crate) fn collect<E: Send + Sync + 'static>() -> Result<Vec<Test<E>>, Regist
         let options = TestOptions {
             ignored: registration.ignored,
             timeout: registration.timeout_ms.map(Duration::from_millis),
+            requirements: Vec::new(),
         };
         let test = match &registration.body {
             RegisteredBody::Standalone(body) => Test::standalone(name, options, *body),

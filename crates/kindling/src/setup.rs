@@ -1,12 +1,15 @@
 //! The run-wide setup: run lazily by the first test that needs it, once per
 //! run across every process of that run, recorded so later processes reuse
-//! it (or fail at once with its error), and reused by later runs whose
-//! inputs did not change once each liveness check passes.
+//! it (or fail at once with its error). A later run either reuses it (a
+//! custom setup whose declared fingerprints are unchanged and whose
+//! liveness checks pass) or runs the setup again, handing it what the
+//! earlier run left so it can redo only what changed.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,8 @@ use crate::config::ReusePolicy;
 use crate::error::{BoxError, render_chain};
 use crate::progress::Progress;
 use crate::state::{
-    Decision, PhaseRecord, SetupRecord, SetupStatus, StateError, StateStore, decide,
+    Decision, GoodSetup, PhaseRecord, Previous, SetupRecord, SetupStatus, StateError, StateStore,
+    decide,
 };
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -27,9 +31,10 @@ pub(crate) type SetupFn<E> =
     Box<dyn Fn(SetupContext) -> BoxFuture<Result<E, BoxError>> + Send + Sync>;
 pub(crate) type FailureFn<E> = Box<dyn Fn(Arc<E>, PathBuf) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type AliveFn<E> = Box<dyn Fn(Arc<E>) -> BoxFuture<Result<(), BoxError>> + Send + Sync>;
-pub(crate) type FingerprintFn = Box<dyn Fn() -> String + Send + Sync>;
+pub(crate) type FingerprintFn = Box<dyn Fn() -> Result<String, BoxError> + Send + Sync>;
 
-/// Handed to the setup function: runs and times named phases.
+/// Handed to the setup function: runs and times named phases (also several
+/// at once), and carries what the last finished setup of the suite left.
 #[derive(Clone)]
 pub struct SetupContext {
     inner: Arc<SetupShared>,
@@ -39,9 +44,29 @@ struct SetupShared {
     suite: String,
     run_id: String,
     artifacts_root: PathBuf,
+    package_dir: PathBuf,
     progress: Arc<Progress>,
     phases: Mutex<Vec<PhaseRecord>>,
-    current: Mutex<Option<(String, Instant)>>,
+    running: Mutex<Vec<(u64, String, Instant)>>,
+    next_phase: AtomicU64,
+    previous: Option<Previous>,
+    remembered: Mutex<BTreeMap<String, serde_json::Value>>,
+    inputs: Mutex<BTreeMap<String, String>>,
+    self_checking: AtomicBool,
+}
+
+/// Removes a phase from the running ones when it ends or is dropped.
+struct RunningPhase<'a> {
+    shared: &'a SetupShared,
+    id: u64,
+}
+
+impl Drop for RunningPhase<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.shared.running.lock() {
+            running.retain(|(running, _, _)| *running != self.id);
+        }
+    }
 }
 
 /// A setup phase returned an error.
@@ -53,16 +78,32 @@ pub struct PhaseError {
     pub source: BoxError,
 }
 
+/// Where a suite's setup runs: its identity and what an earlier run left.
+pub(crate) struct ContextOptions<'a> {
+    pub suite: &'a str,
+    pub run_id: &'a str,
+    pub artifacts_root: &'a Path,
+    pub package_dir: &'a Path,
+    pub progress: Arc<Progress>,
+    pub previous: Option<Previous>,
+}
+
 impl SetupContext {
-    fn new(suite: &str, run_id: &str, artifacts_root: &Path, progress: Arc<Progress>) -> Self {
+    pub(crate) fn new(options: ContextOptions<'_>) -> Self {
         SetupContext {
             inner: Arc::new(SetupShared {
-                suite: suite.to_owned(),
-                run_id: run_id.to_owned(),
-                artifacts_root: artifacts_root.to_owned(),
-                progress,
+                suite: options.suite.to_owned(),
+                run_id: options.run_id.to_owned(),
+                artifacts_root: options.artifacts_root.to_owned(),
+                package_dir: options.package_dir.to_owned(),
+                progress: options.progress,
                 phases: Mutex::default(),
-                current: Mutex::default(),
+                running: Mutex::default(),
+                next_phase: AtomicU64::new(0),
+                previous: options.previous,
+                remembered: Mutex::default(),
+                inputs: Mutex::default(),
+                self_checking: AtomicBool::new(false),
             }),
         }
     }
@@ -87,8 +128,94 @@ impl SetupContext {
         &self.inner.run_id
     }
 
+    /// The suite package's directory (`CARGO_MANIFEST_DIR` when cargo or
+    /// nextest runs the suite, else the current directory): relative paths
+    /// of images and manifests are resolved against it.
+    pub fn package_dir(&self) -> &Path {
+        &self.inner.package_dir
+    }
+
+    /// `path` resolved against [`SetupContext::package_dir`].
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.inner.package_dir.join(path)
+        }
+    }
+
+    /// The run whose finished setup this one may build on, if any. There is
+    /// none on a first run, with `KINDLING_REUSE=never`, after a
+    /// `Suite::fingerprint` changed, or when a liveness check failed.
+    pub fn previous_run(&self) -> Option<&str> {
+        self.inner
+            .previous
+            .as_ref()
+            .map(|previous| previous.setup.run_id.as_str())
+    }
+
+    /// The environment that earlier setup produced, if it reads as `T`.
+    /// A custom setup that has nothing to redo can return it as it is.
+    pub fn previous_environment<T: DeserializeOwned>(&self) -> Option<T> {
+        let previous = self.inner.previous.as_ref()?;
+        serde_json::from_value(previous.setup.environment.clone()).ok()
+    }
+
+    /// What that earlier setup [remembered](SetupContext::remember) under `key`.
+    pub fn recall<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let previous = self.inner.previous.as_ref()?;
+        serde_json::from_value(previous.setup.parts.get(key)?.clone()).ok()
+    }
+
+    /// True when a setup started from that earlier one and did not finish
+    /// (killed, failed, timed out): what is deployed may be partly newer
+    /// than what it recorded, so nothing of it should be taken as current.
+    pub fn previous_interrupted(&self) -> bool {
+        self.inner
+            .previous
+            .as_ref()
+            .is_some_and(|previous| previous.interrupted)
+    }
+
+    /// Keeps `value` under `key` for the next run's setup
+    /// ([`SetupContext::recall`]); recorded only if this setup finishes.
+    pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<(), serde_json::Error> {
+        let value = serde_json::to_value(value)?;
+        self.inner
+            .remembered
+            .lock()
+            .expect("remembered parts")
+            .insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    /// Records the digest of an input the setup declared, for the setup's
+    /// report (the `@setup` JUnit testsuite's properties). Reports only:
+    /// whether to redo work is the setup's own decision.
+    pub fn declare_input(&self, key: &str, digest: &str) {
+        self.inner
+            .inputs
+            .lock()
+            .expect("declared inputs")
+            .insert(key.to_owned(), digest.to_owned());
+    }
+
+    /// Declares that this setup checks its own inputs on every run, as
+    /// [`crate::Environment::builder`] does: later runs always call it
+    /// (with [`SetupContext::previous_environment`]) instead of skipping it
+    /// because the suite's fingerprints are unchanged.
+    pub fn checks_inputs_itself(&self) {
+        self.inner.self_checking.store(true, Ordering::Relaxed);
+    }
+
+    /// Writes a line on the setup's progress (stderr).
+    pub fn progress(&self, message: &str) {
+        self.inner.progress.line(message);
+    }
+
     /// Runs `work` as the phase `name`: timed, shown in progress, reported
-    /// as its own JUnit case, and named in the error if it fails.
+    /// as its own JUnit case, and named in the error if it fails. Phases
+    /// may run at the same time (`tokio::join!`); each keeps its own time.
     pub async fn phase<T, Er>(
         &self,
         name: &str,
@@ -98,8 +225,19 @@ impl SetupContext {
         Er: Into<BoxError>,
     {
         let started = Instant::now();
-        *self.inner.current.lock().expect("setup phase") = Some((name.to_owned(), started));
-        self.inner.progress.working(&format!("{name}…"));
+        let id = self.inner.next_phase.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .running
+            .lock()
+            .expect("running phases")
+            .push((id, name.to_owned(), started));
+        // A phase cancelled by a failing sibling (`try_join!`) must not
+        // stay listed as running.
+        let running = RunningPhase {
+            shared: &self.inner,
+            id,
+        };
+        self.show_running();
         let result = work
             .instrument(tracing::info_span!("phase", name))
             .await
@@ -108,13 +246,14 @@ impl SetupContext {
                 source: source.into(),
             });
         let elapsed = started.elapsed();
-        *self.inner.current.lock().expect("setup phase") = None;
+        drop(running);
         let error = result.as_ref().err().map(|error| render_chain(error));
         self.inner.progress.line(&format!(
             "{name} {} in {}",
             if error.is_some() { "failed" } else { "done" },
             seconds(elapsed)
         ));
+        self.show_running();
         self.inner
             .phases
             .lock()
@@ -127,17 +266,46 @@ impl SetupContext {
         result
     }
 
+    fn show_running(&self) {
+        let names: Vec<String> = self
+            .running_phases()
+            .into_iter()
+            .map(|(name, _)| format!("{name}…"))
+            .collect();
+        if !names.is_empty() {
+            self.inner.progress.working(&names.join(" ∥ "));
+        }
+    }
+
     fn phases(&self) -> Vec<PhaseRecord> {
         self.inner.phases.lock().expect("setup phases").clone()
     }
 
-    fn current_phase(&self) -> Option<(String, Duration)> {
+    /// The phases running now, with how long each has run, in start order.
+    fn running_phases(&self) -> Vec<(String, Duration)> {
         self.inner
-            .current
+            .running
             .lock()
-            .expect("setup phase")
-            .as_ref()
-            .map(|(name, started)| (name.clone(), started.elapsed()))
+            .expect("running phases")
+            .iter()
+            .map(|(_, name, started)| (name.clone(), started.elapsed()))
+            .collect()
+    }
+
+    fn remembered(&self) -> BTreeMap<String, serde_json::Value> {
+        self.inner
+            .remembered
+            .lock()
+            .expect("remembered parts")
+            .clone()
+    }
+
+    fn inputs(&self) -> BTreeMap<String, String> {
+        self.inner.inputs.lock().expect("declared inputs").clone()
+    }
+
+    fn self_checking(&self) -> bool {
+        self.inner.self_checking.load(Ordering::Relaxed)
     }
 }
 
@@ -154,11 +322,12 @@ pub enum SetupError {
         pid: u32,
         message: String,
     },
-    #[error("run-wide setup of suite `{suite}` timed out after {}{}", humantime::format_duration(*.after), still_running(.phase))]
+    #[error("run-wide setup of suite `{suite}` timed out after {}{}", humantime::format_duration(*.after), still_running(.phases))]
     TimedOut {
         suite: String,
         after: Duration,
-        phase: Option<(String, Duration)>,
+        /// The phases still running, with how long each had run.
+        phases: Vec<(String, Duration)>,
     },
     #[error("run-wide setup of suite `{suite}` panicked: {message}")]
     Panicked { suite: String, message: String },
@@ -174,15 +343,29 @@ pub enum SetupError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("fingerprint `{key}` of suite `{suite}` cannot be computed")]
+    Fingerprint {
+        suite: String,
+        key: String,
+        #[source]
+        source: BoxError,
+    },
 }
 
-fn still_running(phase: &Option<(String, Duration)>) -> String {
-    match phase {
-        Some((name, running)) => format!(
+fn still_running(phases: &[(String, Duration)]) -> String {
+    match phases {
+        [] => " outside any phase".to_owned(),
+        [(name, running)] => format!(
             " while phase `{name}` was still running (for {})",
             seconds(*running)
         ),
-        None => " outside any phase".to_owned(),
+        many => format!(
+            " while phases {} were still running",
+            many.iter()
+                .map(|(name, running)| format!("`{name}` (for {})", seconds(*running)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -214,6 +397,8 @@ pub(crate) struct SetupOptions {
     pub progress: Arc<Progress>,
     /// `target/kindling/artifacts`.
     pub artifacts_root: PathBuf,
+    /// Where relative paths of the suite resolve.
+    pub package_dir: PathBuf,
 }
 
 /// Drives the setup for one process: at most once, shared by every test.
@@ -259,17 +444,39 @@ where
         self.report.lock().expect("setup report").clone()
     }
 
+    fn context(&self, previous: Option<Previous>) -> SetupContext {
+        SetupContext::new(ContextOptions {
+            suite: &self.options.suite,
+            run_id: &self.options.run_id,
+            artifacts_root: &self.options.artifacts_root,
+            package_dir: &self.options.package_dir,
+            progress: self.options.progress.clone(),
+            previous,
+        })
+    }
+
+    fn compute_fingerprints(&self) -> Result<BTreeMap<String, String>, SetupError> {
+        self.fingerprints
+            .iter()
+            .map(|(key, compute)| {
+                compute()
+                    .map(|value| (key.clone(), value))
+                    .map_err(|source| SetupError::Fingerprint {
+                        suite: self.options.suite.clone(),
+                        key: key.clone(),
+                        source,
+                    })
+            })
+            .collect()
+    }
+
     async fn establish(&self) -> Result<Arc<E>, SetupError> {
         let suite = self.options.suite.clone();
         let state_error = |source| SetupError::State {
             suite: suite.clone(),
             source,
         };
-        let fingerprints: BTreeMap<String, String> = self
-            .fingerprints
-            .iter()
-            .map(|(key, compute)| (key.clone(), compute()))
-            .collect();
+        let fingerprints = self.compute_fingerprints()?;
         let store = self.options.store.clone();
         let progress = self.options.progress.clone();
         let lock = tokio::task::spawn_blocking(move || {
@@ -293,7 +500,7 @@ where
                 match serde_json::from_value::<E>(recorded.environment.clone().unwrap_or_default())
                 {
                     Ok(environment) => Ok(Arc::new(environment)),
-                    Err(_) => self.set_up(fingerprints).await,
+                    Err(_) => self.set_up(fingerprints, None).await,
                 }
             }
             Decision::FailRecorded(message) => Err(SetupError::FailedElsewhere {
@@ -305,37 +512,38 @@ where
                 let recorded = recorded.expect("decided from a record");
                 match self.reuse(&recorded, &fingerprints).await {
                     Some(environment) => Ok(environment),
-                    None => self.set_up(fingerprints).await,
+                    None => self.set_up(fingerprints, None).await,
                 }
             }
-            Decision::SetUp => self.set_up(fingerprints).await,
+            Decision::SetUp(previous) => {
+                let capture = Capture::start("@setup", self.options.live_log);
+                let previous = match previous {
+                    Some(previous)
+                        if self.still_alive(&previous.setup, &capture).await.is_some() =>
+                    {
+                        Some(previous)
+                    }
+                    _ => None,
+                };
+                drop(capture);
+                self.set_up(fingerprints, previous).await
+            }
         };
         self.options.progress.done();
         drop(lock);
         result
     }
 
-    /// Checks that an earlier run's environment is alive and adopts it.
-    async fn reuse(
+    /// Runs every liveness check on an earlier environment; `None` (after
+    /// saying why on the progress) if it does not deserialise or one fails.
+    async fn still_alive(
         &self,
-        recorded: &SetupRecord,
-        fingerprints: &BTreeMap<String, String>,
-    ) -> Option<Arc<E>> {
-        let environment: E = serde_json::from_value(recorded.environment.clone()?).ok()?;
+        good: &GoodSetup,
+        capture: &Capture,
+    ) -> Option<(Arc<E>, SetupContext)> {
+        let environment: E = serde_json::from_value(good.environment.clone()).ok()?;
         let environment = Arc::new(environment);
-        let context = SetupContext::new(
-            &self.options.suite,
-            &self.options.run_id,
-            &self.options.artifacts_root,
-            self.options.progress.clone(),
-        );
-        let capture = Capture::start("@setup", self.options.live_log);
-        let started_wall = chrono::Local::now().fixed_offset();
-        let started = Instant::now();
-        let from = recorded
-            .reused_from
-            .clone()
-            .unwrap_or_else(|| recorded.run_id.clone());
+        let context = self.context(None);
         for (name, check) in &self.alive {
             let check = check(environment.clone());
             let outcome = tokio::time::timeout(
@@ -354,11 +562,27 @@ where
                 ),
             };
             self.options.progress.line(&format!(
-                "the environment of run {from} is no longer usable: check `{name}` failed: {}; setting up again",
+                "the environment of run {} is no longer usable: check `{name}` failed: {}; setting up again",
+                good.run_id,
                 reason.replace('\n', " ")
             ));
             return None;
         }
+        Some((environment, context))
+    }
+
+    /// Checks that an earlier run's environment is alive and adopts it.
+    async fn reuse(
+        &self,
+        recorded: &SetupRecord,
+        fingerprints: &BTreeMap<String, String>,
+    ) -> Option<Arc<E>> {
+        let good = recorded.good()?;
+        let started_wall = chrono::Local::now().fixed_offset();
+        let started = Instant::now();
+        let capture = Capture::start("@setup", self.options.live_log);
+        let (environment, context) = self.still_alive(&good, &capture).await?;
+        let from = good.run_id.clone();
         let record = SetupRecord {
             run_id: self.options.run_id.clone(),
             status: SetupStatus::Done,
@@ -367,9 +591,13 @@ where
             finished_at: Some(chrono::Local::now().fixed_offset().to_rfc3339()),
             fingerprints: fingerprints.clone(),
             phases: context.phases(),
-            environment: recorded.environment.clone(),
+            environment: Some(good.environment.clone()),
             error: None,
             reused_from: Some(from.clone()),
+            parts: good.parts.clone(),
+            inputs: recorded.inputs.clone(),
+            self_checking: good.self_checking,
+            last_good: None,
         };
         if let Err(error) = self.options.store.write(&record) {
             self.options.progress.line(&format!(
@@ -404,7 +632,11 @@ where
             })
     }
 
-    async fn set_up(&self, fingerprints: BTreeMap<String, String>) -> Result<Arc<E>, SetupError> {
+    async fn set_up(
+        &self,
+        fingerprints: BTreeMap<String, String>,
+        previous: Option<Previous>,
+    ) -> Result<Arc<E>, SetupError> {
         let suite = self.options.suite.clone();
         let started_wall = chrono::Local::now().fixed_offset();
         let started = Instant::now();
@@ -419,18 +651,34 @@ where
             environment: None,
             error: None,
             reused_from: None,
+            parts: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            self_checking: false,
+            // Until this setup finishes, the last finished one stays the
+            // one to build on: a setup killed half way never claims its inputs.
+            last_good: previous
+                .as_ref()
+                .map(|previous| Box::new(previous.setup.clone())),
         };
         self.record(&record)?;
-        self.options
-            .progress
-            .line(&format!("setting up for run {}", self.options.run_id));
+        match &previous {
+            Some(previous) => self.options.progress.line(&format!(
+                "setting up for run {} on top of run {}{}",
+                self.options.run_id,
+                previous.setup.run_id,
+                if previous.interrupted {
+                    " (a setup after it did not finish)"
+                } else {
+                    ""
+                }
+            )),
+            None => self
+                .options
+                .progress
+                .line(&format!("setting up for run {}", self.options.run_id)),
+        }
 
-        let context = SetupContext::new(
-            &suite,
-            &self.options.run_id,
-            &self.options.artifacts_root,
-            self.options.progress.clone(),
-        );
+        let context = self.context(previous);
         let capture = Capture::start("@setup", self.options.live_log);
         let work = (self.setup)(context.clone()).instrument(capture.span());
         let mut task = tokio::spawn(work);
@@ -451,36 +699,39 @@ where
                 message: crate::harness::panic_message(join),
             }),
             Err(_elapsed) => {
-                let phase = context.current_phase();
+                let phases = context.running_phases();
                 task.abort();
                 Err(SetupError::TimedOut {
                     suite: suite.clone(),
                     after: self.options.timeout,
-                    phase,
+                    phases,
                 })
             }
         };
 
         let mut phases = context.phases();
         record.finished_at = Some(chrono::Local::now().fixed_offset().to_rfc3339());
+        record.inputs = context.inputs();
         let result = match outcome {
             Ok((environment, json)) => {
                 record.status = SetupStatus::Done;
                 record.environment = Some(json);
+                record.parts = context.remembered();
+                record.self_checking = context.self_checking();
+                record.last_good = None;
                 Ok(Arc::new(environment))
             }
             Err(error) => {
                 let message = render_chain(&error);
                 if let SetupError::TimedOut {
-                    phase: Some((name, running)),
-                    ..
+                    phases: running, ..
                 } = &error
                 {
-                    phases.push(PhaseRecord {
+                    phases.extend(running.iter().map(|(name, running)| PhaseRecord {
                         name: name.clone(),
                         seconds: running.as_secs_f64(),
                         error: Some(message.clone()),
-                    });
+                    }));
                 }
                 record.status = SetupStatus::Failed;
                 record.error = Some(match &error {
@@ -498,10 +749,12 @@ where
             if result.is_ok() { "ready" } else { "failed" },
             seconds(started.elapsed())
         ));
+        let mut reported = fingerprints;
+        reported.extend(record.inputs.clone());
         *self.report.lock().expect("setup report") = Some(SetupReport {
             run_id: self.options.run_id.clone(),
             reused_from: None,
-            fingerprints,
+            fingerprints: reported,
             phases,
             log: capture.text(),
             error: record.error.clone(),

@@ -38,12 +38,68 @@ pub(crate) struct SetupRecord {
     pub pid: u32,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// The suite's own fingerprints (`Suite::fingerprint`).
     pub fingerprints: BTreeMap<String, String>,
     pub phases: Vec<PhaseRecord>,
     pub environment: Option<serde_json::Value>,
     pub error: Option<String>,
     /// The run whose environment this run reuses, if it did not set up itself.
     pub reused_from: Option<String>,
+    /// What the setup remembered for the next run (`SetupContext::remember`).
+    #[serde(default)]
+    pub parts: BTreeMap<String, serde_json::Value>,
+    /// Digests of the inputs the setup declared, for reports only.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// The setup checks its own inputs on every run (an `Environment` does):
+    /// it is never skipped because the suite's fingerprints are unchanged.
+    #[serde(default)]
+    pub self_checking: bool,
+    /// The last setup that finished, kept while a newer one runs or after it
+    /// failed, so the next run can redo that one's work in place.
+    #[serde(default)]
+    pub last_good: Option<Box<GoodSetup>>,
+}
+
+/// A setup that finished, as the next run may build on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct GoodSetup {
+    pub run_id: String,
+    pub fingerprints: BTreeMap<String, String>,
+    pub environment: serde_json::Value,
+    #[serde(default)]
+    pub parts: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub self_checking: bool,
+}
+
+impl SetupRecord {
+    /// The finished setup a new one builds on: this record if it finished,
+    /// else the one it was building on.
+    pub(crate) fn good(&self) -> Option<GoodSetup> {
+        match (&self.status, &self.environment) {
+            (SetupStatus::Done, Some(environment)) => Some(GoodSetup {
+                run_id: self
+                    .reused_from
+                    .clone()
+                    .unwrap_or_else(|| self.run_id.clone()),
+                fingerprints: self.fingerprints.clone(),
+                environment: environment.clone(),
+                parts: self.parts.clone(),
+                self_checking: self.self_checking,
+            }),
+            _ => self.last_good.as_deref().cloned(),
+        }
+    }
+}
+
+/// What an earlier run left that this run's setup may build on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Previous {
+    pub setup: GoodSetup,
+    /// A later setup started from it and did not finish: what is deployed
+    /// may be partly newer than what `setup` describes.
+    pub interrupted: bool,
 }
 
 /// What a process must do, given the recorded state.
@@ -53,10 +109,11 @@ pub(crate) enum Decision {
     UseRecorded,
     /// This run's setup failed: fail with the recorded error.
     FailRecorded(String),
-    /// An earlier run set up from the same inputs: reuse it if still alive.
+    /// An earlier run set up from the same declared fingerprints, and its
+    /// setup does not check its inputs itself: reuse it if still alive.
     CheckAlive,
-    /// Nothing usable: set up now.
-    SetUp,
+    /// Run the setup, offering it what an earlier run left, if anything.
+    SetUp(Option<Previous>),
 }
 
 pub(crate) fn decide(
@@ -66,30 +123,40 @@ pub(crate) fn decide(
     reuse: ReusePolicy,
 ) -> Decision {
     let Some(record) = record else {
-        return Decision::SetUp;
+        return Decision::SetUp(None);
     };
     if record.run_id == run_id {
-        return match record.status {
-            SetupStatus::Done if record.environment.is_some() => Decision::UseRecorded,
-            SetupStatus::Failed => Decision::FailRecorded(
-                record
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "setup failed without an error message".to_owned()),
-            ),
+        match record.status {
+            SetupStatus::Done if record.environment.is_some() => return Decision::UseRecorded,
+            SetupStatus::Failed => {
+                return Decision::FailRecorded(
+                    record
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "setup failed without an error message".to_owned()),
+                );
+            }
             // `running` while we hold the lock: its process died half way.
-            SetupStatus::Running | SetupStatus::Done => Decision::SetUp,
-        };
+            SetupStatus::Running | SetupStatus::Done => {}
+        }
     }
-    let reusable = reuse == ReusePolicy::Auto
-        && record.status == SetupStatus::Done
-        && record.environment.is_some()
-        && &record.fingerprints == fingerprints;
-    if reusable {
-        Decision::CheckAlive
-    } else {
-        Decision::SetUp
+    if reuse == ReusePolicy::Never {
+        return Decision::SetUp(None);
     }
+    let finished = record.status == SetupStatus::Done && record.environment.is_some();
+    let Some(good) = record.good() else {
+        return Decision::SetUp(None);
+    };
+    if &good.fingerprints != fingerprints {
+        return Decision::SetUp(None);
+    }
+    if finished && !good.self_checking && !fingerprints.is_empty() {
+        return Decision::CheckAlive;
+    }
+    Decision::SetUp(Some(Previous {
+        setup: good,
+        interrupted: !finished,
+    }))
 }
 
 /// Reading or writing the state failed.
@@ -305,86 +372,149 @@ mod tests {
             pid: 1,
             started_at: String::new(),
             finished_at: None,
-            fingerprints: BTreeMap::from([("images".to_owned(), fingerprint.to_owned())]),
+            fingerprints: prints(fingerprint),
             phases: vec![],
-            environment: Some(serde_json::json!({"namespace": "ns"})),
+            environment: (status == SetupStatus::Done)
+                .then(|| serde_json::json!({"namespace": "ns"})),
             error: (status == SetupStatus::Failed).then(|| "boom".to_owned()),
             reused_from: None,
+            parts: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            self_checking: false,
+            last_good: None,
         }
     }
 
     fn prints(value: &str) -> BTreeMap<String, String> {
+        if value.is_empty() {
+            return BTreeMap::new();
+        }
         BTreeMap::from([("images".to_owned(), value.to_owned())])
+    }
+
+    fn self_checking(mut record: SetupRecord) -> SetupRecord {
+        record.self_checking = true;
+        record
+    }
+
+    /// A record of a setup that did not finish, started from a good `r0`.
+    fn after_good(mut record: SetupRecord, fingerprint: &str) -> SetupRecord {
+        let good = self_checking(record_done("r0", fingerprint));
+        record.last_good = good.good().map(Box::new);
+        record
+    }
+
+    fn record_done(run_id: &str, fingerprint: &str) -> SetupRecord {
+        record(run_id, SetupStatus::Done, fingerprint)
+    }
+
+    fn previous(run_id: &str, interrupted: bool, self_checking: bool, print: &str) -> Decision {
+        Decision::SetUp(Some(Previous {
+            setup: GoodSetup {
+                run_id: run_id.to_owned(),
+                fingerprints: prints(print),
+                environment: serde_json::json!({"namespace": "ns"}),
+                parts: BTreeMap::new(),
+                self_checking,
+            },
+            interrupted,
+        }))
     }
 
     #[test]
     fn decisions() {
         use Decision::*;
+        use ReusePolicy::{Auto, Never};
         use SetupStatus::*;
         let table: Vec<(Option<SetupRecord>, &str, &str, ReusePolicy, Decision)> = vec![
-            (None, "r1", "a", ReusePolicy::Auto, SetUp),
-            (
-                Some(record("r1", Done, "a")),
-                "r1",
-                "a",
-                ReusePolicy::Auto,
-                UseRecorded,
-            ),
-            (
-                Some(record("r1", Done, "a")),
-                "r1",
-                "b",
-                ReusePolicy::Auto,
-                UseRecorded,
-            ),
+            (None, "r1", "a", Auto, SetUp(None)),
+            // The same run: use what it recorded, or its error.
+            (Some(record_done("r1", "a")), "r1", "a", Auto, UseRecorded),
+            (Some(record_done("r1", "a")), "r1", "b", Auto, UseRecorded),
             (
                 Some(record("r1", Failed, "a")),
                 "r1",
                 "a",
-                ReusePolicy::Auto,
+                Auto,
                 FailRecorded("boom".into()),
             ),
             (
                 Some(record("r1", Running, "a")),
                 "r1",
                 "a",
-                ReusePolicy::Auto,
-                SetUp,
+                Auto,
+                SetUp(None),
             ),
+            // A process of this run died setting up on top of r0.
             (
-                Some(record("r0", Done, "a")),
+                Some(after_good(record("r1", Running, "a"), "a")),
                 "r1",
                 "a",
-                ReusePolicy::Auto,
-                CheckAlive,
+                Auto,
+                previous("r0", true, true, "a"),
             ),
+            // A custom setup with declared fingerprints: reuse when unchanged.
+            (Some(record_done("r0", "a")), "r1", "a", Auto, CheckAlive),
+            (Some(record_done("r0", "a")), "r1", "a", Never, SetUp(None)),
+            (Some(record_done("r0", "a")), "r1", "b", Auto, SetUp(None)),
+            // A custom setup that declared nothing is never skipped.
             (
-                Some(record("r0", Done, "a")),
+                Some(record_done("r0", "")),
+                "r1",
+                "",
+                Auto,
+                previous("r0", false, false, ""),
+            ),
+            // A setup that checks its inputs itself always runs, given r0.
+            (
+                Some(self_checking(record_done("r0", "a"))),
                 "r1",
                 "a",
-                ReusePolicy::Never,
-                SetUp,
+                Auto,
+                previous("r0", false, true, "a"),
             ),
             (
-                Some(record("r0", Done, "a")),
+                Some(self_checking(record_done("r0", "a"))),
                 "r1",
                 "b",
-                ReusePolicy::Auto,
-                SetUp,
+                Auto,
+                SetUp(None),
             ),
+            (
+                Some(self_checking(record_done("r0", "a"))),
+                "r1",
+                "a",
+                Never,
+                SetUp(None),
+            ),
+            // Runs that did not finish build on the last good one, marked interrupted.
             (
                 Some(record("r0", Running, "a")),
                 "r1",
                 "a",
-                ReusePolicy::Auto,
-                SetUp,
+                Auto,
+                SetUp(None),
             ),
             (
                 Some(record("r0", Failed, "a")),
                 "r1",
                 "a",
-                ReusePolicy::Auto,
-                SetUp,
+                Auto,
+                SetUp(None),
+            ),
+            (
+                Some(after_good(record("r5", Failed, "a"), "a")),
+                "r6",
+                "a",
+                Auto,
+                previous("r0", true, true, "a"),
+            ),
+            (
+                Some(after_good(record("r5", Running, "a"), "a")),
+                "r6",
+                "b",
+                Auto,
+                SetUp(None),
             ),
         ];
         for (index, (recorded, run, print, reuse, expected)) in table.into_iter().enumerate() {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{BoxError, TestResult};
+use crate::requirement::Requirement;
 use crate::setup::{AliveFn, BoxFuture, FailureFn, FingerprintFn, SetupContext, SetupFn};
 
 /// What a test body receives: the run-wide environment and facts about the test.
@@ -89,6 +90,7 @@ pub(crate) enum TestBody<E> {
 pub struct TestOptions {
     pub(crate) ignored: bool,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) requirements: Vec<Requirement>,
 }
 
 impl TestOptions {
@@ -106,6 +108,14 @@ impl TestOptions {
     /// This test's timeout, overriding the suite's and `KINDLING_TEST_TIMEOUT`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Something this test needs from the machine: when it is missing the
+    /// test is listed as ignored, or fails when `CI` is set (see
+    /// [`Suite::requires`]).
+    pub fn requires(mut self, requirement: Requirement) -> Self {
+        self.requirements.push(requirement);
         self
     }
 }
@@ -151,6 +161,24 @@ impl<E: Send + Sync + 'static> Test<E> {
     }
 }
 
+/// What a fingerprint closure may return: the fingerprint, or a
+/// `Result` whose error fails the setup (naming the fingerprint).
+pub trait IntoFingerprint {
+    fn into_fingerprint(self) -> Result<String, BoxError>;
+}
+
+impl IntoFingerprint for String {
+    fn into_fingerprint(self) -> Result<String, BoxError> {
+        Ok(self)
+    }
+}
+
+impl<Er: Into<BoxError>> IntoFingerprint for Result<String, Er> {
+    fn into_fingerprint(self) -> Result<String, BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
 /// What a test body may return: `()` or `Result<(), E>` for any error `E`
 /// that converts into [`BoxError`].
 pub trait IntoTestResult {
@@ -191,6 +219,9 @@ impl<Er: Into<BoxError>> IntoTestResult for Result<(), Er> {
 pub struct Suite<E = ()> {
     pub(crate) name: Option<String>,
     pub(crate) package: Option<String>,
+    pub(crate) build_target_tmpdir: Option<std::path::PathBuf>,
+    pub(crate) build_manifest_dir: Option<std::path::PathBuf>,
+    pub(crate) requirements: Vec<Requirement>,
     pub(crate) setup: Option<SetupFn<E>>,
     pub(crate) alive: Vec<(String, AliveFn<E>)>,
     pub(crate) fingerprints: Vec<(String, FingerprintFn)>,
@@ -221,6 +252,9 @@ where
         Suite {
             name: None,
             package: None,
+            build_target_tmpdir: None,
+            build_manifest_dir: None,
+            requirements: Vec::new(),
             setup,
             alive: Vec::new(),
             fingerprints: Vec::new(),
@@ -294,15 +328,30 @@ where
         self
     }
 
-    /// An input of the setup (a config file's digest, image input digests,
-    /// manifests): a later run reuses an earlier environment only if every
-    /// fingerprint is unchanged. Computed only when the setup is needed.
-    pub fn fingerprint(
+    /// An input of the setup that the setup does not declare itself (a
+    /// file the services read, a tool's version). When one changes, the
+    /// next run sets up from scratch. A custom setup whose every input is
+    /// fingerprinted this way is skipped on a later run while the
+    /// fingerprints are unchanged and every [`Suite::alive`] check passes;
+    /// an [`crate::Environment`] fingerprints what it declares by itself.
+    /// Computed only when the setup is needed; an error fails the setup.
+    pub fn fingerprint<R: IntoFingerprint>(
         mut self,
         key: impl Into<String>,
-        compute: impl Fn() -> String + Send + Sync + 'static,
+        compute: impl Fn() -> R + Send + Sync + 'static,
     ) -> Self {
-        self.fingerprints.push((key.into(), Box::new(compute)));
+        self.fingerprints
+            .push((key.into(), Box::new(move || compute().into_fingerprint())));
+        self
+    }
+
+    /// Something every test of the suite needs from the machine (a Docker
+    /// engine, root, a cluster provider's pieces). Checked the same way
+    /// when listing and when running: when it is missing, the tests are
+    /// listed as ignored (SKIP under nextest, ignored under `cargo test`),
+    /// or, when `CI` is set, fail with what is missing and how to get it.
+    pub fn requires(mut self, requirement: Requirement) -> Self {
+        self.requirements.push(requirement);
         self
     }
 
@@ -346,6 +395,15 @@ where
     #[doc(hidden)]
     pub fn __package(mut self, package: &str) -> Self {
         self.package = Some(package.to_owned());
+        self
+    }
+
+    /// Where the suite binary was built: `CARGO_TARGET_TMPDIR` and
+    /// `CARGO_MANIFEST_DIR` at compile time (set by `kindling::main!`).
+    #[doc(hidden)]
+    pub fn __built_in(mut self, target_tmpdir: Option<&str>, manifest_dir: &str) -> Self {
+        self.build_target_tmpdir = target_tmpdir.map(Into::into);
+        self.build_manifest_dir = Some(manifest_dir.into());
         self
     }
 

@@ -16,13 +16,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kindling::cluster::Provider as _;
 use kindling::cluster::local::cluster::LocalCluster;
-use kindling::cluster::local::images::go_binary_image;
 use kindling::deploy::namespace::{
     HEARTBEAT_ANNOTATION, MANAGED_BY_LABEL, RUN_LABEL, SUITE_LABEL, ensure_namespace,
 };
 use kindling::deploy::{GcPolicy, apply_manifests, collect_garbage, read_manifests};
+use kindling::image::ImageSpec;
 use kindling::wait::{WaitError, Workload};
-use kindling::{BoxError, Environment, EnvironmentError, Suite, TestContext, TestOptions};
+use kindling::{BoxError, Environment, EnvironmentError, Suite, TestContext};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use support::{Scratch, ensure};
@@ -735,87 +735,46 @@ async fn artifacts_written_on_failure(ctx: TestContext<Environment>) -> Result<(
 }
 
 fn main() -> std::process::ExitCode {
-    let options = match LocalCluster::with_defaults(CLUSTER).missing_prerequisite() {
-        Some(reason) if !support::in_ci() => {
-            eprintln!(
-                "WARNING: the deploy scenario tests cannot run and are reported as ignored (skipped): {reason}"
-            );
-            TestOptions::new().ignored()
-        }
-        _ => TestOptions::new(),
-    };
-    Suite::with_setup(|setup| async move {
-        let docker = kindling::docker::connect().await?;
-        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join(SUITE);
-        let image = setup
-            .phase(
-                "build",
-                go_binary_image(&docker, "toolbox", &toolbox_sources(), ".", &work),
-            )
+    let cluster = LocalCluster::with_defaults(CLUSTER);
+    let mut suite = Suite::with_setup(|setup| async move {
+        let environment = Environment::builder(&setup)
+            .provider(Box::new(LocalCluster::with_defaults(CLUSTER)))
+            .image(ImageSpec::go_binary("toolbox", toolbox_sources()))
+            .up()
             .await?;
-        let environment =
-            Environment::builder(&setup, Box::new(LocalCluster::with_defaults(CLUSTER)))
-                .image(image)
-                .up()
-                .await?;
         Ok(environment)
     })
-    .alive("environment", Environment::alive)
+    .requires(cluster.requirement())
     .on_failure(Environment::collect_artifacts)
-    .fingerprint("toolbox", || {
-        kindling::fingerprint_paths(&[toolbox_sources()])
-    })
-    .setup_timeout(Duration::from_secs(600))
-    .test_with(
+    .setup_timeout(Duration::from_secs(600));
+    suite = suite.test(
         "deploys_with_exact_returned_reference",
-        options.clone(),
         deploys_with_exact_returned_reference,
-    )
-    .test_with(
+    );
+    suite = suite.test(
         "wrong_tag_fails_fast_with_image_diagnosis",
-        options.clone(),
         wrong_tag_fails_fast_with_image_diagnosis,
-    )
-    .test_with(
+    );
+    suite = suite.test(
         "unknown_placeholder_fails_before_apply",
-        options.clone(),
         unknown_placeholder_fails_before_apply,
-    )
-    .test_with(
+    );
+    suite = suite.test(
         "crashloop_is_diagnosed_with_logs",
-        options.clone(),
         crashloop_is_diagnosed_with_logs,
-    )
-    .test_with(
-        "failed_job_fails_setup",
-        options.clone(),
-        failed_job_fails_setup,
-    )
-    .test_with(
-        "bad_yaml_names_file_and_line",
-        options.clone(),
-        bad_yaml_names_file_and_line,
-    )
-    .test_with(
+    );
+    suite = suite.test("failed_job_fails_setup", failed_job_fails_setup);
+    suite = suite.test("bad_yaml_names_file_and_line", bad_yaml_names_file_and_line);
+    suite = suite.test(
         "validation_error_names_object",
-        options.clone(),
         validation_error_names_object,
-    )
-    .test_with(
-        "crd_waits_until_established",
-        options.clone(),
-        crd_waits_until_established,
-    )
-    .test_with(
+    );
+    suite = suite.test("crd_waits_until_established", crd_waits_until_established);
+    suite = suite.test(
         "concurrent_endpoints_do_not_collide",
-        options.clone(),
         concurrent_endpoints_do_not_collide,
-    )
-    .test_with(
-        "artifacts_written_on_failure",
-        options.clone(),
-        artifacts_written_on_failure,
-    )
-    .test_with("gc_keeps_running_runs", options, gc_keeps_running_runs)
-    .run()
+    );
+    suite = suite.test("artifacts_written_on_failure", artifacts_written_on_failure);
+    suite = suite.test("gc_keeps_running_runs", gc_keeps_running_runs);
+    suite.run()
 }

@@ -4,20 +4,16 @@
 //! port, and the local cluster used only through its kubeconfig, as a
 //! cluster kindling does not own.
 //!
-//! Needs the registry binary, a Docker engine, Go, and the local cluster's
-//! kubeconfig with its API answering. Without them the tests that need them
-//! are reported as ignored with a warning; with `CI` set they run (and a
-//! local cluster that is down is brought up first, as the local cluster's
-//! own suite does).
+//! The tests that need the registry binary, a Docker engine, Go and the
+//! local cluster (which the run-wide setup brings up) are reported as
+//! ignored without them, and fail when `CI` is set.
 
 mod support;
 
-use std::future::Future;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -26,11 +22,11 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kindling::BoxError;
 use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::local::cluster::{ComponentBinaries, LocalCluster};
-use kindling::cluster::local::images::{go_binary_image, write_image_sources};
+use kindling::cluster::local::images::write_image_sources;
 use kindling::cluster::{Provider as _, PullPolicy};
 use kindling::image::{ImageRef, Pusher, Registry, RegistryCredentials};
+use kindling::{Requirement, Suite, TestContext, TestOptions};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use libtest_mimic::{Arguments, Failed, Trial};
 use support::ensure;
 
 /// The version `fixtures/registry/build.sh` builds.
@@ -39,21 +35,6 @@ const LOCAL_CLUSTER: &str = "kindling";
 /// Set in the environment of this binary re-run as a child to call
 /// `cluster::from_env` with an environment of its own.
 const FROM_ENV_PROBE: &str = "EXISTING_PROVIDER_FROM_ENV_PROBE";
-
-type Outcome = Result<(), Failed>;
-
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-});
-
-fn run(test: impl Future<Output = Result<(), BoxError>>) -> Outcome {
-    RUNTIME
-        .block_on(test)
-        .map_err(|error| Failed::from(format!("{error:?}")))
-}
 
 fn registry_binary() -> PathBuf {
     ComponentBinaries::default_cache().join(format!("bin/registry-{REGISTRY_VERSION}"))
@@ -221,7 +202,7 @@ fn existing_cluster(registry: &str) -> Result<ExistingCluster, BoxError> {
 async fn unique_smoke_image(docker: &Docker, work: &Path) -> Result<ImageRef, BoxError> {
     let sources = write_image_sources(&work.join("src"))?;
     let name = format!("ex-smoke-{}", stamp());
-    Ok(go_binary_image(docker, &name, &sources, "./smoke", work).await?)
+    support::go_image(docker, &name, &sources, "./smoke").await
 }
 
 async fn remove_local_tags(docker: &Docker, references: &[String]) {
@@ -492,7 +473,7 @@ async fn a_registry_that_does_not_answer_names_it_and_the_image() -> Result<(), 
     let work = tempfile::tempdir()?;
     let sources = write_image_sources(&work.path().join("src"))?;
     // A fixed name: this image is built once and reused, nothing is pushed.
-    let built = go_binary_image(&docker, "ex-unpushed", &sources, "./smoke", work.path()).await?;
+    let built = support::go_image(&docker, "ex-unpushed", &sources, "./smoke").await?;
     let address = format!("127.0.0.1:{}", free_port()?);
     let cluster = existing_cluster(&address)?;
     let target = cluster.registry().target(&built)?;
@@ -527,7 +508,7 @@ async fn a_registry_with_credentials_takes_them_and_refuses_without() -> Result<
     let docker = kindling::docker::connect().await?;
     let work = tempfile::tempdir()?;
     let sources = write_image_sources(&work.path().join("src"))?;
-    let built = go_binary_image(&docker, "ex-unpushed", &sources, "./smoke", work.path()).await?;
+    let built = support::go_image(&docker, "ex-unpushed", &sources, "./smoke").await?;
     let anonymous = Registry::new(&registry.address)?;
     let target = anonymous.target(&built)?;
     let refused = Pusher::new(docker.clone(), anonymous.clone())
@@ -598,103 +579,75 @@ fn from_env_probe() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// What the tests that need a registry, an engine or the cluster lack, if
-/// anything. Under CI a local cluster that is down is brought up, as the
-/// local cluster's own suite does; elsewhere it is never started here
-/// (it is shared).
-fn missing_prerequisite(in_ci: bool) -> Option<String> {
-    if !registry_binary().is_file() {
-        return Some(format!(
-            "`{}` is missing: build it with `bash fixtures/registry/build.sh`",
-            registry_binary().display()
-        ));
-    }
-    if RUNTIME.block_on(kindling::docker::connect()).is_err() {
-        return Some("no Docker engine answers: start one with `bash .ci/start-docker`".to_owned());
-    }
-    if Command::new("go").arg("version").output().is_err() {
-        return Some("Go is not installed (the test image is built from Go sources)".to_owned());
-    }
-    let cluster = existing_cluster("127.0.0.1:5000").expect("a valid registry address");
-    if RUNTIME.block_on(cluster.healthy()).is_ok() {
-        return None;
-    }
-    if in_ci {
-        let local = LocalCluster::with_defaults(LOCAL_CLUSTER);
-        if let Err(error) = RUNTIME.block_on(local.up()) {
-            return Some(format!("the local cluster does not come up: {error}"));
-        }
-        return None;
-    }
-    Some(format!(
-        "the local cluster does not answer through `{}`: bring it up with `cargo run -p kindling-cli -- up`",
-        local_kubeconfig().display()
-    ))
+/// The local cluster, brought up by the run-wide setup, seen by the
+/// tests only through its kubeconfig.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Local {
+    kubeconfig: PathBuf,
 }
 
 fn main() -> ExitCode {
     if std::env::var_os(FROM_ENV_PROBE).is_some() {
         return from_env_probe();
     }
-    let args = Arguments::from_args();
-    let in_ci = support::in_ci();
-    let missing = if args.list {
-        None
-    } else {
-        missing_prerequisite(in_ci)
-    };
-    if let Some(reason) = &missing {
-        let consequence = if in_ci {
-            "they fail (CI is set)"
-        } else {
-            "they are reported as ignored (skipped)"
-        };
-        eprintln!(
-            "WARNING: the existing provider tests that need a registry and a cluster cannot run and {consequence}: {reason}"
-        );
-    }
-    let skip = missing.is_some() && !in_ci;
-    type Case = (&'static str, bool, fn() -> Outcome);
-    let tests: Vec<Case> = vec![
-        ("pushes_by_digest_and_the_cluster_pulls_it", true, || {
-            run(pushes_by_digest_and_the_cluster_pulls_it())
-        }),
-        (
-            "ensure_reads_the_context_and_never_touches_nodes",
-            true,
-            || run(ensure_reads_the_context_and_never_touches_nodes()),
-        ),
-        (
-            "an_unknown_context_is_named_with_the_ones_there",
-            true,
-            || run(an_unknown_context_is_named_with_the_ones_there()),
-        ),
-        (
-            "a_registry_that_does_not_answer_names_it_and_the_image",
-            true,
-            || run(a_registry_that_does_not_answer_names_it_and_the_image()),
-        ),
-        (
-            "a_registry_with_credentials_takes_them_and_refuses_without",
-            true,
-            || run(a_registry_with_credentials_takes_them_and_refuses_without()),
-        ),
-        ("a_missing_kubeconfig_names_the_file", false, || {
-            run(a_missing_kubeconfig_names_the_file())
-        }),
-        ("an_api_server_that_does_not_answer_is_named", false, || {
-            run(an_api_server_that_does_not_answer_is_named())
-        }),
-        ("from_env_needs_the_registry_variable", false, || {
-            from_env_needs_the_registry_variable()
-                .map_err(|error| Failed::from(format!("{error:?}")))
-        }),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, needs_prerequisites, test)| {
-            Trial::test(name, test).with_ignored_flag(needs_prerequisites && skip)
+    let registry = Requirement::file(
+        registry_binary(),
+        "build it with `bash fixtures/registry/build.sh`",
+    );
+    let local = LocalCluster::with_defaults(LOCAL_CLUSTER);
+    let needs_registry = TestOptions::new()
+        .requires(registry)
+        .requires(Requirement::program(
+            "go",
+            "install Go from https://go.dev/dl",
+        ))
+        .requires(local.requirement());
+    let mut suite = Suite::with_setup(|setup| async move {
+        let cluster = LocalCluster::with_defaults(LOCAL_CLUSTER);
+        setup.phase("local cluster", cluster.up()).await?;
+        Ok(Local {
+            kubeconfig: cluster.kubeconfig(),
         })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    });
+    suite = suite.test_with(
+        "pushes_by_digest_and_the_cluster_pulls_it",
+        needs_registry.clone(),
+        |_: TestContext<Local>| pushes_by_digest_and_the_cluster_pulls_it(),
+    );
+    suite = suite.test_with(
+        "ensure_reads_the_context_and_never_touches_nodes",
+        needs_registry.clone(),
+        |_: TestContext<Local>| ensure_reads_the_context_and_never_touches_nodes(),
+    );
+    suite = suite.test_with(
+        "an_unknown_context_is_named_with_the_ones_there",
+        needs_registry.clone(),
+        |_: TestContext<Local>| an_unknown_context_is_named_with_the_ones_there(),
+    );
+    suite = suite.test_with(
+        "a_registry_that_does_not_answer_names_it_and_the_image",
+        needs_registry.clone(),
+        |_: TestContext<Local>| a_registry_that_does_not_answer_names_it_and_the_image(),
+    );
+    suite = suite.test_with(
+        "a_registry_with_credentials_takes_them_and_refuses_without",
+        needs_registry.clone(),
+        |_: TestContext<Local>| a_registry_with_credentials_takes_them_and_refuses_without(),
+    );
+    suite = suite.standalone(
+        "a_missing_kubeconfig_names_the_file",
+        TestOptions::new(),
+        a_missing_kubeconfig_names_the_file,
+    );
+    suite = suite.standalone(
+        "an_api_server_that_does_not_answer_is_named",
+        TestOptions::new(),
+        an_api_server_that_does_not_answer_is_named,
+    );
+    suite = suite.standalone(
+        "from_env_needs_the_registry_variable",
+        TestOptions::new(),
+        || async { from_env_needs_the_registry_variable() },
+    );
+    suite.run()
 }

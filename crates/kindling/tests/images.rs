@@ -7,33 +7,16 @@
 
 mod support;
 
-use std::future::Future;
 use std::process::ExitCode;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use bollard::Docker;
 use kindling::image::{
     BuildError, Builder, ContextError, ImageError, ImageRef, ImageSpec, LoadError, Loader,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use kindling::{Requirement, Suite, TestOptions};
 use support::ensure;
 use support::kind_like::{KindLikeCluster, ensure_nodes_hold, write_data_image};
-
-type Outcome = Result<(), Failed>;
-
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-});
-
-fn run(test: impl Future<Output = Result<(), kindling::BoxError>>) -> Outcome {
-    RUNTIME
-        .block_on(test)
-        .map_err(|error| Failed::from(format!("{error:?}")))
-}
 
 async fn docker() -> Result<Docker, kindling::BoxError> {
     Ok(kindling::docker::connect().await?)
@@ -416,13 +399,11 @@ async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::Box
 }
 
 async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindling::BoxError> {
-    use kindling::cluster::local::images::go_binary_image;
     let docker = docker().await?;
     let sources = support::workspace_root().join("fixtures/local-cluster/images");
-    let work = scratch();
-    let pause = go_binary_image(&docker, "pause", &sources, "./pause", work.path()).await?;
-    let smoke = go_binary_image(&docker, "smoke", &sources, "./smoke", work.path()).await?;
-    let again = go_binary_image(&docker, "smoke", &sources, "./smoke", work.path()).await?;
+    let pause = support::go_image(&docker, "pause", &sources, "./pause").await?;
+    let smoke = support::go_image(&docker, "smoke", &sources, "./smoke").await?;
+    let again = support::go_image(&docker, "smoke", &sources, "./smoke").await?;
     ensure(again == smoke, || {
         format!("a rebuilt smoke binary changed its content tag: {smoke} then {again}")
     })?;
@@ -475,72 +456,72 @@ async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindl
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let in_ci = support::in_ci();
-    let docker_answers = args.list || RUNTIME.block_on(kindling::docker::connect()).is_ok();
-    if !docker_answers {
-        let consequence = if in_ci {
-            "they fail (CI is set)"
-        } else {
-            "they are reported as ignored (skipped)"
-        };
-        eprintln!(
-            "WARNING: no Docker engine answers; the image tests need one and {consequence}. Start one with `bash .ci/start-docker`."
-        );
-    }
-    let skip = !docker_answers && !in_ci;
-    type Case = (&'static str, fn() -> Outcome);
-    let tests: Vec<Case> = vec![
-        (
-            "build_then_load_into_two_nodes_holds_exact_reference",
-            || run(build_then_load_into_two_nodes_holds_exact_reference()),
-        ),
-        ("unchanged_inputs_neither_rebuild_nor_stream", || {
-            run(unchanged_inputs_neither_rebuild_nor_stream())
-        }),
-        (
-            "changed_source_gives_a_new_content_tag_that_gets_loaded",
-            || run(changed_source_gives_a_new_content_tag_that_gets_loaded()),
-        ),
-        (
-            "content_tag_covers_outside_dockerfile_build_args_and_dockerignore",
-            || run(content_tag_covers_outside_dockerfile_build_args_and_dockerignore()),
-        ),
-        (
-            "node_holding_the_id_under_another_name_is_tagged_without_streaming",
-            || run(node_holding_the_id_under_another_name_is_tagged_without_streaming()),
-        ),
-        ("verification_catches_a_reference_a_node_lacks", || {
-            run(verification_catches_a_reference_a_node_lacks())
-        }),
-        ("external_image_missing_fails_clearly", || {
-            run(external_image_missing_fails_clearly())
-        }),
-        ("failed_build_shows_the_failing_step_and_log_tail", || {
-            run(failed_build_shows_the_failing_step_and_log_tail())
-        }),
-        ("missing_dockerfile_or_context_names_the_path", || {
-            run(missing_dockerfile_or_context_names_the_path())
-        }),
-        ("unreachable_daemon_says_how_to_start_one", || {
-            run(unreachable_daemon_says_how_to_start_one())
-        }),
-        ("node_disappearing_mid_load_fails_naming_the_node", || {
-            run(node_disappearing_mid_load_fails_naming_the_node())
-        }),
-        ("kind_nodes_are_discovered_by_their_labels", || {
-            run(kind_nodes_are_discovered_by_their_labels())
-        }),
-        ("local_component_images_build_from_scratch_and_run", || {
-            run(local_component_images_build_from_scratch_and_run())
-        }),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| {
-            let needs_docker = name != "unreachable_daemon_says_how_to_start_one";
-            Trial::test(name, test).with_ignored_flag(needs_docker && skip)
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    let needs_docker = TestOptions::new().requires(Requirement::docker());
+    let mut suite = Suite::new();
+    suite = suite.standalone(
+        "build_then_load_into_two_nodes_holds_exact_reference",
+        needs_docker.clone(),
+        build_then_load_into_two_nodes_holds_exact_reference,
+    );
+    suite = suite.standalone(
+        "unchanged_inputs_neither_rebuild_nor_stream",
+        needs_docker.clone(),
+        unchanged_inputs_neither_rebuild_nor_stream,
+    );
+    suite = suite.standalone(
+        "changed_source_gives_a_new_content_tag_that_gets_loaded",
+        needs_docker.clone(),
+        changed_source_gives_a_new_content_tag_that_gets_loaded,
+    );
+    suite = suite.standalone(
+        "content_tag_covers_outside_dockerfile_build_args_and_dockerignore",
+        needs_docker.clone(),
+        content_tag_covers_outside_dockerfile_build_args_and_dockerignore,
+    );
+    suite = suite.standalone(
+        "node_holding_the_id_under_another_name_is_tagged_without_streaming",
+        needs_docker.clone(),
+        node_holding_the_id_under_another_name_is_tagged_without_streaming,
+    );
+    suite = suite.standalone(
+        "verification_catches_a_reference_a_node_lacks",
+        needs_docker.clone(),
+        verification_catches_a_reference_a_node_lacks,
+    );
+    suite = suite.standalone(
+        "external_image_missing_fails_clearly",
+        needs_docker.clone(),
+        external_image_missing_fails_clearly,
+    );
+    suite = suite.standalone(
+        "failed_build_shows_the_failing_step_and_log_tail",
+        needs_docker.clone(),
+        failed_build_shows_the_failing_step_and_log_tail,
+    );
+    suite = suite.standalone(
+        "missing_dockerfile_or_context_names_the_path",
+        needs_docker.clone(),
+        missing_dockerfile_or_context_names_the_path,
+    );
+    suite = suite.standalone(
+        "unreachable_daemon_says_how_to_start_one",
+        TestOptions::new(),
+        unreachable_daemon_says_how_to_start_one,
+    );
+    suite = suite.standalone(
+        "node_disappearing_mid_load_fails_naming_the_node",
+        needs_docker.clone(),
+        node_disappearing_mid_load_fails_naming_the_node,
+    );
+    suite = suite.standalone(
+        "kind_nodes_are_discovered_by_their_labels",
+        needs_docker.clone(),
+        kind_nodes_are_discovered_by_their_labels,
+    );
+    suite = suite.standalone(
+        "local_component_images_build_from_scratch_and_run",
+        needs_docker.clone(),
+        local_component_images_build_from_scratch_and_run,
+    );
+    suite.run()
 }

@@ -6,14 +6,12 @@
 //! proven only up to kind's own failure.
 //!
 //! Without the pinned kind or a Docker engine these tests are reported as
-//! ignored with a warning, and fail when `CI` is set.
+//! ignored, and fail when `CI` is set.
 
 mod support;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use kindling::cluster::Provider as _;
@@ -23,27 +21,13 @@ use kindling::cluster::kind::{
     ClusterConfig, KindCli, KindCluster, KindError, KindVersion, PINNED_VERSION,
 };
 use kindling::image::{Builder, ImageSpec};
-use libtest_mimic::{Arguments, Failed, Trial};
+use kindling::{Requirement, Suite, TestOptions};
 use support::ensure;
 use support::kind_like::{
     KindLikeCluster, ensure_nodes_hold, remove_cluster_containers, write_data_image,
 };
 
-type Outcome = Result<(), Failed>;
 type TestResult = Result<(), kindling::BoxError>;
-
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-});
-
-fn run(test: impl Future<Output = TestResult>) -> Outcome {
-    RUNTIME
-        .block_on(test)
-        .map_err(|error| Failed::from(format!("{error:?}")))
-}
 
 fn cache() -> PathBuf {
     kindling::cluster::local::cluster::ComponentBinaries::default_cache()
@@ -568,80 +552,62 @@ async fn logs_export_what_kind_can_read() -> TestResult {
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let in_ci = support::in_ci();
-    let consequence = if in_ci {
-        "they fail (CI is set)"
-    } else {
-        "they are reported as ignored (skipped)"
-    };
-    let kind_present = real_kind().is_file();
-    let docker_answers = args.list || RUNTIME.block_on(kindling::docker::connect()).is_ok();
-    if !args.list && !kind_present {
-        eprintln!(
-            "WARNING: the pinned kind `{}` is missing; the kind provider tests need it and {consequence}. Build it with `bash fixtures/kind/build.sh`.",
-            real_kind().display()
-        );
-    }
-    if !docker_answers {
-        eprintln!(
-            "WARNING: no Docker engine answers; the kind provider tests need one and {consequence}. Start one with `bash .ci/start-docker`."
-        );
-    }
-    let skip_kind = !args.list && !kind_present && !in_ci;
-    let skip_docker = skip_kind || (!docker_answers && !in_ci);
-    type Case = (&'static str, bool, fn() -> Outcome);
-    let tests: Vec<Case> = vec![
-        ("version_check_passes_on_the_pinned_kind", skip_kind, || {
-            run(version_check_passes_on_the_pinned_kind())
-        }),
-        ("too_old_kind_gives_the_upgrade_message", false, || {
-            run(too_old_kind_gives_the_upgrade_message())
-        }),
-        ("missing_kind_binary_gives_a_clear_error", false, || {
-            run(missing_kind_binary_gives_a_clear_error())
-        }),
-        (
-            "kind_sees_the_cluster_and_its_nodes_take_loaded_images",
-            skip_docker,
-            || run(kind_sees_the_cluster_and_its_nodes_take_loaded_images()),
-        ),
-        (
-            "reused_kind_cluster_with_changed_config_is_refused",
-            skip_docker,
-            || run(reused_kind_cluster_with_changed_config_is_refused()),
-        ),
-        (
-            "reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check",
-            skip_docker,
-            || {
-                run(
-                    reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check(),
-                )
-            },
-        ),
-        (
-            "failed_kind_create_carries_kinds_stderr_and_records_nothing",
-            skip_docker,
-            || run(failed_kind_create_carries_kinds_stderr_and_records_nothing()),
-        ),
-        (
-            "recreate_on_change_deletes_the_cluster_through_kind",
-            skip_docker,
-            || run(recreate_on_change_deletes_the_cluster_through_kind()),
-        ),
-        (
-            "delete_removes_the_nodes_and_the_record",
-            skip_docker,
-            || run(delete_removes_the_nodes_and_the_record()),
-        ),
-        ("logs_export_what_kind_can_read", skip_docker, || {
-            run(logs_export_what_kind_can_read())
-        }),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, skip, test)| Trial::test(name, test).with_ignored_flag(skip))
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    let kind = Requirement::file(
+        real_kind(),
+        "build the pinned kind with `bash fixtures/kind/build.sh`",
+    );
+    let needs_kind = TestOptions::new().requires(kind.clone());
+    let needs_docker = needs_kind.clone().requires(Requirement::docker());
+    let mut suite = Suite::new();
+    suite = suite.standalone(
+        "version_check_passes_on_the_pinned_kind",
+        needs_kind.clone(),
+        version_check_passes_on_the_pinned_kind,
+    );
+    suite = suite.standalone(
+        "too_old_kind_gives_the_upgrade_message",
+        TestOptions::new(),
+        too_old_kind_gives_the_upgrade_message,
+    );
+    suite = suite.standalone(
+        "missing_kind_binary_gives_a_clear_error",
+        TestOptions::new(),
+        missing_kind_binary_gives_a_clear_error,
+    );
+    suite = suite.standalone(
+        "kind_sees_the_cluster_and_its_nodes_take_loaded_images",
+        needs_docker.clone(),
+        kind_sees_the_cluster_and_its_nodes_take_loaded_images,
+    );
+    suite = suite.standalone(
+        "reused_kind_cluster_with_changed_config_is_refused",
+        needs_docker.clone(),
+        reused_kind_cluster_with_changed_config_is_refused,
+    );
+    suite = suite.standalone(
+        "reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check",
+        needs_docker.clone(),
+        reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check,
+    );
+    suite = suite.standalone(
+        "failed_kind_create_carries_kinds_stderr_and_records_nothing",
+        needs_docker.clone(),
+        failed_kind_create_carries_kinds_stderr_and_records_nothing,
+    );
+    suite = suite.standalone(
+        "recreate_on_change_deletes_the_cluster_through_kind",
+        needs_docker.clone(),
+        recreate_on_change_deletes_the_cluster_through_kind,
+    );
+    suite = suite.standalone(
+        "delete_removes_the_nodes_and_the_record",
+        needs_docker.clone(),
+        delete_removes_the_nodes_and_the_record,
+    );
+    suite = suite.standalone(
+        "logs_export_what_kind_can_read",
+        needs_docker.clone(),
+        logs_export_what_kind_can_read,
+    );
+    suite.run()
 }

@@ -2,9 +2,9 @@
 //! written as a kindling suite: the run-wide setup brings the cluster up
 //! once (nextest's processes share it), the tests deploy into it.
 //!
-//! Needs root, the built components (`bash fixtures/local-cluster/build.sh`),
-//! Debian's containerd, runc and CNI plugins, and a Docker engine. Without
-//! them the tests are reported as ignored, and they fail when `CI` is set.
+//! Needs what the local provider needs (root, a Docker engine, Go to build
+//! the components the first time); without it the tests are reported as
+//! ignored, and they fail when `CI` is set.
 
 mod support;
 
@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kindling::cluster::Provider as _;
 use kindling::cluster::local::cluster::LocalCluster;
-use kindling::cluster::local::images::{go_binary_image, write_image_sources};
+use kindling::cluster::local::images::write_image_sources;
 use kindling::cluster::local::manifests::{self, SMOKE_NAMESPACE};
 use kindling::image::Loader;
-use kindling::{BoxError, Suite, TestContext, TestOptions};
+use kindling::{BoxError, Suite, TestContext};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +76,7 @@ async fn deploys_the_exact_returned_reference(ctx: TestContext<Env>) -> Result<(
     let docker = kindling::docker::connect().await?;
     let work = tempfile::tempdir()?;
     let sources = write_image_sources(&work.path().join("src"))?;
-    let image = go_binary_image(&docker, "e2e-app", &sources, "./smoke", work.path()).await?;
+    let image = support::go_image(&docker, "e2e-app", &sources, "./smoke").await?;
     Loader::new(docker)
         .load(std::slice::from_ref(&image), &[cluster.node_store()])
         .await?;
@@ -228,17 +229,6 @@ async fn up_again_reuses_the_running_cluster(ctx: TestContext<Env>) -> Result<()
 }
 
 fn main() -> std::process::ExitCode {
-    let in_ci = support::in_ci();
-    let missing = LocalCluster::with_defaults(CLUSTER).missing_prerequisite();
-    let options = match (&missing, in_ci) {
-        (Some(reason), false) => {
-            eprintln!(
-                "WARNING: the local cluster tests cannot run and are reported as ignored (skipped): {reason}"
-            );
-            TestOptions::new().ignored()
-        }
-        _ => TestOptions::new(),
-    };
     Suite::with_setup(|setup| async move {
         setup
             .phase("up", async {
@@ -249,29 +239,21 @@ fn main() -> std::process::ExitCode {
             cluster: CLUSTER.to_owned(),
         })
     })
-    .alive("cluster", |env: std::sync::Arc<Env>| async move {
-        LocalCluster::with_defaults(&env.cluster)
-            .healthy()
-            .await
-            .map_err(Into::into)
-    })
+    .requires(LocalCluster::with_defaults(CLUSTER).requirement())
     .setup_timeout(Duration::from_secs(600))
-    .test_with(
+    .test(
         "deploys_the_exact_returned_reference",
-        options.clone(),
         deploys_the_exact_returned_reference,
     )
-    .test_with(
+    .test(
         "a_never_loaded_reference_shows_err_image_never_pull",
-        options.clone(),
         a_never_loaded_reference_shows_err_image_never_pull,
     )
-    .test_with(
+    .test(
         "a_service_name_resolves_from_a_pod",
-        options.clone(),
         a_service_name_resolves_from_a_pod,
     )
-    .test_with("up_again_reuses_the_running_cluster", options, |ctx| {
+    .test("up_again_reuses_the_running_cluster", |ctx| {
         up_again_reuses_the_running_cluster(ctx)
     })
     .run()

@@ -2,7 +2,7 @@
 //! `up` from the component cache builds nothing. Runs after the
 //! `local_cluster` suite (one test group in .config/nextest.toml).
 //!
-//! Without root or the built components the test is reported as ignored,
+//! Without what the local provider needs the test is reported as ignored,
 //! and fails when `CI` is set.
 
 mod support;
@@ -11,12 +11,13 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
+use kindling::cluster::Provider as _;
 use kindling::cluster::local::cluster::{LocalCluster, LocalError};
 use kindling::cluster::local::process::Supervisor;
-use libtest_mimic::{Arguments, Failed, Trial};
+use kindling::{BoxError, Suite, TestOptions};
 use support::ensure;
 
-type Outcome = Result<(), Failed>;
+type Outcome = Result<(), BoxError>;
 
 fn binary_times(cluster: &LocalCluster) -> Vec<(String, SystemTime)> {
     let mut paths: Vec<std::path::PathBuf> = [
@@ -85,12 +86,9 @@ fn leftovers(
     found
 }
 
-fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
     let cluster = LocalCluster::with_defaults("kindling");
-    runtime.block_on(async {
+    {
         cluster.up().await.map_err(|error| format!("up: {error}"))?;
         let started = cluster.recorded_processes();
         ensure(started.len() == 7, || {
@@ -147,23 +145,17 @@ fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
             .down()
             .await
             .map_err(|error| format!("final down: {error}"))?;
-        Ok::<(), Failed>(())
-    })
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let in_ci = support::in_ci();
-    let missing = LocalCluster::with_defaults("kindling").missing_prerequisite();
-    if let (Some(reason), false, false) = (&missing, in_ci, args.list) {
-        eprintln!(
-            "WARNING: the local cluster teardown test cannot run and is reported as ignored (skipped): {reason}"
-        );
-    }
-    let trial = Trial::test(
-        "down_leaves_nothing_and_up_reuses_the_cache",
-        down_leaves_nothing_and_up_reuses_the_cache,
-    )
-    .with_ignored_flag(missing.is_some() && !in_ci);
-    libtest_mimic::run(&args, vec![trial]).exit_code()
+    Suite::new()
+        .requires(LocalCluster::with_defaults("kindling").requirement())
+        .standalone(
+            "down_leaves_nothing_and_up_reuses_the_cache",
+            TestOptions::new(),
+            down_leaves_nothing_and_up_reuses_the_cache,
+        )
+        .run()
 }

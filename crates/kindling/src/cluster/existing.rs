@@ -11,7 +11,8 @@ use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-use super::{ClusterInfo, Delivered, Provider, ProviderError, PullPolicy};
+use super::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
+use crate::Requirement;
 use crate::image::{ImageRef, PushError, Pusher, Registry, RegistryCredentials};
 use crate::node::NodeStore;
 use crate::setup::BoxFuture;
@@ -312,6 +313,29 @@ fn default_kubeconfig(var: &impl Fn(&str) -> Option<String>) -> PathBuf {
 impl Provider for ExistingCluster {
     fn kind(&self) -> &'static str {
         PROVIDER
+    }
+
+    fn spec(&self) -> ProviderSpec {
+        ProviderSpec::Existing {
+            cluster: self.name.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            registry: self.registry.address().to_owned(),
+        }
+    }
+
+    fn requirement(&self) -> Requirement {
+        let kubeconfig = self.kubeconfig.clone();
+        Requirement::all(
+            "the existing provider",
+            vec![
+                Requirement::file(
+                    kubeconfig,
+                    "point KINDLING_KUBECONFIG (or KUBECONFIG) at the cluster's kubeconfig",
+                ),
+                Requirement::docker(),
+            ],
+        )
     }
 
     fn cluster(&self) -> &str {

@@ -5,13 +5,19 @@
 pub mod existing;
 pub mod kind;
 pub mod local;
+pub(crate) mod lock;
 pub mod pki;
+mod spec;
+
+pub use lock::LockError;
+pub use spec::ProviderSpec;
 
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use serde::{Deserialize, Serialize};
 
+use crate::Requirement;
 use crate::image::ImageRef;
 use crate::node::NodeStore;
 use crate::setup::BoxFuture;
@@ -50,6 +56,14 @@ pub trait Provider: Send + Sync {
 
     /// The cluster's name.
     fn cluster(&self) -> &str;
+
+    /// This provider as data: [`ProviderSpec::provider`] makes it again.
+    fn spec(&self) -> ProviderSpec;
+
+    /// What this provider needs from the machine, checked cheaply: for
+    /// [`crate::Suite::requires`], so tests skip (or fail under CI) with the
+    /// reason instead of failing in the setup.
+    fn requirement(&self) -> Requirement;
 
     /// Creates the cluster or reuses a healthy one with the same
     /// configuration; returns once it is ready for workloads.
@@ -104,11 +118,18 @@ pub struct Delivered {
     pub pull_policy: PullPolicy,
 }
 
-/// The provider `KINDLING_PROVIDER` names (default `local`) for a
-/// cluster called `cluster`.
+/// The provider `KINDLING_PROVIDER` names (default `local`) for the
+/// cluster `KINDLING_CLUSTER` names (default `cluster`).
 pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
-    let provider = std::env::var("KINDLING_PROVIDER").unwrap_or_else(|_| "local".to_owned());
-    match provider.as_str() {
+    let named = std::env::var("KINDLING_CLUSTER")
+        .ok()
+        .filter(|name| !name.trim().is_empty());
+    let cluster = named.as_deref().map(str::trim).unwrap_or(cluster);
+    let provider = std::env::var("KINDLING_PROVIDER")
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+    match provider.trim() {
         "local" => Ok(Box::new(local::cluster::LocalCluster::with_defaults(
             cluster,
         ))),
@@ -132,6 +153,22 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
         }),
     }
 }
+
+/// What the provider `KINDLING_PROVIDER` names needs from this machine, for
+/// [`crate::Suite::requires`]. An unknown provider is a requirement that is
+/// never met, naming the accepted values.
+pub fn requirement() -> Requirement {
+    match from_env(DEFAULT_CLUSTER) {
+        Ok(provider) => provider.requirement(),
+        Err(error) => {
+            let reason = crate::error::render_chain(&error).replace('\n', " ");
+            Requirement::new("the cluster provider", move || Err(reason.clone()))
+        }
+    }
+}
+
+/// The cluster name when neither the suite nor `KINDLING_CLUSTER` names one.
+pub const DEFAULT_CLUSTER: &str = "kindling";
 
 /// Per-host cluster state: `KINDLING_HOME`, default `~/.local/state/kindling`.
 pub fn state_home() -> PathBuf {

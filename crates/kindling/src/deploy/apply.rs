@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersion;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_group};
 
+use super::changes::ObjectKey;
 use super::manifest::Manifest;
 
 /// The field manager of every apply.
@@ -89,7 +90,16 @@ impl Kinds {
         &mut self,
         manifest: &Manifest,
     ) -> Result<Option<(ApiResource, Scope)>, ApplyError> {
-        let api_version = manifest.api_version().to_owned();
+        self.resolve_kind(manifest.api_version(), manifest.kind())
+            .await
+    }
+
+    async fn resolve_kind(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<(ApiResource, Scope)>, ApplyError> {
+        let api_version = api_version.to_owned();
         if !self.groups.contains_key(&api_version) {
             let resources = match api_version.parse::<GroupVersion>() {
                 Ok(version) => match pinned_group(&self.client, &version).await {
@@ -108,7 +118,7 @@ impl Kinds {
         }
         Ok(self.groups[&api_version]
             .iter()
-            .find(|(resource, _)| resource.kind == manifest.kind())
+            .find(|(resource, _)| resource.kind == kind)
             .map(|(resource, capabilities)| (resource.clone(), capabilities.scope.clone())))
     }
 
@@ -210,6 +220,46 @@ pub async fn apply_manifests(
         .await?;
     }
     Ok(applied)
+}
+
+/// Deletes objects an earlier setup applied that the manifests no longer
+/// hold (a key without namespace is in `namespace` when its kind is
+/// namespaced). Objects already gone and kinds no longer served are
+/// skipped. Returns what it deleted.
+pub async fn delete_objects(
+    client: &Client,
+    namespace: &str,
+    keys: &[ObjectKey],
+) -> Result<Vec<ObjectKey>, ApplyError> {
+    let mut kinds = Kinds {
+        client: client.clone(),
+        groups: BTreeMap::new(),
+    };
+    let mut deleted = Vec::new();
+    for key in keys {
+        let Some((resource, scope)) = kinds.resolve_kind(&key.api_version, &key.kind).await? else {
+            continue;
+        };
+        let api: Api<DynamicObject> = match scope {
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                key.namespace.as_deref().unwrap_or(namespace),
+                &resource,
+            ),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        match api.delete(&key.name, &DeleteParams::background()).await {
+            Ok(_) => deleted.push(key.clone()),
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(source) => {
+                return Err(ApplyError::Request {
+                    action: format!("delete {key}, which the manifests no longer hold"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 fn manifests_of_kind<'a>(

@@ -3,11 +3,13 @@
 //! order, and a wait by diagnosis.
 
 pub mod apply;
+pub mod changes;
 pub mod images;
 pub mod manifest;
 pub mod namespace;
 
-pub use apply::{Applied, ApplyError, apply_manifests};
+pub use apply::{Applied, ApplyError, apply_manifests, delete_objects};
+pub use changes::{Changes, DeployedObject, ObjectKey, deployed_objects, plan_changes};
 pub use images::{DeliveredImages, PLACEHOLDER_PREFIX, PreflightError, resolve_and_check};
 pub use manifest::{Manifest, ManifestError, read_manifests};
 pub use namespace::{GcPolicy, GcReport, NamespaceError, collect_garbage, suite_namespace};

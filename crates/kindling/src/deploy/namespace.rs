@@ -101,6 +101,19 @@ pub async fn ensure_namespace(
         })
 }
 
+/// Whether `namespace` exists and is not being deleted.
+pub async fn exists(client: &Client, namespace: &str) -> Result<bool, NamespaceError> {
+    Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await
+        .map(|found| found.is_some_and(|found| found.metadata.deletion_timestamp.is_none()))
+        .map_err(|source| NamespaceError {
+            action: "read",
+            namespace: namespace.to_owned(),
+            source,
+        })
+}
+
 /// Renews the heartbeat of a namespace a run is using.
 pub async fn heartbeat(client: &Client, namespace: &str) -> Result<(), NamespaceError> {
     let patch = serde_json::json!({

@@ -11,8 +11,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use sha2::{Digest as _, Sha256};
 
 use super::context::{BuildContext, ContextError};
-use super::reference::{ReferenceError, normalize};
-use super::spec::{ImageSpec, TagPolicy};
+use super::reference::{NormalizedReference, ReferenceError, normalize};
+use super::spec::{ImageSpec, Recipe, TagPolicy, TagPolicyError};
 use super::{ImageError, ImageRef};
 
 /// Lines of build output kept for an error.
@@ -73,6 +73,39 @@ pub enum BuildError {
         #[source]
         source: ImageError,
     },
+    #[error(transparent)]
+    Policy(TagPolicyError),
+    #[error(
+        "image `{image}` is a Go binary but `{}` holds no go.mod: point ImageSpec::go_binary at the module's directory",
+        path.display()
+    )]
+    NotAGoModule { image: String, path: PathBuf },
+    #[error("failed to run `go build` for image `{image}`: is Go installed and on PATH?")]
+    GoMissing {
+        image: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`go build {package}` in `{}` failed for image `{image}`:\n{stderr}", module.display())]
+    GoBuild {
+        image: String,
+        module: PathBuf,
+        package: String,
+        stderr: String,
+    },
+    #[error("cannot read the binary `{}` of image `{image}`", path.display())]
+    ReadBinary {
+        image: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make a work directory to build image `{image}`")]
+    WorkDir {
+        image: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One image: what it is now, and whether this call built it.
@@ -84,26 +117,60 @@ pub struct BuildOutcome {
     pub seconds: f64,
 }
 
+/// What building a spec would make, worked out without building: its exact
+/// reference and the digest of its build inputs.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    spec: ImageSpec,
+    reference: NormalizedReference,
+    /// The content digest of every build input (also under other policies).
+    input_digest: String,
+    context: BuildContext,
+    dockerfile: Vec<u8>,
+    /// The Dockerfile's path inside the context, when it lies there.
+    inside: Option<String>,
+}
+
+impl BuildPlan {
+    /// The spec this plan builds.
+    pub fn spec(&self) -> &ImageSpec {
+        &self.spec
+    }
+
+    /// The exact reference the build will have.
+    pub fn reference(&self) -> &NormalizedReference {
+        &self.reference
+    }
+
+    /// A digest of every build input: it changes exactly when the image
+    /// would be built differently.
+    pub fn input_digest(&self) -> &str {
+        &self.input_digest
+    }
+}
+
 /// Builds [`ImageSpec`]s, several at a time.
 #[derive(Clone)]
 pub struct Builder {
     docker: Docker,
-    policy: TagPolicy,
+    policy: Result<TagPolicy, TagPolicyError>,
     concurrency: usize,
 }
 
 impl Builder {
-    /// Content tags, two builds at a time.
+    /// Tags by `KINDLING_TAG_POLICY` (and `KINDLING_IMAGE_TAG`), content
+    /// tags when unset; two builds at a time.
     pub fn new(docker: Docker) -> Self {
         Builder {
             docker,
-            policy: TagPolicy::Content,
+            policy: TagPolicy::from_env(TagPolicy::Content),
             concurrency: 2,
         }
     }
 
+    /// Tags by `policy`, whatever the environment says.
     pub fn policy(mut self, policy: TagPolicy) -> Self {
-        self.policy = policy;
+        self.policy = Ok(policy);
         self
     }
 
@@ -113,16 +180,34 @@ impl Builder {
         self
     }
 
+    fn tag_policy(&self) -> Result<&TagPolicy, BuildError> {
+        self.policy
+            .as_ref()
+            .map_err(|error| BuildError::Policy(error.clone()))
+    }
+
     /// Builds every spec (at most `concurrency` at a time), in order.
     pub async fn build_all(&self, specs: &[ImageSpec]) -> Result<Vec<BuildOutcome>, BuildError> {
+        let mut plans = Vec::with_capacity(specs.len());
+        for spec in specs {
+            plans.push(self.plan(spec).await?);
+        }
+        self.build_planned(&plans).await
+    }
+
+    /// Builds planned images (at most `concurrency` at a time), in order.
+    pub async fn build_planned(
+        &self,
+        plans: &[BuildPlan],
+    ) -> Result<Vec<BuildOutcome>, BuildError> {
         // Boxed as `dyn Future + Send` so the stream's type names no
         // closure: otherwise rustc cannot prove a suite's setup future Send.
         type Build<'a> = std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<BuildOutcome, BuildError>> + Send + 'a>,
         >;
-        let builds: Vec<Build<'_>> = specs
+        let builds: Vec<Build<'_>> = plans
             .iter()
-            .map(|spec| Box::pin(self.build(spec)) as Build<'_>)
+            .map(|plan| Box::pin(self.execute(plan)) as Build<'_>)
             .collect();
         futures_util::stream::iter(builds)
             .buffered(self.concurrency)
@@ -132,69 +217,39 @@ impl Builder {
 
     /// Builds one image, or finds it already built from the same inputs.
     pub async fn build(&self, spec: &ImageSpec) -> Result<BuildOutcome, BuildError> {
+        let plan = self.plan(spec).await?;
+        self.execute(&plan).await
+    }
+
+    /// Reads every input of `spec` and works out the reference its build
+    /// gets, without building. Cheap: one pass over the context.
+    pub async fn plan(&self, spec: &ImageSpec) -> Result<BuildPlan, BuildError> {
+        let spec = spec.clone();
+        let policy = self.tag_policy()?.clone();
+        tokio::task::spawn_blocking(move || plan_blocking(spec, &policy))
+            .await
+            .expect("plan task")
+    }
+
+    async fn execute(&self, plan: &BuildPlan) -> Result<BuildOutcome, BuildError> {
         let started = Instant::now();
+        let spec = &plan.spec;
         let image = spec.name().to_owned();
-        let dockerfile_path = spec.dockerfile_path();
-        if !dockerfile_path.is_file() {
-            return Err(BuildError::MissingDockerfile {
-                image,
-                path: dockerfile_path,
-            });
-        }
-        let dockerfile =
-            std::fs::read(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
-                image: image.clone(),
-                path: dockerfile_path.clone(),
-                source,
-            })?;
-        let inside = dockerfile_inside_context(spec.context(), &dockerfile_path);
-        let context = {
-            let root = spec.context().to_owned();
-            let inside = inside.clone();
-            tokio::task::spawn_blocking(move || BuildContext::scan(&root, inside.as_deref()))
-                .await
-                .expect("context scan task")
-                .map_err(|source| BuildError::Context {
-                    image: image.clone(),
-                    source,
-                })?
-        };
-
-        let tag = match &self.policy {
-            TagPolicy::Fixed(tag) => {
-                let reference = format!("{}:{tag}", spec.repository());
-                let found = ImageRef::existing(&self.docker, &image, &reference).await;
-                return found
-                    .map(|image| BuildOutcome {
-                        image,
-                        built: false,
-                        seconds: started.elapsed().as_secs_f64(),
-                    })
-                    .map_err(|source| BuildError::FixedMissing { reference, source });
-            }
-            TagPolicy::Content => {
-                let (context, spec_copy, dockerfile_copy) =
-                    (context.clone(), spec.clone(), dockerfile.clone());
-                tokio::task::spawn_blocking(move || {
-                    content_tag(&spec_copy, &context, &dockerfile_copy)
+        let reference = &plan.reference;
+        if let TagPolicy::Fixed(_) = self.tag_policy()? {
+            let found = ImageRef::existing(&self.docker, &image, reference.as_str()).await;
+            return found
+                .map(|image| BuildOutcome {
+                    image,
+                    built: false,
+                    seconds: started.elapsed().as_secs_f64(),
                 })
-                .await
-                .expect("digest task")
-                .map_err(|source| BuildError::Context {
-                    image: image.clone(),
+                .map_err(|source| BuildError::FixedMissing {
+                    reference: reference.to_string(),
                     source,
-                })?
-            }
-            TagPolicy::Unique => unique_tag(spec),
-        };
-        let reference = normalize(&format!("{}:{tag}", spec.repository())).map_err(|source| {
-            BuildError::Reference {
-                image: image.clone(),
-                source,
-            }
-        })?;
-
-        if self.policy == TagPolicy::Content
+                });
+        }
+        if *self.tag_policy()? == TagPolicy::Content
             && let Ok(existing) = ImageRef::existing(&self.docker, &image, reference.as_str()).await
         {
             tracing::info!(image = %image, reference = %reference, "inputs unchanged: reusing the built image");
@@ -204,21 +259,128 @@ impl Builder {
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
+        let built = match &spec.recipe {
+            Recipe::GoBinary { package } => self.build_go_binary(plan, package).await?,
+            Recipe::StaticBinary { binary } => {
+                let work = self.work_dir(&image)?;
+                let target = work.path().join(&image);
+                std::fs::copy(binary, &target).map_err(|source| BuildError::ReadBinary {
+                    image: image.clone(),
+                    path: binary.clone(),
+                    source,
+                })?;
+                self.build_scratch(plan, work.path()).await?
+            }
+            Recipe::Dockerfile => {
+                let archive = {
+                    let extra = plan.inside.is_none().then(|| plan.dockerfile.clone());
+                    let context = plan.context.clone();
+                    tokio::task::spawn_blocking(move || {
+                        context.to_tar(extra.as_deref().map(|bytes| (OUTSIDE_DOCKERFILE, bytes)))
+                    })
+                    .await
+                    .expect("archive task")
+                    .map_err(|source| BuildError::Context {
+                        image: image.clone(),
+                        source,
+                    })?
+                };
+                let dockerfile = plan
+                    .inside
+                    .clone()
+                    .unwrap_or_else(|| OUTSIDE_DOCKERFILE.to_owned());
+                self.run_build(spec, reference, archive, dockerfile).await?
+            }
+        };
+        Ok(BuildOutcome {
+            image: built,
+            built: true,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
 
-        let archive = {
-            let extra = inside.is_none().then(|| dockerfile.clone());
-            tokio::task::spawn_blocking(move || {
-                context.to_tar(extra.as_deref().map(|bytes| (OUTSIDE_DOCKERFILE, bytes)))
+    fn work_dir(&self, image: &str) -> Result<tempfile::TempDir, BuildError> {
+        tempfile::Builder::new()
+            .prefix("kindling-binary-")
+            .tempdir()
+            .map_err(|source| BuildError::WorkDir {
+                image: image.to_owned(),
+                source,
             })
+    }
+
+    /// `go build` on the host into a scratch context, then `FROM scratch`.
+    async fn build_go_binary(
+        &self,
+        plan: &BuildPlan,
+        package: &str,
+    ) -> Result<ImageRef, BuildError> {
+        let spec = &plan.spec;
+        let image = spec.name().to_owned();
+        let work = self.work_dir(&image)?;
+        let binary = work.path().join(&image);
+        tracing::info!(image = %image, package, "go build");
+        let output = tokio::process::Command::new("go")
+            .args(["build", "-trimpath", "-o"])
+            .arg(&binary)
+            .arg(package)
+            .current_dir(spec.context())
+            .env("CGO_ENABLED", "0")
+            .output()
             .await
-            .expect("archive task")
-            .map_err(|source| BuildError::Context {
+            .map_err(|source| BuildError::GoMissing {
                 image: image.clone(),
                 source,
-            })?
-        };
+            })?;
+        if !output.status.success() {
+            return Err(BuildError::GoBuild {
+                image,
+                module: spec.context().to_owned(),
+                package: package.to_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        self.build_scratch(plan, work.path()).await
+    }
+
+    /// A `FROM scratch` image of the binary `<work>/<name>`.
+    async fn build_scratch(&self, plan: &BuildPlan, work: &Path) -> Result<ImageRef, BuildError> {
+        let spec = &plan.spec;
+        let image = spec.name().to_owned();
+        let dockerfile =
+            format!("FROM scratch\nCOPY {image} /{image}\nENTRYPOINT [\"/{image}\"]\n");
+        let root = work.to_owned();
+        let archive = tokio::task::spawn_blocking(move || {
+            BuildContext::scan(&root, None).and_then(|context| {
+                context.to_tar(Some((OUTSIDE_DOCKERFILE, dockerfile.as_bytes())))
+            })
+        })
+        .await
+        .expect("archive task")
+        .map_err(|source| BuildError::Context {
+            image: image.clone(),
+            source,
+        })?;
+        self.run_build(
+            spec,
+            &plan.reference,
+            archive,
+            OUTSIDE_DOCKERFILE.to_owned(),
+        )
+        .await
+    }
+
+    /// `POST /build` of `archive`, tagged `reference`; the image it made.
+    async fn run_build(
+        &self,
+        spec: &ImageSpec,
+        reference: &NormalizedReference,
+        archive: Vec<u8>,
+        dockerfile: String,
+    ) -> Result<ImageRef, BuildError> {
+        let image = spec.name().to_owned();
         let options = BuildImageOptions {
-            dockerfile: inside.unwrap_or_else(|| OUTSIDE_DOCKERFILE.to_owned()),
+            dockerfile,
             t: Some(reference.to_string()),
             buildargs: Some(
                 spec.build_args
@@ -282,12 +444,103 @@ impl Builder {
                 source,
             })?;
         tracing::info!(image = %image, reference = %reference, id = built.id(), "built");
-        Ok(BuildOutcome {
-            image: built,
-            built: true,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        Ok(built)
     }
+}
+
+/// Reads the inputs of `spec` and names what its build will be.
+fn plan_blocking(spec: ImageSpec, policy: &TagPolicy) -> Result<BuildPlan, BuildError> {
+    let image = spec.name().to_owned();
+    if let Recipe::StaticBinary { binary } = &spec.recipe {
+        let bytes = std::fs::read(binary).map_err(|source| BuildError::ReadBinary {
+            image: image.clone(),
+            path: binary.clone(),
+            source,
+        })?;
+        let mut hasher = Sha256::new();
+        frame(&mut hasher, b"kindling static binary v1");
+        frame(&mut hasher, image.as_bytes());
+        frame(&mut hasher, &bytes);
+        let input_digest = format!("c-{}", &hex::encode(hasher.finalize())[..20]);
+        return finish_plan(
+            spec,
+            policy,
+            input_digest,
+            BuildContext::empty(),
+            Vec::new(),
+            None,
+        );
+    }
+    let (dockerfile, inside) = match &spec.recipe {
+        Recipe::GoBinary { .. } => {
+            if !spec.context().join("go.mod").is_file() {
+                return Err(BuildError::NotAGoModule {
+                    image,
+                    path: spec.context().to_owned(),
+                });
+            }
+            (Vec::new(), None)
+        }
+        Recipe::Dockerfile | Recipe::StaticBinary { .. } => {
+            let dockerfile_path = spec.dockerfile_path();
+            if !dockerfile_path.is_file() {
+                return Err(BuildError::MissingDockerfile {
+                    image,
+                    path: dockerfile_path,
+                });
+            }
+            let dockerfile =
+                std::fs::read(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
+                    image: image.clone(),
+                    path: dockerfile_path.clone(),
+                    source,
+                })?;
+            let inside = dockerfile_inside_context(spec.context(), &dockerfile_path);
+            (dockerfile, inside)
+        }
+    };
+    let context = BuildContext::scan(spec.context(), inside.as_deref()).map_err(|source| {
+        BuildError::Context {
+            image: image.clone(),
+            source,
+        }
+    })?;
+    let input_digest =
+        content_tag(&spec, &context, &dockerfile).map_err(|source| BuildError::Context {
+            image: image.clone(),
+            source,
+        })?;
+    finish_plan(spec, policy, input_digest, context, dockerfile, inside)
+}
+
+fn finish_plan(
+    spec: ImageSpec,
+    policy: &TagPolicy,
+    input_digest: String,
+    context: BuildContext,
+    dockerfile: Vec<u8>,
+    inside: Option<String>,
+) -> Result<BuildPlan, BuildError> {
+    let image = spec.name().to_owned();
+    let tag = match policy {
+        TagPolicy::Fixed(tag) => tag.clone(),
+        TagPolicy::Content => input_digest.clone(),
+        TagPolicy::Unique => unique_tag(&spec),
+    };
+    let reference = normalize(&format!("{}:{tag}", spec.repository())).map_err(|source| {
+        BuildError::Reference {
+            image: image.clone(),
+            source,
+        }
+    })?;
+    Ok(BuildPlan {
+        spec,
+        reference,
+        input_digest,
+        context,
+        dockerfile,
+        inside,
+    })
 }
 
 /// The Dockerfile's path inside the context, if it lies there.
@@ -315,6 +568,12 @@ pub(crate) fn content_tag(
     frame(&mut hasher, b"kindling content tag v1");
     context.feed_digest(&mut hasher)?;
     frame(&mut hasher, dockerfile);
+    if let Recipe::GoBinary { package } = &spec.recipe {
+        // A Go binary: what `go build` makes depends on these as well.
+        frame(&mut hasher, b"go binary v1");
+        frame(&mut hasher, package.as_bytes());
+        frame(&mut hasher, std::env::consts::ARCH.as_bytes());
+    }
     for (key, value) in &spec.build_args {
         frame(&mut hasher, key.as_bytes());
         frame(&mut hasher, value.as_bytes());

@@ -71,6 +71,14 @@ pub enum ContextError {
 impl BuildContext {
     /// Scans `root`. `dockerfile` is the Dockerfile's path relative to root
     /// when it lies inside the context (always included), else `None`.
+    /// A context with nothing in it.
+    pub(crate) fn empty() -> Self {
+        BuildContext {
+            root: PathBuf::new(),
+            entries: Vec::new(),
+        }
+    }
+
     pub(crate) fn scan(
         root: &Path,
         dockerfile: Option<&str>,

@@ -8,7 +8,7 @@ mod push;
 mod reference;
 mod spec;
 
-pub use build::{BuildError, Builder};
+pub use build::{BuildError, BuildOutcome, BuildPlan, Builder};
 pub use context::ContextError;
 pub use loader::{LoadError, LoadReport, Loader};
 pub use push::{PushError, Pusher, Registry, RegistryCredentials};

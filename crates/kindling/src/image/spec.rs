@@ -15,7 +15,7 @@ pub enum TagPolicy {
 }
 
 /// A tag policy in `KINDLING_TAG_POLICY` (with `KINDLING_IMAGE_TAG` for `fixed`) is invalid.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TagPolicyError {
     #[error(
         "invalid value `{value}` in KINDLING_TAG_POLICY: expected one of `content`, `unique`, `fixed`"
@@ -59,7 +59,11 @@ impl TagPolicy {
 
 /// An image to build: a logical name (what manifests refer to), a build
 /// context, a Dockerfile (which may lie outside the context), build
-/// arguments, a target stage and a platform.
+/// arguments, a target stage and a platform; or a Go main package built
+/// on the host into a static binary in a `FROM scratch` image.
+///
+/// Relative paths are relative to the suite package's directory when an
+/// [`crate::Environment`] builds the image, else to the current directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSpec {
     pub(crate) name: String,
@@ -68,6 +72,19 @@ pub struct ImageSpec {
     pub(crate) build_args: BTreeMap<String, String>,
     pub(crate) target: Option<String>,
     pub(crate) platform: Option<String>,
+    pub(crate) recipe: Recipe,
+}
+
+/// How an image is made from its inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recipe {
+    /// `docker build` of the context with its Dockerfile.
+    Dockerfile,
+    /// `go build` of the main package in the module (the context) on the
+    /// host, then a `FROM scratch` image of the binary.
+    GoBinary { package: String },
+    /// A `FROM scratch` image of a static binary built elsewhere.
+    StaticBinary { binary: PathBuf },
 }
 
 impl ImageSpec {
@@ -80,7 +97,55 @@ impl ImageSpec {
             build_args: BTreeMap::new(),
             target: None,
             platform: None,
+            recipe: Recipe::Dockerfile,
         }
+    }
+
+    /// The Go module in `module_dir` built on the host (`CGO_ENABLED=0 go
+    /// build -trimpath`, package `.` unless [`ImageSpec::go_package`] says
+    /// otherwise) into a static binary `/<name>`, the entrypoint of a
+    /// `FROM scratch` image. Needs Go on the host, no registry. The content
+    /// tag is a digest of the module's files (after its `.dockerignore`),
+    /// so an unchanged module is not even compiled again.
+    pub fn go_binary(name: impl Into<String>, module_dir: impl Into<PathBuf>) -> Self {
+        let mut spec = ImageSpec::new(name, module_dir);
+        spec.recipe = Recipe::GoBinary {
+            package: ".".to_owned(),
+        };
+        spec
+    }
+
+    /// The main package of a [`ImageSpec::go_binary`] image, relative to
+    /// its module, e.g. `./cmd/server`. Makes any spec a Go binary one.
+    pub fn go_package(mut self, package: impl Into<String>) -> Self {
+        self.recipe = Recipe::GoBinary {
+            package: package.into(),
+        };
+        self
+    }
+
+    /// A `FROM scratch` image of the static binary at `binary` (built
+    /// elsewhere), as `/<name>` and its entrypoint. The content tag is a
+    /// digest of the binary.
+    pub fn static_binary(name: impl Into<String>, binary: impl Into<PathBuf>) -> Self {
+        let binary = binary.into();
+        let mut spec = ImageSpec::new(
+            name,
+            binary.parent().map(Path::to_path_buf).unwrap_or_default(),
+        );
+        spec.recipe = Recipe::StaticBinary { binary };
+        spec
+    }
+
+    /// This spec with relative paths resolved against `base`.
+    pub(crate) fn resolved_against(&self, base: &Path) -> ImageSpec {
+        let mut spec = self.clone();
+        spec.context = base.join(&self.context);
+        spec.dockerfile = self.dockerfile.as_ref().map(|path| base.join(path));
+        if let Recipe::StaticBinary { binary } = &mut spec.recipe {
+            *binary = base.join(&*binary);
+        }
+        spec
     }
 
     /// A Dockerfile elsewhere (relative paths are relative to the current directory).

@@ -242,6 +242,24 @@ impl Waiter {
         }
     }
 
+    /// The workloads that are not ready at this moment (missing ones
+    /// included), without waiting: one request per workload.
+    pub async fn not_ready(&self, workloads: &[Workload]) -> Result<Vec<Workload>, WaitError> {
+        let mut not_ready = Vec::new();
+        for workload in workloads {
+            match self.readiness(workload).await {
+                Ok((Readiness::Ready, _)) => {}
+                Ok(_) => not_ready.push(workload.clone()),
+                Err(WaitError::Request {
+                    source: kube::Error::Api(response),
+                    ..
+                }) if response.code == 404 => not_ready.push(workload.clone()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(not_ready)
+    }
+
     async fn readiness(&self, workload: &Workload) -> Result<(Readiness, PodSelector), WaitError> {
         fn labels(selector: Option<&LabelSelector>) -> PodSelector {
             PodSelector::Labels(

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kindling::cluster::local::images::go_binary_image;
+use kindling::image::ImageSpec;
 use kindling::{BoxError, Environment, Suite, TestContext};
 
 fn toolbox_sources() -> PathBuf {
@@ -29,21 +29,12 @@ fn main() -> std::process::ExitCode {
     Suite::with_setup(move |setup| {
         let manifests = manifests.clone();
         async move {
-            let docker = kindling::docker::connect().await?;
-            let work = std::env::temp_dir().join("kindling-fixture-environment");
-            let image = setup
-                .phase(
-                    "build",
-                    go_binary_image(&docker, "toolbox", &toolbox_sources(), ".", &work),
-                )
+            let environment = Environment::builder(&setup)
+                .image(ImageSpec::go_binary("toolbox", toolbox_sources()))
+                .manifests(manifests)
+                .wait_timeout(std::time::Duration::from_secs(90))
+                .up()
                 .await?;
-            let environment =
-                Environment::builder(&setup, kindling::cluster::from_env("kindling")?)
-                    .image(image)
-                    .manifests(manifests)
-                    .wait_timeout(std::time::Duration::from_secs(90))
-                    .up()
-                    .await?;
             Ok(environment)
         }
     })

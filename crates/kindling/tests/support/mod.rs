@@ -277,3 +277,19 @@ pub fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// Builds the Go main package `package` of the module in `module` into a
+/// `FROM scratch` image named `name`, with content tags.
+pub async fn go_image(
+    docker: &bollard::Docker,
+    name: &str,
+    module: &Path,
+    package: &str,
+) -> Result<kindling::image::ImageRef, kindling::BoxError> {
+    let spec = kindling::image::ImageSpec::go_binary(name, module).go_package(package);
+    Ok(kindling::image::Builder::new(docker.clone())
+        .policy(kindling::image::TagPolicy::Content)
+        .build(&spec)
+        .await?
+        .image)
+}

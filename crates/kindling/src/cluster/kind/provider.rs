@@ -9,7 +9,8 @@ use bollard::Docker;
 use super::cli::KindCli;
 use super::config::{self, ClusterConfig, Fingerprint};
 use super::{KindError, ready};
-use crate::cluster::{ClusterInfo, Delivered, Provider, ProviderError, PullPolicy};
+use crate::Requirement;
+use crate::cluster::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
 use crate::image::{ImageRef, Loader};
 use crate::node::{NodeStore, discover_kind_nodes};
 use crate::setup::BoxFuture;
@@ -34,6 +35,15 @@ impl KindEngine {
             "podman" => KindEngine::Podman,
             other => KindEngine::Unsupported(other.to_owned()),
         })
+    }
+
+    /// The engine `KIND_EXPERIMENTAL_PROVIDER` would name so.
+    pub fn named(value: &str) -> Self {
+        match value {
+            "docker" => KindEngine::Docker,
+            "podman" => KindEngine::Podman,
+            other => KindEngine::Unsupported(other.to_owned()),
+        }
     }
 
     fn name(&self) -> &str {
@@ -474,6 +484,36 @@ fn remove_if_present(path: &Path) -> Result<(), KindError> {
 impl Provider for KindCluster {
     fn kind(&self) -> &'static str {
         "kind"
+    }
+
+    fn spec(&self) -> ProviderSpec {
+        ProviderSpec::Kind {
+            cluster: self.name.clone(),
+            state_home: self
+                .state_dir
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            cache: self.cache.clone(),
+            config_file: self.config_file.clone(),
+            binary: self.binary.clone(),
+            engine: self.engine.as_ref().map(|engine| engine.name().to_owned()),
+            recreate_on_change: self.recreate_on_change,
+        }
+    }
+
+    fn requirement(&self) -> Requirement {
+        let cluster = self.clone();
+        Requirement::all(
+            "the kind provider",
+            vec![
+                Requirement::new("the kind CLI", move || {
+                    cluster.cli().map(drop).map_err(|error| error.to_string())
+                }),
+                Requirement::docker(),
+            ],
+        )
     }
 
     fn cluster(&self) -> &str {

@@ -16,18 +16,17 @@ use kube::discovery::ApiResource;
 use kube::{Client, Config};
 
 use super::config::{self, LocalLayout, LocalNetwork, LocalPorts, PAUSE_IMAGE};
-use super::images::{ComponentImageError, binary_image, go_binary_image, write_image_sources};
+use super::images::{ComponentImageError, component_image, write_image_sources};
 use super::manifests;
 use super::ports::{PortInUse, ensure_free};
 use super::process::{ProcessError, ProcessSpec, Supervisor};
 use crate::cluster::pki::{self, PkiError, PkiFiles, PkiSpec};
-use crate::image::{LoadError, Loader};
+use crate::image::{ImageSpec, LoadError, Loader};
 use crate::node::{LocalProcess, NodeStore};
 
-/// The pinned component versions (see fixtures/local-cluster/build.sh).
-pub const KUBERNETES_VERSION: &str = "v1.34.12";
-pub const ETCD_VERSION: &str = "v3.6.5";
-pub const COREDNS_VERSION: &str = "v1.12.4";
+pub use super::components::{
+    COREDNS_VERSION, ComponentBinaries, ETCD_VERSION, KUBERNETES_VERSION, component_versions,
+};
 
 /// Components in start order; stopped in reverse.
 const COMPONENTS: &[&str] = &[
@@ -58,16 +57,22 @@ const LOG_TAIL: usize = 30;
 /// A local cluster failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error(
-        "`{path}` is missing: build the components once with `bash fixtures/local-cluster/build.sh`"
-    )]
-    MissingBinary { path: PathBuf },
-    #[error(
-        "`{path}` is missing: install Debian's `{package}` package (`apt-get install -y {package}`)"
-    )]
-    MissingPackage { path: PathBuf, package: String },
+    #[error(transparent)]
+    Components(#[from] super::components::ComponentBuildError),
+    #[error(transparent)]
+    Packages(#[from] super::packages::PackageError),
     #[error("the local provider runs Kubernetes components as root; run it as root")]
     NotRoot,
+    #[error(transparent)]
+    Lock(#[from] crate::cluster::lock::LockError),
+    #[error(
+        "{component} (pid {pid}) of cluster `{cluster}` was left running without a record and does not stop: kill it (`kill -9 {pid}`)"
+    )]
+    Unstoppable {
+        cluster: String,
+        component: String,
+        pid: u32,
+    },
     #[error(transparent)]
     PortInUse(#[from] PortInUse),
     #[error("`{command}` failed: {stderr}")]
@@ -102,42 +107,12 @@ pub enum LocalError {
     Docker(#[from] crate::docker::DockerUnavailable),
 }
 
-/// Where the pinned binaries are.
-#[derive(Debug, Clone)]
-pub struct ComponentBinaries {
-    pub kubernetes_dir: PathBuf,
-    pub etcd: PathBuf,
-    pub coredns: PathBuf,
-}
-
-impl ComponentBinaries {
-    /// The layout `fixtures/local-cluster/build.sh` writes under `cache`.
-    pub fn in_cache(cache: &Path) -> Self {
-        ComponentBinaries {
-            kubernetes_dir: cache.join(format!("bin/kubernetes-{KUBERNETES_VERSION}")),
-            etcd: cache.join(format!("bin/etcd-{ETCD_VERSION}/etcd")),
-            coredns: cache.join(format!("bin/coredns-{COREDNS_VERSION}/coredns")),
-        }
-    }
-
-    /// `~/.cache/kindling`, or `KINDLING_CACHE_DIR`.
-    pub fn default_cache() -> PathBuf {
-        std::env::var_os("KINDLING_CACHE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kindling")
-            })
-    }
-
-    fn kubernetes(&self, name: &str) -> PathBuf {
-        self.kubernetes_dir.join(name)
-    }
-}
-
 /// A single-node cluster of upstream components on this host.
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
     pub name: String,
+    state_root: PathBuf,
+    cache: PathBuf,
     pub node_name: String,
     pub layout: LocalLayout,
     pub network: LocalNetwork,
@@ -150,10 +125,20 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
+    /// The cluster `name` with its state in `state_root/<name>` and the
+    /// components in `binaries`.
     pub fn new(name: &str, state_root: &Path, binaries: ComponentBinaries) -> Self {
+        let cache = binaries
+            .kubernetes_dir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let layout = LocalLayout::new(state_root.join(name), Path::new("/run/kindling").join(name));
         LocalCluster {
             name: name.to_owned(),
+            state_root: state_root.to_owned(),
+            cache,
             node_name: format!("{name}-node"),
             supervisor: Supervisor::new(layout.root.clone()),
             layout,
@@ -166,22 +151,66 @@ impl LocalCluster {
         }
     }
 
+    /// The cluster `name`, its state in `state_root/<name>`, the components
+    /// built into (or found in) `cache`.
+    pub fn in_dirs(name: &str, state_root: &Path, cache: &Path) -> Self {
+        LocalCluster::new(name, state_root, ComponentBinaries::in_cache(cache))
+    }
+
     /// The cluster `name` with the default locations: state under
     /// `KINDLING_HOME` (default `~/.local/state/kindling`), binaries in
     /// `KINDLING_CACHE_DIR` (default `~/.cache/kindling`).
     pub fn with_defaults(name: &str) -> Self {
-        LocalCluster::new(
+        LocalCluster::in_dirs(
             name,
             &crate::cluster::state_home().join("clusters"),
-            ComponentBinaries::in_cache(&ComponentBinaries::default_cache()),
+            &ComponentBinaries::default_cache(),
         )
     }
 
-    /// What `up` needs that is missing, if anything (cheap file checks only).
+    /// What `up` needs that it cannot obtain itself, if anything (cheap
+    /// checks only): root, a Docker engine, Go when the components are not
+    /// built yet, and Debian's runtime packages unless it may install them.
     pub fn missing_prerequisite(&self) -> Option<String> {
-        self.check_prerequisites()
-            .err()
-            .map(|error| error.to_string())
+        crate::cluster::Provider::requirement(self).check().err()
+    }
+
+    /// Obtains what `up` needs and can get itself: builds the pinned
+    /// components when missing and installs Debian's runtime packages
+    /// (as root on Debian, unless `KINDLING_INSTALL=never`).
+    pub async fn prepare(&self) -> Result<(), LocalError> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(LocalError::NotRoot);
+        }
+        let say = |line: &str| eprintln!("kindling: local cluster `{}`: {line}", self.name);
+        super::packages::ensure_installed(
+            &self.cni_bin_dir,
+            super::packages::InstallPolicy::from_env(),
+            &self.cache,
+            &say,
+        )
+        .await?;
+        super::components::ensure_built(&self.cache, &say).await?;
+        Ok(())
+    }
+
+    /// The exclusive lock guarding bringing this cluster up and taking it down.
+    async fn lifecycle_lock(
+        &self,
+        purpose: &str,
+    ) -> Result<crate::cluster::lock::Exclusive, LocalError> {
+        let name = self.name.clone();
+        Ok(crate::cluster::lock::exclusive(
+            &self.state_root.join(format!("{}.lock", self.name)),
+            purpose,
+            move |holder| {
+                eprintln!(
+                    "kindling: waiting for local cluster `{name}`: another process is bringing it up or taking it down ({})",
+                    if holder.is_empty() { "unknown" } else { holder }
+                )
+            },
+        )
+        .await?)
     }
 
     /// The component processes recorded as started.
@@ -247,56 +276,6 @@ impl LocalCluster {
         }
     }
 
-    fn check_prerequisites(&self) -> Result<(), LocalError> {
-        if rustix::process::geteuid().as_raw() != 0 {
-            return Err(LocalError::NotRoot);
-        }
-        let mut binaries: Vec<PathBuf> = [
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "kubelet",
-            "kube-proxy",
-        ]
-        .iter()
-        .map(|name| self.binaries.kubernetes(name))
-        .collect();
-        binaries.push(self.binaries.etcd.clone());
-        binaries.push(self.binaries.coredns.clone());
-        if let Some(path) = binaries.into_iter().find(|path| !path.is_file()) {
-            return Err(LocalError::MissingBinary { path });
-        }
-        for (path, package) in [
-            (self.containerd.clone(), "containerd"),
-            (self.ctr.clone(), "containerd"),
-            (PathBuf::from("/usr/sbin/runc"), "runc"),
-            (
-                self.cni_bin_dir.join("bridge"),
-                "containernetworking-plugins",
-            ),
-            (
-                self.cni_bin_dir.join("host-local"),
-                "containernetworking-plugins",
-            ),
-            (
-                self.cni_bin_dir.join("loopback"),
-                "containernetworking-plugins",
-            ),
-            (
-                self.cni_bin_dir.join("portmap"),
-                "containernetworking-plugins",
-            ),
-        ] {
-            if !path.exists() {
-                return Err(LocalError::MissingPackage {
-                    path,
-                    package: package.to_owned(),
-                });
-            }
-        }
-        Ok(())
-    }
-
     fn all_running(&self) -> bool {
         COMPONENTS.iter().all(|name| {
             self.supervisor
@@ -316,13 +295,19 @@ impl LocalCluster {
             phases.push((name.to_owned(), elapsed));
         };
         let started = Instant::now();
-        self.check_prerequisites()?;
+        let _lock = self
+            .lifecycle_lock(&format!("bringing cluster `{}` up", self.name))
+            .await?;
         if self.all_running() && self.healthy().await.is_ok() {
             phase("already up", started);
             return Ok(phases);
         }
-        // A partial cluster (a component died, or an earlier `up` failed) starts over.
+        self.prepare().await?;
+        // A partial cluster (a component died, or an earlier `up` failed)
+        // starts over, and so do components an interrupted `up` left
+        // running without a record.
         self.supervisor.stop_all(Duration::from_secs(10))?;
+        self.stop_unrecorded(Duration::from_secs(10))?;
         let ports: Vec<(&str, IpAddr, u16)> = self
             .ports
             .all()
@@ -409,9 +394,14 @@ impl LocalCluster {
         let docker = crate::docker::connect().await?;
         let work = self.layout.root.join("images");
         let sources = write_image_sources(&work.join("src"))?;
-        let pause = go_binary_image(&docker, "pause", &sources, "./pause", &work).await?;
-        let smoke = go_binary_image(&docker, "smoke", &sources, "./smoke", &work).await?;
-        let coredns = binary_image(&docker, "coredns", &self.binaries.coredns, &work).await?;
+        let go = |name: &str| ImageSpec::go_binary(name, &sources).go_package(format!("./{name}"));
+        let pause = component_image(&docker, go("pause")).await?;
+        let smoke = component_image(&docker, go("smoke")).await?;
+        let coredns = component_image(
+            &docker,
+            ImageSpec::static_binary("coredns", &self.binaries.coredns),
+        )
+        .await?;
         let images = [pause.clone(), smoke.clone(), coredns.clone()];
         Loader::new(docker)
             .load(&images, std::slice::from_ref(&store))
@@ -531,6 +521,10 @@ impl LocalCluster {
     /// the cluster's data.
     /// Nothing running is not an error. Returns the components stopped.
     pub async fn down(&self) -> Result<Vec<String>, LocalError> {
+        let _users = crate::cluster::lock::delete_cluster_lock("local", &self.name).await?;
+        let _lock = self
+            .lifecycle_lock(&format!("taking cluster `{}` down", self.name))
+            .await?;
         let grace = Duration::from_secs(10);
         let mut stopped = Vec::new();
         for name in ["kube-proxy", "kubelet"] {
@@ -551,6 +545,7 @@ impl LocalCluster {
                 stopped.push((*name).to_owned());
             }
         }
+        stopped.extend(self.stop_unrecorded(grace)?);
         self.kill_leftover_shims();
         let kube_proxy = self.binaries.kubernetes("kube-proxy");
         if kube_proxy.is_file() {
@@ -573,6 +568,36 @@ impl LocalCluster {
         // objects or statuses. Certificates and the image store are kept.
         let _ = std::fs::remove_dir_all(self.layout.etcd_data());
         let _ = std::fs::remove_dir_all(self.layout.kubelet_root());
+        Ok(stopped)
+    }
+
+    /// Stops this cluster's components that run without a record (their
+    /// recording process was killed during `up`): processes of the
+    /// component binaries whose command line names this cluster's state
+    /// directory. SIGTERM, then SIGKILL after `grace`. Returns what it stopped.
+    fn stop_unrecorded(&self, grace: Duration) -> Result<Vec<String>, LocalError> {
+        let mut programs: Vec<(String, PathBuf)> = super::components::KUBERNETES_BINARIES
+            .iter()
+            .map(|name| ((*name).to_owned(), self.binaries.kubernetes(name)))
+            .collect();
+        programs.push(("etcd".to_owned(), self.binaries.etcd.clone()));
+        programs.push(("containerd".to_owned(), self.containerd.clone()));
+        let dirs = [self.layout.root.clone(), self.layout.run.clone()];
+        let mut stopped = Vec::new();
+        for (component, pid) in super::process::unrecorded(&programs, &dirs) {
+            if !super::process::terminate(pid, grace) {
+                return Err(LocalError::Unstoppable {
+                    cluster: self.name.clone(),
+                    component,
+                    pid,
+                });
+            }
+            eprintln!(
+                "kindling: stopped {component} (pid {pid}) of cluster `{}`, left running without a record",
+                self.name
+            );
+            stopped.push(format!("{component} (unrecorded)"));
+        }
         Ok(stopped)
     }
 
@@ -939,6 +964,51 @@ impl crate::cluster::Provider for LocalCluster {
         "local"
     }
 
+    fn spec(&self) -> crate::cluster::ProviderSpec {
+        crate::cluster::ProviderSpec::Local {
+            cluster: self.name.clone(),
+            state_root: self.state_root.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
+    fn requirement(&self) -> crate::Requirement {
+        let binaries = self.binaries.clone();
+        let cni = self.cni_bin_dir.clone();
+        crate::Requirement::all(
+            "the local provider",
+            vec![
+                crate::Requirement::root(),
+                crate::Requirement::docker(),
+                crate::Requirement::new("the local cluster's components", move || {
+                    match binaries.missing() {
+                        Some(path) if crate::requirement::find_program("go").is_none() => {
+                            Err(format!(
+                                "`{}` is not built and Go is not installed to build it: install Go (https://go.dev/dl)",
+                                path.display()
+                            ))
+                        }
+                        _ => Ok(()),
+                    }
+                }),
+                crate::Requirement::new("Debian's runtime packages", move || {
+                    let Some((path, packages)) = super::packages::missing(&cni) else {
+                        return Ok(());
+                    };
+                    super::packages::can_install(super::packages::InstallPolicy::from_env())
+                        .map_err(|reason| {
+                            super::packages::PackageError::Missing {
+                                path,
+                                packages,
+                                reason,
+                            }
+                            .to_string()
+                        })
+                }),
+            ],
+        )
+    }
+
     fn cluster(&self) -> &str {
         &self.name
     }
@@ -957,7 +1027,7 @@ impl crate::cluster::Provider for LocalCluster {
                 name: cluster.name.clone(),
                 kubeconfig: cluster.kubeconfig(),
                 context: cluster.name.clone(),
-                fingerprint: format!("local {KUBERNETES_VERSION} {ETCD_VERSION} {COREDNS_VERSION}"),
+                fingerprint: format!("local {}", component_versions()),
             })
         })
     }

@@ -91,9 +91,15 @@ impl Supervisor {
         };
         let log = self.log_path(&spec.name);
         std::fs::create_dir_all(log.parent().expect("logs dir")).map_err(start_error)?;
+        // One log per start: a failure quotes this start's lines only; the
+        // last start's log stays beside it.
+        if log.exists() {
+            std::fs::rename(&log, log.with_extension("previous.log")).map_err(start_error)?;
+        }
         let output = std::fs::OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(true)
             .open(&log)
             .map_err(start_error)?;
         // `setsid` execs the program in place when the caller is not a
@@ -216,6 +222,83 @@ impl Supervisor {
     }
 }
 
+/// Processes running one of `programs` (by their executable's path) whose
+/// command line names a path under one of `dirs`, as `(name, pid)`.
+pub fn unrecorded(programs: &[(String, PathBuf)], dirs: &[PathBuf]) -> Vec<(String, u32)> {
+    let programs: Vec<(String, PathBuf)> = programs
+        .iter()
+        .map(|(name, path)| {
+            (
+                name.clone(),
+                std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+            )
+        })
+        .collect();
+    let dirs: Vec<String> = dirs.iter().map(|dir| dir.display().to_string()).collect();
+    let own = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own || matches!(proc_stat(pid), None | Some(('Z' | 'X', _))) {
+            continue;
+        }
+        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else {
+            continue;
+        };
+        // A binary replaced since it started reads as `<path> (deleted)`.
+        let exe = exe.display().to_string();
+        let Some((name, _)) = programs
+            .iter()
+            .find(|(_, path)| exe.trim_end_matches(" (deleted)") == path.display().to_string())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let names_our_dir = cmdline
+            .split(|byte| *byte == 0)
+            .map(String::from_utf8_lossy)
+            .any(|arg| dirs.iter().any(|dir| arg.contains(dir.as_str())));
+        if names_our_dir {
+            found.push((name.clone(), pid));
+        }
+    }
+    found
+}
+
+/// SIGTERM, then SIGKILL after `grace`; true once `pid` is gone.
+pub fn terminate(pid: u32, grace: Duration) -> bool {
+    let Some(target) = Pid::from_raw(pid as i32) else {
+        return true;
+    };
+    let started = proc_stat(pid).map(|(_, ticks)| ticks);
+    let alive = || match proc_stat(pid) {
+        Some((state, ticks)) => state != 'Z' && state != 'X' && Some(ticks) == started,
+        None => false,
+    };
+    let _ = kill_process(target, Signal::TERM);
+    let deadline = Instant::now() + grace;
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive() {
+        let _ = kill_process(target, Signal::KILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    !alive()
+}
+
 /// Waits until `pid` runs `program` (after `setsid` exec'd it) and returns its start time.
 fn wait_for_exec(pid: u32, program: &Path) -> Option<u64> {
     let wanted = std::fs::canonicalize(program).ok();
@@ -320,6 +403,64 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("line 4\nline 5\nfatal: bad flag"), "{text}");
+    }
+
+    #[test]
+    fn unrecorded_processes_are_found_by_binary_and_state_dir_and_terminated() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("cluster");
+        std::fs::create_dir_all(&state).unwrap();
+        // A copy of sleep that ignores SIGTERM through a shell trap would be
+        // a shell; a plain sleep shows the search, a trapping shell the kill.
+        let program = PathBuf::from("/bin/sh");
+        let mut child = Command::new(&program)
+            .args([
+                "-c",
+                &format!(
+                    "trap '' TERM; while :; do sleep 0.05; done # {}",
+                    state.display()
+                ),
+            ])
+            .spawn()
+            .unwrap();
+        let programs = vec![("shell".to_owned(), program)];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut found = Vec::new();
+        while found.is_empty() && Instant::now() < deadline {
+            found = unrecorded(&programs, std::slice::from_ref(&state));
+        }
+        assert_eq!(found, vec![("shell".to_owned(), child.id())]);
+        assert!(unrecorded(&programs, &[dir.path().join("other")]).is_empty());
+        assert!(terminate(child.id(), Duration::from_millis(300)));
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+    }
+
+    #[test]
+    fn each_start_gets_a_log_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(dir.path());
+        let say = |text: &str| ProcessSpec {
+            name: "echo".to_owned(),
+            program: PathBuf::from("/bin/echo"),
+            args: vec![text.to_owned()],
+        };
+        supervisor.start(&say("first start")).unwrap();
+        let log = supervisor.log_path("echo");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log_tail(&log, 5).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        supervisor.start(&say("second start")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log_tail(&log, 5).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(log_tail(&log, 5), "second start");
+        assert_eq!(
+            log_tail(&log.with_extension("previous.log"), 5),
+            "first start"
+        );
     }
 
     #[test]

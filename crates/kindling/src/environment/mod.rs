@@ -15,21 +15,22 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessError, Endpoint, HttpClient};
-use crate::cluster::{ClusterInfo, Provider, ProviderError, PullPolicy};
-use crate::deploy::namespace::{self, DEFAULT_GRACE, GcPolicy, NamespaceError};
+use crate::cluster::{Provider, ProviderError, ProviderSpec, PullPolicy};
+use crate::deploy::namespace::{self, DEFAULT_GRACE, NamespaceError};
 use crate::deploy::{
     Applied, ApplyError, DeliveredImages, Manifest, ManifestError, PreflightError, apply_manifests,
     read_manifests, resolve_and_check,
 };
-use crate::image::ImageRef;
 use crate::node::NodeStore;
-use crate::setup::{PhaseError, SetupContext};
+use crate::setup::SetupContext;
 use crate::suite::TestContext;
 use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
 
-/// How long workloads may take to become ready, unless set.
-pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(180);
+mod builder;
+mod session;
+
+pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder, EnvironmentFingerprint, ImageInput};
 
 /// Setting up or using an environment failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,10 @@ pub enum EnvironmentError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerUnavailable),
+    #[error(transparent)]
+    Build(#[from] Box<crate::image::BuildError>),
     #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]
     Kubeconfig {
         kubeconfig: PathBuf,
@@ -66,7 +71,7 @@ pub enum EnvironmentError {
 /// the suite deployed into, and the exact image references it delivered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Environment {
-    provider: String,
+    provider: ProviderSpec,
     cluster: String,
     kubeconfig: PathBuf,
     context: String,
@@ -83,11 +88,12 @@ impl AsRef<Environment> for Environment {
 }
 
 impl Environment {
-    /// Starts describing the environment of the suite `setup` belongs to.
-    pub fn builder(setup: &SetupContext, provider: Box<dyn Provider>) -> EnvironmentBuilder {
+    /// Starts describing the environment of the suite `setup` belongs to:
+    /// its images, manifests and provider. Then [`EnvironmentBuilder::up`].
+    pub fn builder(setup: &SetupContext) -> EnvironmentBuilder {
         EnvironmentBuilder {
             setup: setup.clone(),
-            provider,
+            provider: None,
             images: Vec::new(),
             manifests: Vec::new(),
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
@@ -118,14 +124,30 @@ impl Environment {
         &self.kubeconfig
     }
 
-    /// A client for the cluster (one per process, shared).
+    /// A client for the cluster (one per process, shared). The first call
+    /// in a process also marks the cluster as in use by it and renews the
+    /// namespace's heartbeat every minute while the process runs.
     pub async fn client(&self) -> Result<Client, EnvironmentError> {
-        client_for(&self.kubeconfig, &self.context).await
+        let client = client_for(&self.kubeconfig, &self.context).await?;
+        session::enter(
+            self.provider.kind(),
+            self.provider.cluster(),
+            &client,
+            &self.namespace,
+        )
+        .await;
+        Ok(client)
     }
 
-    /// The provider this environment's cluster came from.
+    /// The provider this environment's cluster came from, as the setup
+    /// recorded it (not as this process's `KINDLING_PROVIDER` says).
     pub fn provider(&self) -> Result<Box<dyn Provider>, ProviderError> {
-        crate::cluster::from_env(&self.cluster)
+        self.provider.provider()
+    }
+
+    /// The recorded provider and its configuration.
+    pub fn provider_spec(&self) -> &ProviderSpec {
+        &self.provider
     }
 
     /// The node image stores (for diagnoses); empty when unreachable.
@@ -194,142 +216,6 @@ impl Environment {
             &dir,
         )
         .await;
-    }
-}
-
-/// Builds an [`Environment`] in a suite's setup.
-pub struct EnvironmentBuilder {
-    setup: SetupContext,
-    provider: Box<dyn Provider>,
-    images: Vec<ImageRef>,
-    manifests: Vec<PathBuf>,
-    wait_timeout: Duration,
-    gc_grace: Duration,
-}
-
-impl EnvironmentBuilder {
-    /// An image the manifests may name as `kindling:<its name>`.
-    pub fn image(mut self, image: ImageRef) -> Self {
-        self.images.push(image);
-        self
-    }
-
-    pub fn images(mut self, images: impl IntoIterator<Item = ImageRef>) -> Self {
-        self.images.extend(images);
-        self
-    }
-
-    /// A manifest file, or a directory of them (read in name order).
-    pub fn manifests(mut self, path: impl Into<PathBuf>) -> Self {
-        self.manifests.push(path.into());
-        self
-    }
-
-    /// How long workloads may take to become ready (default 180 s).
-    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.wait_timeout = timeout;
-        self
-    }
-
-    /// Namespaces of earlier runs of this suite whose heartbeat is older
-    /// than this are deleted at setup (default 15 min).
-    pub fn gc_grace(mut self, grace: Duration) -> Self {
-        self.gc_grace = grace;
-        self
-    }
-
-    /// Reads the manifests, brings the cluster up, delivers the images,
-    /// checks every image, applies and waits. Each step is a setup phase.
-    pub async fn up(self) -> Result<Environment, PhaseError> {
-        let setup = self.setup.clone();
-        let paths = self.manifests.clone();
-        let mut manifests = setup
-            .phase("manifests", async move { read_manifests(&paths) })
-            .await?;
-        let info: ClusterInfo = setup.phase("cluster", self.provider.ensure()).await?;
-        let delivered = if self.images.is_empty() {
-            crate::cluster::Delivered {
-                images: Vec::new(),
-                pull_policy: PullPolicy::Never,
-            }
-        } else {
-            let docker = setup.phase("docker", crate::docker::connect()).await?;
-            setup
-                .phase("images", self.provider.deliver(docker, self.images.clone()))
-                .await?
-        };
-        let images = DeliveredImages::new(&delivered.images, delivered.pull_policy);
-        setup
-            .phase("preflight", async {
-                resolve_and_check(&mut manifests, &images)
-            })
-            .await?;
-        let client = setup
-            .phase("client", client_for(&info.kubeconfig, &info.context))
-            .await?;
-        let namespace = namespace::suite_namespace(setup.suite(), setup.run_id());
-        let gc = GcPolicy {
-            grace: self.gc_grace,
-            suite: Some(setup.suite().to_owned()),
-            keep: vec![namespace.clone()],
-        };
-        setup
-            .phase("namespace", async {
-                namespace::ensure_namespace(&client, &namespace, setup.suite(), setup.run_id())
-                    .await?;
-                let collected = namespace::collect_garbage(&client, &gc).await?;
-                if !collected.deleted.is_empty() {
-                    tracing::info!("deleted stale namespaces {:?}", collected.deleted);
-                }
-                Ok::<_, NamespaceError>(())
-            })
-            .await?;
-        let stores = self.provider.node_stores().await.unwrap_or_default();
-        let waiter = Waiter::new(client.clone(), stores.clone(), self.wait_timeout);
-        let deployed = setup
-            .phase("deploy", async {
-                let outcome = deploy(&client, &namespace, &mut manifests, &waiter).await;
-                match outcome {
-                    Ok(applied) => Ok(applied),
-                    Err(failure) => {
-                        let dir = setup.artifacts_dir();
-                        artifacts::collect(
-                            artifacts::Sources {
-                                client: &client,
-                                namespace: &namespace,
-                                stores: &stores,
-                                provider: Some(self.provider.as_ref()),
-                            },
-                            &dir,
-                        )
-                        .await;
-                        Err(EnvironmentError::WithArtifacts {
-                            failure: Box::new(failure),
-                            artifacts: dir,
-                        })
-                    }
-                }
-            })
-            .await?;
-        Ok(Environment {
-            provider: self.provider.kind().to_owned(),
-            cluster: info.name,
-            kubeconfig: info.kubeconfig,
-            context: info.context,
-            namespace,
-            images: images.references().clone(),
-            pull_policy: delivered.pull_policy,
-            workloads: deployed
-                .into_iter()
-                .map(|applied| {
-                    (
-                        applied.kind,
-                        applied.namespace.unwrap_or_default(),
-                        applied.name,
-                    )
-                })
-                .collect(),
-        })
     }
 }
 

@@ -1,0 +1,208 @@
+//! What a provider is, as data: recorded in an environment so that every
+//! test process reaches the very cluster the setup used (whatever
+//! `KINDLING_PROVIDER` says in that process), and fingerprinted so that a
+//! changed provider or cluster configuration sets up from scratch.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::existing::ExistingCluster;
+use super::kind::{KindCluster, KindEngine};
+use super::local::cluster::LocalCluster;
+use super::{Provider, ProviderError};
+use crate::image::Registry;
+
+/// A provider and its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+pub enum ProviderSpec {
+    /// Upstream components on this host.
+    Local {
+        cluster: String,
+        /// Where the cluster's state lives (`<KINDLING_HOME>/clusters`).
+        state_root: PathBuf,
+        /// Where its built components are (`KINDLING_CACHE_DIR`).
+        cache: PathBuf,
+    },
+    /// A Kind cluster through the kind CLI.
+    Kind {
+        cluster: String,
+        state_home: PathBuf,
+        cache: PathBuf,
+        config_file: Option<PathBuf>,
+        binary: Option<PathBuf>,
+        engine: Option<String>,
+        recreate_on_change: bool,
+    },
+    /// A cluster kindling does not own; images pushed to `registry`.
+    Existing {
+        cluster: String,
+        kubeconfig: PathBuf,
+        context: Option<String>,
+        registry: String,
+    },
+}
+
+impl ProviderSpec {
+    /// `local`, `kind` or `existing`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderSpec::Local { .. } => "local",
+            ProviderSpec::Kind { .. } => "kind",
+            ProviderSpec::Existing { .. } => "existing",
+        }
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        match self {
+            ProviderSpec::Local { cluster, .. }
+            | ProviderSpec::Kind { cluster, .. }
+            | ProviderSpec::Existing { cluster, .. } => cluster,
+        }
+    }
+
+    /// The provider this describes. Registry credentials are not recorded:
+    /// an `existing` provider made here reads them from the environment.
+    pub fn provider(&self) -> Result<Box<dyn Provider>, ProviderError> {
+        Ok(match self {
+            ProviderSpec::Local {
+                cluster,
+                state_root,
+                cache,
+            } => Box::new(LocalCluster::in_dirs(cluster, state_root, cache)),
+            ProviderSpec::Kind {
+                cluster,
+                state_home,
+                cache,
+                config_file,
+                binary,
+                engine,
+                recreate_on_change,
+            } => {
+                let mut kind = KindCluster::new(cluster, state_home, cache)
+                    .recreate_on_change(*recreate_on_change);
+                if let Some(config) = config_file {
+                    kind = kind.config_file(config);
+                }
+                if let Some(binary) = binary {
+                    kind = kind.binary(binary);
+                }
+                if let Some(engine) = engine {
+                    kind = kind.engine(KindEngine::named(engine));
+                }
+                Box::new(kind)
+            }
+            ProviderSpec::Existing {
+                cluster,
+                kubeconfig,
+                context,
+                registry,
+            } => {
+                let mut registry = Registry::new(registry).map_err(|error| ProviderError {
+                    provider: "existing".to_owned(),
+                    cluster: cluster.clone(),
+                    action: "read its recorded registry".to_owned(),
+                    source: Box::new(error),
+                })?;
+                if let (Ok(username), Ok(password)) = (
+                    std::env::var("KINDLING_REGISTRY_USERNAME"),
+                    std::env::var("KINDLING_REGISTRY_PASSWORD"),
+                ) {
+                    registry = registry
+                        .with_credentials(crate::image::RegistryCredentials { username, password });
+                }
+                Box::new(ExistingCluster::new(
+                    cluster,
+                    kubeconfig,
+                    context.clone(),
+                    registry,
+                ))
+            }
+        })
+    }
+
+    /// A digest of the provider and its configuration: everything here,
+    /// the kind configuration file's contents, and kindling's version.
+    /// Reading a missing configuration file counts by its absence (the
+    /// provider itself fails on it with a clear error).
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"kindling provider v1\0");
+        hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+        hasher.update([0]);
+        hasher.update(serde_json::to_vec(self).expect("a spec serialises"));
+        if let ProviderSpec::Kind {
+            config_file: Some(path),
+            ..
+        } = self
+        {
+            hasher.update([0]);
+            hasher.update(std::fs::read(path).unwrap_or_default());
+        }
+        if let ProviderSpec::Local { .. } = self {
+            hasher.update([0]);
+            hasher.update(super::local::cluster::component_versions().as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(cluster: &str) -> ProviderSpec {
+        ProviderSpec::Local {
+            cluster: cluster.to_owned(),
+            state_root: "/state".into(),
+            cache: "/cache".into(),
+        }
+    }
+
+    #[test]
+    fn fingerprints_change_with_the_configuration() {
+        assert_eq!(local("a").fingerprint(), local("a").fingerprint());
+        assert_ne!(local("a").fingerprint(), local("b").fingerprint());
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("kind.yaml");
+        std::fs::write(&config, "kind: Cluster\n").unwrap();
+        let kind = ProviderSpec::Kind {
+            cluster: "k".to_owned(),
+            state_home: "/state".into(),
+            cache: "/cache".into(),
+            config_file: Some(config.clone()),
+            binary: None,
+            engine: None,
+            recreate_on_change: false,
+        };
+        let before = kind.fingerprint();
+        std::fs::write(&config, "kind: Cluster\nnodes: [{role: worker}]\n").unwrap();
+        assert_ne!(before, kind.fingerprint());
+    }
+
+    #[test]
+    fn specs_round_trip_and_make_their_provider() {
+        let specs = [
+            local("a"),
+            ProviderSpec::Existing {
+                cluster: "staging".to_owned(),
+                kubeconfig: "/k/config".into(),
+                context: Some("ctx".to_owned()),
+                registry: "127.0.0.1:5000".to_owned(),
+            },
+        ];
+        for spec in specs {
+            let json = serde_json::to_value(&spec).unwrap();
+            assert_eq!(serde_json::from_value::<ProviderSpec>(json).unwrap(), spec);
+            let provider = spec.provider().unwrap();
+            assert_eq!(
+                (provider.kind(), provider.cluster()),
+                (spec.kind(), spec.cluster())
+            );
+            assert_eq!(provider.spec(), spec);
+        }
+    }
+}
