@@ -1,8 +1,9 @@
 //! The harness contract, tested from outside: fixture suites built and run
 //! by the binary itself, `cargo test` and `cargo nextest run`.
 //!
-//! Tests that need cargo-nextest are reported as ignored (skipped, never
-//! passed) when it is missing, and fail when `CI` is set.
+//! Tests that need cargo-nextest (or a Docker engine) are reported as
+//! ignored (skipped, never passed) when it is missing, and fail when `CI`
+//! is set.
 
 mod support;
 
@@ -10,11 +11,148 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use kindling::{BoxError, Requirement, Suite, TestOptions};
 use quick_junit::{Report, TestCaseStatus};
 use support::*;
 
-type Outcome = Result<(), Failed>;
+type Outcome = Result<(), BoxError>;
+
+/// Runs a test that blocks (nested cargo runs) off the async runtime.
+async fn blocking(test: fn() -> Outcome) -> Outcome {
+    tokio::task::spawn_blocking(test).await?
+}
+
+fn missing_requirements_skip_under_nextest_are_ignored_under_cargo_test_and_fail_in_ci() -> Outcome
+{
+    let scratch = Scratch::new();
+    let missing = [("FIXTURE_MISSING", "1")];
+    // Listing: every test, and the ones missing the requirement among the
+    // ignored ones (nextest asks both); nothing but the list.
+    let everything = list_lines(&[
+        "free::runs_anywhere",
+        "needs::the_tool",
+        "needs::the_tool_too",
+    ]);
+    let listed = run_binary(
+        &scratch,
+        "requirements",
+        &["--list", "--format", "terse"],
+        &missing,
+    );
+    ensure(listed.code == Some(0) && listed.stderr.is_empty(), || {
+        listed.text()
+    })?;
+    ensure(listed.stdout == everything, || listed.text())?;
+    let ignored = run_binary(
+        &scratch,
+        "requirements",
+        &["--list", "--format", "terse", "--ignored"],
+        &missing,
+    );
+    ensure(
+        ignored.stdout == list_lines(&["needs::the_tool", "needs::the_tool_too"])
+            && ignored.stderr.is_empty(),
+        || ignored.text(),
+    )?;
+    let present = run_binary(
+        &scratch,
+        "requirements",
+        &["--list", "--format", "terse", "--ignored"],
+        &[],
+    );
+    ensure(present.stdout.is_empty(), || present.text())?;
+
+    // nextest: SKIP, never PASS.
+    let (ran, _) = nextest_run(&scratch, "requirements", &missing);
+    ensure(ran.code == Some(0), || ran.text())?;
+    let summary = format!("{}{}", ran.stdout, ran.stderr);
+    ensure(summary.contains("1 test run: 1 passed, 2 skipped"), || {
+        format!("nextest did not report two skips:\n{summary}")
+    })?;
+    ensure(scratch.count("needs-ran") == 0, || {
+        "a skipped test ran".to_owned()
+    })?;
+
+    // cargo test: ignored, with the reason on stderr.
+    let ran = cargo_test(&scratch, "requirements", &missing);
+    ensure(ran.code == Some(0), || ran.text())?;
+    ensure(ran.stdout.contains("1 passed; 0 failed; 2 ignored"), || {
+        ran.text()
+    })?;
+    ensure(
+        ran.stderr.contains("requirement `the fixture's tool` is missing: the fixture's tool is not installed: unset FIXTURE_MISSING"),
+        || ran.text(),
+    )?;
+
+    // CI: they run and fail with the reason.
+    let mut in_ci = missing.to_vec();
+    in_ci.push(("CI", "true"));
+    let ran = run_binary(&scratch, "requirements", &[], &in_ci);
+    ensure(ran.code == Some(101), || ran.text())?;
+    ensure(ran.stdout.contains("1 passed; 2 failed"), || ran.text())?;
+    ensure(
+        ran.stdout.contains("the fixture's tool is not installed")
+            && ran.stdout.contains("CI is set"),
+        || ran.text(),
+    )?;
+    ensure(scratch.count("needs-ran") == 0, || {
+        "a test ran without its requirement".to_owned()
+    })?;
+    Ok(())
+}
+
+fn tag_policies_apply_to_every_build() -> Outcome {
+    let reference = |env: &[(&str, &str)]| -> Result<String, BoxError> {
+        let scratch = Scratch::new();
+        let report = scratch.root.path().join("reference");
+        let report_path = report.display().to_string();
+        let mut env = env.to_vec();
+        env.push(("FIXTURE_REPORT", report_path.as_str()));
+        let ran = run_binary(&scratch, "tags", &[], &env);
+        ensure(ran.code == Some(0), || ran.text())?;
+        Ok(std::fs::read_to_string(&report)?)
+    };
+    let content = reference(&[])?;
+    ensure(
+        content.starts_with("localhost/kindling/fixture-tags:c-"),
+        || content.clone(),
+    )?;
+    let first = reference(&[("KINDLING_TAG_POLICY", "unique")])?;
+    let second = reference(&[("KINDLING_TAG_POLICY", "unique")])?;
+    ensure(
+        first.starts_with("localhost/kindling/fixture-tags:fixture-tags-") && first != second,
+        || format!("unique tags: {first} then {second}"),
+    )?;
+    let tag = second.rsplit(':').next().unwrap_or_default().to_owned();
+    let fixed = reference(&[
+        ("KINDLING_TAG_POLICY", "fixed"),
+        ("KINDLING_IMAGE_TAG", &tag),
+    ])?;
+    ensure(fixed == second, || format!("fixed `{tag}` gave {fixed}"))?;
+
+    let scratch = Scratch::new();
+    let ran = run_binary(
+        &scratch,
+        "tags",
+        &[],
+        &[
+            ("KINDLING_TAG_POLICY", "fixed"),
+            ("KINDLING_IMAGE_TAG", "never-built"),
+        ],
+    );
+    ensure(ran.code == Some(101), || ran.text())?;
+    ensure(
+        ran.stdout.contains("image `localhost/kindling/fixture-tags:never-built` (KINDLING_TAG_POLICY=fixed) is not in the local engine"),
+        || ran.text(),
+    )?;
+    let ran = run_binary(&scratch, "tags", &[], &[("KINDLING_TAG_POLICY", "fixed")]);
+    ensure(
+        ran.stdout
+            .contains("KINDLING_TAG_POLICY=fixed needs KINDLING_IMAGE_TAG"),
+        || ran.text(),
+    )?;
+    Ok(())
+}
 
 fn list_lines(names: &[&str]) -> String {
     names.iter().map(|name| format!("{name}: test\n")).collect()
@@ -532,58 +670,75 @@ fn filters_select_like_libtest() -> Outcome {
 }
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    let nextest = nextest_available();
-    let in_ci = support::in_ci();
-    if !nextest && !args.list {
-        let consequence = if in_ci {
-            "they will fail (CI is set)"
+    let nextest = Requirement::new("cargo-nextest", || {
+        if nextest_available() {
+            Ok(())
         } else {
-            "they are reported as ignored (skipped)"
-        };
-        eprintln!(
-            "WARNING: cargo-nextest is not installed; tests that run suites under nextest cannot run and {consequence}. Install it with `cargo install --locked cargo-nextest`."
-        );
-    }
-    let needs_nextest = |trial: Trial| trial.with_ignored_flag(!nextest && !in_ci);
-    let trials = vec![
-        Trial::test(
-            "listing_is_pure_and_side_effect_free",
-            listing_is_pure_and_side_effect_free,
-        ),
-        needs_nextest(Trial::test(
-            "setup_runs_once_per_run_under_nextest_and_is_reused_while_alive",
-            setup_runs_once_per_run_under_nextest_and_is_reused_while_alive,
-        )),
-        Trial::test(
-            "setup_runs_once_under_cargo_test_and_is_reported",
-            setup_runs_once_under_cargo_test_and_is_reported,
-        ),
-        needs_nextest(Trial::test(
-            "failing_setup_fails_every_test_with_the_same_message",
-            failing_setup_fails_every_test_with_the_same_message,
-        )),
-        Trial::test(
-            "killed_setup_is_never_recorded_done",
-            killed_setup_is_never_recorded_done,
-        ),
-        needs_nextest(Trial::test(
-            "junit_of_cargo_test_and_nextest_agree",
-            junit_of_cargo_test_and_nextest_agree,
-        )),
-        Trial::test(
-            "timeouts_fire_and_say_what_was_running",
-            timeouts_fire_and_say_what_was_running,
-        ),
-        Trial::test(
-            "duplicate_names_are_refused_also_when_listing",
-            duplicate_names_are_refused_also_when_listing,
-        ),
-        Trial::test(
-            "bad_kindling_variables_are_errors_naming_the_variable",
-            bad_kindling_variables_are_errors_naming_the_variable,
-        ),
-        Trial::test("filters_select_like_libtest", filters_select_like_libtest),
-    ];
-    libtest_mimic::run(&args, trials).exit_code()
+            Err("cargo-nextest is not installed: `cargo install --locked cargo-nextest`".to_owned())
+        }
+    });
+    let needs_nextest = TestOptions::new().requires(nextest.clone());
+    let needs_docker = TestOptions::new().requires(Requirement::docker());
+    let mut suite = Suite::new();
+    suite = suite.standalone(
+        "listing_is_pure_and_side_effect_free",
+        TestOptions::new(),
+        || blocking(listing_is_pure_and_side_effect_free),
+    );
+    suite = suite.standalone(
+        "setup_runs_once_per_run_under_nextest_and_is_reused_while_alive",
+        needs_nextest.clone(),
+        || blocking(setup_runs_once_per_run_under_nextest_and_is_reused_while_alive),
+    );
+    suite = suite.standalone(
+        "setup_runs_once_under_cargo_test_and_is_reported",
+        TestOptions::new(),
+        || blocking(setup_runs_once_under_cargo_test_and_is_reported),
+    );
+    suite = suite.standalone(
+        "failing_setup_fails_every_test_with_the_same_message",
+        needs_nextest.clone(),
+        || blocking(failing_setup_fails_every_test_with_the_same_message),
+    );
+    suite = suite.standalone(
+        "killed_setup_is_never_recorded_done",
+        TestOptions::new(),
+        || blocking(killed_setup_is_never_recorded_done),
+    );
+    suite = suite.standalone(
+        "junit_of_cargo_test_and_nextest_agree",
+        needs_nextest.clone(),
+        || blocking(junit_of_cargo_test_and_nextest_agree),
+    );
+    suite = suite.standalone(
+        "timeouts_fire_and_say_what_was_running",
+        TestOptions::new(),
+        || blocking(timeouts_fire_and_say_what_was_running),
+    );
+    suite = suite.standalone(
+        "duplicate_names_are_refused_also_when_listing",
+        TestOptions::new(),
+        || blocking(duplicate_names_are_refused_also_when_listing),
+    );
+    suite = suite.standalone(
+        "bad_kindling_variables_are_errors_naming_the_variable",
+        TestOptions::new(),
+        || blocking(bad_kindling_variables_are_errors_naming_the_variable),
+    );
+    suite = suite.standalone("filters_select_like_libtest", TestOptions::new(), || {
+        blocking(filters_select_like_libtest)
+    });
+    suite = suite.standalone(
+        "missing_requirements_skip_under_nextest_are_ignored_under_cargo_test_and_fail_in_ci",
+        needs_nextest.clone(),
+        || {
+            blocking(
+                missing_requirements_skip_under_nextest_are_ignored_under_cargo_test_and_fail_in_ci,
+            )
+        },
+    );
+    suite = suite.standalone("tag_policies_apply_to_every_build", needs_docker, || {
+        blocking(tag_policies_apply_to_every_build)
+    });
+    suite.run()
 }

@@ -145,8 +145,10 @@ pub(crate) async fn hold_shared(
     .expect("the lock task does not panic")
 }
 
-/// The users lock of cluster `cluster` of provider `provider`.
-pub(crate) fn users_lock_path(provider: &str, cluster: &str) -> PathBuf {
+/// The users lock of cluster `cluster` of provider `provider`: held
+/// shared by every process setting up or testing on it, exclusively by
+/// whoever deletes it.
+pub fn users_lock_path(provider: &str, cluster: &str) -> PathBuf {
     super::state_home()
         .join("locks")
         .join(format!("{provider}-{cluster}.users.lock"))

@@ -9,7 +9,7 @@ pub(crate) mod lock;
 pub mod pki;
 mod spec;
 
-pub use lock::LockError;
+pub use lock::{LockError, users_lock_path};
 pub use spec::ProviderSpec;
 
 use std::path::{Path, PathBuf};

@@ -155,6 +155,8 @@ pub struct Builder {
     docker: Docker,
     policy: Result<TagPolicy, TagPolicyError>,
     concurrency: usize,
+    /// Tells this builder's `unique` tags from another's.
+    run: String,
 }
 
 impl Builder {
@@ -165,6 +167,7 @@ impl Builder {
             docker,
             policy: TagPolicy::from_env(TagPolicy::Content),
             concurrency: 2,
+            run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         }
     }
 
@@ -226,7 +229,8 @@ impl Builder {
     pub async fn plan(&self, spec: &ImageSpec) -> Result<BuildPlan, BuildError> {
         let spec = spec.clone();
         let policy = self.tag_policy()?.clone();
-        tokio::task::spawn_blocking(move || plan_blocking(spec, &policy))
+        let run = self.run.clone();
+        tokio::task::spawn_blocking(move || plan_blocking(spec, &policy, &run))
             .await
             .expect("plan task")
     }
@@ -449,7 +453,7 @@ impl Builder {
 }
 
 /// Reads the inputs of `spec` and names what its build will be.
-fn plan_blocking(spec: ImageSpec, policy: &TagPolicy) -> Result<BuildPlan, BuildError> {
+fn plan_blocking(spec: ImageSpec, policy: &TagPolicy, run: &str) -> Result<BuildPlan, BuildError> {
     let image = spec.name().to_owned();
     if let Recipe::StaticBinary { binary } = &spec.recipe {
         let bytes = std::fs::read(binary).map_err(|source| BuildError::ReadBinary {
@@ -465,6 +469,7 @@ fn plan_blocking(spec: ImageSpec, policy: &TagPolicy) -> Result<BuildPlan, Build
         return finish_plan(
             spec,
             policy,
+            run,
             input_digest,
             BuildContext::empty(),
             Vec::new(),
@@ -510,12 +515,13 @@ fn plan_blocking(spec: ImageSpec, policy: &TagPolicy) -> Result<BuildPlan, Build
             image: image.clone(),
             source,
         })?;
-    finish_plan(spec, policy, input_digest, context, dockerfile, inside)
+    finish_plan(spec, policy, run, input_digest, context, dockerfile, inside)
 }
 
 fn finish_plan(
     spec: ImageSpec,
     policy: &TagPolicy,
+    run: &str,
     input_digest: String,
     context: BuildContext,
     dockerfile: Vec<u8>,
@@ -525,7 +531,7 @@ fn finish_plan(
     let tag = match policy {
         TagPolicy::Fixed(tag) => tag.clone(),
         TagPolicy::Content => input_digest.clone(),
-        TagPolicy::Unique => unique_tag(&spec),
+        TagPolicy::Unique => unique_tag(&spec, run),
     };
     let reference = normalize(&format!("{}:{tag}", spec.repository())).map_err(|source| {
         BuildError::Reference {
@@ -590,8 +596,9 @@ pub(crate) fn content_tag(
     Ok(format!("c-{}", &digest[..20]))
 }
 
-/// `<name>-<user>-<git short sha>[-dirty]-<unix seconds>`.
-fn unique_tag(spec: &ImageSpec) -> String {
+/// `<name>-<user>-<git short sha>[-dirty]-<unix seconds>-<run>`, `run`
+/// being random per [`Builder`], so two builds in one second differ.
+fn unique_tag(spec: &ImageSpec, run: &str) -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "user".to_owned());
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -609,7 +616,7 @@ fn unique_tag(spec: &ImageSpec) -> String {
         .map(|d| d.as_secs())
         .unwrap_or_default();
     let raw = format!(
-        "{}-{user}-{sha}{}-{seconds}",
+        "{}-{user}-{sha}{}-{seconds}-{run}",
         spec.name(),
         if dirty { "-dirty" } else { "" }
     );
@@ -661,7 +668,8 @@ mod tests {
 
     #[test]
     fn unique_tags_are_valid_tags() {
-        let tag = unique_tag(&ImageSpec::new("api", "/nonexistent"));
+        let tag = unique_tag(&ImageSpec::new("api", "/nonexistent"), "0a1b2c3d");
+        assert!(tag.ends_with("-0a1b2c3d"), "{tag}");
         assert!(tag.starts_with("api-"), "{tag}");
         assert!(tag.contains("-nogit-"), "{tag}");
         assert!(

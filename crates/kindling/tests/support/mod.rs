@@ -32,6 +32,10 @@ pub const FIXTURE_SUITES: &[&str] = &[
     "duplicates",
     "many",
     "environment",
+    "stack",
+    "stack_twin",
+    "requirements",
+    "tags",
 ];
 
 pub fn workspace_root() -> PathBuf {
@@ -292,4 +296,56 @@ pub async fn go_image(
         .build(&spec)
         .await?
         .image)
+}
+
+/// `cargo nextest run --no-capture` of one fixture suite (default profile,
+/// no JUnit), started and not waited for: several may run at once.
+pub fn spawn_nextest(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> std::process::Child {
+    fixture_binaries();
+    let mut command = clean_command(cargo());
+    command
+        .current_dir(workspace_root())
+        .args(["nextest", "run", "--no-capture", "--no-fail-fast"])
+        .args(["-p", FIXTURE_PACKAGE, "--test", suite])
+        .env("CARGO_TARGET_DIR", fixture_target_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    scratch.apply(&mut command).envs(env.iter().copied());
+    command.spawn().expect("cargo nextest starts")
+}
+
+/// Waits for a started run and returns what it printed.
+pub fn finish(child: std::process::Child) -> Ran {
+    Ran::from(child.wait_with_output().expect("the run ends"))
+}
+
+/// The `kindling` CLI, built into the fixture target directory.
+pub fn cli_binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let output = clean_command(cargo())
+            .current_dir(workspace_root())
+            .args(["build", "--message-format=json", "-p", "kindling-cli"])
+            .env("CARGO_TARGET_DIR", fixture_target_dir())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(output.status.success(), "building the kindling CLI failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|message| {
+                (message["target"]["name"] == "kindling")
+                    .then(|| message["executable"].as_str().map(PathBuf::from))
+                    .flatten()
+            })
+            .expect("cargo names the kindling executable")
+    })
+}
+
+/// `kindling <args>` with a clean environment.
+pub fn cli(args: &[&str]) -> Command {
+    let mut command = clean_command(cli_binary());
+    command.args(args);
+    command
 }

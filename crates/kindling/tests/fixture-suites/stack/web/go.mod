@@ -1,0 +1,3 @@
+module kindling.local/stackweb
+
+go 1.22

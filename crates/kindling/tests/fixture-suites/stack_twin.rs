@@ -1,0 +1,9 @@
+//! The `stack` suite under a second name: a suite of its own (state,
+//! namespace), for the tests that run two suites at once on one cluster.
+
+#[path = "stack/suite.rs"]
+mod suite;
+
+fn main() -> std::process::ExitCode {
+    suite::main()
+}
