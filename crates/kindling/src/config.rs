@@ -9,8 +9,9 @@ use std::time::Duration;
 
 /// Built-in per-test timeout when neither the suite nor the environment sets one.
 pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-/// Built-in setup timeout: a cold setup builds images and creates a cluster.
-pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Built-in setup timeout: a cold setup builds images and creates a
+/// cluster, and the local provider's first one builds its components.
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Every variable kindling reads, with what it means, for docs and warnings.
 pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
@@ -20,7 +21,7 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "KINDLING_SETUP_TIMEOUT",
-        "run-wide setup timeout, e.g. `20m` (default 30m)",
+        "run-wide setup timeout, e.g. `20m` (default 60m)",
     ),
     (
         "KINDLING_JUNIT",
@@ -83,6 +84,10 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
         "1: delete and recreate a kind cluster whose configuration changed (default: refuse it)",
     ),
     ("KINDLING_CLUSTER", "cluster name (default `kindling`)"),
+    (
+        "KINDLING_INSTALL",
+        "local provider: auto (install missing Debian runtime packages as root on Debian), never",
+    ),
     (
         "KINDLING_CACHE_DIR",
         "where built cluster components are cached (default ~/.cache/kindling)",
@@ -236,6 +241,9 @@ impl EnvConfig {
                         &value,
                         &[("local", ()), ("kind", ()), ("existing", ())],
                     )?;
+                }
+                "KINDLING_INSTALL" => {
+                    parse_choice(&key, &value, &[("auto", ()), ("never", ())])?;
                 }
                 "KINDLING_KIND_RECREATE" => {
                     parse_choice(
@@ -413,6 +421,7 @@ mod tests {
                 "yes",
                 "one of `1`, `true`, `0`, `false`",
             ),
+            ("KINDLING_INSTALL", "always", "one of `auto`, `never`"),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();

@@ -108,6 +108,22 @@ impl SetupContext {
         }
     }
 
+    /// A context outside any suite run, for tools and benchmarks that
+    /// declare an environment to fingerprint it or bring it up by hand:
+    /// suite `suite`, relative paths resolved against `package_dir`, a run
+    /// of its own, no earlier setup, progress on stderr.
+    pub fn standalone(suite: &str, package_dir: &Path) -> Self {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        SetupContext::new(ContextOptions {
+            suite,
+            run_id: &run_id,
+            artifacts_root: &std::env::temp_dir().join("kindling-artifacts"),
+            package_dir,
+            progress: Arc::new(Progress::new(suite, crate::config::ProgressMode::Plain)),
+            previous: None,
+        })
+    }
+
     /// Where this run's artifacts of the setup go on failure:
     /// `target/kindling/artifacts/<run id>/<suite>/setup`.
     pub fn artifacts_dir(&self) -> PathBuf {

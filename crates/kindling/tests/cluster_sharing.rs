@@ -220,8 +220,9 @@ async fn two_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once() -> O
     let web = Web::new()?;
     let first = start_stack(&one, "stack", &web, None);
     let second = start_stack(&two, "stack_twin", &web, None);
-    let first = read_stack(&one, finish(first))?;
-    let second = read_stack(&two, finish(second))?;
+    let (first, second) = (finish(first), finish(second));
+    let first = read_stack(&one, first)?;
+    let second = read_stack(&two, second)?;
     let brought_up = [&first, &second]
         .iter()
         .filter(|seen| seen.ran.stderr.contains("kindling up: prepare in"))
@@ -253,25 +254,26 @@ async fn kindling_down_waits_for_a_suite_that_is_setting_up() -> Outcome {
     LocalCluster::with_defaults(CLUSTER).down().await?;
     let scratch = Scratch::new();
     let web = Web::new()?;
-    let suite = start_stack(&scratch, "stack", &web, None);
+    let mut suite = start_stack(&scratch, "stack", &web, None);
     // The suite holds the cluster's users lock from the start of its setup.
     let users = kindling::cluster::users_lock_path("local", CLUSTER);
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let held = std::fs::File::open(&users).is_ok_and(|file| file.try_lock().is_err());
-        if held {
-            break;
-        }
-        ensure(Instant::now() < deadline, || {
-            "the suite never started setting up".to_owned()
-        })?;
+    let held = || std::fs::File::open(&users).is_ok_and(|file| file.try_lock().is_err());
+    while !held() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !held() {
+        let _ = suite.kill();
+        let ran = finish(suite);
+        return Err(format!("the suite never started setting up:\n{}", ran.text()).into());
     }
     let down = support::cli(&["down"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()?;
-    let suite = read_stack(&scratch, finish(suite))?;
+        .spawn();
+    let suite = finish(suite);
+    let down = down?;
+    let suite = read_stack(&scratch, suite)?;
     let suite_done = Instant::now();
     let down = finish(down);
     ensure(down.code == Some(0), || down.text())?;

@@ -305,7 +305,7 @@ async fn missing_dockerfile_or_context_names_the_path() -> Result<(), kindling::
         .err()
         .ok_or("a missing context was accepted")?;
     ensure(
-        matches!(&error, BuildError::Context { source: ContextError::MissingContext { path }, .. } if *path == missing),
+        matches!(&error, BuildError::Context { source, .. } if matches!(source.as_ref(), ContextError::MissingContext { path } if *path == missing)),
         || format!("{error:?}"),
     )?;
     ensure(

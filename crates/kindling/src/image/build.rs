@@ -38,7 +38,7 @@ pub enum BuildError {
     Context {
         image: String,
         #[source]
-        source: ContextError,
+        source: Box<ContextError>,
     },
     #[error("image `{image}` gets an invalid reference")]
     Reference {
@@ -286,7 +286,7 @@ impl Builder {
                     .expect("archive task")
                     .map_err(|source| BuildError::Context {
                         image: image.clone(),
-                        source,
+                        source: Box::new(source),
                     })?
                 };
                 let dockerfile = plan
@@ -363,7 +363,7 @@ impl Builder {
         .expect("archive task")
         .map_err(|source| BuildError::Context {
             image: image.clone(),
-            source,
+            source: Box::new(source),
         })?;
         self.run_build(
             spec,
@@ -507,13 +507,13 @@ fn plan_blocking(spec: ImageSpec, policy: &TagPolicy, run: &str) -> Result<Build
     let context = BuildContext::scan(spec.context(), inside.as_deref()).map_err(|source| {
         BuildError::Context {
             image: image.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     let input_digest =
         content_tag(&spec, &context, &dockerfile).map_err(|source| BuildError::Context {
             image: image.clone(),
-            source,
+            source: Box::new(source),
         })?;
     finish_plan(spec, policy, run, input_digest, context, dockerfile, inside)
 }

@@ -22,7 +22,7 @@ pub use readiness::Readiness;
 use crate::node::NodeStore;
 
 /// How often the workloads and pods are looked at.
-const POLL: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(250);
 
 /// A workload to wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,11 @@ pub struct Waiter {
 /// second later.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 
+/// The settle window when every container of the waited pods has a
+/// readiness probe: Ready then means the process answered it, so only a
+/// short look for a restart remains.
+pub const PROBED_SETTLE: Duration = Duration::from_millis(500);
+
 impl Waiter {
     pub fn new(client: Client, stores: Vec<NodeStore>, timeout: Duration) -> Self {
         Waiter {
@@ -111,7 +116,8 @@ impl Waiter {
         }
     }
 
-    /// How long everything must stay ready (default 2 s).
+    /// How long everything must stay ready (default 2 s; at most 0.5 s when
+    /// every container of the waited pods has a readiness probe).
     pub fn settle(mut self, settle: Duration) -> Self {
         self.settle = settle;
         self
@@ -180,7 +186,12 @@ impl Waiter {
                 let restarts = restart_counts(&pods);
                 match &ready_since {
                     Some((since, before)) if *before == restarts => {
-                        if since.elapsed() >= self.settle {
+                        let settle = if pods.iter().all(every_container_probed) {
+                            self.settle.min(PROBED_SETTLE)
+                        } else {
+                            self.settle
+                        };
+                        if since.elapsed() >= settle {
                             return Ok(());
                         }
                     }
@@ -327,6 +338,15 @@ impl Waiter {
                 source,
             })
     }
+}
+
+/// Whether every container of `pod` has a readiness probe.
+fn every_container_probed(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers
+            .iter()
+            .all(|container| container.readiness_probe.is_some())
+    })
 }
 
 /// Every container's restart count, by pod and container.

@@ -18,6 +18,8 @@ pub use provider::{KindCluster, KindEngine};
 /// The kind provider failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KindError {
+    #[error(transparent)]
+    Lock(#[from] crate::cluster::LockError),
     #[error(
         "kind is not installed (looked for {searched}): install it with `go install sigs.k8s.io/kind@{}`, build the pinned one with `bash fixtures/kind/build.sh`, or set KINDLING_KIND_BINARY",
         PINNED_VERSION

@@ -224,6 +224,8 @@ impl KindCluster {
     /// Deletes the cluster and what kindling recorded about it.
     pub async fn delete_cluster(&self) -> Result<(), KindError> {
         let cli = self.cli()?;
+        // Suites setting up or testing on the cluster finish first.
+        let _users = crate::cluster::lock::delete_cluster_lock("kind", &self.name).await?;
         let _lock = self.lock().await?;
         self.delete_with(&cli).await
     }
