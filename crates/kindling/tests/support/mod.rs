@@ -18,12 +18,6 @@ pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), S
     if condition { Ok(()) } else { Err(message()) }
 }
 
-/// True when `CI` is set: tests whose prerequisites are missing then fail
-/// instead of being reported as ignored.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|value| !value.is_empty() && value != "false")
-}
-
 pub const FIXTURE_PACKAGE: &str = "kindling-fixture-suites";
 pub const FIXTURE_SUITES: &[&str] = &[
     "basic",
@@ -58,8 +52,9 @@ fn cargo() -> String {
 }
 
 /// A command with none of the outer run's nextest, kindling or fixture
-/// variables, so a nested run is a run of its own. Nested cargo runs get
-/// the fixture target directory through `CARGO_TARGET_DIR`.
+/// variables, nor `CI`, so a nested run is a run of its own (a test sets
+/// `CI` itself where that is what it checks). Nested cargo runs get the
+/// fixture target directory through `CARGO_TARGET_DIR`.
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(program);
     for (key, _) in std::env::vars_os() {
@@ -69,6 +64,7 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
             || key.starts_with("FIXTURE_")
             || key == "CARGO_TARGET_DIR"
             || key == "RUST_BACKTRACE"
+            || key == "CI"
         {
             command.env_remove(key);
         }
