@@ -1,12 +1,10 @@
 //! Reaching a Service from a test without fixed host ports: a port-forward
 //! through the API server to a ready pod behind the Service, on a local
-//! port of its own, and a small HTTP client for it.
+//! port of its own, and an HTTP client (reqwest) for it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
@@ -32,7 +30,7 @@ pub enum AccessError {
         "Service `{namespace}/{service}` has no selector: kindling forwards to the pods a selector picks"
     )]
     NoSelector { namespace: String, service: String },
-    #[error("no ready pod behind Service `{namespace}/{service}` ({selector}): {pods}")]
+    #[error("no ready or running pod behind Service `{namespace}/{service}` ({selector}): {pods}")]
     NoReadyPod {
         namespace: String,
         service: String,
@@ -92,13 +90,9 @@ impl Endpoint {
         format!("http://{}", self.address)
     }
 
-    /// An HTTP client for this endpoint.
+    /// An HTTP client for this endpoint (which must outlive it).
     pub fn http(&self) -> HttpClient {
-        HttpClient {
-            address: self.address,
-            timeout: Duration::from_secs(10),
-            _forward: None,
-        }
+        HttpClient::new(self.address, None)
     }
 }
 
@@ -141,6 +135,57 @@ pub async fn port_forward(
                         target.port,
                         crate::error::render_chain(&error)
                     );
+                }
+            });
+        }
+    });
+    Ok(Endpoint { address, accept })
+}
+
+/// Forwards a local port to `port` of pod `pod` itself (ready or not):
+/// for a test that asks one replica, or an unready one, directly.
+pub async fn port_forward_pod(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+) -> Result<Endpoint, AccessError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.get(pod).await.map_err(|source| AccessError::Kube {
+        action: format!("read pod `{namespace}/{pod}`"),
+        source,
+    })?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|source| AccessError::Io {
+            action: "bind a local port for a port-forward".to_owned(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| AccessError::Io {
+        action: "read the port-forward's local address".to_owned(),
+        source,
+    })?;
+    let (namespace, pod) = (namespace.to_owned(), pod.to_owned());
+    let accept = tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            let (pods, namespace, pod) = (pods.clone(), namespace.clone(), pod.clone());
+            tokio::spawn(async move {
+                let forwarded = async {
+                    let mut forwarder = pods
+                        .portforward(&pod, &[port])
+                        .await
+                        .map_err(crate::BoxError::from)?;
+                    let mut upstream = forwarder
+                        .take_stream(port)
+                        .expect("the forwarded port's stream");
+                    let copied =
+                        tokio::io::copy_bidirectional(&mut connection, &mut upstream).await;
+                    drop(upstream);
+                    let _ = forwarder.join().await;
+                    copied.map(drop).map_err(crate::BoxError::from)
+                };
+                if let Err(error) = forwarded.await {
+                    tracing::warn!("port-forward to pod {namespace}/{pod}:{port}: {error}");
                 }
             });
         }
@@ -215,7 +260,9 @@ impl Target {
         })
     }
 
-    /// A ready pod behind the Service and the container port to reach on it.
+    /// A ready pod behind the Service, else a running one (a test may ask
+    /// an unready pod why it is not ready), and the container port to
+    /// reach on it.
     async fn pick_pod(&self) -> Result<(String, u16), AccessError> {
         let pods = self
             .pods
@@ -229,11 +276,20 @@ impl Target {
                 source,
             })?
             .items;
-        let ready = pods.iter().find(|pod| {
-            pod.metadata.deletion_timestamp.is_none()
-                && crate::wait::readiness::pod(pod) == crate::wait::Readiness::Ready
-        });
-        let Some(pod) = ready else {
+        let live = |pod: &&Pod| pod.metadata.deletion_timestamp.is_none();
+        let ready = pods
+            .iter()
+            .filter(live)
+            .find(|pod| crate::wait::readiness::pod(pod) == crate::wait::Readiness::Ready);
+        let running = || {
+            pods.iter().filter(live).find(|pod| {
+                pod.status
+                    .as_ref()
+                    .and_then(|status| status.phase.as_deref())
+                    == Some("Running")
+            })
+        };
+        let Some(pod) = ready.or_else(running) else {
             return Err(AccessError::NoReadyPod {
                 namespace: self.namespace.clone(),
                 service: self.service.clone(),
@@ -303,18 +359,35 @@ impl Target {
     }
 }
 
-/// An HTTP/1.1 response.
+/// An HTTP response, read whole.
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: String,
 }
 
-/// A small HTTP/1.1 client for an [`Endpoint`]: one connection per request.
+impl Response {
+    /// The body as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+}
+
+/// An HTTP client (reqwest) for an [`Endpoint`], with the forward's base
+/// URL, a timeout, and optionally a bearer token on every request. Every
+/// request opens a connection of its own (see [`port_forward`]).
 #[derive(Clone)]
 pub struct HttpClient {
+    client: reqwest::Client,
     address: SocketAddr,
     timeout: Duration,
+    bearer: Option<String>,
     /// Keeps the forward open as long as a client holding it lives.
     _forward: Option<std::sync::Arc<Endpoint>>,
 }
@@ -323,23 +396,43 @@ impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
             .field("address", &self.address)
+            .field("bearer", &self.bearer.as_ref().map(|_| "<token>"))
             .finish()
     }
 }
 
 impl HttpClient {
+    fn new(address: SocketAddr, forward: Option<std::sync::Arc<Endpoint>>) -> Self {
+        // No kept-alive connections: each request opens its own, so each
+        // goes through the forward to a pod that is ready now, not to one a
+        // rollout has replaced since.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_default();
+        HttpClient {
+            client,
+            address,
+            timeout: Duration::from_secs(10),
+            bearer: None,
+            _forward: forward,
+        }
+    }
+
     /// A client that owns `endpoint`: the forward lives as long as it.
     pub fn through(endpoint: Endpoint) -> Self {
-        HttpClient {
-            address: endpoint.address,
-            timeout: Duration::from_secs(10),
-            _forward: Some(std::sync::Arc::new(endpoint)),
-        }
+        let address = endpoint.address;
+        HttpClient::new(address, Some(std::sync::Arc::new(endpoint)))
     }
 
     /// The address requests go to.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
     }
 
     /// The time a request may take, 10 s unless set.
@@ -348,71 +441,87 @@ impl HttpClient {
         self
     }
 
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn bearer(mut self, token: impl Into<String>) -> Self {
+        self.bearer = Some(token.into());
+        self
+    }
+
+    /// A request to `path` with the client's timeout and token, to add
+    /// headers, a JSON body or a query to, then [`HttpClient::send`].
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self
+            .client
+            .request(method, self.url(path))
+            .timeout(self.timeout);
+        match &self.bearer {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Sends a request made by [`HttpClient::request`] and reads the whole
+    /// response. Any status is a response; only a failure to exchange is
+    /// an error (naming the method and URL).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, AccessError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|source| AccessError::Http {
+            method: "?".to_owned(),
+            url: self.url(""),
+            source: source.into(),
+        })?;
+        let (method, url) = (request.method().to_string(), request.url().to_string());
+        let failed = |source: reqwest::Error| {
+            if source.is_timeout() {
+                AccessError::HttpTimeout {
+                    method: method.clone(),
+                    url: url.clone(),
+                    timeout: self.timeout,
+                }
+            } else {
+                AccessError::Http {
+                    method: method.clone(),
+                    url: url.clone(),
+                    source: source.into(),
+                }
+            }
+        };
+        let response = client.execute(request).await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.map_err(failed)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
     pub async fn get(&self, path: &str) -> Result<Response, AccessError> {
-        self.request("GET", path, "").await
+        self.send(self.request(reqwest::Method::GET, path)).await
     }
 
     pub async fn put(&self, path: &str, body: impl Into<String>) -> Result<Response, AccessError> {
-        self.request("PUT", path, body).await
+        self.send(self.request(reqwest::Method::PUT, path).body(body.into()))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: impl Into<String>) -> Result<Response, AccessError> {
-        self.request("POST", path, body).await
+        self.send(self.request(reqwest::Method::POST, path).body(body.into()))
+            .await
+    }
+
+    /// `POST` of `body` as JSON.
+    pub async fn post_json<T: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Response, AccessError> {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Response, AccessError> {
-        self.request("DELETE", path, "").await
-    }
-
-    pub async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: impl Into<String>,
-    ) -> Result<Response, AccessError> {
-        let url = format!("http://{}{path}", self.address);
-        let failed = |source: crate::BoxError| AccessError::Http {
-            method: method.to_owned(),
-            url: url.clone(),
-            source,
-        };
-        let exchange = async {
-            let stream = TcpStream::connect(self.address)
-                .await
-                .map_err(|error| failed(error.into()))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|error| failed(error.into()))?;
-            tokio::spawn(connection);
-            let request = http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header(http::header::HOST, self.address.to_string())
-                .body(Full::new(Bytes::from(body.into())))
-                .map_err(|error| failed(error.into()))?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|error| failed(error.into()))?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|error| failed(error.into()))?
-                .to_bytes();
-            Ok(Response {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            })
-        };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| AccessError::HttpTimeout {
-                method: method.to_owned(),
-                url: url.clone(),
-                timeout: self.timeout,
-            })?
+        self.send(self.request(reqwest::Method::DELETE, path)).await
     }
 }

@@ -1,13 +1,16 @@
 //! Artifacts of a failure, under `target/kindling/artifacts/<run>/<suite>/`:
 //! pods and workloads (YAML), events, logs (current and previous), each
-//! node's image list, and the provider's own logs (`kind export logs`).
+//! node's image list, the namespace's Secrets by name and key only, and the
+//! provider's own logs (`kind export logs`). Every file kindling writes has
+//! the values of the namespace's Secrets replaced by `<redacted …>`, so a
+//! password a service logs never reaches an artifact in clear.
 //! Collection is best effort: what cannot be read is listed in `errors.txt`.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use serde::Serialize;
@@ -37,6 +40,19 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
     }
     let namespace = sources.namespace;
     let client = sources.client;
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .unwrap_or_else(|error| {
+            errors.push(format!("list secrets: {error}"));
+            Vec::new()
+        });
+    let redactor = Redactor::of(&secrets);
+    let write = |dir: &Path, file: &str, text: &str, errors: &mut Vec<String>| {
+        write(dir, file, &redactor.redact(text), errors)
+    };
+    write(dir, "secrets.txt", &describe_secrets(&secrets), &mut errors);
 
     let pods = match Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
@@ -48,7 +64,7 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
             Vec::new()
         }
     };
-    write_yaml(dir, "pods.yaml", &pods, &mut errors);
+    write(dir, "pods.yaml", &to_yaml(&pods), &mut errors);
     let workloads = workloads_yaml(client, namespace).await;
     match workloads {
         Ok(text) => write(dir, "workloads.yaml", &text, &mut errors),
@@ -191,13 +207,103 @@ fn to_yaml<T: Serialize>(objects: &[T]) -> String {
         .collect()
 }
 
-fn write_yaml<T: Serialize>(dir: &Path, file: &str, objects: &[T], errors: &mut Vec<String>) {
-    write(dir, file, &to_yaml(objects), errors)
+/// Replaces the values of Secrets in text.
+struct Redactor {
+    /// Each value (longest first, so none is left half shown) and its label.
+    values: Vec<(String, String)>,
+}
+
+impl Redactor {
+    /// Values shorter than this are too likely to be ordinary words.
+    const SHORTEST: usize = 4;
+
+    fn of(secrets: &[Secret]) -> Self {
+        let mut values: Vec<(String, String)> = secrets
+            .iter()
+            .flat_map(|secret| {
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                secret
+                    .data
+                    .iter()
+                    .flatten()
+                    .filter_map(move |(key, value)| {
+                        let text = String::from_utf8(value.0.clone()).ok()?;
+                        (text.len() >= Self::SHORTEST)
+                            .then(|| (text, format!("<redacted: Secret {name} key {key}>")))
+                    })
+            })
+            .collect();
+        values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        Redactor { values }
+    }
+
+    fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for (value, label) in &self.values {
+            if text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), label);
+            }
+        }
+        text
+    }
+}
+
+/// One line per Secret: its name, type and keys with their sizes.
+fn describe_secrets(secrets: &[Secret]) -> String {
+    secrets
+        .iter()
+        .map(|secret| {
+            let keys: Vec<String> = secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(key, value)| format!("{key} ({} bytes)", value.0.len()))
+                .collect();
+            format!(
+                "{} ({}): {}\n",
+                secret.metadata.name.clone().unwrap_or_default(),
+                secret.type_.clone().unwrap_or_default(),
+                keys.join(", ")
+            )
+        })
+        .collect()
 }
 
 fn write(dir: &Path, file: &str, text: &str, errors: &mut Vec<String>) {
     let path = dir.join(file);
     if let Err(error) = std::fs::write(&path, text) {
         errors.push(format!("write {}: {error}", path.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn secret_values_never_reach_an_artifact_in_clear() {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("db".to_owned()),
+                ..Default::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(std::collections::BTreeMap::from([
+                ("password".to_owned(), ByteString(b"s3cr3t-Pa55".to_vec())),
+                ("user".to_owned(), ByteString(b"app".to_vec())),
+            ])),
+            ..Default::default()
+        };
+        let redactor = Redactor::of(std::slice::from_ref(&secret));
+        let redacted = redactor.redact("connecting as app with s3cr3t-Pa55 to db");
+        assert_eq!(
+            redacted,
+            "connecting as app with <redacted: Secret db key password> to db"
+        );
+        assert_eq!(
+            describe_secrets(&[secret]),
+            "db (Opaque): password (11 bytes), user (3 bytes)\n"
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod access;
+pub mod apt;
 pub mod artifacts;
 mod capture;
 pub mod cluster;
@@ -40,10 +41,12 @@ mod state;
 mod suite;
 pub mod wait;
 
+pub use access::{Endpoint, HttpClient, Response};
 pub use config::{ConfigError, KNOWN_VARIABLES};
 pub use environment::{
     DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
-    EnvironmentFingerprint, ImageInput, client_for, deploy,
+    EnvironmentFingerprint, GeneratedSecret, ImageInput, SecretError, ThirdParty, client_for,
+    deploy,
 };
 pub use error::{BoxError, TestResult};
 pub use fingerprint::{FingerprintError, fingerprint_paths};

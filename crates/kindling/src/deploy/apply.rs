@@ -127,6 +127,51 @@ impl Kinds {
     }
 }
 
+/// Checks `manifests` without applying anything: every kind is served (or
+/// defined by a CRD among them) and every object passes a server-side dry
+/// run in `namespace` (objects in namespaces not made yet are judged when
+/// applied).
+pub async fn dry_run_manifests(
+    client: &Client,
+    namespace: &str,
+    manifests: &[Manifest],
+) -> Result<(), ApplyError> {
+    let mut manifests = manifests.to_vec();
+    let defined_by_crds: Vec<(String, String)> = manifests
+        .iter()
+        .filter(|manifest| manifest.kind() == "CustomResourceDefinition")
+        .flat_map(crd_kinds)
+        .collect();
+    let mut kinds = Kinds {
+        client: client.clone(),
+        groups: BTreeMap::new(),
+    };
+    for manifest in &mut manifests {
+        let known = kinds.resolve(manifest).await?;
+        let from_crd = defined_by_crds.iter().any(|(api_version, kind)| {
+            api_version == manifest.api_version() && kind == manifest.kind()
+        });
+        match known {
+            None if from_crd => {}
+            None => {
+                return Err(ApplyError::UnknownKind {
+                    origin: manifest.origin().to_string(),
+                    kind: manifest.kind().to_owned(),
+                    api_version: manifest.api_version().to_owned(),
+                    name: manifest.name().to_owned(),
+                });
+            }
+            Some((resource, scope)) => {
+                if scope == Scope::Namespaced && manifest.namespace().is_none() {
+                    manifest.object["metadata"]["namespace"] = namespace.into();
+                }
+                apply_one(client, manifest, &resource, &scope, true).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies `manifests`, putting namespaced objects without a namespace
 /// into `namespace`. Kinds are all resolved, and every object passes a
 /// server-side dry run, before anything but namespaces is applied.

@@ -65,6 +65,15 @@ fn label_value(value: &str) -> String {
         .to_owned()
 }
 
+/// The labels kindling puts on what it makes for a suite's run.
+pub fn object_labels(suite: &str, run_id: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), "kindling".to_owned()),
+        (SUITE_LABEL.to_owned(), label_value(suite)),
+        (RUN_LABEL.to_owned(), label_value(run_id)),
+    ])
+}
+
 /// Creates (or adopts) the suite's namespace, labelled with the run, and
 /// renews its heartbeat.
 pub async fn ensure_namespace(

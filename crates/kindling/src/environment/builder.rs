@@ -1,25 +1,26 @@
-//! [`EnvironmentBuilder`]: a suite declares its images, manifests and
-//! provider; `up` fingerprints them, brings the cluster up while the images
-//! build, delivers, checks and applies, and on a later run redoes in the
-//! same namespace only what the changed inputs touch.
+//! [`EnvironmentBuilder`]: a suite declares its images, manifest stages,
+//! secrets and provider; `up` fingerprints them, brings the cluster up
+//! while the images build, delivers, checks and applies stage by stage,
+//! and on a later run redoes in the same namespace only what the changed
+//! inputs touch.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
-use super::{Environment, EnvironmentError, client_for, session};
+use super::inputs::{self, ImageInput, Inputs, Stage};
+use super::secrets::{self, GeneratedSecret};
+use super::stages::{self, StagePlan};
+use super::{
+    Environment, EnvironmentError, EnvironmentFingerprint, RecordedStage, client_for, session,
+};
 use crate::cluster::{self, Delivered, Provider, PullPolicy};
 use crate::deploy::namespace::{self, GcPolicy, NamespaceError};
-use crate::deploy::{
-    DeliveredImages, DeployedObject, Manifest, apply_manifests, delete_objects, deployed_objects,
-    plan_changes, read_manifests, resolve_and_check,
-};
-use crate::image::{BuildPlan, Builder, ImageRef, ImageSpec};
+use crate::deploy::{DeliveredImages, DeployedObject, deployed_objects, resolve_and_check};
+use crate::image::{Builder, ImageRef, ImageSpec};
 use crate::setup::{PhaseError, SetupContext};
-use crate::wait::{Waiter, Workload};
+use crate::wait::Waiter;
 use crate::{BoxError, artifacts};
 
 /// How long workloads may take to become ready, unless set.
@@ -28,46 +29,8 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(180);
 /// What [`SetupContext::remember`] keeps of a deployed environment.
 const REMEMBERED: &str = "kindling.environment";
 
-/// An image an environment delivers: one it builds, or one that exists.
-#[derive(Debug, Clone)]
-pub enum ImageInput {
-    /// Built by the environment (and fingerprinted by its build inputs).
-    Build(ImageSpec),
-    /// Built or looked up already (fingerprinted by its reference and ID).
-    Built(ImageRef),
-}
-
-impl From<ImageSpec> for ImageInput {
-    fn from(spec: ImageSpec) -> Self {
-        ImageInput::Build(spec)
-    }
-}
-
-impl From<ImageRef> for ImageInput {
-    fn from(image: ImageRef) -> Self {
-        ImageInput::Built(image)
-    }
-}
-
-/// What an environment's fingerprint is made of, each part a digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvironmentFingerprint {
-    /// The provider and its configuration, with kindling's version.
-    pub provider: String,
-    /// Each image's digest of its build inputs, by logical name.
-    pub images: BTreeMap<String, String>,
-    /// The bytes of every manifest file, in reading order.
-    pub manifests: String,
-}
-
-impl EnvironmentFingerprint {
-    /// One digest of everything.
-    pub fn digest(&self) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(serde_json::to_vec(self).expect("a fingerprint serialises"));
-        hex::encode(hasher.finalize())
-    }
-}
+/// The stage `manifests` adds to.
+const DEFAULT_STAGE: &str = "deploy";
 
 /// What a finished setup leaves for the next run's setup to build on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,20 +40,14 @@ struct Deployed {
     objects: Vec<DeployedObject>,
 }
 
-/// Everything read and computed before anything runs.
-struct Inputs {
-    plans: Vec<BuildPlan>,
-    built: Vec<ImageRef>,
-    manifests: Vec<Manifest>,
-    fingerprint: EnvironmentFingerprint,
-}
-
 /// Builds an [`Environment`] in a suite's setup.
 pub struct EnvironmentBuilder {
     pub(super) setup: SetupContext,
     pub(super) provider: Option<Box<dyn Provider>>,
     pub(super) images: Vec<ImageInput>,
-    pub(super) manifests: Vec<PathBuf>,
+    pub(super) bases: Vec<ImageSpec>,
+    pub(super) stages: Vec<Stage>,
+    pub(super) secrets: Vec<GeneratedSecret>,
     pub(super) wait_timeout: Duration,
     pub(super) gc_grace: Duration,
 }
@@ -106,7 +63,8 @@ impl EnvironmentBuilder {
 
     /// An image the manifests may name as `kindling:<its name>`: an
     /// [`ImageSpec`] the environment builds (its build inputs are part of
-    /// the fingerprint), or an [`ImageRef`] built already.
+    /// the fingerprint), an [`ImageRef`] built already, or a
+    /// [`crate::ThirdParty`] image.
     pub fn image(mut self, image: impl Into<ImageInput>) -> Self {
         self.images.push(image.into());
         self
@@ -118,14 +76,46 @@ impl EnvironmentBuilder {
         self
     }
 
-    /// A manifest file, or a directory of them (read in name order).
-    /// Relative paths are relative to the suite package's directory.
-    pub fn manifests(mut self, path: impl Into<PathBuf>) -> Self {
-        self.manifests.push(path.into());
+    /// An image that images of this environment start from (`FROM
+    /// kindling:<name>` in their Dockerfiles): built only when one of them
+    /// is built, never delivered to the cluster. For example
+    /// `ImageSpec::debian("debian", "bookworm")` where no base can be pulled.
+    pub fn base_image(mut self, spec: ImageSpec) -> Self {
+        self.bases.push(spec);
         self
     }
 
-    /// How long workloads may take to become ready (default 180 s).
+    /// A manifest file, or a directory of them (read in name order), for
+    /// the `deploy` stage. Relative paths are relative to the suite package.
+    pub fn manifests(self, path: impl Into<PathBuf>) -> Self {
+        self.stage(DEFAULT_STAGE, path)
+    }
+
+    /// Manifests of the stage `name`: stages are applied and waited for in
+    /// the order they are first named (a database, then its migrations Job,
+    /// then the service), each a setup phase `stage: <name>` of its own.
+    /// Naming a stage again adds to it.
+    pub fn stage(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        let name = name.into();
+        let path = path.into();
+        match self.stages.iter_mut().find(|stage| stage.name == name) {
+            Some(stage) => stage.paths.push(path),
+            None => self.stages.push(Stage {
+                name,
+                paths: vec![path],
+            }),
+        }
+        self
+    }
+
+    /// A Secret made in the namespace before the first stage (see
+    /// [`GeneratedSecret`]): generated once, kept across re-runs.
+    pub fn secret(mut self, secret: GeneratedSecret) -> Self {
+        self.secrets.push(secret);
+        self
+    }
+
+    /// How long workloads may take to become ready, per stage (default 180 s).
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
         self
@@ -145,9 +135,20 @@ impl EnvironmentBuilder {
         }
     }
 
+    async fn read_inputs(&self, provider: &dyn Provider) -> Result<Inputs, EnvironmentError> {
+        inputs::read(
+            &self.setup,
+            &self.images,
+            &self.bases,
+            &self.stages,
+            provider.spec().fingerprint(),
+        )
+        .await
+    }
+
     /// The environment's fingerprint: each image's digest of its build
-    /// inputs, the manifests' bytes and the provider's configuration. Reads
-    /// every input once and builds nothing.
+    /// inputs, the manifests of every stage and the provider's
+    /// configuration. Reads every input once and builds nothing.
     pub async fn fingerprint(&mut self) -> Result<EnvironmentFingerprint, EnvironmentError> {
         let provider = self.take_provider()?;
         let inputs = self.read_inputs(provider.as_ref()).await;
@@ -155,76 +156,16 @@ impl EnvironmentBuilder {
         Ok(inputs?.fingerprint)
     }
 
-    async fn read_inputs(&self, provider: &dyn Provider) -> Result<Inputs, EnvironmentError> {
-        let mut plans = Vec::new();
-        let mut built = Vec::new();
-        let mut images = BTreeMap::new();
-        if self
-            .images
-            .iter()
-            .any(|image| matches!(image, ImageInput::Build(_)))
-        {
-            let builder = Builder::new(crate::docker::connect().await?);
-            for image in &self.images {
-                if let ImageInput::Build(spec) = image {
-                    let plan = builder
-                        .plan(&spec.resolved_against(self.setup.package_dir()))
-                        .await
-                        .map_err(Box::new)?;
-                    images.insert(spec.name().to_owned(), plan.input_digest().to_owned());
-                    plans.push(plan);
-                }
-            }
-        }
-        for image in &self.images {
-            if let ImageInput::Built(image) = image {
-                images.insert(
-                    image.name().to_owned(),
-                    format!("{}@{}", image.reference(), image.id()),
-                );
-                built.push(image.clone());
-            }
-        }
-        let paths: Vec<PathBuf> = self
-            .manifests
-            .iter()
-            .map(|path| self.setup.resolve(path))
-            .collect();
-        let (manifests, manifest_digest) = tokio::task::spawn_blocking(move || {
-            read_manifests(&paths).map(|manifests| {
-                let mut hasher = Sha256::new();
-                for manifest in &manifests {
-                    hasher.update(
-                        serde_json::to_vec(&manifest.object).expect("an object serialises"),
-                    );
-                    hasher.update([0]);
-                }
-                (manifests, hex::encode(hasher.finalize()))
-            })
-        })
-        .await
-        .expect("manifest task")?;
-        Ok(Inputs {
-            plans,
-            built,
-            manifests,
-            fingerprint: EnvironmentFingerprint {
-                provider: provider.spec().fingerprint(),
-                images,
-                manifests: manifest_digest,
-            },
-        })
-    }
-
     /// Brings the environment up, each step a setup phase: reads the inputs,
     /// ensures the cluster while the images build, delivers the images,
-    /// checks every image reference, then applies the manifests and waits.
+    /// checks every image reference, makes the secrets, then applies each
+    /// stage and waits for it.
     ///
     /// On a later run whose provider is unchanged it works in the same
     /// namespace: only images whose inputs changed are rebuilt and sent,
-    /// only objects that differ are applied (and objects no longer in the
-    /// manifests deleted), and only workloads that changed, or are not
-    /// ready, are waited for; the rest keeps running untouched.
+    /// only objects that differ are applied (a changed Job is replaced, as
+    /// Jobs cannot change), objects no longer in the manifests are deleted,
+    /// and only workloads that changed, or are not ready, are waited for.
     pub async fn up(mut self) -> Result<Environment, PhaseError> {
         let setup = self.setup.clone();
         setup.checks_inputs_itself();
@@ -249,21 +190,27 @@ impl EnvironmentBuilder {
             same
         });
 
-        let builder = Builder::new(
-            crate::docker::connect()
-                .await
-                .map_err(|error| phase_error("docker", error))?,
-        );
         let plans = std::mem::take(&mut inputs.plans);
         let build = async {
             if plans.is_empty() {
                 return Ok(Vec::new());
             }
-            setup.phase("build", builder.build_planned(&plans)).await
+            let docker = crate::docker::connect().await.map_err(BoxError::from)?;
+            Builder::new(docker)
+                .build_planned(&plans)
+                .await
+                .map_err(BoxError::from)
         };
-        let (info, built) = tokio::try_join!(setup.phase("cluster", provider.ensure()), build)?;
-        let mut images: Vec<ImageRef> = built.into_iter().map(|outcome| outcome.image).collect();
-        images.extend(inputs.built.clone());
+        let (info, built) = tokio::try_join!(
+            setup.phase("cluster", provider.ensure()),
+            setup.phase("build", build)
+        )?;
+        let mut images: Vec<ImageRef> = built
+            .into_iter()
+            .map(|outcome| outcome.image)
+            .filter(|image| !inputs.bases_only.iter().any(|base| base == image.name()))
+            .collect();
+        images.extend(inputs.found.clone());
         let delivered = if images.is_empty() {
             Delivered {
                 images: Vec::new(),
@@ -278,10 +225,13 @@ impl EnvironmentBuilder {
                 .await?
         };
         let delivered_images = DeliveredImages::new(&delivered.images, delivered.pull_policy);
-        let mut manifests = std::mem::take(&mut inputs.manifests);
+        let mut stages = std::mem::take(&mut inputs.stages);
         setup
             .phase("preflight", async {
-                resolve_and_check(&mut manifests, &delivered_images)
+                for (_, manifests) in &mut stages {
+                    resolve_and_check(manifests, &delivered_images)?;
+                }
+                Ok::<_, crate::deploy::PreflightError>(())
             })
             .await?;
         let client = setup
@@ -292,6 +242,19 @@ impl EnvironmentBuilder {
             .phase("namespace", self.namespace(&client, previous.as_ref()))
             .await?;
         let previous = previous.filter(|previous| previous.namespace == namespace);
+        for (_, manifests) in &mut stages {
+            crate::deploy::scope_to_namespace(manifests, &namespace);
+        }
+        if !self.secrets.is_empty() {
+            let labels = namespace::object_labels(setup.suite(), setup.run_id());
+            setup
+                .phase("secrets", async {
+                    secrets::ensure(&client, &namespace, &self.secrets, &labels)
+                        .await
+                        .map_err(Box::new)
+                })
+                .await?;
+        }
         let known = match &previous {
             Some(_) if setup.previous_interrupted() => {
                 setup.progress(&format!(
@@ -299,39 +262,41 @@ impl EnvironmentBuilder {
                 ));
                 None
             }
-            Some(previous) => Some(previous.objects.as_slice()),
+            Some(previous) => Some(previous.objects.clone()),
             None => None,
         };
         let stores = provider.node_stores().await.unwrap_or_default();
         let waiter = Waiter::new(client.clone(), stores.clone(), self.wait_timeout);
-        let objects = deployed_objects(&manifests);
-        let deployed = setup
-            .phase("deploy", async {
-                let outcome =
-                    deploy_changes(&setup, &client, &namespace, &mut manifests, known, &waiter)
-                        .await;
-                match outcome {
-                    Ok(workloads) => Ok(workloads),
-                    Err(failure) => {
-                        let dir = setup.artifacts_dir();
-                        artifacts::collect(
-                            artifacts::Sources {
-                                client: &client,
-                                namespace: &namespace,
-                                stores: &stores,
-                                provider: Some(provider.as_ref()),
-                            },
-                            &dir,
-                        )
-                        .await;
-                        Err(EnvironmentError::WithArtifacts {
-                            failure: Box::new(failure),
-                            artifacts: dir,
-                        })
-                    }
-                }
-            })
-            .await?;
+        let all: Vec<crate::deploy::Manifest> = stages
+            .iter()
+            .flat_map(|(_, manifests)| manifests.iter().cloned())
+            .collect();
+        let objects = deployed_objects(&all);
+        let plan = StagePlan::new(&namespace, known.as_deref(), &stages);
+        let outcome = stages::deploy(&setup, &client, &waiter, plan).await;
+        let workloads = match outcome {
+            Ok(workloads) => workloads,
+            Err(failure) => {
+                let dir = setup.artifacts_dir();
+                artifacts::collect(
+                    artifacts::Sources {
+                        client: &client,
+                        namespace: &namespace,
+                        stores: &stores,
+                        provider: Some(provider.as_ref()),
+                    },
+                    &dir,
+                )
+                .await;
+                return Err(phase_error(
+                    &failure.phase,
+                    EnvironmentError::WithArtifacts {
+                        failure: Box::new(failure.error),
+                        artifacts: dir,
+                    },
+                ));
+            }
+        };
         setup
             .remember(
                 REMEMBERED,
@@ -351,7 +316,16 @@ impl EnvironmentBuilder {
             namespace,
             images: delivered_images.references().clone(),
             pull_policy: delivered.pull_policy,
-            workloads: deployed,
+            workloads,
+            stages: self
+                .stages
+                .iter()
+                .map(|stage| RecordedStage {
+                    name: stage.name.clone(),
+                    paths: stage.paths.iter().map(|path| setup.resolve(path)).collect(),
+                })
+                .collect(),
+            secrets: self.secrets.clone(),
         })
     }
 
@@ -406,108 +380,4 @@ fn phase_error(phase: &str, error: impl Into<BoxError>) -> PhaseError {
         phase: phase.to_owned(),
         source: error.into(),
     }
-}
-
-/// Applies what differs from `known` (everything when nothing is known),
-/// deletes what the manifests dropped, and waits for the workloads that
-/// changed or are not ready. Returns every workload, as `(kind, namespace,
-/// name)`.
-async fn deploy_changes(
-    setup: &SetupContext,
-    client: &kube::Client,
-    namespace: &str,
-    manifests: &mut [Manifest],
-    known: Option<&[DeployedObject]>,
-    waiter: &Waiter,
-) -> Result<Vec<(String, String, String)>, EnvironmentError> {
-    let changes = plan_changes(known, manifests);
-    let workload_of = |manifest: &Manifest| {
-        Workload::is_waitable(manifest.kind()).then(|| {
-            Workload::new(
-                manifest.kind(),
-                manifest.namespace().unwrap_or(namespace),
-                manifest.name(),
-            )
-        })
-    };
-    if known.is_some() {
-        setup.progress(&format!(
-            "in `{namespace}`: {} object(s) changed{}, {} unchanged, {} removed",
-            changes.changed.len(),
-            describe(manifests, &changes.changed),
-            changes.unchanged.len(),
-            changes.removed.len()
-        ));
-    }
-    let mut changed: Vec<Manifest> = changes
-        .changed
-        .iter()
-        .map(|index| manifests[*index].clone())
-        .collect();
-    if !changed.is_empty() {
-        apply_manifests(client, namespace, &mut changed).await?;
-    }
-    if !changes.removed.is_empty() {
-        let deleted = delete_objects(client, namespace, &changes.removed).await?;
-        tracing::info!("deleted objects the manifests no longer hold: {deleted:?}");
-    }
-    let mut wait: Vec<Workload> = changed.iter().filter_map(workload_of).collect();
-    let unchanged: Vec<Workload> = changes
-        .unchanged
-        .iter()
-        .filter_map(|index| workload_of(&manifests[*index]))
-        .collect();
-    let stale = waiter.not_ready(&unchanged).await?;
-    if !stale.is_empty() {
-        setup.progress(&format!(
-            "unchanged but not ready, waiting for them too: {}",
-            stale
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        let missing: Vec<Manifest> = changes
-            .unchanged
-            .iter()
-            .map(|index| &manifests[*index])
-            .filter(|manifest| {
-                workload_of(manifest).is_some_and(|workload| stale.contains(&workload))
-            })
-            .cloned()
-            .collect();
-        // A workload deleted by hand comes back; applying an existing one changes nothing.
-        let mut missing = missing;
-        apply_manifests(client, namespace, &mut missing).await?;
-        wait.extend(stale);
-    }
-    if !wait.is_empty() {
-        waiter.wait(&wait).await?;
-    }
-    Ok(manifests
-        .iter()
-        .filter_map(workload_of)
-        .map(|workload| (workload.kind, workload.namespace, workload.name))
-        .collect())
-}
-
-fn describe(manifests: &[Manifest], indexes: &[usize]) -> String {
-    if indexes.is_empty() {
-        return String::new();
-    }
-    let names: Vec<String> = indexes
-        .iter()
-        .take(6)
-        .map(|index| format!("{}/{}", manifests[*index].kind(), manifests[*index].name()))
-        .collect();
-    let more = indexes.len().saturating_sub(names.len());
-    format!(
-        " ({}{})",
-        names.join(", "),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
-    )
 }

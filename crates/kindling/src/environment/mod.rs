@@ -28,9 +28,17 @@ use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
 
 mod builder;
+mod copies;
+mod credentials;
+mod inputs;
+mod secrets;
 mod session;
+mod stages;
 
-pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder, EnvironmentFingerprint, ImageInput};
+pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder};
+pub use credentials::CredentialError;
+pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
+pub use secrets::{GeneratedSecret, SecretError};
 
 /// Setting up or using an environment failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +61,21 @@ pub enum EnvironmentError {
     Docker(#[from] crate::docker::DockerUnavailable),
     #[error(transparent)]
     Build(#[from] Box<crate::image::BuildError>),
+    #[error(transparent)]
+    Secret(#[from] Box<SecretError>),
+    #[error(
+        "third-party image `{reference}` (`kindling:{name}`) is not in the local engine: pull it where a registry is reachable (`docker pull {reference}`), load it (`docker load -i <file>.tar`), or build it here with `ThirdParty::or_build`"
+    )]
+    ThirdParty {
+        name: String,
+        reference: String,
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error(transparent)]
+    Other(BoxError),
     #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]
     Kubeconfig {
         kubeconfig: PathBuf,
@@ -79,6 +102,18 @@ pub struct Environment {
     images: BTreeMap<String, String>,
     pull_policy: PullPolicy,
     workloads: Vec<(String, String, String)>,
+    /// The manifests of each stage, as absolute paths.
+    #[serde(default)]
+    stages: Vec<RecordedStage>,
+    #[serde(default)]
+    secrets: Vec<GeneratedSecret>,
+}
+
+/// A stage of an environment, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RecordedStage {
+    pub name: String,
+    pub paths: Vec<PathBuf>,
 }
 
 impl AsRef<Environment> for Environment {
@@ -95,7 +130,9 @@ impl Environment {
             setup: setup.clone(),
             provider: None,
             images: Vec::new(),
-            manifests: Vec::new(),
+            bases: Vec::new(),
+            stages: Vec::new(),
+            secrets: Vec::new(),
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             gc_grace: DEFAULT_GRACE,
         }
@@ -176,6 +213,19 @@ impl Environment {
     pub async fn endpoint(&self, service: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
         let client = self.client().await?;
         Ok(crate::access::port_forward(&client, &self.namespace, service, port).await?)
+    }
+
+    /// A local port forwarded to `port` of pod `pod` of the suite's
+    /// namespace itself, ready or not.
+    pub async fn pod_endpoint(&self, pod: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
+        let client = self.client().await?;
+        Ok(crate::access::port_forward_pod(&client, &self.namespace, pod, port).await?)
+    }
+
+    /// An HTTP client for `port` of Service `service` of this environment's
+    /// namespace; the forward lives as long as the client.
+    pub async fn http(&self, service: &str, port: u16) -> Result<HttpClient, EnvironmentError> {
+        Ok(HttpClient::through(self.endpoint(service, port).await?))
     }
 
     /// Whether a reused environment still works: the cluster answers and
@@ -300,8 +350,12 @@ impl<E: AsRef<Environment>> TestContext<E> {
     /// An HTTP client for `port` of Service `service`; the forward lives as
     /// long as the client.
     pub async fn http(&self, service: &str, port: u16) -> Result<HttpClient, EnvironmentError> {
-        let endpoint = self.endpoint(service, port).await?;
-        Ok(HttpClient::through(endpoint))
+        self.environment().http(service, port).await
+    }
+
+    /// A local address forwarded to `port` of pod `pod` itself, ready or not.
+    pub async fn pod_endpoint(&self, pod: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
+        self.environment().pod_endpoint(pod, port).await
     }
 
     /// Applies more manifests (placeholders resolve from the suite's

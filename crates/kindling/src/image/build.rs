@@ -1,24 +1,24 @@
 //! Builds through the Docker Engine API and returns the exact reference
-//! and ID of what was built.
+//! and ID of what was built: several images at once, each after the images
+//! of the same build its Dockerfile starts from.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use sha2::{Digest as _, Sha256};
 
-use super::context::{BuildContext, ContextError};
-use super::reference::{NormalizedReference, ReferenceError, normalize};
+use super::context::ContextError;
+use super::plan::{self, BuildPlan};
+use super::recipes::{self, GENERATED_DOCKERFILE};
+use super::reference::{NormalizedReference, ReferenceError};
 use super::spec::{ImageSpec, Recipe, TagPolicy, TagPolicyError};
 use super::{ImageError, ImageRef};
 
 /// Lines of build output kept for an error.
 const TAIL_LINES: usize = 50;
-/// Name of a Dockerfile that lies outside its context, inside the archive.
-const OUTSIDE_DOCKERFILE: &str = ".kindling.Dockerfile";
 
 /// Building an image failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,28 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the Dockerfile of image `{image}` starts `FROM kindling:{base}`, but this build has no image `{base}` (it has {}): declare it, or name a real image",
+        if known.is_empty() { "none".to_owned() } else { known.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ") }
+    )]
+    UnknownBase {
+        image: String,
+        base: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "the images {} start from each other (`FROM kindling:<name>`) in a cycle: one of them must start from a real image",
+        images.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+    )]
+    BaseCycle { images: Vec<String> },
+    #[error("cannot obtain the tools image `{image}` needs")]
+    Tool {
+        image: String,
+        #[source]
+        source: Box<crate::apt::PackageError>,
+    },
+    #[error("mmdebstrap failed to make the root filesystem of image `{image}`:\n{stderr}")]
+    Rootfs { image: String, stderr: String },
     #[error("cannot make a work directory to build image `{image}`")]
     WorkDir {
         image: String,
@@ -115,38 +137,6 @@ pub struct BuildOutcome {
     /// False when an image with the same content tag already existed.
     pub built: bool,
     pub seconds: f64,
-}
-
-/// What building a spec would make, worked out without building: its exact
-/// reference and the digest of its build inputs.
-#[derive(Debug, Clone)]
-pub struct BuildPlan {
-    spec: ImageSpec,
-    reference: NormalizedReference,
-    /// The content digest of every build input (also under other policies).
-    input_digest: String,
-    context: BuildContext,
-    dockerfile: Vec<u8>,
-    /// The Dockerfile's path inside the context, when it lies there.
-    inside: Option<String>,
-}
-
-impl BuildPlan {
-    /// The spec this plan builds.
-    pub fn spec(&self) -> &ImageSpec {
-        &self.spec
-    }
-
-    /// The exact reference the build will have.
-    pub fn reference(&self) -> &NormalizedReference {
-        &self.reference
-    }
-
-    /// A digest of every build input: it changes exactly when the image
-    /// would be built differently.
-    pub fn input_digest(&self) -> &str {
-        &self.input_digest
-    }
 }
 
 /// Builds [`ImageSpec`]s, several at a time.
@@ -189,16 +179,37 @@ impl Builder {
             .map_err(|error| BuildError::Policy(error.clone()))
     }
 
-    /// Builds every spec (at most `concurrency` at a time), in order.
+    /// Builds every spec (at most `concurrency` at a time), each after the
+    /// images its Dockerfile starts from; outcomes in the order of `specs`.
     pub async fn build_all(&self, specs: &[ImageSpec]) -> Result<Vec<BuildOutcome>, BuildError> {
-        let mut plans = Vec::with_capacity(specs.len());
-        for spec in specs {
-            plans.push(self.plan(spec).await?);
-        }
+        let plans = self.plan_all(specs).await?;
         self.build_planned(&plans).await
     }
 
-    /// Builds planned images (at most `concurrency` at a time), in order.
+    /// Plans every spec, each after the images its Dockerfile starts from
+    /// (`FROM kindling:<name>`, resolved to their exact references); plans
+    /// in the order of `specs`.
+    pub async fn plan_all(&self, specs: &[ImageSpec]) -> Result<Vec<BuildPlan>, BuildError> {
+        let mut bases = Vec::with_capacity(specs.len());
+        for spec in specs {
+            bases.push((spec.clone(), dockerfile_bases(spec).await?));
+        }
+        let order = plan::build_order(&bases)?;
+        let mut planned: BTreeMap<String, NormalizedReference> = BTreeMap::new();
+        let mut plans: Vec<Option<BuildPlan>> = vec![None; specs.len()];
+        for index in order {
+            let plan = self.plan_with(&specs[index], planned.clone()).await?;
+            planned.insert(specs[index].name().to_owned(), plan.reference().clone());
+            plans[index] = Some(plan);
+        }
+        Ok(plans
+            .into_iter()
+            .map(|plan| plan.expect("every spec planned"))
+            .collect())
+    }
+
+    /// Builds planned images (at most `concurrency` at a time), each after
+    /// the planned images it starts from; outcomes in the order of `plans`.
     pub async fn build_planned(
         &self,
         plans: &[BuildPlan],
@@ -208,17 +219,29 @@ impl Builder {
         type Build<'a> = std::pin::Pin<
             Box<dyn std::future::Future<Output = Result<BuildOutcome, BuildError>> + Send + 'a>,
         >;
-        let builds: Vec<Build<'_>> = plans
-            .iter()
-            .map(|plan| Box::pin(self.execute(plan)) as Build<'_>)
-            .collect();
-        futures_util::stream::iter(builds)
-            .buffered(self.concurrency)
-            .try_collect()
-            .await
+        let levels = levels(plans);
+        let mut outcomes: Vec<Option<BuildOutcome>> = vec![None; plans.len()];
+        for level in levels {
+            let builds: Vec<Build<'_>> = level
+                .iter()
+                .map(|index| Box::pin(self.execute(&plans[*index])) as Build<'_>)
+                .collect();
+            let built: Vec<BuildOutcome> = futures_util::stream::iter(builds)
+                .buffered(self.concurrency)
+                .try_collect()
+                .await?;
+            for (index, outcome) in level.into_iter().zip(built) {
+                outcomes[index] = Some(outcome);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every plan built"))
+            .collect())
     }
 
     /// Builds one image, or finds it already built from the same inputs.
+    /// A Dockerfile starting `FROM kindling:<name>` needs [`Builder::build_all`].
     pub async fn build(&self, spec: &ImageSpec) -> Result<BuildOutcome, BuildError> {
         let plan = self.plan(spec).await?;
         self.execute(&plan).await
@@ -227,19 +250,27 @@ impl Builder {
     /// Reads every input of `spec` and works out the reference its build
     /// gets, without building. Cheap: one pass over the context.
     pub async fn plan(&self, spec: &ImageSpec) -> Result<BuildPlan, BuildError> {
+        self.plan_with(spec, BTreeMap::new()).await
+    }
+
+    async fn plan_with(
+        &self,
+        spec: &ImageSpec,
+        planned: BTreeMap<String, NormalizedReference>,
+    ) -> Result<BuildPlan, BuildError> {
         let spec = spec.clone();
         let policy = self.tag_policy()?.clone();
         let run = self.run.clone();
-        tokio::task::spawn_blocking(move || plan_blocking(spec, &policy, &run))
+        tokio::task::spawn_blocking(move || plan::plan(spec, &policy, &run, &planned))
             .await
             .expect("plan task")
     }
 
     async fn execute(&self, plan: &BuildPlan) -> Result<BuildOutcome, BuildError> {
         let started = Instant::now();
-        let spec = &plan.spec;
+        let spec = plan.spec();
         let image = spec.name().to_owned();
-        let reference = &plan.reference;
+        let reference = plan.reference();
         if let TagPolicy::Fixed(_) = self.tag_policy()? {
             let found = ImageRef::existing(&self.docker, &image, reference.as_str()).await;
             return found
@@ -263,39 +294,55 @@ impl Builder {
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
-        let built = match &spec.recipe {
-            Recipe::GoBinary { package } => self.build_go_binary(plan, package).await?,
+        match &spec.recipe {
+            Recipe::GoBinary { package } => {
+                let work = recipes::work_dir(&image)?;
+                recipes::go_build(&image, spec.context(), package, &work.path().join(&image))
+                    .await?;
+                let archive = recipes::scratch_archive(&image, work.path()).await?;
+                self.run_build(spec, reference, archive, GENERATED_DOCKERFILE.to_owned())
+                    .await?;
+            }
             Recipe::StaticBinary { binary } => {
-                let work = self.work_dir(&image)?;
-                let target = work.path().join(&image);
-                std::fs::copy(binary, &target).map_err(|source| BuildError::ReadBinary {
-                    image: image.clone(),
-                    path: binary.clone(),
-                    source,
-                })?;
-                self.build_scratch(plan, work.path()).await?
+                let work = recipes::work_dir(&image)?;
+                recipes::copy_binary(&image, binary, &work.path().join(&image))?;
+                let archive = recipes::scratch_archive(&image, work.path()).await?;
+                self.run_build(spec, reference, archive, GENERATED_DOCKERFILE.to_owned())
+                    .await?;
+            }
+            Recipe::DebianRootfs {
+                release,
+                variant,
+                packages,
+            } => {
+                recipes::import_debian(&self.docker, plan, release, variant, packages).await?;
             }
             Recipe::Dockerfile => {
-                let archive = {
-                    let extra = plan.inside.is_none().then(|| plan.dockerfile.clone());
-                    let context = plan.context.clone();
-                    tokio::task::spawn_blocking(move || {
-                        context.to_tar(extra.as_deref().map(|bytes| (OUTSIDE_DOCKERFILE, bytes)))
-                    })
-                    .await
-                    .expect("archive task")
-                    .map_err(|source| BuildError::Context {
-                        image: image.clone(),
-                        source: Box::new(source),
-                    })?
-                };
+                let extra = plan.inside.is_none().then(|| plan.dockerfile.clone());
+                let context = plan.context.clone();
+                let archive = tokio::task::spawn_blocking(move || {
+                    context.to_tar(extra.as_deref().map(|bytes| (GENERATED_DOCKERFILE, bytes)))
+                })
+                .await
+                .expect("archive task")
+                .map_err(|source| BuildError::Context {
+                    image: image.clone(),
+                    source: Box::new(source),
+                })?;
                 let dockerfile = plan
                     .inside
                     .clone()
-                    .unwrap_or_else(|| OUTSIDE_DOCKERFILE.to_owned());
-                self.run_build(spec, reference, archive, dockerfile).await?
+                    .unwrap_or_else(|| GENERATED_DOCKERFILE.to_owned());
+                self.run_build(spec, reference, archive, dockerfile).await?;
             }
-        };
+        }
+        let built = ImageRef::existing(&self.docker, &image, reference.as_str())
+            .await
+            .map_err(|source| BuildError::Lookup {
+                reference: reference.to_string(),
+                source,
+            })?;
+        tracing::info!(image = %image, reference = %reference, id = built.id(), "built");
         Ok(BuildOutcome {
             image: built,
             built: true,
@@ -303,85 +350,14 @@ impl Builder {
         })
     }
 
-    fn work_dir(&self, image: &str) -> Result<tempfile::TempDir, BuildError> {
-        tempfile::Builder::new()
-            .prefix("kindling-binary-")
-            .tempdir()
-            .map_err(|source| BuildError::WorkDir {
-                image: image.to_owned(),
-                source,
-            })
-    }
-
-    /// `go build` on the host into a scratch context, then `FROM scratch`.
-    async fn build_go_binary(
-        &self,
-        plan: &BuildPlan,
-        package: &str,
-    ) -> Result<ImageRef, BuildError> {
-        let spec = &plan.spec;
-        let image = spec.name().to_owned();
-        let work = self.work_dir(&image)?;
-        let binary = work.path().join(&image);
-        tracing::info!(image = %image, package, "go build");
-        let output = tokio::process::Command::new("go")
-            .args(["build", "-trimpath", "-o"])
-            .arg(&binary)
-            .arg(package)
-            .current_dir(spec.context())
-            .env("CGO_ENABLED", "0")
-            .output()
-            .await
-            .map_err(|source| BuildError::GoMissing {
-                image: image.clone(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(BuildError::GoBuild {
-                image,
-                module: spec.context().to_owned(),
-                package: package.to_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            });
-        }
-        self.build_scratch(plan, work.path()).await
-    }
-
-    /// A `FROM scratch` image of the binary `<work>/<name>`.
-    async fn build_scratch(&self, plan: &BuildPlan, work: &Path) -> Result<ImageRef, BuildError> {
-        let spec = &plan.spec;
-        let image = spec.name().to_owned();
-        let dockerfile =
-            format!("FROM scratch\nCOPY {image} /{image}\nENTRYPOINT [\"/{image}\"]\n");
-        let root = work.to_owned();
-        let archive = tokio::task::spawn_blocking(move || {
-            BuildContext::scan(&root, None).and_then(|context| {
-                context.to_tar(Some((OUTSIDE_DOCKERFILE, dockerfile.as_bytes())))
-            })
-        })
-        .await
-        .expect("archive task")
-        .map_err(|source| BuildError::Context {
-            image: image.clone(),
-            source: Box::new(source),
-        })?;
-        self.run_build(
-            spec,
-            &plan.reference,
-            archive,
-            OUTSIDE_DOCKERFILE.to_owned(),
-        )
-        .await
-    }
-
-    /// `POST /build` of `archive`, tagged `reference`; the image it made.
+    /// `POST /build` of `archive`, tagged `reference`.
     async fn run_build(
         &self,
         spec: &ImageSpec,
         reference: &NormalizedReference,
         archive: Vec<u8>,
         dockerfile: String,
-    ) -> Result<ImageRef, BuildError> {
+    ) -> Result<(), BuildError> {
         let image = spec.name().to_owned();
         let options = BuildImageOptions {
             dockerfile,
@@ -441,197 +417,49 @@ impl Builder {
                 tail: tail.join("\n"),
             });
         }
-        let built = ImageRef::existing(&self.docker, &image, reference.as_str())
-            .await
-            .map_err(|source| BuildError::Lookup {
-                reference: reference.to_string(),
-                source,
-            })?;
-        tracing::info!(image = %image, reference = %reference, id = built.id(), "built");
-        Ok(built)
+        Ok(())
     }
 }
 
-/// Reads the inputs of `spec` and names what its build will be.
-fn plan_blocking(spec: ImageSpec, policy: &TagPolicy, run: &str) -> Result<BuildPlan, BuildError> {
-    let image = spec.name().to_owned();
-    if let Recipe::StaticBinary { binary } = &spec.recipe {
-        let bytes = std::fs::read(binary).map_err(|source| BuildError::ReadBinary {
-            image: image.clone(),
-            path: binary.clone(),
-            source,
-        })?;
-        let mut hasher = Sha256::new();
-        frame(&mut hasher, b"kindling static binary v1");
-        frame(&mut hasher, image.as_bytes());
-        frame(&mut hasher, &bytes);
-        let input_digest = format!("c-{}", &hex::encode(hasher.finalize())[..20]);
-        return finish_plan(
-            spec,
-            policy,
-            run,
-            input_digest,
-            BuildContext::empty(),
-            Vec::new(),
-            None,
-        );
+/// The images of the same build a spec's Dockerfile starts from.
+async fn dockerfile_bases(spec: &ImageSpec) -> Result<Vec<String>, BuildError> {
+    if spec.recipe != Recipe::Dockerfile {
+        return Ok(Vec::new());
     }
-    let (dockerfile, inside) = match &spec.recipe {
-        Recipe::GoBinary { .. } => {
-            if !spec.context().join("go.mod").is_file() {
-                return Err(BuildError::NotAGoModule {
-                    image,
-                    path: spec.context().to_owned(),
-                });
-            }
-            (Vec::new(), None)
-        }
-        Recipe::Dockerfile | Recipe::StaticBinary { .. } => {
-            let dockerfile_path = spec.dockerfile_path();
-            if !dockerfile_path.is_file() {
-                return Err(BuildError::MissingDockerfile {
-                    image,
-                    path: dockerfile_path,
-                });
-            }
-            let dockerfile =
-                std::fs::read(&dockerfile_path).map_err(|source| BuildError::ReadDockerfile {
-                    image: image.clone(),
-                    path: dockerfile_path.clone(),
-                    source,
-                })?;
-            let inside = dockerfile_inside_context(spec.context(), &dockerfile_path);
-            (dockerfile, inside)
-        }
-    };
-    let context = BuildContext::scan(spec.context(), inside.as_deref()).map_err(|source| {
-        BuildError::Context {
-            image: image.clone(),
-            source: Box::new(source),
-        }
-    })?;
-    let input_digest =
-        content_tag(&spec, &context, &dockerfile).map_err(|source| BuildError::Context {
-            image: image.clone(),
-            source: Box::new(source),
-        })?;
-    finish_plan(spec, policy, run, input_digest, context, dockerfile, inside)
-}
-
-fn finish_plan(
-    spec: ImageSpec,
-    policy: &TagPolicy,
-    run: &str,
-    input_digest: String,
-    context: BuildContext,
-    dockerfile: Vec<u8>,
-    inside: Option<String>,
-) -> Result<BuildPlan, BuildError> {
-    let image = spec.name().to_owned();
-    let tag = match policy {
-        TagPolicy::Fixed(tag) => tag.clone(),
-        TagPolicy::Content => input_digest.clone(),
-        TagPolicy::Unique => unique_tag(&spec, run),
-    };
-    let reference = normalize(&format!("{}:{tag}", spec.repository())).map_err(|source| {
-        BuildError::Reference {
-            image: image.clone(),
-            source,
-        }
-    })?;
-    Ok(BuildPlan {
-        spec,
-        reference,
-        input_digest,
-        context,
-        dockerfile,
-        inside,
-    })
-}
-
-/// The Dockerfile's path inside the context, if it lies there.
-fn dockerfile_inside_context(context: &Path, dockerfile: &Path) -> Option<String> {
-    let context = context.canonicalize().ok()?;
-    let dockerfile = dockerfile.canonicalize().ok()?;
-    let relative = dockerfile.strip_prefix(&context).ok()?;
-    Some(relative.to_string_lossy().replace('\\', "/"))
-}
-
-fn frame(hasher: &mut Sha256, bytes: &[u8]) {
-    hasher.update((bytes.len() as u64).to_le_bytes());
-    hasher.update(bytes);
-}
-
-/// `c-` and 20 hex digits of a digest of every build input: the context
-/// after `.dockerignore`, the Dockerfile (also one outside the context),
-/// build arguments, target and platform.
-pub(crate) fn content_tag(
-    spec: &ImageSpec,
-    context: &BuildContext,
-    dockerfile: &[u8],
-) -> Result<String, ContextError> {
-    let mut hasher = Sha256::new();
-    frame(&mut hasher, b"kindling content tag v1");
-    context.feed_digest(&mut hasher)?;
-    frame(&mut hasher, dockerfile);
-    if let Recipe::GoBinary { package } = &spec.recipe {
-        // A Go binary: what `go build` makes depends on these as well.
-        frame(&mut hasher, b"go binary v1");
-        frame(&mut hasher, package.as_bytes());
-        frame(&mut hasher, std::env::consts::ARCH.as_bytes());
+    let path = spec.dockerfile_path();
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => Ok(plan::base_placeholders(&text)),
+        // Planning names the missing Dockerfile.
+        Err(_) => Ok(Vec::new()),
     }
-    for (key, value) in &spec.build_args {
-        frame(&mut hasher, key.as_bytes());
-        frame(&mut hasher, value.as_bytes());
-    }
-    frame(
-        &mut hasher,
-        spec.target.as_deref().unwrap_or_default().as_bytes(),
-    );
-    frame(
-        &mut hasher,
-        spec.platform.as_deref().unwrap_or_default().as_bytes(),
-    );
-    let digest = hex::encode(hasher.finalize());
-    Ok(format!("c-{}", &digest[..20]))
 }
 
-/// `<name>-<user>-<git short sha>[-dirty]-<unix seconds>-<run>`, `run`
-/// being random per [`Builder`], so two builds in one second differ.
-fn unique_tag(spec: &ImageSpec, run: &str) -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "user".to_owned());
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(spec.context())
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-    };
-    let sha = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "nogit".to_owned());
-    let dirty = git(&["status", "--porcelain"]).is_some_and(|status| !status.is_empty());
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let raw = format!(
-        "{}-{user}-{sha}{}-{seconds}-{run}",
-        spec.name(),
-        if dirty { "-dirty" } else { "" }
-    );
-    let mut tag: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
+/// The plans in groups that can build at once: each group after the
+/// groups holding the images its members start from.
+fn levels(plans: &[BuildPlan]) -> Vec<Vec<usize>> {
+    let mut level = vec![0usize; plans.len()];
+    // A plan's level is one more than its deepest base's: the longest chain
+    // has at most as many links as there are plans.
+    for _ in 0..plans.len() {
+        for index in 0..plans.len() {
+            let deepest = plans[index]
+                .bases()
+                .iter()
+                .filter_map(|base| plans.iter().position(|plan| plan.spec().name() == base))
+                .map(|at| level[at] + 1)
+                .max()
+                .unwrap_or(0);
+            level[index] = level[index].max(deepest);
+        }
+    }
+    let depth = level.iter().copied().max().map_or(0, |deepest| deepest + 1);
+    (0..depth)
+        .map(|depth| {
+            (0..plans.len())
+                .filter(|index| level[*index] == depth)
+                .collect()
         })
-        .collect();
-    tag.truncate(128);
-    tag
+        .collect()
 }
 
 /// The step the build stopped at: the last `Step N/M : ...` (classic
@@ -664,17 +492,5 @@ mod tests {
         .collect();
         assert_eq!(failing_step(&tail).as_deref(), Some("Step 2/3 : RUN false"));
         assert_eq!(failing_step(&["no steps".to_owned()]), None);
-    }
-
-    #[test]
-    fn unique_tags_are_valid_tags() {
-        let tag = unique_tag(&ImageSpec::new("api", "/nonexistent"), "0a1b2c3d");
-        assert!(tag.ends_with("-0a1b2c3d"), "{tag}");
-        assert!(tag.starts_with("api-"), "{tag}");
-        assert!(tag.contains("-nogit-"), "{tag}");
-        assert!(
-            normalize(&format!("localhost/kindling/api:{tag}")).is_ok(),
-            "{tag}"
-        );
     }
 }

@@ -4,13 +4,16 @@
 mod build;
 mod context;
 mod loader;
+mod plan;
 mod push;
+mod recipes;
 mod reference;
 mod spec;
 
-pub use build::{BuildError, BuildOutcome, BuildPlan, Builder};
+pub use build::{BuildError, BuildOutcome, Builder};
 pub use context::ContextError;
 pub use loader::{LoadError, LoadReport, Loader};
+pub use plan::BuildPlan;
 pub use push::{PushError, Pusher, Registry, RegistryCredentials};
 pub use reference::{NormalizedReference, ReferenceError, normalize};
 pub use spec::{ImageSpec, TagPolicy, TagPolicyError};

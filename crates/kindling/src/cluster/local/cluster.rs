@@ -60,7 +60,7 @@ pub enum LocalError {
     #[error(transparent)]
     Components(#[from] super::components::ComponentBuildError),
     #[error(transparent)]
-    Packages(#[from] super::packages::PackageError),
+    Packages(#[from] crate::apt::PackageError),
     #[error("the local provider runs Kubernetes components as root; run it as root")]
     NotRoot,
     #[error(transparent)]
@@ -183,9 +183,9 @@ impl LocalCluster {
             return Err(LocalError::NotRoot);
         }
         let say = |line: &str| eprintln!("kindling: local cluster `{}`: {line}", self.name);
-        super::packages::ensure_installed(
-            &self.cni_bin_dir,
-            super::packages::InstallPolicy::from_env(),
+        crate::apt::ensure_installed(
+            &super::packages::runtime_files(&self.cni_bin_dir),
+            crate::apt::InstallPolicy::from_env(),
             &self.cache,
             &say,
         )
@@ -299,8 +299,15 @@ impl LocalCluster {
             .lifecycle_lock(&format!("bringing cluster `{}` up", self.name))
             .await?;
         if self.all_running() && self.healthy().await.is_ok() {
-            phase("already up", started);
-            return Ok(phases);
+            let recorded = std::fs::read_to_string(self.digest_path()).unwrap_or_default();
+            if recorded.trim() == self.configuration_digest() {
+                phase("already up", started);
+                return Ok(phases);
+            }
+            eprintln!(
+                "kindling up: cluster `{}` runs with another configuration (kindling changed how it runs its components): restarting them, its data kept",
+                self.name
+            );
         }
         self.prepare().await?;
         // A partial cluster (a component died, or an earlier `up` failed)
@@ -321,16 +328,8 @@ impl LocalCluster {
         phase("prepare", started);
 
         let started = Instant::now();
-        self.start(
-            "etcd",
-            &self.binaries.etcd,
-            config::etcd_args(&self.layout, &self.ports),
-        )?;
-        self.start(
-            "kube-apiserver",
-            &self.binaries.kubernetes("kube-apiserver"),
-            config::apiserver_args(&self.layout, &self.network, &self.ports, &pki),
-        )?;
+        self.start_component("etcd", &pki)?;
+        self.start_component("kube-apiserver", &pki)?;
         let client = self.client().await?;
         self.wait(
             "the API server to be ready",
@@ -353,27 +352,12 @@ impl LocalCluster {
         .await?;
         self.apply(&client, &manifests::apiserver_kubelet_binding())
             .await?;
-        self.start(
-            "kube-controller-manager",
-            &self.binaries.kubernetes("kube-controller-manager"),
-            config::controller_manager_args(&self.layout, &self.network, &self.ports, &pki),
-        )?;
-        self.start(
-            "kube-scheduler",
-            &self.binaries.kubernetes("kube-scheduler"),
-            config::scheduler_args(&self.layout, &self.ports),
-        )?;
+        self.start_component("kube-controller-manager", &pki)?;
+        self.start_component("kube-scheduler", &pki)?;
         phase("control plane", started);
 
         let started = Instant::now();
-        self.start(
-            "containerd",
-            &self.containerd,
-            vec![
-                "--config".to_owned(),
-                self.layout.containerd_config().display().to_string(),
-            ],
-        )?;
+        self.start_component("containerd", &pki)?;
         let store = self.node_store();
         self.wait(
             "containerd to answer",
@@ -417,11 +401,7 @@ impl LocalCluster {
         phase("runtime and images", started);
 
         let started = Instant::now();
-        self.start(
-            "kubelet",
-            &self.binaries.kubernetes("kubelet"),
-            config::kubelet_args(&self.layout, &self.network, &self.node_name),
-        )?;
+        self.start_component("kubelet", &pki)?;
         let nodes: Api<Node> = Api::all(client.clone());
         let node_name = self.node_name.clone();
         self.wait(
@@ -458,17 +438,11 @@ impl LocalCluster {
             },
         )
         .await?;
-        self.start(
-            "kube-proxy",
-            &self.binaries.kubernetes("kube-proxy"),
-            vec![format!(
-                "--config={}",
-                self.layout.kube_proxy_config().display()
-            )],
-        )?;
+        self.start_component("kube-proxy", &pki)?;
         phase("node ready", started);
 
         let started = Instant::now();
+        self.apply(&client, &manifests::storage_class()).await?;
         for object in manifests::coredns(&self.network, coredns.reference().as_str()) {
             self.apply(&client, &object).await?;
         }
@@ -513,6 +487,13 @@ impl LocalCluster {
         )
         .await?;
         phase("smoke workload", started);
+        let digest = self.digest_path();
+        std::fs::write(&digest, self.configuration_digest()).map_err(|source| {
+            LocalError::Write {
+                path: digest,
+                source,
+            }
+        })?;
         Ok(phases)
     }
 
@@ -568,6 +549,8 @@ impl LocalCluster {
         // objects or statuses. Certificates and the image store are kept.
         let _ = std::fs::remove_dir_all(self.layout.etcd_data());
         let _ = std::fs::remove_dir_all(self.layout.kubelet_root());
+        // The volumes of a cluster that no longer exists.
+        let _ = std::fs::remove_dir_all(manifests::HOSTPATH_VOLUMES);
         Ok(stopped)
     }
 
@@ -760,7 +743,90 @@ impl LocalCluster {
         Ok(())
     }
 
-    fn write_configs(&self, pki: &PkiFiles) -> Result<(), LocalError> {
+    /// Each component's program and arguments, in start order.
+    fn component_commands(&self, pki: &PkiFiles) -> Vec<(&'static str, PathBuf, Vec<String>)> {
+        vec![
+            (
+                "etcd",
+                self.binaries.etcd.clone(),
+                config::etcd_args(&self.layout, &self.ports),
+            ),
+            (
+                "kube-apiserver",
+                self.binaries.kubernetes("kube-apiserver"),
+                config::apiserver_args(&self.layout, &self.network, &self.ports, pki),
+            ),
+            (
+                "kube-controller-manager",
+                self.binaries.kubernetes("kube-controller-manager"),
+                config::controller_manager_args(&self.layout, &self.network, &self.ports, pki),
+            ),
+            (
+                "kube-scheduler",
+                self.binaries.kubernetes("kube-scheduler"),
+                config::scheduler_args(&self.layout, &self.ports),
+            ),
+            (
+                "containerd",
+                self.containerd.clone(),
+                vec![
+                    "--config".to_owned(),
+                    self.layout.containerd_config().display().to_string(),
+                ],
+            ),
+            (
+                "kubelet",
+                self.binaries.kubernetes("kubelet"),
+                config::kubelet_args(&self.layout, &self.network, &self.node_name),
+            ),
+            (
+                "kube-proxy",
+                self.binaries.kubernetes("kube-proxy"),
+                vec![format!(
+                    "--config={}",
+                    self.layout.kube_proxy_config().display()
+                )],
+            ),
+        ]
+    }
+
+    /// A digest of what the components run with (their command lines and
+    /// configuration files): a running cluster whose recorded digest
+    /// differs (kindling changed how it runs them) is restarted.
+    fn configuration_digest(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let pki = PkiFiles::under(&self.layout.pki());
+        let mut hasher = Sha256::new();
+        for (name, program, args) in self.component_commands(&pki) {
+            hasher.update(name.as_bytes());
+            hasher.update(program.display().to_string().as_bytes());
+            for arg in args {
+                hasher.update([0]);
+                hasher.update(arg.as_bytes());
+            }
+        }
+        for (path, contents) in self.config_files(&pki) {
+            hasher.update(path.display().to_string().as_bytes());
+            hasher.update(contents.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    fn digest_path(&self) -> PathBuf {
+        self.layout.root.join("configuration-digest")
+    }
+
+    /// Starts component `name` as [`LocalCluster::component_commands`] says.
+    fn start_component(&self, name: &str, pki: &PkiFiles) -> Result<(), LocalError> {
+        let (_, program, args) = self
+            .component_commands(pki)
+            .into_iter()
+            .find(|(component, _, _)| *component == name)
+            .expect("a known component");
+        self.start(name, &program, args)
+    }
+
+    fn config_files(&self, pki: &PkiFiles) -> Vec<(PathBuf, String)> {
         // Clients on the host use loopback: an address that only exists while
         // the cluster's link is up could otherwise route off the machine.
         let server = format!("https://127.0.0.1:{}", self.ports.apiserver);
@@ -815,7 +881,11 @@ impl LocalCluster {
                 format!("nameserver {}\n", self.network.node_ip),
             ),
         ]);
-        for (path, contents) in files {
+        files
+    }
+
+    fn write_configs(&self, pki: &PkiFiles) -> Result<(), LocalError> {
+        for (path, contents) in self.config_files(pki) {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| LocalError::Write {
                     path: parent.to_owned(),
@@ -992,18 +1062,20 @@ impl crate::cluster::Provider for LocalCluster {
                     }
                 }),
                 crate::Requirement::new("Debian's runtime packages", move || {
-                    let Some((path, packages)) = super::packages::missing(&cni) else {
+                    let files = super::packages::runtime_files(&cni);
+                    let Some((path, packages)) = crate::apt::missing(&files) else {
                         return Ok(());
                     };
-                    super::packages::can_install(super::packages::InstallPolicy::from_env())
-                        .map_err(|reason| {
-                            super::packages::PackageError::Missing {
+                    crate::apt::can_install(crate::apt::InstallPolicy::from_env()).map_err(
+                        |reason| {
+                            crate::apt::PackageError::Missing {
                                 path,
                                 packages,
                                 reason,
                             }
                             .to_string()
-                        })
+                        },
+                    )
                 }),
             ],
         )

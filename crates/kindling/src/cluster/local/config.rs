@@ -464,6 +464,8 @@ pub fn controller_manager_args(
         "--use-service-account-credentials=true".to_owned(),
         "--leader-elect=false".to_owned(),
         "--controllers=*,-cloud-node-lifecycle".to_owned(),
+        // PersistentVolumeClaims get folders of this host (single node only).
+        "--enable-hostpath-provisioner=true".to_owned(),
     ]
 }
 

@@ -21,6 +21,30 @@ pub fn apiserver_kubelet_binding() -> Value {
     })
 }
 
+/// The StorageClass of a local cluster, its default: volumes are folders
+/// of this host, made by the controller-manager's host-path provisioner
+/// (`--enable-hostpath-provisioner`, under `/tmp/hostpath_pv`), which only
+/// a single-node cluster can use.
+pub fn storage_class() -> Value {
+    json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}
+        },
+        "provisioner": "kubernetes.io/host-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate"
+    })
+}
+
+/// The name of the local cluster's default StorageClass.
+pub const STORAGE_CLASS: &str = "kindling-hostpath";
+
+/// Where the host-path provisioner makes volumes.
+pub const HOSTPATH_VOLUMES: &str = "/tmp/hostpath_pv";
+
 /// CoreDNS's Corefile. Cluster zones go to `kubernetes`; every other name
 /// gets an immediate NXDOMAIN from a server block of its own (`template`
 /// runs before `kubernetes` in CoreDNS's fixed plugin order), so no query

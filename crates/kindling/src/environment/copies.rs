@@ -1,0 +1,82 @@
+//! A copy of the suite's whole stack in a namespace of its own, for a test
+//! that breaks something (scales a database to zero, say) without
+//! disturbing the tests that run beside it on the suite's namespace.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams};
+
+use super::secrets;
+use super::{DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentError};
+use crate::deploy::namespace::{self, NamespaceError};
+use crate::deploy::{read_manifests, resolve_and_check, scope_to_namespace};
+use crate::suite::TestContext;
+use crate::wait::Waiter;
+
+impl Environment {
+    /// The same stack (every stage, the same images, fresh secrets)
+    /// deployed into `namespace`, made for it and labelled with `suite` and
+    /// `run_id`; returns an environment for that namespace. Objects whose
+    /// manifests name a namespace of their own are applied as written.
+    /// Delete it with [`Environment::delete_namespace`] (garbage collection
+    /// takes it otherwise, once its heartbeat is older than the grace).
+    pub async fn copy_into(
+        &self,
+        namespace: &str,
+        suite: &str,
+        run_id: &str,
+    ) -> Result<Environment, EnvironmentError> {
+        let client = self.client().await?;
+        namespace::ensure_namespace(&client, namespace, suite, run_id).await?;
+        let mut copy = self.clone();
+        copy.namespace = namespace.to_owned();
+        let labels = namespace::object_labels(suite, run_id);
+        secrets::ensure(&client, namespace, &self.secrets, &labels)
+            .await
+            .map_err(Box::new)?;
+        let images = self.delivered_images();
+        let waiter = Waiter::new(
+            client.clone(),
+            copy.node_stores().await,
+            DEFAULT_WAIT_TIMEOUT,
+        );
+        for stage in &self.stages {
+            let mut manifests = read_manifests(&stage.paths)?;
+            resolve_and_check(&mut manifests, &images)?;
+            scope_to_namespace(&mut manifests, namespace);
+            super::deploy(&client, namespace, &mut manifests, &waiter).await?;
+        }
+        Ok(copy)
+    }
+
+    /// Deletes this environment's namespace and everything in it (not
+    /// waiting for it to go). For copies made by [`Environment::copy_into`].
+    pub async fn delete_namespace(&self) -> Result<(), EnvironmentError> {
+        let client = self.client().await?;
+        match Api::<Namespace>::all(client)
+            .delete(&self.namespace, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+            Err(source) => Err(NamespaceError {
+                action: "delete",
+                namespace: self.namespace.clone(),
+                source,
+            }
+            .into()),
+        }
+    }
+}
+
+impl<E: AsRef<Environment>> TestContext<E> {
+    /// The suite's stack copied into a namespace of this test's own
+    /// (`<prefix>-<run>-<test hash>`), for a test that breaks something on
+    /// purpose; see [`Environment::copy_into`].
+    pub async fn isolated_copy(&self, prefix: &str) -> Result<Environment, EnvironmentError> {
+        let namespace = self.unique_name(prefix);
+        self.env()
+            .as_ref()
+            .copy_into(&namespace, self.suite(), self.run_id())
+            .await
+    }
+}

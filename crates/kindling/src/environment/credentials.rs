@@ -1,0 +1,117 @@
+//! Identities and secrets for tests: a token minted for a ServiceAccount
+//! of the suite (TokenRequest), so a test calls an authenticated service
+//! as that identity, and the values of the environment's Secrets.
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, PostParams};
+
+use super::{Environment, EnvironmentError};
+use crate::suite::TestContext;
+
+/// How long a minted token is valid.
+const TOKEN_SECONDS: i64 = 3600;
+
+/// A token or Secret could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(
+        "cannot mint a token for ServiceAccount `{namespace}/{account}`: check that the manifests define it"
+    )]
+    Token {
+        namespace: String,
+        account: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("the API server minted no token for ServiceAccount `{namespace}/{account}`")]
+    NoToken { namespace: String, account: String },
+    #[error("cannot read Secret `{namespace}/{name}`")]
+    ReadSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Secret `{namespace}/{name}` has no key `{key}` (it has: {})", if keys.is_empty() { "none".to_owned() } else { keys.join(", ") })]
+    NoKey {
+        namespace: String,
+        name: String,
+        key: String,
+        keys: Vec<String>,
+    },
+}
+
+impl Environment {
+    /// A token (valid an hour) for the ServiceAccount `account` of the
+    /// suite's namespace, minted through the TokenRequest API: a test calls
+    /// a service that authenticates with TokenReview as that identity.
+    pub async fn token(&self, account: &str) -> Result<String, EnvironmentError> {
+        let client = self.client().await?;
+        let api: Api<ServiceAccount> = Api::namespaced(client, &self.namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(TOKEN_SECONDS),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let minted = api
+            .create_token_request(account, &PostParams::default(), &request)
+            .await
+            .map_err(|source| CredentialError::Token {
+                namespace: self.namespace.clone(),
+                account: account.to_owned(),
+                source,
+            })?;
+        minted
+            .status
+            .map(|status| status.token)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                CredentialError::NoToken {
+                    namespace: self.namespace.clone(),
+                    account: account.to_owned(),
+                }
+                .into()
+            })
+    }
+
+    /// The value of `key` in Secret `name` of the suite's namespace (one of
+    /// the environment's generated secrets, for example).
+    pub async fn secret(&self, name: &str, key: &str) -> Result<String, EnvironmentError> {
+        let client = self.client().await?;
+        let secret = Api::<Secret>::namespaced(client, &self.namespace)
+            .get(name)
+            .await
+            .map_err(|source| CredentialError::ReadSecret {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                source,
+            })?;
+        let data = secret.data.unwrap_or_default();
+        match data.get(key) {
+            Some(value) => Ok(String::from_utf8_lossy(&value.0).into_owned()),
+            None => Err(CredentialError::NoKey {
+                namespace: self.namespace.clone(),
+                name: name.to_owned(),
+                key: key.to_owned(),
+                keys: data.keys().cloned().collect(),
+            }
+            .into()),
+        }
+    }
+}
+
+impl<E: AsRef<Environment>> TestContext<E> {
+    /// A token for the ServiceAccount `account` of the suite's namespace
+    /// (see [`Environment::token`]).
+    pub async fn token(&self, account: &str) -> Result<String, EnvironmentError> {
+        self.env().as_ref().token(account).await
+    }
+
+    /// The value of `key` in Secret `name` of the suite's namespace.
+    pub async fn secret(&self, name: &str, key: &str) -> Result<String, EnvironmentError> {
+        self.env().as_ref().secret(name, key).await
+    }
+}

@@ -1,0 +1,162 @@
+//! Secrets an environment generates (database credentials and the like):
+//! made once per environment, kept across re-runs (a database initialised
+//! with a password keeps it), never recorded in kindling's state files.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::deploy::apply::FIELD_MANAGER;
+
+/// A value of a [`GeneratedSecret`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Value {
+    Literal(String),
+    /// Random letters and digits, this many.
+    Random(usize),
+}
+
+/// A Secret the environment creates in its namespace before the first
+/// stage: literal values and random ones, generated the first time and
+/// kept while the Secret exists. Pods read it through `secretKeyRef`;
+/// tests through [`crate::TestContext::secret`].
+///
+/// ```
+/// use kindling::GeneratedSecret;
+///
+/// let credentials = GeneratedSecret::new("postgres-credentials")
+///     .literal("username", "datastorage")
+///     .random("password", 32);
+/// # let _ = credentials;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GeneratedSecret {
+    name: String,
+    values: Vec<(String, Value)>,
+}
+
+impl GeneratedSecret {
+    /// A Secret named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        GeneratedSecret {
+            name: name.into(),
+            values: Vec::new(),
+        }
+    }
+
+    /// A key with this value.
+    pub fn literal(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.push((key.into(), Value::Literal(value.into())));
+        self
+    }
+
+    /// A key with `length` random letters and digits, made once.
+    pub fn random(mut self, key: impl Into<String>, length: usize) -> Self {
+        self.values.push((key.into(), Value::Random(length)));
+        self
+    }
+
+    /// The Secret's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A Secret could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} Secret `{namespace}/{name}`")]
+pub struct SecretError {
+    pub action: &'static str,
+    pub namespace: String,
+    pub name: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+fn random_text(length: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut text = String::with_capacity(length);
+    while text.len() < length {
+        for byte in uuid::Uuid::new_v4().as_bytes() {
+            // 248 is the largest multiple of 62 below 256: no bias.
+            if *byte < 248 && text.len() < length {
+                text.push(ALPHABET[usize::from(*byte) % ALPHABET.len()] as char);
+            }
+        }
+    }
+    text
+}
+
+/// Creates each Secret in `namespace`, or completes one that exists:
+/// values already there are kept, missing keys generated. A Secret that
+/// holds every key is left untouched. Returns the names it wrote.
+pub(crate) async fn ensure(
+    client: &Client,
+    namespace: &str,
+    secrets: &[GeneratedSecret],
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<String>, SecretError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut written = Vec::new();
+    for secret in secrets {
+        let error = |action| {
+            let name = secret.name.clone();
+            move |source| SecretError {
+                action,
+                namespace: namespace.to_owned(),
+                name,
+                source,
+            }
+        };
+        let existing = api.get_opt(&secret.name).await.map_err(error("read"))?;
+        let held = existing.and_then(|found| found.data).unwrap_or_default();
+        if secret.values.iter().all(|(key, _)| held.contains_key(key)) {
+            continue;
+        }
+        let mut data = BTreeMap::new();
+        for (key, value) in &secret.values {
+            let bytes = match (held.get(key), value) {
+                (Some(kept), _) => kept.clone(),
+                (None, Value::Literal(text)) => ByteString(text.clone().into_bytes()),
+                (None, Value::Random(length)) => ByteString(random_text(*length).into_bytes()),
+            };
+            data.insert(key.clone(), bytes);
+        }
+        let object = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(secret.name.clone()),
+                namespace: Some(namespace.to_owned()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(data),
+            ..Default::default()
+        };
+        api.patch(
+            &secret.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(error("write"))?;
+        written.push(secret.name.clone());
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_values_have_the_length_and_alphabet_and_differ() {
+        let one = random_text(40);
+        assert_eq!(one.len(), 40);
+        assert!(one.chars().all(|c| c.is_ascii_alphanumeric()), "{one}");
+        assert_ne!(one, random_text(40));
+    }
+}

@@ -1,0 +1,275 @@
+//! Applying an environment's manifests stage by stage, each stage a setup
+//! phase: only objects that differ from the last setup are applied, a
+//! changed Job is replaced (its template cannot change), and a stage's
+//! changed or unready workloads are waited for before the next begins.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::Client;
+use kube::api::{Api, DeleteParams};
+
+use super::EnvironmentError;
+use crate::deploy::{
+    Changes, DeployedObject, Manifest, ObjectKey, apply_manifests, delete_objects,
+    dry_run_manifests, plan_changes,
+};
+use crate::setup::SetupContext;
+use crate::wait::{Waiter, Workload};
+
+/// How long a replaced Job may take to disappear.
+const JOB_GONE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to deploy: each stage's manifests, and what the last setup applied.
+pub(crate) struct StagePlan<'a> {
+    namespace: &'a str,
+    known: Option<&'a [DeployedObject]>,
+    stages: &'a [(String, Vec<Manifest>)],
+}
+
+impl<'a> StagePlan<'a> {
+    pub(crate) fn new(
+        namespace: &'a str,
+        known: Option<&'a [DeployedObject]>,
+        stages: &'a [(String, Vec<Manifest>)],
+    ) -> Self {
+        StagePlan {
+            namespace,
+            known,
+            stages,
+        }
+    }
+}
+
+/// A stage failed.
+pub(crate) struct StageFailure {
+    pub phase: String,
+    pub error: EnvironmentError,
+}
+
+/// Deploys every stage in order; returns every workload as `(kind,
+/// namespace, name)`.
+pub(crate) async fn deploy(
+    setup: &SetupContext,
+    client: &Client,
+    waiter: &Waiter,
+    plan: StagePlan<'_>,
+) -> Result<Vec<(String, String, String)>, StageFailure> {
+    let namespace = plan.namespace;
+    let all: Vec<Manifest> = plan
+        .stages
+        .iter()
+        .flat_map(|(_, manifests)| manifests.iter().cloned())
+        .collect();
+    let changes = plan_changes(plan.known, &all);
+    if plan.known.is_some() {
+        setup.progress(&format!(
+            "in `{namespace}`: {} object(s) changed{}, {} unchanged, {} removed",
+            changes.changed.len(),
+            describe(&all, &changes.changed),
+            changes.unchanged.len(),
+            changes.removed.len()
+        ));
+    }
+    let first = plan
+        .stages
+        .first()
+        .map(|(name, _)| name.clone())
+        .unwrap_or_default();
+    // Every changed object of every stage is checked before anything is applied.
+    let changed: Vec<Manifest> = changes
+        .changed
+        .iter()
+        .map(|index| all[*index].clone())
+        .collect();
+    if !changed.is_empty() {
+        dry_run_manifests(client, namespace, &changed)
+            .await
+            .map_err(|error| StageFailure {
+                phase: first.clone(),
+                error: error.into(),
+            })?;
+    }
+    let mut offset = 0;
+    for (name, manifests) in plan.stages {
+        let range = offset..offset + manifests.len();
+        offset = range.end;
+        let stage = StageWork {
+            client,
+            namespace,
+            all: &all,
+            changes: &changes,
+            range,
+            replaced: plan.known.is_some(),
+        };
+        setup
+            .phase(name, stage.run(setup, waiter))
+            .await
+            .map_err(|failure| StageFailure {
+                phase: name.clone(),
+                error: match failure.source.downcast::<EnvironmentError>() {
+                    Ok(error) => *error,
+                    Err(other) => EnvironmentError::Other(other),
+                },
+            })?;
+    }
+    if !changes.removed.is_empty() {
+        let deleted = delete_objects(client, namespace, &changes.removed)
+            .await
+            .map_err(|error| StageFailure {
+                phase: plan
+                    .stages
+                    .last()
+                    .map(|(name, _)| name.clone())
+                    .unwrap_or_default(),
+                error: error.into(),
+            })?;
+        tracing::info!("deleted objects the manifests no longer hold: {deleted:?}");
+    }
+    Ok(all
+        .iter()
+        .filter_map(|manifest| workload_of(manifest, namespace))
+        .map(|workload| (workload.kind, workload.namespace, workload.name))
+        .collect())
+}
+
+/// One stage's share of the changes.
+struct StageWork<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    all: &'a [Manifest],
+    changes: &'a Changes,
+    range: std::ops::Range<usize>,
+    /// Whether objects of an earlier setup may exist (and Jobs need replacing).
+    replaced: bool,
+}
+
+impl StageWork<'_> {
+    async fn run(self, setup: &SetupContext, waiter: &Waiter) -> Result<(), EnvironmentError> {
+        let in_stage = |index: &&usize| self.range.contains(index);
+        let mut changed: Vec<Manifest> = self
+            .changes
+            .changed
+            .iter()
+            .filter(in_stage)
+            .map(|index| self.all[*index].clone())
+            .collect();
+        if self.replaced {
+            for job in changed.iter().filter(|manifest| manifest.kind() == "Job") {
+                replace_job(self.client, self.namespace, job).await?;
+            }
+        }
+        if !changed.is_empty() {
+            apply_manifests(self.client, self.namespace, &mut changed).await?;
+        }
+        let mut wait: Vec<Workload> = changed
+            .iter()
+            .filter_map(|manifest| workload_of(manifest, self.namespace))
+            .collect();
+        let unchanged: Vec<&Manifest> = self
+            .changes
+            .unchanged
+            .iter()
+            .filter(in_stage)
+            .map(|index| &self.all[*index])
+            .collect();
+        let workloads: Vec<Workload> = unchanged
+            .iter()
+            .filter_map(|manifest| workload_of(manifest, self.namespace))
+            .collect();
+        let stale = waiter.not_ready(&workloads).await?;
+        if !stale.is_empty() {
+            setup.progress(&format!(
+                "unchanged but not ready, waiting for them too: {}",
+                stale
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            // A workload deleted by hand comes back; applying one that
+            // exists changes nothing.
+            let mut again: Vec<Manifest> = unchanged
+                .into_iter()
+                .filter(|manifest| {
+                    workload_of(manifest, self.namespace)
+                        .is_some_and(|workload| stale.contains(&workload))
+                })
+                .cloned()
+                .collect();
+            apply_manifests(self.client, self.namespace, &mut again).await?;
+            wait.extend(stale);
+        }
+        if !wait.is_empty() {
+            waiter.wait(&wait).await?;
+        }
+        Ok(())
+    }
+}
+
+fn workload_of(manifest: &Manifest, namespace: &str) -> Option<Workload> {
+    Workload::is_waitable(manifest.kind()).then(|| {
+        Workload::new(
+            manifest.kind(),
+            manifest.namespace().unwrap_or(namespace),
+            manifest.name(),
+        )
+    })
+}
+
+/// Deletes a Job an earlier setup applied (with its pods) and waits until
+/// it is gone, so the changed one can be created.
+async fn replace_job(
+    client: &Client,
+    namespace: &str,
+    job: &Manifest,
+) -> Result<(), EnvironmentError> {
+    let key = ObjectKey::of(job);
+    let api: Api<Job> = Api::namespaced(client.clone(), job.namespace().unwrap_or(namespace));
+    let request = |source| {
+        EnvironmentError::Apply(crate::deploy::ApplyError::Request {
+            action: format!("replace {key}"),
+            source,
+        })
+    };
+    match api.delete(job.name(), &DeleteParams::foreground()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 404 => return Ok(()),
+        Err(source) => return Err(request(source)),
+    }
+    let deadline = Instant::now() + JOB_GONE_TIMEOUT;
+    while api.get_opt(job.name()).await.map_err(request)?.is_some() {
+        if Instant::now() > deadline {
+            return Err(EnvironmentError::Other(
+                format!(
+                    "{key} was not gone {}s after its deletion: it cannot be replaced",
+                    JOB_GONE_TIMEOUT.as_secs()
+                )
+                .into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+fn describe(manifests: &[Manifest], indexes: &[usize]) -> String {
+    if indexes.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = indexes
+        .iter()
+        .take(6)
+        .map(|index| format!("{}/{}", manifests[*index].kind(), manifests[*index].name()))
+        .collect();
+    let more = indexes.len().saturating_sub(names.len());
+    format!(
+        " ({}{})",
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
