@@ -76,16 +76,27 @@ pub(crate) fn target_name_from_exe(exe: &Path) -> Option<String> {
     }
 }
 
-/// The suite package's directory: `CARGO_MANIFEST_DIR` as cargo and
-/// nextest set it for test processes, else the one the binary was built
-/// from, else the current directory.
+/// The suite package's directory: the one the binary was built from (as
+/// `kindling::main!` tells it) while it exists, else `CARGO_MANIFEST_DIR`
+/// as cargo and nextest set it for test processes (a nextest archive run
+/// elsewhere), else the current directory. The first answer in a process
+/// is kept, so `fingerprint_paths` agrees with the suite's setup.
 pub(crate) fn package_dir(built: Option<&Path>) -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| built.map(Path::to_path_buf))
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_default()
+    static PACKAGE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PACKAGE_DIR
+        .get_or_init(|| {
+            built
+                .filter(|dir| dir.join("Cargo.toml").is_file())
+                .map(Path::to_path_buf)
+                .or_else(|| {
+                    std::env::var_os("CARGO_MANIFEST_DIR")
+                        .filter(|dir| !dir.is_empty())
+                        .map(PathBuf::from)
+                })
+                .or_else(|| std::env::current_dir().ok())
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 /// The Cargo target directory: `CARGO_TARGET_DIR` if set; else the one the

@@ -147,7 +147,7 @@ async fn a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchan
             again.ran.text()
         )
     })?;
-    for key in ["web_image", "web_pod", "store_pod", "namespace"] {
+    for key in ["web_image", "web_pod", "store_pod", "namespace", "secret"] {
         ensure(again.get(key) == first.get(key), || {
             format!(
                 "`{key}` changed although nothing did: {} then {}",
@@ -168,6 +168,15 @@ async fn a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchan
     ensure(changed.get("web_image") != first.get("web_image"), || {
         changed.report.to_string()
     })?;
+    ensure(
+        changed.get("secret") == first.get("secret") && first.get("secret").len() == 16,
+        || {
+            format!(
+                "the generated secret was not kept: {} then {}",
+                first.report, changed.report
+            )
+        },
+    )?;
     Ok(())
 }
 

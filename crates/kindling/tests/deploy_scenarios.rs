@@ -734,6 +734,189 @@ async fn artifacts_written_on_failure(ctx: TestContext<Environment>) -> Result<(
     Ok(())
 }
 
+/// An environment of its own for a scenario, on the local cluster, with
+/// the toolbox image and the given stages; the namespace it made is
+/// deleted afterwards.
+async fn scenario_environment(
+    name: &str,
+    stages: &[(&str, &str)],
+    secret: Option<kindling::GeneratedSecret>,
+) -> Result<(Result<Environment, kindling::PhaseError>, PathBuf), BoxError> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(SUITE)
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let setup = kindling::SetupContext::standalone(name, &dir);
+    let mut builder = Environment::builder(&setup)
+        .provider(Box::new(LocalCluster::with_defaults(CLUSTER)))
+        .image(ImageSpec::go_binary("toolbox", toolbox_sources()))
+        .wait_timeout(Duration::from_secs(90));
+    for (stage, yaml) in stages {
+        let file = dir.join(format!("{stage}.yaml"));
+        std::fs::write(&file, yaml)?;
+        builder = builder.stage(*stage, file);
+    }
+    if let Some(secret) = secret {
+        builder = builder.secret(secret);
+    }
+    Ok((builder.up().await, dir))
+}
+
+async fn delete_suite_namespaces(client: &Client, suite: &str) {
+    let api = Api::<Namespace>::all(client.clone());
+    let selector = format!("{SUITE_LABEL}={suite}");
+    if let Ok(list) = api.list(&ListParams::default().labels(&selector)).await {
+        for namespace in list.items {
+            let name = namespace.metadata.name.unwrap_or_default();
+            let _ = api.delete(&name, &DeleteParams::background()).await;
+        }
+    }
+}
+
+async fn stages_run_in_order_and_a_failed_migration_stops_the_rest(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    let suite = ctx.unique_name("stages");
+    let database = web_deployment("db", "kindling:toolbox", "");
+    let migration = r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - {name: migrate, image: kindling:toolbox, args: [fail, "migration 007 failed: column exists"]}
+"#;
+    let service =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: service-config}\ndata: {ready: 'yes'}\n";
+    let (result, _) = scenario_environment(
+        &suite,
+        &[
+            ("database", &database),
+            ("migrations", migration),
+            ("service", service),
+        ],
+        None,
+    )
+    .await?;
+    let client = ctx.client().await?;
+    let error = match result {
+        Ok(_) => {
+            delete_suite_namespaces(&client, &suite).await;
+            return Err("a failing migration did not fail the setup".into());
+        }
+        Err(error) => error,
+    };
+    let text = support::error_text(&error);
+    let found = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{SUITE_LABEL}={suite}")))
+        .await?;
+    let namespace = found
+        .items
+        .first()
+        .and_then(|found| found.metadata.name.clone())
+        .ok_or("the failed setup made no namespace")?;
+    let service_applied = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+        .get_opt("service-config")
+        .await?
+        .is_some();
+    let database_applied =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &namespace)
+            .get_opt("db")
+            .await?
+            .is_some();
+    delete_suite_namespaces(&client, &suite).await;
+    ensure(error.phase == "migrations", || {
+        format!("failed in phase `{}`: {text}", error.phase)
+    })?;
+    ensure(text.contains("migration 007 failed: column exists"), || {
+        format!("the Job's log is not in the error: {text}")
+    })?;
+    ensure(database_applied && !service_applied, || {
+        format!(
+            "the database stage must be applied and the service stage not (database {database_applied}, service {service_applied})"
+        )
+    })?;
+    Ok(())
+}
+
+async fn generated_secrets_reach_pods_and_never_artifacts(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    let suite = ctx.unique_name("secrets");
+    let web = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: talker}
+spec:
+  selector: {matchLabels: {app: talker}}
+  template:
+    metadata: {labels: {app: talker}}
+    spec:
+      containers:
+        - name: web
+          image: kindling:toolbox
+          # The toolbox logs its identity: here, the password.
+          args: [serve, "8080", "$(PASSWORD)"]
+          env:
+            - {name: PASSWORD, valueFrom: {secretKeyRef: {name: kt-credentials, key: password}}}
+          readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+"#;
+    let secret = kindling::GeneratedSecret::new("kt-credentials")
+        .literal("username", "app")
+        .random("password", 24);
+    let (result, dir) = scenario_environment(&suite, &[("deploy", web)], Some(secret)).await?;
+    let environment = result?;
+    let password = environment.secret("kt-credentials", "password").await?;
+    let artifacts = dir.join("artifacts");
+    std::sync::Arc::new(environment.clone())
+        .collect_artifacts(artifacts.clone())
+        .await;
+    environment.delete_namespace().await?;
+    ensure(
+        password.len() == 24 && password.chars().all(|c| c.is_ascii_alphanumeric()),
+        || {
+            format!(
+                "a generated password of 24 letters and digits, got {} characters",
+                password.len()
+            )
+        },
+    )?;
+    let mut texts = String::new();
+    let mut pending = vec![artifacts.clone()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)?
+                    .flatten()
+                    .map(|entry| entry.path()),
+            );
+        } else {
+            texts.push_str(&String::from_utf8_lossy(&std::fs::read(&path)?));
+        }
+    }
+    ensure(!texts.contains(&password), || {
+        "the password reached an artifact in clear".to_owned()
+    })?;
+    ensure(
+        texts.contains("toolbox serving <redacted: Secret kt-credentials key password>"),
+        || {
+            format!(
+                "the pod's log line is not there, redacted: {}",
+                artifacts.display()
+            )
+        },
+    )?;
+    let listed = std::fs::read_to_string(artifacts.join("secrets.txt"))?;
+    ensure(
+        listed.contains("kt-credentials (Opaque): password (24 bytes), username (3 bytes)"),
+        || listed.clone(),
+    )?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cluster = LocalCluster::with_defaults(CLUSTER);
     let mut suite = Suite::with_setup(|setup| async move {
@@ -776,5 +959,13 @@ fn main() -> std::process::ExitCode {
     );
     suite = suite.test("artifacts_written_on_failure", artifacts_written_on_failure);
     suite = suite.test("gc_keeps_running_runs", gc_keeps_running_runs);
+    suite = suite.test(
+        "stages_run_in_order_and_a_failed_migration_stops_the_rest",
+        stages_run_in_order_and_a_failed_migration_stops_the_rest,
+    );
+    suite = suite.test(
+        "generated_secrets_reach_pods_and_never_artifacts",
+        generated_secrets_reach_pods_and_never_artifacts,
+    );
     suite.run()
 }

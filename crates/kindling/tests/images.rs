@@ -455,9 +455,104 @@ async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindl
     Ok(())
 }
 
+async fn a_dockerfile_starts_from_an_image_of_the_same_build() -> Result<(), kindling::BoxError> {
+    let docker = docker().await?;
+    let dir = scratch();
+    let base = dir.path().join("base");
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&base)?;
+    std::fs::create_dir_all(&app)?;
+    std::fs::write(
+        base.join("Dockerfile"),
+        "FROM scratch\nCOPY base.txt /base.txt\n",
+    )?;
+    std::fs::write(base.join("base.txt"), "from the base, first")?;
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM kindling:kt-base AS built\nCOPY app.txt /app.txt\n",
+    )?;
+    std::fs::write(app.join("app.txt"), "the app")?;
+    let specs = [
+        ImageSpec::new("kt-app", &app),
+        ImageSpec::new("kt-base", &base),
+    ];
+    let builder = Builder::new(docker.clone());
+    let first = builder.build_all(&specs).await?;
+    ensure(
+        first[0].image.name() == "kt-app" && first[1].image.name() == "kt-base",
+        || format!("outcomes out of order: {first:?}"),
+    )?;
+    let inspected = docker
+        .inspect_image(first[0].image.reference().as_str())
+        .await?;
+    let layers = inspected
+        .root_fs
+        .and_then(|fs| fs.layers)
+        .unwrap_or_default();
+    ensure(layers.len() == 2, || {
+        format!("the app should hold the base's layer and its own: {layers:?}")
+    })?;
+    // A changed base is a new base, and so a new app.
+    std::fs::write(base.join("base.txt"), "from the base, second")?;
+    let second = builder.build_all(&specs).await?;
+    ensure(
+        second[1].image.reference() != first[1].image.reference(),
+        || "the base kept its tag".to_owned(),
+    )?;
+    ensure(
+        second[0].image.reference() != first[0].image.reference(),
+        || "an app on a changed base kept its tag".to_owned(),
+    )?;
+    let unknown = Builder::new(docker)
+        .build_all(&specs[..1])
+        .await
+        .err()
+        .ok_or("an app whose base is not in the build was accepted")?;
+    let text = support::error_text(&unknown);
+    ensure(
+        text.contains("`FROM kindling:kt-base`") && text.contains("kt-app"),
+        || text.clone(),
+    )?;
+    Ok(())
+}
+
+async fn a_missing_third_party_image_says_how_to_get_it() -> Result<(), kindling::BoxError> {
+    let setup = kindling::SetupContext::standalone("kt-third-party", &std::env::temp_dir());
+    let mut environment = kindling::Environment::builder(&setup).image(kindling::ThirdParty::new(
+        "db",
+        "registry.invalid/team/db:never-pulled",
+    ));
+    let error = environment
+        .fingerprint()
+        .await
+        .err()
+        .ok_or("an absent third-party image was accepted")?;
+    let text = support::error_text(&error);
+    for part in [
+        "third-party image `registry.invalid/team/db:never-pulled` (`kindling:db`) is not in the local engine",
+        "docker pull registry.invalid/team/db:never-pulled",
+        "ThirdParty::or_build",
+    ] {
+        ensure(text.contains(part), || {
+            format!("`{part}` missing from: {text}")
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let needs_docker = TestOptions::new().requires(Requirement::docker());
     let mut suite = Suite::new();
+    suite = suite.standalone(
+        "a_dockerfile_starts_from_an_image_of_the_same_build",
+        needs_docker.clone(),
+        a_dockerfile_starts_from_an_image_of_the_same_build,
+    );
+    suite = suite.standalone(
+        "a_missing_third_party_image_says_how_to_get_it",
+        needs_docker.clone(),
+        a_missing_third_party_image_says_how_to_get_it,
+    );
     suite = suite.standalone(
         "build_then_load_into_two_nodes_holds_exact_reference",
         needs_docker.clone(),

@@ -76,11 +76,14 @@ pub(crate) async fn deploy(
         .first()
         .map(|(name, _)| name.clone())
         .unwrap_or_default();
-    // Every changed object of every stage is checked before anything is applied.
+    // Every changed object of every stage is checked before anything is
+    // applied; but a changed Job, replaced since its template cannot
+    // change, is judged when it is created again in its stage.
     let changed: Vec<Manifest> = changes
         .changed
         .iter()
         .map(|index| all[*index].clone())
+        .filter(|manifest| manifest.kind() != "Job")
         .collect();
     if !changed.is_empty() {
         dry_run_manifests(client, namespace, &changed)
@@ -100,7 +103,6 @@ pub(crate) async fn deploy(
             all: &all,
             changes: &changes,
             range,
-            replaced: plan.known.is_some(),
         };
         setup
             .phase(name, stage.run(setup, waiter))
@@ -140,8 +142,6 @@ struct StageWork<'a> {
     all: &'a [Manifest],
     changes: &'a Changes,
     range: std::ops::Range<usize>,
-    /// Whether objects of an earlier setup may exist (and Jobs need replacing).
-    replaced: bool,
 }
 
 impl StageWork<'_> {
@@ -154,10 +154,10 @@ impl StageWork<'_> {
             .filter(in_stage)
             .map(|index| self.all[*index].clone())
             .collect();
-        if self.replaced {
-            for job in changed.iter().filter(|manifest| manifest.kind() == "Job") {
-                replace_job(self.client, self.namespace, job).await?;
-            }
+        // A changed Job that exists (from the last setup, or one that did
+        // not finish) is deleted first; one that does not is just created.
+        for job in changed.iter().filter(|manifest| manifest.kind() == "Job") {
+            replace_job(self.client, self.namespace, job).await?;
         }
         if !changed.is_empty() {
             apply_manifests(self.client, self.namespace, &mut changed).await?;
@@ -217,8 +217,8 @@ fn workload_of(manifest: &Manifest, namespace: &str) -> Option<Workload> {
     })
 }
 
-/// Deletes a Job an earlier setup applied (with its pods) and waits until
-/// it is gone, so the changed one can be created.
+/// Deletes a Job an earlier setup applied and waits until it is gone, so
+/// the changed one can be created.
 async fn replace_job(
     client: &Client,
     namespace: &str,
@@ -232,7 +232,9 @@ async fn replace_job(
             source,
         })
     };
-    match api.delete(job.name(), &DeleteParams::foreground()).await {
+    // Background: the Job goes at once (its name is free again); its old
+    // pods are collected after.
+    match api.delete(job.name(), &DeleteParams::background()).await {
         Ok(_) => {}
         Err(kube::Error::Api(response)) if response.code == 404 => return Ok(()),
         Err(source) => return Err(request(source)),

@@ -186,7 +186,11 @@ impl Waiter {
                 let restarts = restart_counts(&pods);
                 match &ready_since {
                     Some((since, before)) if *before == restarts => {
-                        let settle = if pods.iter().all(every_container_probed) {
+                        // Finished pods (a Job's) cannot crash any more.
+                        let running: Vec<&Pod> = pods.iter().filter(|pod| !finished(pod)).collect();
+                        let settle = if running.is_empty() {
+                            Duration::ZERO
+                        } else if running.iter().all(|pod| every_container_probed(pod)) {
                             self.settle.min(PROBED_SETTLE)
                         } else {
                             self.settle
@@ -298,7 +302,28 @@ impl Waiter {
             "Job" => {
                 let object = self.get::<Job>(workload).await?;
                 let selector = labels(object.spec.as_ref().and_then(|spec| spec.selector.as_ref()));
-                (readiness::job(&object), selector)
+                let mut state = readiness::job(&object);
+                if let Readiness::Pending(_) = state {
+                    // The kubelet reports a pod's success seconds before the
+                    // Job controller marks the Job Complete: enough
+                    // succeeded pods already make it done.
+                    let succeeded = self
+                        .pods(&workload.namespace)
+                        .await?
+                        .iter()
+                        .filter(|pod| selector.matches(pod))
+                        .filter(|pod| {
+                            pod.status
+                                .as_ref()
+                                .and_then(|status| status.phase.as_deref())
+                                == Some("Succeeded")
+                        })
+                        .count();
+                    if readiness::job_done_by_pods(&object, succeeded) {
+                        state = Readiness::Ready;
+                    }
+                }
+                (state, selector)
             }
             "Pod" => {
                 let object = self.get::<Pod>(workload).await?;
@@ -338,6 +363,16 @@ impl Waiter {
                 source,
             })
     }
+}
+
+/// Whether `pod` ran to its end (Succeeded or Failed).
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status
+            .as_ref()
+            .and_then(|status| status.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// Whether every container of `pod` has a readiness probe.

@@ -117,6 +117,20 @@ pub fn job(job: &Job) -> Readiness {
     ))
 }
 
+/// Whether `succeeded` pods complete `job`: its completions (one unless
+/// set) reached, for a Job without a success or pod failure policy of its
+/// own, which only the Job controller can judge.
+pub fn job_done_by_pods(job: &Job, succeeded: usize) -> bool {
+    let Some(spec) = job.spec.as_ref() else {
+        return false;
+    };
+    if spec.success_policy.is_some() || spec.pod_failure_policy.is_some() {
+        return false;
+    }
+    let completions = spec.completions.unwrap_or(1).max(1);
+    usize::try_from(completions).is_ok_and(|completions| succeeded >= completions)
+}
+
 pub fn pod(pod: &Pod) -> Readiness {
     let status = pod.status.clone().unwrap_or_default();
     match status.phase.as_deref() {
@@ -218,6 +232,21 @@ mod tests {
             "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
         }));
         assert_eq!(job(&complete), Readiness::Ready);
+    }
+
+    #[test]
+    fn succeeded_pods_complete_a_plain_job_only() {
+        let plain: Job = from(serde_json::json!({"spec": {"template": {}}}));
+        assert!(!job_done_by_pods(&plain, 0));
+        assert!(job_done_by_pods(&plain, 1));
+        let three: Job = from(serde_json::json!({"spec": {"completions": 3, "template": {}}}));
+        assert!(!job_done_by_pods(&three, 2) && job_done_by_pods(&three, 3));
+        let judged: Job =
+            from(serde_json::json!({"spec": {"template": {}, "podFailurePolicy": {"rules": []}}}));
+        assert!(
+            !job_done_by_pods(&judged, 5),
+            "only the Job controller judges a policy"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `web` service built from `$FIXTURE_WEB_DIR` (default `stack/web`) and a
 //! `store` StatefulSet holding data in memory, from `stack/manifests`. Its
 //! one test writes what it saw into `$FIXTURE_REPORT` (JSON): the version
-//! `web` serves, the UIDs of the pods, and the item `$FIXTURE_KEY` of the
-//! store, which it first writes when `$FIXTURE_WRITE` is set.
+//! `web` serves, the UIDs of the pods, the item `$FIXTURE_KEY` of the
+//! store, which it first writes when `$FIXTURE_WRITE` is set, and the value
+//! of a Secret the environment generates.
 //!
 //! The reuse tests run it as the suites `stack` and `stack_twin`.
 

@@ -54,6 +54,7 @@ async fn reports(ctx: TestContext<Environment>) -> Result<(), BoxError> {
         "item": (item.status == 200).then_some(item.body),
         "namespace": ctx.namespace(),
         "web_image": ctx.image("web"),
+        "secret": ctx.secret("stack-secret", "token").await?,
     });
     if let Some(path) = std::env::var_os("FIXTURE_REPORT") {
         std::fs::write(path, report.to_string())?;
@@ -70,6 +71,7 @@ pub fn main() -> std::process::ExitCode {
                 fixture("../../../../fixtures/toolbox"),
             ))
             .manifests("stack/manifests")
+            .secret(kindling::GeneratedSecret::new("stack-secret").random("token", 16))
             .wait_timeout(std::time::Duration::from_secs(120))
             .up()
             .await?)
