@@ -39,14 +39,15 @@ mod requirement;
 mod setup;
 mod state;
 mod suite;
+pub mod tls;
 pub mod wait;
 
 pub use access::{Endpoint, HttpClient, Response};
 pub use config::{ConfigError, KNOWN_VARIABLES};
 pub use environment::{
     DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
-    EnvironmentFingerprint, GeneratedSecret, ImageInput, SecretError, ThirdParty, client_for,
-    deploy,
+    EnvironmentFingerprint, GeneratedSecret, ImageInput, SecretError, Stack, ThirdParty,
+    client_for, deploy,
 };
 pub use error::{BoxError, TestResult};
 pub use fingerprint::{FingerprintError, fingerprint_paths};

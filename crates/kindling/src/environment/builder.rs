@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::inputs::{self, ImageInput, Inputs, Stage};
-use super::secrets::{self, GeneratedSecret};
+use super::secrets::GeneratedSecret;
 use super::stages::{self, StagePlan};
 use super::{
     Environment, EnvironmentError, EnvironmentFingerprint, RecordedStage, client_for, session,
@@ -48,6 +48,7 @@ pub struct EnvironmentBuilder {
     pub(super) bases: Vec<ImageSpec>,
     pub(super) stages: Vec<Stage>,
     pub(super) secrets: Vec<GeneratedSecret>,
+    pub(super) tls: Vec<crate::tls::TlsSecret>,
     pub(super) wait_timeout: Duration,
     pub(super) gc_grace: Duration,
 }
@@ -112,6 +113,50 @@ impl EnvironmentBuilder {
     /// [`GeneratedSecret`]): generated once, kept across re-runs.
     pub fn secret(mut self, secret: GeneratedSecret) -> Self {
         self.secrets.push(secret);
+        self
+    }
+
+    /// A serving certificate for one of the environment's Services, signed
+    /// by a CA the environment makes (see [`crate::tls::TlsSecret`]);
+    /// `caBundle: kindling:ca` in webhook configurations becomes that CA.
+    pub fn tls(mut self, secret: crate::tls::TlsSecret) -> Self {
+        self.tls.push(secret);
+        self
+    }
+
+    /// Everything `stack` declares: its images, base images and secrets
+    /// (one of a name already declared is skipped), and its stages, after
+    /// the ones named so far.
+    pub fn stack(mut self, stack: super::stack::Stack) -> Self {
+        for image in stack.images {
+            if !self.images.iter().any(|known| known.name() == image.name()) {
+                self.images.push(image);
+            }
+        }
+        for base in stack.bases {
+            if !self.bases.iter().any(|known| known.name() == base.name()) {
+                self.bases.push(base);
+            }
+        }
+        for secret in stack.secrets {
+            if !self
+                .secrets
+                .iter()
+                .any(|known| known.name() == secret.name())
+            {
+                self.secrets.push(secret);
+            }
+        }
+        for tls in stack.tls {
+            if !self.tls.contains(&tls) {
+                self.tls.push(tls);
+            }
+        }
+        for stage in stack.stages {
+            for path in stage.paths {
+                self = self.stage(stage.name.clone(), path);
+            }
+        }
         self
     }
 
@@ -242,19 +287,23 @@ impl EnvironmentBuilder {
             .phase("namespace", self.namespace(&client, previous.as_ref()))
             .await?;
         let previous = previous.filter(|previous| previous.namespace == namespace);
-        for (_, manifests) in &mut stages {
-            crate::deploy::scope_to_namespace(manifests, &namespace);
-        }
-        if !self.secrets.is_empty() {
-            let labels = namespace::object_labels(setup.suite(), setup.run_id());
-            setup
-                .phase("secrets", async {
-                    secrets::ensure(&client, &namespace, &self.secrets, &labels)
-                        .await
-                        .map_err(Box::new)
-                })
-                .await?;
-        }
+        let labels = namespace::object_labels(setup.suite(), setup.run_id());
+        let ca = setup
+            .phase(
+                "secrets",
+                super::prepare_namespace(&client, &namespace, &labels, &self.secrets, &self.tls),
+            )
+            .await?;
+        let bundle = ca.as_ref().map(|ca| ca.ca_bundle());
+        setup
+            .phase("scope", async {
+                for (_, manifests) in &mut stages {
+                    crate::deploy::scope_to_namespace(manifests, &namespace, bundle.as_deref())
+                        .map_err(Box::new)?;
+                }
+                Ok::<_, Box<crate::deploy::scope::ScopeError>>(())
+            })
+            .await?;
         let known = match &previous {
             Some(_) if setup.previous_interrupted() => {
                 setup.progress(&format!(
@@ -326,6 +375,7 @@ impl EnvironmentBuilder {
                 })
                 .collect(),
             secrets: self.secrets.clone(),
+            tls: self.tls.clone(),
         })
     }
 

@@ -5,7 +5,6 @@
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 
-use super::secrets;
 use super::{DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentError};
 use crate::deploy::namespace::{self, NamespaceError};
 use crate::deploy::{read_manifests, resolve_and_check, scope_to_namespace};
@@ -30,9 +29,9 @@ impl Environment {
         let mut copy = self.clone();
         copy.namespace = namespace.to_owned();
         let labels = namespace::object_labels(suite, run_id);
-        secrets::ensure(&client, namespace, &self.secrets, &labels)
-            .await
-            .map_err(Box::new)?;
+        let ca =
+            super::prepare_namespace(&client, namespace, &labels, &self.secrets, &self.tls).await?;
+        let bundle = ca.as_ref().map(|ca| ca.ca_bundle());
         let images = self.delivered_images();
         let waiter = Waiter::new(
             client.clone(),
@@ -42,7 +41,7 @@ impl Environment {
         for stage in &self.stages {
             let mut manifests = read_manifests(&stage.paths)?;
             resolve_and_check(&mut manifests, &images)?;
-            scope_to_namespace(&mut manifests, namespace);
+            scope_to_namespace(&mut manifests, namespace, bundle.as_deref()).map_err(Box::new)?;
             super::deploy(&client, namespace, &mut manifests, &waiter).await?;
         }
         Ok(copy)

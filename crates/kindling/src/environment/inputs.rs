@@ -86,6 +86,27 @@ impl ThirdParty {
         self.fallback = Some(spec.renamed(&self.name));
         self
     }
+
+    /// The logical name manifests use.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn resolved_against(mut self, dir: &std::path::Path) -> Self {
+        self.fallback = self.fallback.map(|spec| spec.resolved_against(dir));
+        self
+    }
+}
+
+impl ImageInput {
+    /// The logical name manifests use.
+    pub fn name(&self) -> &str {
+        match self {
+            ImageInput::Build(spec) => spec.name(),
+            ImageInput::Built(image) => image.name(),
+            ImageInput::ThirdParty(third) => third.name(),
+        }
+    }
 }
 
 /// What an environment's fingerprint is made of, each part a digest.

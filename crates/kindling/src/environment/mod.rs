@@ -33,12 +33,14 @@ mod credentials;
 mod inputs;
 mod secrets;
 mod session;
+mod stack;
 mod stages;
 
 pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder};
 pub use credentials::CredentialError;
 pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
 pub use secrets::{GeneratedSecret, SecretError};
+pub use stack::Stack;
 
 /// Setting up or using an environment failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,10 @@ pub enum EnvironmentError {
     #[error(transparent)]
     Credential(#[from] CredentialError),
     #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Scope(#[from] Box<crate::deploy::scope::ScopeError>),
+    #[error(transparent)]
     Other(BoxError),
     #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]
     Kubeconfig {
@@ -107,6 +113,8 @@ pub struct Environment {
     stages: Vec<RecordedStage>,
     #[serde(default)]
     secrets: Vec<GeneratedSecret>,
+    #[serde(default)]
+    tls: Vec<crate::tls::TlsSecret>,
 }
 
 /// A stage of an environment, as recorded.
@@ -133,6 +141,7 @@ impl Environment {
             bases: Vec::new(),
             stages: Vec::new(),
             secrets: Vec::new(),
+            tls: Vec::new(),
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             gc_grace: DEFAULT_GRACE,
         }
@@ -267,6 +276,21 @@ impl Environment {
         )
         .await;
     }
+}
+
+/// Makes the environment's generated Secrets and TLS Secrets in
+/// `namespace` (keeping what is there); returns its CA, if it has one.
+async fn prepare_namespace(
+    client: &Client,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    generated: &[GeneratedSecret],
+    tls: &[crate::tls::TlsSecret],
+) -> Result<Option<crate::tls::CertificateAuthority>, EnvironmentError> {
+    secrets::ensure(client, namespace, generated, labels)
+        .await
+        .map_err(Box::new)?;
+    secrets::ensure_tls(client, namespace, tls, labels).await
 }
 
 /// Applies checked manifests into `namespace` and waits for every workload.

@@ -148,6 +148,127 @@ pub(crate) async fn ensure(
     Ok(written)
 }
 
+/// The environment's CA, kept in Secret [`crate::tls::CA_SECRET`] of
+/// `namespace` (made the first time), and each TLS Secret signed by it:
+/// kept while it exists and was signed by this CA, made otherwise. None
+/// when `tls` is empty.
+pub(crate) async fn ensure_tls(
+    client: &Client,
+    namespace: &str,
+    tls: &[crate::tls::TlsSecret],
+    labels: &BTreeMap<String, String>,
+) -> Result<Option<crate::tls::CertificateAuthority>, super::EnvironmentError> {
+    use crate::tls::{CA_SECRET, CertificateAuthority};
+    if tls.is_empty() {
+        return Ok(None);
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let read = |name: &str| {
+        let api = api.clone();
+        let name = name.to_owned();
+        async move {
+            api.get_opt(&name).await.map_err(|source| {
+                Box::new(SecretError {
+                    action: "read",
+                    namespace: namespace.to_owned(),
+                    name,
+                    source,
+                })
+            })
+        }
+    };
+    let text = |secret: &Option<Secret>, key: &str| {
+        secret
+            .as_ref()
+            .and_then(|secret| secret.data.as_ref())
+            .and_then(|data| data.get(key))
+            .map(|value| String::from_utf8_lossy(&value.0).into_owned())
+    };
+    let kept = read(CA_SECRET).await?;
+    let ca = match (text(&kept, "tls.crt"), text(&kept, "tls.key")) {
+        (Some(cert), Some(key)) => CertificateAuthority::from_pem(cert, key),
+        _ => {
+            let ca = CertificateAuthority::generate().map_err(super::EnvironmentError::from)?;
+            write_tls(
+                &api,
+                namespace,
+                CA_SECRET,
+                labels,
+                ca.cert_pem(),
+                ca.key_pem(),
+                None,
+            )
+            .await?;
+            ca
+        }
+    };
+    for wanted in tls {
+        let existing = read(&wanted.secret).await?;
+        if text(&existing, "ca.crt").as_deref() == Some(ca.cert_pem()) {
+            continue;
+        }
+        let serving = ca
+            .serving_certificate(&wanted.service, namespace)
+            .map_err(super::EnvironmentError::from)?;
+        write_tls(
+            &api,
+            namespace,
+            &wanted.secret,
+            labels,
+            &serving.cert_pem,
+            &serving.key_pem,
+            Some(ca.cert_pem()),
+        )
+        .await?;
+    }
+    Ok(Some(ca))
+}
+
+/// Writes a `kubernetes.io/tls` Secret.
+async fn write_tls(
+    api: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    cert: &str,
+    key: &str,
+    ca: Option<&str>,
+) -> Result<(), Box<SecretError>> {
+    let mut data = BTreeMap::from([
+        ("tls.crt".to_owned(), ByteString(cert.as_bytes().to_vec())),
+        ("tls.key".to_owned(), ByteString(key.as_bytes().to_vec())),
+    ]);
+    if let Some(ca) = ca {
+        data.insert("ca.crt".to_owned(), ByteString(ca.as_bytes().to_vec()));
+    }
+    let object = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(data),
+        ..Default::default()
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| {
+        Box::new(SecretError {
+            action: "write",
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
