@@ -41,6 +41,13 @@ pub enum ApplyError {
         object: String,
         message: String,
     },
+    #[error("{origin}: {kind} `{object}` was refused because {failure}")]
+    Webhook {
+        origin: String,
+        kind: String,
+        object: String,
+        failure: Box<super::webhook_failure::WebhookFailure>,
+    },
     #[error("failed to {action}")]
     Request {
         action: String,
@@ -369,9 +376,13 @@ async fn apply_one(
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
         None => Api::all_with(client.clone(), resource),
     };
-    let mut params = PatchParams::apply(FIELD_MANAGER)
-        .force()
-        .validation_strict();
+    // A cluster-scoped object marked by a suite's namespace is applied by
+    // that namespace's field manager, so each suite's mark is kept.
+    let manager = match super::ownership::marked_by(manifest) {
+        Some(owner) if namespace.is_none() => super::ownership::field_manager(owner),
+        _ => FIELD_MANAGER.to_owned(),
+    };
+    let mut params = PatchParams::apply(&manager).force().validation_strict();
     if dry_run {
         params = params.dry_run();
     }
@@ -388,6 +399,15 @@ async fn apply_one(
         // not applied yet (a ServiceAccount, a namespace) are for the real apply.
         Err(kube::Error::Api(response)) if dry_run && !matches!(response.code, 400 | 422) => {}
         Err(kube::Error::Api(response)) => {
+            if let Some(failure) = super::webhook_failure::WebhookFailure::parse(&response.message)
+            {
+                return Err(ApplyError::Webhook {
+                    origin: manifest.origin().to_string(),
+                    kind: manifest.kind().to_owned(),
+                    object,
+                    failure: Box::new(failure),
+                });
+            }
             return Err(ApplyError::Rejected {
                 origin: manifest.origin().to_string(),
                 kind: manifest.kind().to_owned(),

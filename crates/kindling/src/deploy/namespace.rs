@@ -48,7 +48,7 @@ pub fn suite_namespace(suite: &str, run_id: &str) -> String {
 }
 
 /// Label values allow 63 characters of `[A-Za-z0-9._-]`.
-fn label_value(value: &str) -> String {
+pub(crate) fn label_value(value: &str) -> String {
     let mut value: String = value
         .chars()
         .map(|c| {

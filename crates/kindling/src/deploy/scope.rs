@@ -74,7 +74,12 @@ fn rename(manifest: &mut Manifest, namespace: &str) {
 
 fn scope_binding(manifest: &mut Manifest, namespace: &str) {
     let mut scoped = false;
-    if let Some(subjects) = manifest.object["subjects"].as_array_mut() {
+    // `pointer_mut`, not indexing: indexing would add the fields it looks for.
+    if let Some(subjects) = manifest
+        .object
+        .pointer_mut("/subjects")
+        .and_then(Value::as_array_mut)
+    {
         for subject in subjects {
             if subject["kind"] == "ServiceAccount" && subject["namespace"].as_str().is_none() {
                 subject["namespace"] = Value::from(namespace);
@@ -151,7 +156,11 @@ fn scope_webhooks(
 ) -> Result<(), ScopeError> {
     let origin = manifest.origin().to_string();
     let (kind, name) = (manifest.kind().to_owned(), manifest.name().to_owned());
-    if let Some(webhooks) = manifest.object["webhooks"].as_array_mut() {
+    if let Some(webhooks) = manifest
+        .object
+        .pointer_mut("/webhooks")
+        .and_then(Value::as_array_mut)
+    {
         for webhook in webhooks {
             let client = Client {
                 origin: origin.clone(),
@@ -190,10 +199,13 @@ fn scope_conversion(
 ) -> Result<(), ScopeError> {
     let origin = manifest.origin().to_string();
     let name = manifest.name().to_owned();
-    let config = &mut manifest.object["spec"]["conversion"]["webhook"]["clientConfig"];
-    if !config.is_object() {
+    let Some(config) = manifest
+        .object
+        .pointer_mut("/spec/conversion/webhook/clientConfig")
+        .filter(|config| config.is_object())
+    else {
         return Ok(());
-    }
+    };
     Client {
         origin,
         kind: "CustomResourceDefinition".to_owned(),
@@ -256,6 +268,16 @@ mod tests {
             object["webhooks"][1]["namespaceSelector"]["matchLabels"]["team"],
             "x"
         );
+    }
+
+    #[test]
+    fn objects_without_the_fields_looked_for_are_left_as_they_are() {
+        let text = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: a.b.dev}\nspec: {group: b.dev}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: empty}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n";
+        let mut manifests = parse(text);
+        let before: Vec<Value> = manifests.iter().map(|m| m.object.clone()).collect();
+        scope_to_namespace(&mut manifests, "suite-1", None).unwrap();
+        let after: Vec<Value> = manifests.iter().map(|m| m.object.clone()).collect();
+        assert_eq!(before, after);
     }
 
     #[test]

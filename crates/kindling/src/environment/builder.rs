@@ -300,6 +300,7 @@ impl EnvironmentBuilder {
                 for (_, manifests) in &mut stages {
                     crate::deploy::scope_to_namespace(manifests, &namespace, bundle.as_deref())
                         .map_err(Box::new)?;
+                    crate::deploy::mark_cluster_objects(manifests, &namespace, setup.suite());
                 }
                 Ok::<_, Box<crate::deploy::scope::ScopeError>>(())
             })
@@ -420,6 +421,13 @@ impl EnvironmentBuilder {
         let collected = namespace::collect_garbage(client, &gc).await?;
         if !collected.deleted.is_empty() {
             tracing::info!("deleted stale namespaces {:?}", collected.deleted);
+        }
+        let objects = crate::deploy::collect_cluster_garbage(client).await?;
+        if !objects.is_empty() {
+            self.setup.progress(&format!(
+                "deleted cluster-scoped objects no namespace uses any more: {}",
+                objects.join(", ")
+            ));
         }
         Ok(name)
     }

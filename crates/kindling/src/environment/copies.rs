@@ -42,6 +42,7 @@ impl Environment {
             let mut manifests = read_manifests(&stage.paths)?;
             resolve_and_check(&mut manifests, &images)?;
             scope_to_namespace(&mut manifests, namespace, bundle.as_deref()).map_err(Box::new)?;
+            crate::deploy::mark_cluster_objects(&mut manifests, namespace, suite);
             super::deploy(&client, namespace, &mut manifests, &waiter).await?;
         }
         Ok(copy)
@@ -51,19 +52,24 @@ impl Environment {
     /// waiting for it to go). For copies made by [`Environment::copy_into`].
     pub async fn delete_namespace(&self) -> Result<(), EnvironmentError> {
         let client = self.client().await?;
-        match Api::<Namespace>::all(client)
+        match Api::<Namespace>::all(client.clone())
             .delete(&self.namespace, &DeleteParams::background())
             .await
         {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
-            Err(source) => Err(NamespaceError {
-                action: "delete",
-                namespace: self.namespace.clone(),
-                source,
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(source) => {
+                return Err(NamespaceError {
+                    action: "delete",
+                    namespace: self.namespace.clone(),
+                    source,
+                }
+                .into());
             }
-            .into()),
         }
+        // Its webhook configurations and bindings go with it.
+        crate::deploy::collect_cluster_garbage(&client).await?;
+        Ok(())
     }
 }
 

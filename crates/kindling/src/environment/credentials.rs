@@ -103,7 +103,70 @@ impl Environment {
     }
 }
 
+impl Environment {
+    /// A client that acts as the ServiceAccount `account` of the suite's
+    /// namespace (a token from [`Environment::token`]): what the cluster
+    /// allows and admission webhooks see is that identity's.
+    pub async fn client_as(&self, account: &str) -> Result<kube::Client, EnvironmentError> {
+        let token = self.token(account).await?;
+        let failed = |source: crate::BoxError| EnvironmentError::Kubeconfig {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            source,
+        };
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|error| failed(error.into()))?;
+        let options = kube::config::KubeConfigOptions {
+            context: Some(self.context.clone()),
+            ..Default::default()
+        };
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|error| failed(error.into()))?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.into()),
+            ..Default::default()
+        };
+        kube::Client::try_from(config).map_err(|error| failed(error.into()))
+    }
+
+    /// [`Environment::objects`] as the ServiceAccount `account`.
+    pub async fn objects_as(
+        &self,
+        account: &str,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<kube::Api<kube::api::DynamicObject>, EnvironmentError> {
+        let resource = self.resource(api_version, kind).await?;
+        Ok(kube::Api::namespaced_with(
+            self.client_as(account).await?,
+            &self.namespace,
+            &resource,
+        ))
+    }
+}
+
 impl<E: AsRef<Environment>> TestContext<E> {
+    /// A client acting as the ServiceAccount `account` of the suite's
+    /// namespace (see [`Environment::client_as`]).
+    pub async fn client_as(&self, account: &str) -> Result<kube::Client, EnvironmentError> {
+        self.env().as_ref().client_as(account).await
+    }
+
+    /// The objects of `kind` in `api_version` in the suite's namespace, as
+    /// the ServiceAccount `account`.
+    pub async fn objects_as(
+        &self,
+        account: &str,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<kube::Api<kube::api::DynamicObject>, EnvironmentError> {
+        self.env()
+            .as_ref()
+            .objects_as(account, api_version, kind)
+            .await
+    }
+
     /// A token for the ServiceAccount `account` of the suite's namespace
     /// (see [`Environment::token`]).
     pub async fn token(&self, account: &str) -> Result<String, EnvironmentError> {

@@ -224,6 +224,45 @@ impl Environment {
         Ok(crate::access::port_forward(&client, &self.namespace, service, port).await?)
     }
 
+    /// The objects of `kind` in `api_version` (a custom resource, say) in
+    /// this environment's namespace, found through discovery.
+    pub async fn objects(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Api<kube::api::DynamicObject>, EnvironmentError> {
+        let resource = self.resource(api_version, kind).await?;
+        Ok(Api::namespaced_with(
+            self.client().await?,
+            &self.namespace,
+            &resource,
+        ))
+    }
+
+    /// The API resource of `kind` in `api_version`, found through discovery.
+    async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<kube::discovery::ApiResource, EnvironmentError> {
+        let client = self.client().await?;
+        let (group, version) = match api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", api_version),
+        };
+        let gvk = kube::core::GroupVersionKind::gvk(group, version, kind);
+        let (resource, _) =
+            kube::discovery::pinned_kind(&client, &gvk)
+                .await
+                .map_err(|source| {
+                    EnvironmentError::Apply(ApplyError::Request {
+                        action: format!("discover kind `{kind}` of `{api_version}`"),
+                        source,
+                    })
+                })?;
+        Ok(resource)
+    }
+
     /// A local port forwarded to `port` of pod `pod` of the suite's
     /// namespace itself, ready or not.
     pub async fn pod_endpoint(&self, pod: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
@@ -395,6 +434,34 @@ impl<E: AsRef<Environment>> TestContext<E> {
         let client = self.client().await?;
         let waiter = self.environment().waiter(timeout).await?;
         deploy(&client, namespace, &mut manifests, &waiter).await
+    }
+
+    /// Waits until `check` returns `Ok` (its value is returned); an `Err`
+    /// says what was seen instead, and the last one is named at `timeout`.
+    /// A pod of the suite's namespace that cannot recover fails the wait at
+    /// once with its diagnosis.
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: F,
+    ) -> Result<T, EnvironmentError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let waiter = self.environment().waiter(timeout).await?;
+        Ok(waiter.until_ok(what, self.namespace(), check).await?)
+    }
+
+    /// The objects of `kind` in `api_version` (a custom resource, say) in
+    /// the suite's namespace, found through discovery.
+    pub async fn objects(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<kube::Api<kube::api::DynamicObject>, EnvironmentError> {
+        self.environment().objects(api_version, kind).await
     }
 
     /// Waits until `condition` holds, failing at once with a diagnosis if

@@ -232,11 +232,39 @@ impl Waiter {
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
+        self.until_ok(what, namespace, || {
+            let holds = condition();
+            async move {
+                if holds.await {
+                    Ok(())
+                } else {
+                    Err("the condition never held".to_owned())
+                }
+            }
+        })
+        .await
+    }
+
+    /// Polls `check` until it returns `Ok`, which is returned; `Err` says
+    /// what was seen instead, and the last one is named at the timeout. A
+    /// pod of `namespace` in a fatal state fails the wait at once with its
+    /// diagnosis.
+    pub async fn until_ok<T, F, Fut>(
+        &self,
+        what: &str,
+        namespace: &str,
+        mut check: F,
+    ) -> Result<T, WaitError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
         let deadline = Instant::now() + self.timeout;
         loop {
-            if condition().await {
-                return Ok(());
-            }
+            let seen = match check().await {
+                Ok(value) => return Ok(value),
+                Err(seen) => seen,
+            };
             let pods = self.pods(namespace).await?;
             if let Some((pod, fatal)) = pods
                 .iter()
@@ -246,7 +274,7 @@ impl Waiter {
                 return Err(WaitError::Diagnosed(Box::new(diagnosis)));
             }
             if Instant::now() >= deadline {
-                let mut pending = vec![format!("{what}: the condition never held")];
+                let mut pending = vec![format!("{what}: last seen: {seen}")];
                 pending.extend(pods.iter().filter_map(describe_unready_pod));
                 return Err(WaitError::Timeout {
                     after: self.timeout,

@@ -2,14 +2,15 @@
 //! PostgreSQL and Redis, with migrations, authentication by TokenReview,
 //! health and metrics on ports of their own.
 //!
-//! The environment declares everything it is made of, in stages: the
-//! database (PostgreSQL on a PersistentVolumeClaim, Redis, and generated
-//! credentials), the migrations Job, then the service. PostgreSQL and
-//! Redis are third-party images: `postgres:16` and `redis:7` where they
-//! were pulled, else built here from Debian's packages on a base made by
-//! mmdebstrap. kindling fingerprints all of it: a changed service is
-//! rebuilt and rolled out on the next run while the database keeps its
-//! pods and data, and an unchanged one reuses everything.
+//! The environment is the DataStorage stack (`e2e_stacks::datastorage`),
+//! in stages: the database (PostgreSQL on a PersistentVolumeClaim, Redis,
+//! and generated credentials), the migrations Job, then the service.
+//! PostgreSQL and Redis are third-party images: `postgres:16` and
+//! `redis:7` where they were pulled, else built here from Debian's
+//! packages on a base made by mmdebstrap. kindling fingerprints all of
+//! it: a changed service is rebuilt and rolled out on the next run while
+//! the database keeps its pods and data, and an unchanged one reuses
+//! everything.
 //!
 //! Run with `cargo nextest run -p e2e-datastorage`.
 
@@ -23,38 +24,12 @@ mod rollout;
 mod storage;
 mod validation;
 
-use kindling::image::ImageSpec;
-use kindling::{
-    BoxError, Environment, GeneratedSecret, HttpClient, SetupContext, Suite, ThirdParty,
-};
+use kindling::{BoxError, Environment, HttpClient, SetupContext, Suite};
 
-/// The suite's environment: the DataStorage stack.
+/// The suite's environment: the DataStorage stack (`e2e/stacks`).
 async fn setup(setup: SetupContext) -> Result<Environment, BoxError> {
     Ok(Environment::builder(&setup)
-        // What PostgreSQL's and Redis's Dockerfiles start from (`FROM
-        // kindling:debian`), built only when one of them is.
-        .base_image(ImageSpec::debian("debian", "bookworm"))
-        .image(
-            ThirdParty::new("postgres", "postgres:16")
-                .or_build(ImageSpec::new("postgres", "../../fixtures/postgres")),
-        )
-        .image(
-            ThirdParty::new("redis", "redis:7")
-                .or_build(ImageSpec::new("redis", "../../fixtures/redis")),
-        )
-        .image(ImageSpec::go_binary(
-            "datastorage",
-            "../../fixtures/datastorage",
-        ))
-        .secret(
-            GeneratedSecret::new("postgres-credentials")
-                .literal("username", "datastorage")
-                .literal("database", "audit")
-                .random("password", 32),
-        )
-        .stage("database", "manifests/database")
-        .stage("migrations", "manifests/migrations")
-        .stage("service", "manifests/service")
+        .stack(e2e_stacks::datastorage())
         .up()
         .await?)
 }
