@@ -367,10 +367,16 @@ fn gc(
     };
     let report = block_on(async {
         let client = kindling::client_for(&kubeconfig, &context).await?;
-        Ok(kindling::deploy::collect_garbage(&client, &policy).await?)
+        let namespaces = kindling::deploy::collect_garbage(&client, &policy).await?;
+        let objects = kindling::deploy::collect_cluster_garbage(&client).await?;
+        Ok((namespaces, objects))
     })?;
+    let (report, objects) = report;
     for namespace in &report.deleted {
         println!("deleted namespace {namespace}");
+    }
+    for object in &objects {
+        println!("deleted {object}, which no namespace uses any more");
     }
     println!(
         "{} deleted, {} kept (in use, recorded by a suite here, or terminating)",

@@ -46,8 +46,8 @@ pub use access::{Endpoint, HttpClient, Response};
 pub use config::{ConfigError, KNOWN_VARIABLES};
 pub use environment::{
     DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
-    EnvironmentFingerprint, GeneratedSecret, ImageInput, SecretError, Stack, ThirdParty,
-    client_for, deploy,
+    EnvironmentFingerprint, GeneratedSecret, ImageInput, ScaleError, SecretError, Stack,
+    ThirdParty, client_for, deploy,
 };
 pub use error::{BoxError, TestResult};
 pub use fingerprint::{FingerprintError, fingerprint_paths};
@@ -55,6 +55,8 @@ pub use junit::JunitError;
 pub use kindling_macros::test;
 pub use registry::RegistryError;
 pub use requirement::{Requirement, in_ci};
+/// The HTTP client [`HttpClient::request`] builds requests with.
+pub use reqwest;
 pub use setup::{PhaseError, SetupContext, SetupError};
 pub use state::{RecordedSetup, StateError, forget_setup, recorded_setups};
 pub use suite::{IntoFingerprint, IntoTestResult, Suite, TestContext, TestOptions};

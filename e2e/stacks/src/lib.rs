@@ -13,6 +13,10 @@
 //! # }
 //! ```
 
+mod audit;
+
+pub use audit::AuditLog;
+
 use kindling::image::ImageSpec;
 use kindling::tls::TlsSecret;
 use kindling::{GeneratedSecret, Stack, ThirdParty};

@@ -361,6 +361,11 @@ async fn resolve_after_crd(
     }
 }
 
+/// How long an apply retries a webhook whose Service does not answer: the
+/// Service's endpoints and the node's proxy rules follow a pod's readiness
+/// by up to a few seconds.
+const WEBHOOK_CATCH_UP: Duration = Duration::from_secs(10);
+
 async fn apply_one(
     client: &Client,
     manifest: &Manifest,
@@ -390,10 +395,20 @@ async fn apply_one(
         Some(namespace) => format!("{namespace}/{}", manifest.name()),
         None => manifest.name().to_owned(),
     };
-    match api
-        .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
-        .await
-    {
+    let unreachable_until = Instant::now() + WEBHOOK_CATCH_UP;
+    let outcome = loop {
+        let outcome = api
+            .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
+            .await;
+        let unreachable = matches!(&outcome, Err(kube::Error::Api(response))
+            if super::webhook_failure::WebhookFailure::parse(&response.message)
+                .is_some_and(|failure| failure.is_unreachable()));
+        if !unreachable || Instant::now() > unreachable_until {
+            break outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    match outcome {
         Ok(_) => {}
         // A dry run only judges the object itself: references to objects
         // not applied yet (a ServiceAccount, a namespace) are for the real apply.

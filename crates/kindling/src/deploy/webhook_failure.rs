@@ -46,16 +46,27 @@ impl WebhookFailure {
         })
     }
 
+    /// Whether the webhook's Service did not answer at all, which right
+    /// after its pods became ready is only the Service's endpoints and the
+    /// node's proxy rules catching up.
+    pub fn is_unreachable(&self) -> bool {
+        let cause = self.cause.to_ascii_lowercase();
+        [
+            "connection refused",
+            "no endpoints",
+            "i/o timeout",
+            "context deadline",
+        ]
+        .iter()
+        .any(|sign| cause.contains(sign))
+    }
+
     /// What to do about it.
     pub fn hint(&self) -> &'static str {
         let cause = self.cause.to_ascii_lowercase();
         if cause.contains("x509") || cause.contains("certificate") {
             "the API server does not trust the webhook's certificate: its `caBundle` must hold the CA that signed the Service's certificate; use `caBundle: kindling:ca` with `EnvironmentBuilder::tls(TlsSecret::for_service(..))`"
-        } else if cause.contains("connection refused")
-            || cause.contains("no endpoints")
-            || cause.contains("i/o timeout")
-            || cause.contains("context deadline")
-        {
+        } else if self.is_unreachable() {
             "the webhook's pods do not answer: apply its configuration in a stage after the stage that starts them, and check their logs"
         } else {
             "check the webhook's logs and its configuration"

@@ -31,6 +31,7 @@ mod builder;
 mod copies;
 mod credentials;
 mod inputs;
+mod scaling;
 mod secrets;
 mod session;
 mod stack;
@@ -39,6 +40,7 @@ mod stages;
 pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder};
 pub use credentials::CredentialError;
 pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
+pub use scaling::ScaleError;
 pub use secrets::{GeneratedSecret, SecretError};
 pub use stack::Stack;
 
@@ -80,6 +82,8 @@ pub enum EnvironmentError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Scope(#[from] Box<crate::deploy::scope::ScopeError>),
+    #[error(transparent)]
+    Scale(#[from] Box<scaling::ScaleError>),
     #[error(transparent)]
     Other(BoxError),
     #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]

@@ -1,8 +1,10 @@
 //! A webhook the API server cannot trust is diagnosed during the setup,
-//! and a suite's webhook configurations go with its namespace.
+//! and a suite's webhook configurations go with its namespace while the
+//! CRDs another namespace still uses stay.
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kindling::tls::CertificateAuthority;
 use kindling::{Environment, SetupContext, TestContext, TestResult};
 use kube::api::{Api, DeleteParams, ListParams};
@@ -69,6 +71,28 @@ async fn a_wrong_ca_bundle_fails_the_setup_naming_the_webhook_and_service(
         assert!(text.contains(&part), "`{part}` missing from: {text}");
     }
 
+    // The artifacts of the failed setup hold no key and no certificate.
+    let artifacts = text
+        .rsplit("artifacts: ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(std::path::PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .ok_or_else(|| format!("no artifacts folder named in: {text}"))?;
+    let mut files = 0;
+    for file in walk(&artifacts)? {
+        files += 1;
+        let contents = String::from_utf8_lossy(&std::fs::read(&file)?).into_owned();
+        for secret in ["PRIVATE KEY", "BEGIN CERTIFICATE", "LS0tLS1CRUdJTi"] {
+            assert!(
+                !contents.contains(secret),
+                "{} holds `{secret}`",
+                file.display()
+            );
+        }
+    }
+    assert!(files > 0, "{} is empty", artifacts.display());
+
     // Its namespace goes, and its webhook configurations with it.
     namespaces
         .delete(&namespace, &DeleteParams::background())
@@ -83,5 +107,43 @@ async fn a_wrong_ca_bundle_fails_the_setup_naming_the_webhook_and_service(
         .get_opt(&configuration)
         .await?;
     assert!(left.is_none_or(|left| left.metadata.deletion_timestamp.is_some()));
+
+    // The CRDs it shared with the suite stay: the suite's namespace uses them.
+    for crd in [
+        "remediationrequests.remediation.kindling.dev",
+        "notificationrequests.notification.kindling.dev",
+    ] {
+        assert!(
+            !deleted.contains(&format!("CustomResourceDefinition/{crd}")),
+            "{deleted:?}"
+        );
+        let kept = Api::<CustomResourceDefinition>::all(ctx.client().await?)
+            .get(crd)
+            .await?;
+        assert!(
+            kept.metadata.deletion_timestamp.is_none(),
+            "{crd} is being deleted"
+        );
+        let users = kept.metadata.annotations.unwrap_or_default();
+        assert!(
+            users.values().any(|user| user == ctx.namespace()),
+            "{crd} is not marked as used by {}: {users:?}",
+            ctx.namespace()
+        );
+    }
     Ok(())
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files.extend(walk(&path)?);
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
 }

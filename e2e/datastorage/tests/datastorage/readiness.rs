@@ -2,26 +2,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kindling::{Environment, HttpClient, TestContext, TestResult};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
-
-async fn scale(
-    env: &Environment,
-    deployment: &str,
-    replicas: i32,
-) -> Result<(), kindling::BoxError> {
-    Api::<Deployment>::namespaced(env.client().await?, env.namespace())
-        .patch_scale(
-            deployment,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
-        )
-        .await?;
-    Ok(())
-}
+use kube::api::{Api, ListParams};
+use serde_json::Value;
 
 #[kindling::test(timeout = "240s")]
 async fn readiness_follows_redis_going_away_and_coming_back(
@@ -38,7 +22,7 @@ async fn readiness_follows_redis_going_away_and_coming_back(
     let ready = health.get("/readyz").await?;
     assert_eq!(ready.status, 200, "{ready:?}");
 
-    scale(&copy, "redis", 0).await?;
+    copy.scale("redis", 0).await?;
     let waiter = copy.waiter(Duration::from_secs(90)).await?;
     waiter
         .until(
@@ -54,7 +38,7 @@ async fn readiness_follows_redis_going_away_and_coming_back(
             },
         )
         .await?;
-    scale(&copy, "redis", 1).await?;
+    copy.scale("redis", 1).await?;
     waiter
         .until("`/readyz` to be ready again", copy.namespace(), || async {
             health
