@@ -222,10 +222,20 @@ impl Redactor {
             .iter()
             .flat_map(|secret| {
                 let name = secret.metadata.name.clone().unwrap_or_default();
+                let literals: Vec<String> = secret
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|annotations| {
+                        annotations.get(crate::environment::NOT_SECRET_ANNOTATION)
+                    })
+                    .map(|keys| keys.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
                 secret
                     .data
                     .iter()
                     .flatten()
+                    .filter(move |(key, _)| !literals.contains(key))
                     .filter_map(move |(key, value)| {
                         let text = String::from_utf8(value.0.clone()).ok()?;
                         (text.len() >= Self::SHORTEST)
@@ -304,6 +314,31 @@ mod tests {
         assert_eq!(
             describe_secrets(&[secret]),
             "db (Opaque): password (11 bytes), user (3 bytes)\n"
+        );
+    }
+
+    #[test]
+    fn literal_values_of_a_generated_secret_stay_readable() {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("db".to_owned()),
+                annotations: Some(std::collections::BTreeMap::from([(
+                    crate::environment::NOT_SECRET_ANNOTATION.to_owned(),
+                    "username,database".to_owned(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(std::collections::BTreeMap::from([
+                ("username".to_owned(), ByteString(b"datastorage".to_vec())),
+                ("database".to_owned(), ByteString(b"audit".to_vec())),
+                ("password".to_owned(), ByteString(b"Zq81xPw0".to_vec())),
+            ])),
+            ..Default::default()
+        };
+        let redactor = Redactor::of(std::slice::from_ref(&secret));
+        assert_eq!(
+            redactor.redact("datastorage connects to audit with Zq81xPw0"),
+            "datastorage connects to audit with <redacted: Secret db key password>"
         );
     }
 }

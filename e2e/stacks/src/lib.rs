@@ -107,7 +107,8 @@ pub fn notification() -> Stack {
 /// configurations (stage `admission`, after its pods are ready), for
 /// RemediationRequests and NotificationRequests of the suite's namespace;
 /// with the `tester` ServiceAccount tests act as. Needs
-/// [`remediation_crds`] and [`notification_crds`] before it.
+/// [`remediation_crds`] and [`notification_crds`] before it, and
+/// [`datastorage`], where it audits its denials.
 pub fn authwebhook() -> Stack {
     authwebhook_service().stage("admission", "authwebhook/admission")
 }

@@ -41,7 +41,7 @@ pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder};
 pub use credentials::CredentialError;
 pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
 pub use scaling::ScaleError;
-pub use secrets::{GeneratedSecret, SecretError};
+pub use secrets::{GeneratedSecret, NOT_SECRET_ANNOTATION, SecretError};
 pub use stack::Stack;
 
 /// Setting up or using an environment failed.

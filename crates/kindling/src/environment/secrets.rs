@@ -11,6 +11,10 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::deploy::apply::FIELD_MANAGER;
 
+/// The keys of a generated Secret whose values are literals of the suite's
+/// source, not secrets: artifacts show them as they are.
+pub const NOT_SECRET_ANNOTATION: &str = "kindling.dev/not-secret";
+
 /// A value of a [`GeneratedSecret`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Value {
@@ -111,9 +115,21 @@ pub(crate) async fn ensure(
                 source,
             }
         };
+        let literals: Vec<&str> = secret
+            .values
+            .iter()
+            .filter(|(_, value)| matches!(value, Value::Literal(_)))
+            .map(|(key, _)| key.as_str())
+            .collect();
+        let literals = literals.join(",");
         let existing = api.get_opt(&secret.name).await.map_err(error("read"))?;
+        let marked = existing
+            .as_ref()
+            .and_then(|found| found.metadata.annotations.as_ref())
+            .and_then(|annotations| annotations.get(NOT_SECRET_ANNOTATION))
+            .is_some_and(|keys| *keys == literals);
         let held = existing.and_then(|found| found.data).unwrap_or_default();
-        if secret.values.iter().all(|(key, _)| held.contains_key(key)) {
+        if marked && secret.values.iter().all(|(key, _)| held.contains_key(key)) {
             continue;
         }
         let mut data = BTreeMap::new();
@@ -130,6 +146,10 @@ pub(crate) async fn ensure(
                 name: Some(secret.name.clone()),
                 namespace: Some(namespace.to_owned()),
                 labels: Some(labels.clone()),
+                annotations: Some(BTreeMap::from([(
+                    NOT_SECRET_ANNOTATION.to_owned(),
+                    literals,
+                )])),
                 ..Default::default()
             },
             type_: Some("Opaque".to_owned()),

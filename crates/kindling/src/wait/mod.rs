@@ -182,6 +182,7 @@ impl Waiter {
                 let diagnosis = diagnosis::diagnose(&self.client, &self.stores, pod, fatal).await;
                 return Err(WaitError::Diagnosed(Box::new(diagnosis)));
             }
+            pending.extend(earlier_rollouts_stopping(workloads, &selectors, &pods));
             if pending.is_empty() {
                 let restarts = restart_counts(&pods);
                 match &ready_since {
@@ -410,6 +411,40 @@ fn every_container_probed(pod: &Pod) -> bool {
             .iter()
             .all(|container| container.readiness_probe.is_some())
     })
+}
+
+/// The Deployments among `workloads` whose earlier rollout still has pods
+/// stopping: until they are gone a request may still reach one (the
+/// Service's endpoints and the node's proxy rules follow a deletion by a
+/// moment, and a pod that sleeps in `preStop` serves meanwhile), and a
+/// test would see the previous build.
+fn earlier_rollouts_stopping(
+    workloads: &[Workload],
+    selectors: &[(&str, PodSelector)],
+    pods: &[Pod],
+) -> Vec<String> {
+    workloads
+        .iter()
+        .zip(selectors)
+        .filter(|(workload, _)| workload.kind == "Deployment")
+        .filter_map(|(workload, (namespace, selector))| {
+            let stopping: Vec<&str> = pods
+                .iter()
+                .filter(|pod| {
+                    pod.metadata.namespace.as_deref() == Some(namespace)
+                        && selector.matches(pod)
+                        && pod.metadata.deletion_timestamp.is_some()
+                })
+                .filter_map(|pod| pod.metadata.name.as_deref())
+                .collect();
+            (!stopping.is_empty()).then(|| {
+                format!(
+                    "{workload}: pods of an earlier rollout still stopping: {}",
+                    stopping.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Every container's restart count, by pod and container.

@@ -3,11 +3,13 @@
 //! deploys both CRDs, the webhook server with a certificate signed by a CA
 //! of the environment, and the webhook configurations, whose `caBundle`
 //! kindling fills and whose scope kindling narrows to the suite's
-//! namespace, so suites side by side never intercept each other.
+//! namespace, so suites side by side never intercept each other; and the
+//! DataStorage stack, where the webhook audits what it denies.
 //!
 //! Run with `cargo nextest run -p e2e-authwebhook`.
 
 mod admission;
+mod audit;
 mod concurrency;
 mod tls;
 
@@ -16,6 +18,7 @@ use serde_json::{Value, json};
 
 async fn setup(setup: SetupContext) -> Result<Environment, BoxError> {
     Ok(Environment::builder(&setup)
+        .stack(e2e_stacks::datastorage())
         .stack(e2e_stacks::remediation_crds())
         .stack(e2e_stacks::notification_crds())
         .stack(e2e_stacks::authwebhook())
