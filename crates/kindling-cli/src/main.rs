@@ -1,15 +1,16 @@
 //! The `kindling` command line: parses arguments and prints; the work is
 //! in the `kindling` library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kindling::cluster::Provider;
 use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::kind::{KindCluster, KindError};
 use kindling::cluster::local::cluster::{LocalCluster, LocalError};
+use kindling::cluster::{Provider, ReadyCluster};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
 /// (clap's own code for argument errors).
@@ -90,6 +91,11 @@ enum Command {
         #[arg(long, env = "KINDLING_CONTEXT")]
         context: Option<String>,
     },
+    /// As a nextest setup script (`[scripts.setup.*]`): bring the cluster
+    /// of KINDLING_PROVIDER up before any test starts, and hand the tests
+    /// its coordinates through $NEXTEST_ENV, so their setups only check
+    /// that it answers.
+    NextestSetup,
     /// Forget a suite's recorded setup so its next run sets up again.
     Reset {
         /// The suite (its test target's name).
@@ -127,6 +133,16 @@ enum CliError {
     Environment(#[from] kindling::EnvironmentError),
     #[error("failed to collect namespaces")]
     Gc(#[from] kindling::deploy::NamespaceError),
+    #[error(
+        "NEXTEST_ENV is not set: `kindling nextest-setup` runs as a nextest setup script (`[scripts.setup.<name>] command = \"kindling nextest-setup\"` in .config/nextest.toml); use `kindling up` by hand"
+    )]
+    NotASetupScript,
+    #[error("cannot write the cluster's coordinates to $NEXTEST_ENV ({})", path.display())]
+    NextestEnv {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl CliError {
@@ -139,7 +155,9 @@ impl CliError {
             | CliError::Runtime(_)
             | CliError::Provider(_)
             | CliError::Environment(_)
-            | CliError::Gc(_) => ExitCode::from(EXIT_FAILED),
+            | CliError::Gc(_)
+            | CliError::NotASetupScript
+            | CliError::NextestEnv { .. } => ExitCode::from(EXIT_FAILED),
         }
     }
 }
@@ -386,6 +404,39 @@ fn gc(
     Ok(())
 }
 
+fn nextest_setup(cli: &Cli) -> Result<(), CliError> {
+    let Some(env_file) = std::env::var_os("NEXTEST_ENV") else {
+        return Err(CliError::NotASetupScript);
+    };
+    let provider = kindling::cluster::from_env(&cli.cluster)?;
+    let started = Instant::now();
+    let ready = block_on(async { Ok(ReadyCluster::ensure(provider.as_ref()).await?) })?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&env_file)
+        .map_err(|source| CliError::NextestEnv {
+            path: PathBuf::from(&env_file),
+            source,
+        })?;
+    writeln!(file, "{}", ready.env_line()).map_err(|source| CliError::NextestEnv {
+        path: PathBuf::from(&env_file),
+        source,
+    })?;
+    println!(
+        "{} cluster `{}` is up ({:.2}s{}); its tests use it as it is",
+        provider.kind(),
+        ready.info.name,
+        started.elapsed().as_secs_f64(),
+        if ready.info.created {
+            ", brought up now"
+        } else {
+            ", already running"
+        }
+    );
+    Ok(())
+}
+
 fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
     let dir = state_dir(cli);
     if kindling::forget_setup(&dir, suite)? {
@@ -415,6 +466,7 @@ fn main() -> ExitCode {
         Command::Down { provider } => down(&cli, *provider),
         Command::Status { provider } => status(&cli, *provider),
         Command::Reset { suite } => reset(&cli, suite),
+        Command::NextestSetup => nextest_setup(&cli),
         Command::Gc {
             grace,
             suite,

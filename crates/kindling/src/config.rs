@@ -100,6 +100,22 @@ pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
         "KINDLING_STATE_DIR",
         "where suite state lives (default target/kindling/state)",
     ),
+    (
+        "KINDLING_CLUSTER_READY",
+        "set by `kindling nextest-setup` for the tests: the cluster it brought up (JSON)",
+    ),
+    (
+        "KINDLING_WATCH_LEDGER",
+        "internal: set in the process that waits for the end of a nextest run",
+    ),
+    (
+        "KINDLING_WATCH_PID",
+        "internal: set in the process that waits for the end of a nextest run",
+    ),
+    (
+        "KINDLING_KEEP",
+        "what outlives a run: always (default: cluster and namespaces, for fast re-runs), on-failure (delete the suites' namespaces after a passing run), never (delete them after every run, and the cluster if the run created it)",
+    ),
 ];
 
 /// How setup progress is shown on stderr.
@@ -121,6 +137,21 @@ pub enum ReusePolicy {
     /// Reuse when the fingerprints match and every liveness check passes.
     Auto,
     /// Always set up again.
+    Never,
+}
+
+/// What a run leaves behind for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepPolicy {
+    /// The cluster and the suites' namespaces stay, for fast re-runs.
+    Always,
+    /// After a run whose tests all passed, each suite's namespace and the
+    /// cluster-scoped objects only it used are deleted; after a failing
+    /// run everything stays and the failure says where.
+    OnFailure,
+    /// After every run, pass or fail, once the artifacts are collected,
+    /// the namespaces are deleted, and the cluster if this run created it.
     Never,
 }
 
@@ -157,6 +188,7 @@ pub struct EnvConfig {
     pub reuse: ReusePolicy,
     pub log_level: LogLevel,
     pub state_dir: Option<PathBuf>,
+    pub keep: KeepPolicy,
     /// `KINDLING_*` names that are set but mean nothing to kindling.
     pub unknown_variables: Vec<String>,
 }
@@ -192,6 +224,7 @@ impl EnvConfig {
             reuse: ReusePolicy::Auto,
             log_level: LogLevel::Info,
             state_dir: None,
+            keep: KeepPolicy::Always,
             unknown_variables: Vec::new(),
         };
         let mut vars: Vec<(String, String)> = vars
@@ -226,6 +259,17 @@ impl EnvConfig {
                         &key,
                         &value,
                         &[("auto", ReusePolicy::Auto), ("never", ReusePolicy::Never)],
+                    )?
+                }
+                "KINDLING_KEEP" => {
+                    config.keep = parse_choice(
+                        &key,
+                        &value,
+                        &[
+                            ("always", KeepPolicy::Always),
+                            ("on-failure", KeepPolicy::OnFailure),
+                            ("never", KeepPolicy::Never),
+                        ],
                     )?
                 }
                 "KINDLING_TAG_POLICY" => {
@@ -382,6 +426,10 @@ mod tests {
                 c.progress == ProgressMode::None
             }),
             ("KINDLING_REUSE", "never", |c| c.reuse == ReusePolicy::Never),
+            ("KINDLING_KEEP", "on-failure", |c| {
+                c.keep == KeepPolicy::OnFailure
+            }),
+            ("KINDLING_KEEP", "NEVER", |c| c.keep == KeepPolicy::Never),
             ("KINDLING_LOG", "debug", |c| c.log_level == LogLevel::Debug),
             ("KINDLING_JUNIT", "out/j.xml", |c| {
                 c.junit_path == Some(PathBuf::from("out/j.xml"))
@@ -422,6 +470,11 @@ mod tests {
                 "one of `1`, `true`, `0`, `false`",
             ),
             ("KINDLING_INSTALL", "always", "one of `auto`, `never`"),
+            (
+                "KINDLING_KEEP",
+                "sometimes",
+                "one of `always`, `on-failure`, `never`",
+            ),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();

@@ -13,13 +13,15 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use crate::capture::{self, Capture};
-use crate::config::{DEFAULT_SETUP_TIMEOUT, DEFAULT_TEST_TIMEOUT, EnvConfig};
+use crate::config::{DEFAULT_SETUP_TIMEOUT, DEFAULT_TEST_TIMEOUT, EnvConfig, KeepPolicy};
+use crate::end_of_run::EndOfRun;
 use crate::error::TestResult;
 use crate::error::render_chain;
 use crate::identity::{BuildFacts, RunIdentity};
 use crate::junit::{self, TestOutcome, TestRecord};
 use crate::progress::Progress;
 use crate::requirement::{Requirement, in_ci};
+use crate::run_ledger::RunLedger;
 use crate::setup::{BoxFuture, FailureFn, SetupDriver, SetupError, SetupOptions, seconds};
 use crate::state::StateStore;
 use crate::suite::{Suite, Test, TestBody, TestContext};
@@ -77,6 +79,10 @@ enum TestFailure {
         failure: Box<TestFailure>,
         artifacts: PathBuf,
     },
+    #[error("{0}: the test body was stopped")]
+    Interrupted(crate::interrupt::Interrupted),
+    #[error("not run: the run was {0}")]
+    NotRun(crate::interrupt::Interrupted),
     #[error(
         "requirement `{}` is missing: {}{}",
         .0.requirement,
@@ -129,6 +135,14 @@ where
     };
     for warning in config.warnings() {
         eprintln!("{warning}");
+    }
+    if let Some((ledger, pid)) = crate::end_of_run::watching() {
+        return crate::end_of_run::watch(
+            ledger,
+            pid,
+            config.keep,
+            crate::environment::finish_cleanups,
+        );
     }
     let Suite {
         name,
@@ -215,37 +229,49 @@ where
         Ok(runtime) => Arc::new(runtime),
         Err(error) => return usage_error(format_args!("cannot start the async runtime: {error}")),
     };
+    {
+        let _entered = runtime.enter();
+        if !crate::interrupt::listen() {
+            eprintln!(
+                "warning: cannot handle SIGINT and SIGTERM: an interrupted run loses its artifacts"
+            );
+        }
+    }
     let progress = Arc::new(Progress::new(&identity.suite, config.progress));
+    let state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| identity.kindling_dir().join("state"));
+    let end_of_run = EndOfRun::new(
+        RunLedger::new(&state_dir, &identity.run_id),
+        config.keep,
+        identity.under_nextest,
+    );
     let environment = match setup {
         None => Environment::Fixed(Arc::new(
             serde_json::from_value::<E>(serde_json::Value::Null)
                 .expect("a suite without setup has the environment ()"),
         )),
-        Some(setup) => {
-            let state_dir = config
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| identity.kindling_dir().join("state"));
-            Environment::Setup(Arc::new(SetupDriver::new(
-                SetupOptions {
-                    suite: identity.suite.clone(),
-                    run_id: identity.run_id.clone(),
-                    store: StateStore::new(state_dir, &identity.suite),
-                    reuse: config.reuse,
-                    timeout: config
-                        .setup_timeout
-                        .or(setup_timeout)
-                        .unwrap_or(DEFAULT_SETUP_TIMEOUT),
-                    live_log: args.nocapture,
-                    progress,
-                    artifacts_root: identity.kindling_dir().join("artifacts"),
-                    package_dir: identity.package_dir.clone(),
-                },
-                setup,
-                alive,
-                fingerprints,
-            )))
-        }
+        Some(setup) => Environment::Setup(Arc::new(SetupDriver::new(
+            SetupOptions {
+                suite: identity.suite.clone(),
+                run_id: identity.run_id.clone(),
+                store: StateStore::new(state_dir.clone(), &identity.suite),
+                reuse: config.reuse,
+                timeout: config
+                    .setup_timeout
+                    .or(setup_timeout)
+                    .unwrap_or(DEFAULT_SETUP_TIMEOUT),
+                live_log: args.nocapture,
+                progress,
+                artifacts_root: identity.kindling_dir().join("artifacts"),
+                package_dir: identity.package_dir.clone(),
+                end_of_run: Some(end_of_run.clone()),
+            },
+            setup,
+            alive,
+            fingerprints,
+        ))),
     };
     let default_timeout = config
         .test_timeout
@@ -270,6 +296,7 @@ where
             live_log: args.nocapture,
             on_failure: on_failure.clone(),
             unmet,
+            end_of_run: end_of_run.clone(),
         };
         let trial = Trial::test(name.clone(), move || runner.run(test)).with_ignored_flag(ignored);
         if args.is_ignored(&trial) && !args.is_filtered_out(&trial) {
@@ -317,12 +344,34 @@ where
         );
         Some((report, path))
     };
-    let mut exit = conclusion.exit_code();
+    let mut exit = match crate::interrupt::received() {
+        Some(signal) => ExitCode::from(signal.exit_code()),
+        None => conclusion.exit_code(),
+    };
     if let Some((report, path)) = written
         && let Err(error) = junit::write(&report, &path)
     {
         eprintln!("error: {}", render_chain(&error));
         exit = ExitCode::FAILURE;
+    }
+    // Under `cargo test` this process is the whole run: its end is here.
+    if !identity.under_nextest && config.keep != KeepPolicy::Always {
+        let report = runtime.block_on(crate::end_of_run::finish_run(
+            end_of_run.ledger(),
+            &state_dir,
+            config.keep,
+            crate::environment::finish_cleanups,
+        ));
+        for removed in &report.removed {
+            eprintln!("kindling: removed {removed} (KINDLING_KEEP)");
+        }
+        for kept in &report.kept {
+            eprintln!("kindling: kept {kept} (KINDLING_KEEP=on-failure, a test failed)");
+        }
+        for failed in &report.failed {
+            eprintln!("error: the end of the run could not remove {failed}");
+            exit = ExitCode::FAILURE;
+        }
     }
     drop(environment);
     if let Ok(runtime) = Arc::try_unwrap(runtime) {
@@ -409,6 +458,7 @@ struct TestRunner<E> {
     /// A requirement this test lacks (it runs only with CI set, or when
     /// asked for by `--ignored`, and then fails with the reason).
     unmet: Option<Unmet>,
+    end_of_run: EndOfRun,
 }
 
 impl<E> TestRunner<E>
@@ -419,6 +469,7 @@ where
         let started = chrono::Local::now().fixed_offset();
         let clock = Instant::now();
         let capture = Capture::start(&test.name, self.live_log);
+        let uses_environment = matches!(test.body, TestBody::WithEnv(_));
         let result = self
             .runtime
             .block_on(self.execute(test.name.clone(), test.body, &capture));
@@ -431,6 +482,7 @@ where
                 message: failure.to_string(),
             },
         };
+        let test_name = test.name.clone();
         self.records.lock().expect("test records").push(TestRecord {
             name: test.name,
             outcome,
@@ -438,8 +490,16 @@ where
             elapsed,
             log: log.clone(),
         });
+        if uses_environment {
+            self.end_of_run
+                .record_test(&self.identity.suite, &test_name, result.is_ok());
+        }
         result.map_err(|failure| {
             let mut message = failure.to_string();
+            if uses_environment && let Some(fate) = self.end_of_run.fate_of(&self.identity.suite) {
+                message.push('\n');
+                message.push_str(&fate);
+            }
             if !self.live_log && !log.is_empty() {
                 message.push_str("\n\n---- captured log ----\n");
                 message.push_str(&log);
@@ -456,6 +516,9 @@ where
     ) -> Result<(), TestFailure> {
         if let Some(unmet) = &self.unmet {
             return Err(TestFailure::Unmet(unmet.clone()));
+        }
+        if let Some(signal) = crate::interrupt::received() {
+            return Err(TestFailure::NotRun(crate::interrupt::Interrupted(signal)));
         }
         let mut failure_hook = None;
         let future = match body {
@@ -486,16 +549,19 @@ where
         let outcome = self.run_body(future, capture).await;
         match (outcome, failure_hook) {
             (Err(failure), Some((hook, environment))) => {
+                // After a signal, the grace period before SIGKILL bounds it.
+                let budget = if crate::interrupt::received().is_some() {
+                    crate::setup::INTERRUPT_GRACE
+                } else {
+                    ARTIFACTS_TIMEOUT
+                };
                 let collected = tokio::time::timeout(
-                    ARTIFACTS_TIMEOUT,
+                    budget,
                     hook(environment, artifacts.clone()).instrument(capture.span()),
                 )
                 .await;
                 if collected.is_err() {
-                    tracing::warn!(
-                        "collecting artifacts took over {}s",
-                        ARTIFACTS_TIMEOUT.as_secs()
-                    );
+                    tracing::warn!("collecting artifacts took over {}s", budget.as_secs());
                 }
                 Err(TestFailure::WithArtifacts {
                     failure: Box::new(failure),
@@ -512,11 +578,17 @@ where
         capture: &Capture,
     ) -> Result<(), TestFailure> {
         let mut task = tokio::spawn(future.instrument(capture.span()));
-        match tokio::time::timeout(self.timeout, &mut task).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(error))) => Err(TestFailure::Returned(render_chain(error.as_ref()))),
-            Ok(Err(join)) => Err(TestFailure::Panicked(panic_message(join))),
-            Err(_elapsed) => {
+        let finished =
+            crate::interrupt::or_interrupted(tokio::time::timeout(self.timeout, &mut task));
+        match finished.await {
+            Err(interrupted) => {
+                task.abort();
+                Err(TestFailure::Interrupted(interrupted))
+            }
+            Ok(Ok(Ok(Ok(())))) => Ok(()),
+            Ok(Ok(Ok(Err(error)))) => Err(TestFailure::Returned(render_chain(error.as_ref()))),
+            Ok(Ok(Err(join))) => Err(TestFailure::Panicked(panic_message(join))),
+            Ok(Err(_elapsed)) => {
                 let failure = TestFailure::TimedOut {
                     after: self.timeout,
                     still_running: capture.open_spans(),

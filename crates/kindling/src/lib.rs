@@ -25,17 +25,20 @@ pub mod cluster;
 mod config;
 pub mod deploy;
 pub mod docker;
+mod end_of_run;
 mod environment;
 mod error;
 mod fingerprint;
 mod harness;
 mod identity;
 pub mod image;
+pub mod interrupt;
 mod junit;
 pub mod node;
 mod progress;
 mod registry;
 mod requirement;
+mod run_ledger;
 mod setup;
 mod state;
 mod suite;
@@ -43,7 +46,7 @@ pub mod tls;
 pub mod wait;
 
 pub use access::{Endpoint, HttpClient, Response};
-pub use config::{ConfigError, KNOWN_VARIABLES};
+pub use config::{ConfigError, KNOWN_VARIABLES, KeepPolicy};
 pub use environment::{
     DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
     EnvironmentFingerprint, GeneratedSecret, ImageInput, ScaleError, SecretError, Stack,
@@ -57,6 +60,7 @@ pub use registry::RegistryError;
 pub use requirement::{Requirement, in_ci};
 /// The HTTP client [`HttpClient::request`] builds requests with.
 pub use reqwest;
+pub use run_ledger::{EndReport, RunLedger};
 pub use setup::{PhaseError, SetupContext, SetupError};
 pub use state::{RecordedSetup, StateError, forget_setup, recorded_setups};
 pub use suite::{IntoFingerprint, IntoTestResult, Suite, TestContext, TestOptions};

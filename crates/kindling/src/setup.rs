@@ -53,6 +53,7 @@ struct SetupShared {
     remembered: Mutex<BTreeMap<String, serde_json::Value>>,
     inputs: Mutex<BTreeMap<String, String>>,
     self_checking: AtomicBool,
+    end_of_run: Option<crate::end_of_run::EndOfRun>,
 }
 
 /// Removes a phase from the running ones when it ends or is dropped.
@@ -86,6 +87,8 @@ pub(crate) struct ContextOptions<'a> {
     pub package_dir: &'a Path,
     pub progress: Arc<Progress>,
     pub previous: Option<Previous>,
+    /// Where the run's cleanups go, and what the run keeps.
+    pub end_of_run: Option<crate::end_of_run::EndOfRun>,
 }
 
 impl SetupContext {
@@ -104,6 +107,7 @@ impl SetupContext {
                 remembered: Mutex::default(),
                 inputs: Mutex::default(),
                 self_checking: AtomicBool::new(false),
+                end_of_run: options.end_of_run,
             }),
         }
     }
@@ -121,6 +125,7 @@ impl SetupContext {
             package_dir,
             progress: Arc::new(Progress::new(suite, crate::config::ProgressMode::Plain)),
             previous: None,
+            end_of_run: None,
         })
     }
 
@@ -224,6 +229,26 @@ impl SetupContext {
         self.inner.self_checking.store(true, Ordering::Relaxed);
     }
 
+    /// Names something this setup made that the end of the run removes
+    /// when `KINDLING_KEEP` says so (`on-failure` after a passing run,
+    /// `never` always): `describe` says what it is, `data` is what
+    /// [`crate::end_of_run`] hands the code that removes it. Does nothing
+    /// in a standalone context or under `KINDLING_KEEP=always`.
+    pub fn remove_at_end_of_run(&self, describe: &str, data: serde_json::Value) {
+        if let Some(end) = &self.inner.end_of_run {
+            end.record_cleanup(&self.inner.suite, describe, data);
+        }
+    }
+
+    /// What this run keeps when it ends (`KINDLING_KEEP`).
+    pub fn keep(&self) -> crate::config::KeepPolicy {
+        self.inner
+            .end_of_run
+            .as_ref()
+            .map(|end| end.keep())
+            .unwrap_or(crate::config::KeepPolicy::Always)
+    }
+
     /// Writes a line on the setup's progress (stderr).
     pub fn progress(&self, message: &str) {
         self.inner.progress.line(message);
@@ -254,13 +279,22 @@ impl SetupContext {
             id,
         };
         self.show_running();
-        let result = work
-            .instrument(tracing::info_span!("phase", name))
-            .await
-            .map_err(|source| PhaseError {
+        // A signal ends the phase like an error of its own, so the setup's
+        // error path (artifacts, a failed record) runs as for any failure.
+        let result = match crate::interrupt::or_interrupted(
+            work.instrument(tracing::info_span!("phase", name)),
+        )
+        .await
+        {
+            Ok(result) => result.map_err(|source| PhaseError {
                 phase: name.to_owned(),
                 source: source.into(),
-            });
+            }),
+            Err(interrupted) => Err(PhaseError {
+                phase: name.to_owned(),
+                source: Box::new(interrupted),
+            }),
+        };
         let elapsed = started.elapsed();
         drop(running);
         let error = result.as_ref().err().map(|error| render_chain(error));
@@ -347,6 +381,13 @@ pub enum SetupError {
     },
     #[error("run-wide setup of suite `{suite}` panicked: {message}")]
     Panicked { suite: String, message: String },
+    #[error("run-wide setup of suite `{suite}` was {interrupted}{}", still_running(.phases))]
+    Interrupted {
+        suite: String,
+        interrupted: crate::interrupt::Interrupted,
+        /// The phases still running when it gave up, with how long each had run.
+        phases: Vec<(String, Duration)>,
+    },
     #[error("failed to record the setup of suite `{suite}`")]
     State {
         suite: String,
@@ -385,6 +426,10 @@ fn still_running(phases: &[(String, Duration)]) -> String {
     }
 }
 
+/// How long an interrupted setup or test may take to end and collect its
+/// artifacts: within nextest's default grace period of 10 s before SIGKILL.
+pub(crate) const INTERRUPT_GRACE: Duration = Duration::from_secs(8);
+
 pub(crate) fn seconds(duration: Duration) -> String {
     format!("{:.2}s", duration.as_secs_f64())
 }
@@ -415,6 +460,7 @@ pub(crate) struct SetupOptions {
     pub artifacts_root: PathBuf,
     /// Where relative paths of the suite resolve.
     pub package_dir: PathBuf,
+    pub end_of_run: Option<crate::end_of_run::EndOfRun>,
 }
 
 /// Drives the setup for one process: at most once, shared by every test.
@@ -468,6 +514,7 @@ where
             package_dir: &self.options.package_dir,
             progress: self.options.progress.clone(),
             previous,
+            end_of_run: self.options.end_of_run.clone(),
         })
     }
 
@@ -495,12 +542,17 @@ where
         let fingerprints = self.compute_fingerprints()?;
         let store = self.options.store.clone();
         let progress = self.options.progress.clone();
-        let lock = tokio::task::spawn_blocking(move || {
+        let lock = crate::interrupt::or_interrupted(tokio::task::spawn_blocking(move || {
             store.lock(|| {
                 progress.working("waiting for another process of this run to finish the setup")
             })
-        })
+        }))
         .await
+        .map_err(|interrupted| SetupError::Interrupted {
+            suite: suite.clone(),
+            interrupted,
+            phases: Vec::new(),
+        })?
         .expect("lock task")
         .map_err(state_error)?;
         let recorded = self.options.store.read().map_err(state_error)?;
@@ -698,22 +750,47 @@ where
         let capture = Capture::start("@setup", self.options.live_log);
         let work = (self.setup)(context.clone()).instrument(capture.span());
         let mut task = tokio::spawn(work);
-        let outcome = match tokio::time::timeout(self.options.timeout, &mut task).await {
-            Ok(Ok(Ok(environment))) => match serde_json::to_value(&environment) {
+        // What ended the setup task: it finished, or a signal came and it
+        // did not end within the grace period.
+        let finished = tokio::time::timeout(self.options.timeout, async {
+            tokio::select! {
+                joined = &mut task => Ok(joined),
+                signal = crate::interrupt::signalled() => {
+                    // The running phases end with the interruption; the
+                    // setup's own error path collects artifacts meanwhile.
+                    match tokio::time::timeout(INTERRUPT_GRACE, &mut task).await {
+                        Ok(joined) => Ok(joined),
+                        Err(_) => Err(crate::interrupt::Interrupted(signal)),
+                    }
+                }
+            }
+        })
+        .await;
+        let outcome = match finished {
+            Ok(Ok(Ok(Ok(environment)))) => match serde_json::to_value(&environment) {
                 Ok(json) => Ok((environment, json)),
                 Err(source) => Err(SetupError::Serialise {
                     suite: suite.clone(),
                     source,
                 }),
             },
-            Ok(Ok(Err(error))) => Err(SetupError::Failed {
+            Ok(Ok(Ok(Err(error)))) => Err(SetupError::Failed {
                 suite: suite.clone(),
                 message: render_chain(error.as_ref()),
             }),
-            Ok(Err(join)) => Err(SetupError::Panicked {
+            Ok(Ok(Err(join))) => Err(SetupError::Panicked {
                 suite: suite.clone(),
                 message: crate::harness::panic_message(join),
             }),
+            Ok(Err(interrupted)) => {
+                let phases = context.running_phases();
+                task.abort();
+                Err(SetupError::Interrupted {
+                    suite: suite.clone(),
+                    interrupted,
+                    phases,
+                })
+            }
             Err(_elapsed) => {
                 let phases = context.running_phases();
                 task.abort();
@@ -740,6 +817,9 @@ where
             Err(error) => {
                 let message = render_chain(&error);
                 if let SetupError::TimedOut {
+                    phases: running, ..
+                }
+                | SetupError::Interrupted {
                     phases: running, ..
                 } = &error
                 {

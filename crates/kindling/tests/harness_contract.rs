@@ -429,6 +429,90 @@ fn killed_setup_is_never_recorded_done() -> Outcome {
     Ok(())
 }
 
+fn an_interrupted_setup_is_recorded_failed_and_the_next_run_passes() -> Outcome {
+    let scratch = Scratch::new();
+    let mut command = clean_command(fixture("interrupts"));
+    scratch
+        .apply(&mut command)
+        .args(["--exact", "quick"])
+        .env("FIXTURE_HANG_SETUP", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn()?;
+    ensure(
+        await_event(&scratch, "setup-hanging", Duration::from_secs(30)),
+        || "the setup never reached its hanging phase".to_owned(),
+    )?;
+    send_signal(&child, "-INT");
+    let interrupted = Ran::from(child.wait_with_output()?);
+    ensure(interrupted.code == Some(130), || interrupted.text())?;
+    ensure(
+        interrupted.stdout.contains("setup phase `boot` failed")
+            && interrupted.stdout.contains("interrupted by SIGINT"),
+        || interrupted.text(),
+    )?;
+    let state = scratch.state("interrupts");
+    ensure(
+        state["status"] == "failed"
+            && state["error"]
+                .as_str()
+                .is_some_and(|error| error.contains("interrupted by SIGINT")),
+        || format!("an interrupted setup was recorded as {state}"),
+    )?;
+    let junit = std::fs::read_to_string(scratch.junit())?;
+    ensure(junit.contains("interrupted by SIGINT"), || junit.clone())?;
+
+    let ran = run_binary(&scratch, "interrupts", &["--exact", "quick"], &[]);
+    ensure(
+        ran.code == Some(0) && scratch.count("quick-ran") == 1,
+        || ran.text(),
+    )?;
+    ensure(scratch.state("interrupts")["status"] == "done", || {
+        "the re-run's setup is not recorded done".to_owned()
+    })?;
+    Ok(())
+}
+
+fn a_test_ended_by_sigterm_leaves_its_artifacts() -> Outcome {
+    let scratch = Scratch::new();
+    let mut command = clean_command(fixture("interrupts"));
+    scratch
+        .apply(&mut command)
+        .args(["--exact", "hangs"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn()?;
+    ensure(
+        await_event(&scratch, "test-hanging", Duration::from_secs(30)),
+        || "the test never started".to_owned(),
+    )?;
+    send_signal(&child, "-TERM");
+    let ran = Ran::from(child.wait_with_output()?);
+    ensure(ran.code == Some(143), || ran.text())?;
+    ensure(
+        ran.stdout
+            .contains("interrupted by SIGTERM: the test body was stopped"),
+        || ran.text(),
+    )?;
+    ensure(scratch.count("artifacts-collected") == 1, || ran.text())?;
+    let folder = ran
+        .stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("artifacts: "))
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| format!("no artifacts folder named\n{}", ran.text()))?;
+    ensure(
+        std::fs::read_to_string(folder.join("collected.txt"))
+            .ok()
+            .as_deref()
+            == Some("ready"),
+        || format!("{} holds no artifact", folder.display()),
+    )?;
+    let junit = std::fs::read_to_string(scratch.junit())?;
+    ensure(junit.contains("interrupted by SIGTERM"), || junit.clone())?;
+    Ok(())
+}
+
 fn junit_of_cargo_test_and_nextest_agree() -> Outcome {
     let scratch = Scratch::new();
     let ran = cargo_test(&scratch, "outcomes", &[]);
@@ -704,6 +788,16 @@ fn main() -> ExitCode {
         "killed_setup_is_never_recorded_done",
         TestOptions::new(),
         || blocking(killed_setup_is_never_recorded_done),
+    );
+    suite = suite.standalone(
+        "an_interrupted_setup_is_recorded_failed_and_the_next_run_passes",
+        TestOptions::new(),
+        || blocking(an_interrupted_setup_is_recorded_failed_and_the_next_run_passes),
+    );
+    suite = suite.standalone(
+        "a_test_ended_by_sigterm_leaves_its_artifacts",
+        TestOptions::new(),
+        || blocking(a_test_ended_by_sigterm_leaves_its_artifacts),
     );
     suite = suite.standalone(
         "junit_of_cargo_test_and_nextest_agree",

@@ -359,6 +359,7 @@ impl Provider for ExistingCluster {
                 kubeconfig: cluster.kubeconfig.clone(),
                 fingerprint: format!("existing {} {}", resolved.server, resolved.context),
                 context: resolved.context,
+                created: false,
             })
         })
     }

@@ -7,9 +7,11 @@ pub mod kind;
 pub mod local;
 pub(crate) mod lock;
 pub mod pki;
+mod ready;
 mod spec;
 
 pub use lock::{LockError, users_lock_path};
+pub use ready::{READY_VARIABLE, ReadyCluster};
 pub use spec::ProviderSpec;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +37,7 @@ pub struct ProviderError {
 }
 
 /// What a running cluster offers a suite.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub name: String,
     /// A kubeconfig of its own; `~/.kube/config` is never written.
@@ -45,6 +47,9 @@ pub struct ClusterInfo {
     /// Input fingerprint of the cluster's configuration: a reused cluster
     /// whose fingerprint differs must be refused, not silently used.
     pub fingerprint: String,
+    /// Whether this call created (or started) the cluster, rather than
+    /// finding it running: `KINDLING_KEEP=never` deletes only such a one.
+    pub created: bool,
 }
 
 /// How a suite gets a cluster. Implementations: `local` (upstream

@@ -246,10 +246,21 @@ impl EnvironmentBuilder {
                 .await
                 .map_err(BoxError::from)
         };
-        let (info, built) = tokio::try_join!(
-            setup.phase("cluster", provider.ensure()),
-            setup.phase("build", build)
-        )?;
+        let cluster = async {
+            match crate::cluster::ReadyCluster::handed_to(provider.as_ref()) {
+                Some(ready) => {
+                    setup.progress(&format!(
+                        "cluster `{}` was brought up by the nextest setup script: checking that it answers",
+                        ready.info.name
+                    ));
+                    provider.healthy().await?;
+                    Ok(ready.info)
+                }
+                None => provider.ensure().await,
+            }
+        };
+        let (info, built) =
+            tokio::try_join!(setup.phase("cluster", cluster), setup.phase("build", build))?;
         let mut images: Vec<ImageRef> = built
             .into_iter()
             .map(|outcome| outcome.image)
@@ -286,6 +297,16 @@ impl EnvironmentBuilder {
         let namespace = setup
             .phase("namespace", self.namespace(&client, previous.as_ref()))
             .await?;
+        let cleanup = super::EnvironmentCleanup {
+            kubeconfig: info.kubeconfig.clone(),
+            context: info.context.clone(),
+            namespace: namespace.clone(),
+            cluster: provider.spec(),
+            cluster_created: info.created,
+        };
+        if let Ok(data) = serde_json::to_value(&cleanup) {
+            setup.remove_at_end_of_run(&cleanup.describe(), data);
+        }
         let previous = previous.filter(|previous| previous.namespace == namespace);
         let labels = namespace::object_labels(setup.suite(), setup.run_id());
         let ca = setup

@@ -28,6 +28,11 @@ impl Environment {
         namespace::ensure_namespace(&client, namespace, suite, run_id).await?;
         let mut copy = self.clone();
         copy.namespace = namespace.to_owned();
+        for (_, in_namespace, _) in &mut copy.workloads {
+            if *in_namespace == self.namespace {
+                *in_namespace = namespace.to_owned();
+            }
+        }
         let labels = namespace::object_labels(suite, run_id);
         let ca =
             super::prepare_namespace(&client, namespace, &labels, &self.secrets, &self.tls).await?;

@@ -36,6 +36,7 @@ mod secrets;
 mod session;
 mod stack;
 mod stages;
+mod teardown;
 
 pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder};
 pub use credentials::CredentialError;
@@ -43,6 +44,7 @@ pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
 pub use scaling::ScaleError;
 pub use secrets::{GeneratedSecret, NOT_SECRET_ANNOTATION, SecretError};
 pub use stack::Stack;
+pub(crate) use teardown::{EnvironmentCleanup, finish_cleanups};
 
 /// Setting up or using an environment failed.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +217,17 @@ impl Environment {
             self.node_stores().await,
             timeout,
         ))
+    }
+
+    /// A waiter that diagnoses only the pods of this environment's own
+    /// workloads (those its stages deployed).
+    pub async fn watching_waiter(&self, timeout: Duration) -> Result<Waiter, EnvironmentError> {
+        let workloads = self
+            .workloads
+            .iter()
+            .map(|(kind, namespace, name)| Workload::new(kind, namespace, name))
+            .collect();
+        Ok(self.waiter(timeout).await?.watching(workloads))
     }
 
     /// The images of this environment, for placeholders in more manifests.
@@ -442,8 +455,9 @@ impl<E: AsRef<Environment>> TestContext<E> {
 
     /// Waits until `check` returns `Ok` (its value is returned); an `Err`
     /// says what was seen instead, and the last one is named at `timeout`.
-    /// A pod of the suite's namespace that cannot recover fails the wait at
-    /// once with its diagnosis.
+    /// A pod of the environment's own workloads that cannot recover fails
+    /// the wait at once with its diagnosis (another test's broken pod in the
+    /// namespace does not).
     pub async fn wait_for<T, F, Fut>(
         &self,
         what: &str,
@@ -454,7 +468,7 @@ impl<E: AsRef<Environment>> TestContext<E> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
     {
-        let waiter = self.environment().waiter(timeout).await?;
+        let waiter = self.environment().watching_waiter(timeout).await?;
         Ok(waiter.until_ok(what, self.namespace(), check).await?)
     }
 
@@ -469,8 +483,8 @@ impl<E: AsRef<Environment>> TestContext<E> {
     }
 
     /// Waits until `condition` holds, failing at once with a diagnosis if
-    /// a pod of the suite's namespace cannot recover, or at `timeout` with
-    /// what is not ready.
+    /// a pod of the environment's own workloads cannot recover, or at
+    /// `timeout` with what is not ready.
     pub async fn wait_until<F, Fut>(
         &self,
         what: &str,
@@ -481,7 +495,7 @@ impl<E: AsRef<Environment>> TestContext<E> {
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let waiter = self.environment().waiter(timeout).await?;
+        let waiter = self.environment().watching_waiter(timeout).await?;
         Ok(waiter.until(what, self.namespace(), condition).await?)
     }
 }

@@ -93,6 +93,7 @@ pub struct Waiter {
     stores: Vec<NodeStore>,
     timeout: Duration,
     settle: Duration,
+    watching: Option<Vec<Workload>>,
 }
 
 /// How long workloads must stay ready, with no container restarting,
@@ -113,7 +114,17 @@ impl Waiter {
             stores,
             timeout,
             settle: DEFAULT_SETTLE,
+            watching: None,
         }
+    }
+
+    /// Makes [`Waiter::until`] and [`Waiter::until_ok`] diagnose only the
+    /// pods of `workloads` (a Deployment's, a Job's, one Pod) instead of
+    /// every pod of the namespace: another test's broken pod is not this
+    /// wait's failure.
+    pub fn watching(mut self, workloads: Vec<Workload>) -> Self {
+        self.watching = Some(workloads);
+        self
     }
 
     /// How long everything must stay ready (default 2 s; at most 0.5 s when
@@ -261,12 +272,21 @@ impl Waiter {
         Fut: Future<Output = Result<T, String>>,
     {
         let deadline = Instant::now() + self.timeout;
+        let watched = self.watched_selectors().await?;
         loop {
             let seen = match check().await {
                 Ok(value) => return Ok(value),
                 Err(seen) => seen,
             };
-            let pods = self.pods(namespace).await?;
+            let mut pods = self.pods(namespace).await?;
+            if let Some(watched) = &watched {
+                pods.retain(|pod| {
+                    watched.iter().any(|(in_namespace, selector)| {
+                        pod.metadata.namespace.as_deref() == Some(in_namespace.as_str())
+                            && selector.matches(pod)
+                    })
+                });
+            }
             if let Some((pod, fatal)) = pods
                 .iter()
                 .find_map(|pod| diagnosis::fatal_container(pod).map(|fatal| (pod, fatal)))
@@ -380,6 +400,26 @@ impl Waiter {
                 what: workload.to_string(),
                 source,
             })
+    }
+
+    /// The pods [`Waiter::watching`] named, as selectors; `None` for all.
+    async fn watched_selectors(&self) -> Result<Option<Vec<(String, PodSelector)>>, WaitError> {
+        let Some(workloads) = &self.watching else {
+            return Ok(None);
+        };
+        let mut selectors = Vec::new();
+        for workload in workloads {
+            match self.readiness(workload).await {
+                Ok((_, selector)) => selectors.push((workload.namespace.clone(), selector)),
+                // A workload a test deleted has no pods to diagnose.
+                Err(WaitError::Request {
+                    source: kube::Error::Api(response),
+                    ..
+                }) if response.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Some(selectors))
     }
 
     async fn pods(&self, namespace: &str) -> Result<Vec<Pod>, WaitError> {

@@ -30,6 +30,7 @@ pub const FIXTURE_SUITES: &[&str] = &[
     "stack_twin",
     "requirements",
     "tags",
+    "interrupts",
 ];
 
 pub fn workspace_root() -> PathBuf {
@@ -200,6 +201,28 @@ impl Ran {
             self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// Waits until a fixture recorded `event` (a file it appends to), for at
+/// most `within`; false if it never did.
+pub fn await_event(scratch: &Scratch, event: &str, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while scratch.count(event) == 0 {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// Sends `signal` (`-INT`, `-TERM`) to a process.
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill {signal} {} failed", child.id());
 }
 
 /// Runs a fixture binary directly with `args`.

@@ -205,7 +205,7 @@ impl KindCluster {
             {
                 self.export_kubeconfig(&cli).await?;
                 self.wait_ready(&cli).await?;
-                return Ok(self.info(&current));
+                return Ok(self.info(&current, false));
             }
             if !self.recreate_on_change {
                 return Err(self.refusal(recorded.as_ref(), &current, &config));
@@ -218,7 +218,7 @@ impl KindCluster {
         self.create(&cli, &config).await?;
         self.wait_ready(&cli).await?;
         config::write_recorded(&self.fingerprint_record(), &current)?;
-        Ok(self.info(&current))
+        Ok(self.info(&current, true))
     }
 
     /// Deletes the cluster and what kindling recorded about it.
@@ -424,12 +424,13 @@ impl KindCluster {
         }
     }
 
-    fn info(&self, fingerprint: &Fingerprint) -> ClusterInfo {
+    fn info(&self, fingerprint: &Fingerprint, created: bool) -> ClusterInfo {
         ClusterInfo {
             name: self.name.clone(),
             kubeconfig: self.kubeconfig(),
             context: self.context(),
             fingerprint: fingerprint.fingerprint.clone(),
+            created,
         }
     }
 

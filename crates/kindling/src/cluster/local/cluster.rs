@@ -107,6 +107,9 @@ pub enum LocalError {
     Docker(#[from] crate::docker::DockerUnavailable),
 }
 
+/// The one phase of an `up` that found the cluster running.
+pub const ALREADY_UP: &str = "already up";
+
 /// A single-node cluster of upstream components on this host.
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
@@ -286,7 +289,8 @@ impl LocalCluster {
     }
 
     /// Brings the cluster up, or returns at once if it already runs and is
-    /// healthy. Returns each phase's name and time.
+    /// healthy (then its one phase is [`ALREADY_UP`]). Returns each phase's
+    /// name and time.
     pub async fn up(&self) -> Result<Vec<(String, Duration)>, LocalError> {
         let mut phases = Vec::new();
         let mut phase = |name: &str, started: Instant| {
@@ -301,7 +305,7 @@ impl LocalCluster {
         if self.all_running() && self.healthy().await.is_ok() {
             let recorded = std::fs::read_to_string(self.digest_path()).unwrap_or_default();
             if recorded.trim() == self.configuration_digest() {
-                phase("already up", started);
+                phase(ALREADY_UP, started);
                 return Ok(phases);
             }
             eprintln!(
@@ -1091,7 +1095,7 @@ impl crate::cluster::Provider for LocalCluster {
     {
         let cluster = self.clone();
         Box::pin(async move {
-            cluster
+            let phases = cluster
                 .up()
                 .await
                 .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
@@ -1100,6 +1104,7 @@ impl crate::cluster::Provider for LocalCluster {
                 kubeconfig: cluster.kubeconfig(),
                 context: cluster.name.clone(),
                 fingerprint: format!("local {}", component_versions()),
+                created: !phases.iter().any(|(phase, _)| phase == ALREADY_UP),
             })
         })
     }

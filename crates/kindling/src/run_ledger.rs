@@ -1,0 +1,207 @@
+//! What the processes of one run write down together beyond the setup:
+//! every test's outcome, and what to clean up at the end of the run
+//! (`KINDLING_KEEP`). A folder per run, `<state dir>/runs/<run id>/`,
+//! holding append-only JSON lines, so processes of several suites write
+//! to it at once without a lock.
+//!
+//! The end of a run is where those are read: the end of the process under
+//! `cargo test` (one process is one run), and under nextest the moment the
+//! nextest process exits, which a process started by the run's first
+//! setup waits for (see `end_of_run`): nextest has no teardown hook, and
+//! no test process can know it is the last one.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A test's outcome in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestEntry {
+    pub suite: String,
+    pub test: String,
+    pub passed: bool,
+}
+
+/// Something a suite's setup made that the end of the run may remove:
+/// what it is in words, and what removing it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cleanup {
+    pub suite: String,
+    /// For people: "namespace `x` on cluster `kindling`".
+    pub describe: String,
+    /// For the code that removes it.
+    pub data: serde_json::Value,
+}
+
+/// What the end of a run did, written once as `end.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndReport {
+    pub keep: crate::config::KeepPolicy,
+    /// Per suite: whether every test of it in this run passed.
+    pub passed: Vec<(String, bool)>,
+    /// What was removed, in words.
+    pub removed: Vec<String>,
+    /// What was kept, in words.
+    pub kept: Vec<String>,
+    /// What could not be removed, and why.
+    pub failed: Vec<String>,
+}
+
+/// The ledger of one run.
+#[derive(Debug, Clone)]
+pub struct RunLedger {
+    dir: PathBuf,
+}
+
+const TESTS: &str = "tests.jsonl";
+const CLEANUPS: &str = "cleanups.jsonl";
+const END: &str = "end.json";
+const WATCHER: &str = "watcher.pid";
+
+impl RunLedger {
+    /// The ledger of run `run_id` under `state_dir`.
+    pub fn new(state_dir: &Path, run_id: &str) -> Self {
+        RunLedger {
+            dir: state_dir.join("runs").join(run_id),
+        }
+    }
+
+    /// The ledger in `dir` (a path `RunLedger::dir` gave).
+    pub fn at(dir: PathBuf) -> Self {
+        RunLedger { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The state folder the ledger lives in (`<state dir>/runs/<run id>`).
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.parent()?.parent()?.to_owned())
+    }
+
+    fn append<T: Serialize>(&self, file: &str, entry: &T) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut line = serde_json::to_vec(entry)?;
+        line.push(b'\n');
+        // One write of one line: appends of several processes never mix.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(file))?
+            .write_all(&line)
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&self, file: &str) -> Vec<T> {
+        std::fs::read_to_string(self.dir.join(file))
+            .map(|text| {
+                text.lines()
+                    .filter_map(|line| serde_json::from_str(line).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn record_test(&self, entry: &TestEntry) -> std::io::Result<()> {
+        self.append(TESTS, entry)
+    }
+
+    pub fn record_cleanup(&self, cleanup: &Cleanup) -> std::io::Result<()> {
+        self.append(CLEANUPS, cleanup)
+    }
+
+    pub fn tests(&self) -> Vec<TestEntry> {
+        self.read(TESTS)
+    }
+
+    /// Each cleanup once, in the order first recorded.
+    pub fn cleanups(&self) -> Vec<Cleanup> {
+        let mut unique: Vec<Cleanup> = Vec::new();
+        for cleanup in self.read::<Cleanup>(CLEANUPS) {
+            if !unique.contains(&cleanup) {
+                unique.push(cleanup);
+            }
+        }
+        unique
+    }
+
+    /// Whether every test of `suite` recorded in this run passed (and at
+    /// least one was recorded).
+    pub fn suite_passed(&self, suite: &str) -> bool {
+        let tests: Vec<TestEntry> = self
+            .tests()
+            .into_iter()
+            .filter(|entry| entry.suite == suite)
+            .collect();
+        !tests.is_empty() && tests.iter().all(|entry| entry.passed)
+    }
+
+    /// Claims the right to watch for the end of the run: true for exactly
+    /// one caller per run.
+    pub fn claim_watcher(&self) -> std::io::Result<bool> {
+        std::fs::create_dir_all(&self.dir)?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.dir.join(WATCHER))
+        {
+            Ok(mut file) => {
+                writeln!(file, "{}", std::process::id())?;
+                Ok(true)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn write_end(&self, report: &EndReport) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let temporary = self.dir.join(format!("{END}.tmp"));
+        std::fs::write(&temporary, serde_json::to_vec_pretty(report)?)?;
+        std::fs::rename(temporary, self.dir.join(END))
+    }
+
+    /// What the end of the run did, once it has run.
+    pub fn end(&self) -> Option<EndReport> {
+        serde_json::from_slice(&std::fs::read(self.dir.join(END)).ok()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_several_writers_are_read_back_and_judged_per_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = RunLedger::new(dir.path(), "run-1");
+        for (suite, test, passed) in [("a", "x", true), ("a", "y", true), ("b", "x", false)] {
+            let writer = RunLedger::new(dir.path(), "run-1");
+            writer
+                .record_test(&TestEntry {
+                    suite: suite.to_owned(),
+                    test: test.to_owned(),
+                    passed,
+                })
+                .unwrap();
+        }
+        assert!(ledger.suite_passed("a"));
+        assert!(!ledger.suite_passed("b"));
+        assert!(
+            !ledger.suite_passed("c"),
+            "a suite without tests did not pass"
+        );
+        let cleanup = Cleanup {
+            suite: "a".to_owned(),
+            describe: "namespace `a-1`".to_owned(),
+            data: serde_json::json!({"namespace": "a-1"}),
+        };
+        ledger.record_cleanup(&cleanup).unwrap();
+        ledger.record_cleanup(&cleanup).unwrap();
+        assert_eq!(ledger.cleanups(), vec![cleanup]);
+        assert!(ledger.claim_watcher().unwrap());
+        assert!(!RunLedger::new(dir.path(), "run-1").claim_watcher().unwrap());
+        assert!(ledger.end().is_none());
+    }
+}
