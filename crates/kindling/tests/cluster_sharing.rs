@@ -1,8 +1,9 @@
 //! One local cluster, re-used and shared as a team uses it: suites with no
 //! hand-written fingerprint that serve each new build and reuse an
-//! unchanged one, a re-setup that rolls out only the changed service, two
-//! suites started at once on a stopped cluster, `kindling down` waiting
-//! for a suite that sets up, and components left running without a record.
+//! unchanged one, a re-setup that rolls out only the changed service, four
+//! suites started at once on a stopped cluster, what each `KINDLING_KEEP`
+//! leaves, `kindling down` waiting for a suite that sets up, and
+//! components left running without a record.
 //!
 //! Each test runs the `stack` fixture suites (`tests/fixture-suites/stack`)
 //! as `cargo nextest run` would on a real machine, against the real local
@@ -222,39 +223,223 @@ async fn a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data()
     Ok(())
 }
 
-async fn two_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once() -> Outcome {
+async fn four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once() -> Outcome {
     let _turn = ONE_AT_A_TIME.lock().await;
     LocalCluster::with_defaults(CLUSTER).down().await?;
-    let (one, two) = (Scratch::new(), Scratch::new());
     let web = Web::new()?;
-    let first = start_stack(&one, "stack", &web, None);
-    let second = start_stack(&two, "stack_twin", &web, None);
-    let (first, second) = (finish(first), finish(second));
-    let first = read_stack(&one, first)?;
-    let second = read_stack(&two, second)?;
-    let brought_up = [&first, &second]
+    let suites = ["stack", "stack_twin", "stack_third", "stack_fourth"];
+    let scratches: Vec<Scratch> = suites.iter().map(|_| Scratch::new()).collect();
+    let started: Vec<std::process::Child> = suites
+        .iter()
+        .zip(&scratches)
+        .map(|(suite, scratch)| start_stack(scratch, suite, &web, None))
+        .collect();
+    let finished: Vec<Ran> = started.into_iter().map(finish).collect();
+    let mut seen = Vec::new();
+    for (scratch, ran) in scratches.iter().zip(finished) {
+        seen.push(read_stack(scratch, ran)?);
+    }
+    let all = || {
+        seen.iter()
+            .map(|seen| seen.ran.text())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // Each `up` that starts the cluster says `prepare in`; one that finds
+    // it running says `already up`.
+    let brought_up = seen
         .iter()
         .filter(|seen| seen.ran.stderr.contains("kindling up: prepare in"))
         .count();
-    let found_up = [&first, &second]
+    let found_up = seen
         .iter()
         .filter(|seen| seen.ran.stderr.contains("kindling up: already up"))
         .count();
-    ensure(brought_up == 1 && found_up == 1, || {
+    ensure(brought_up == 1 && found_up == 3, || {
         format!(
-            "expected one suite to bring the cluster up and the other to find it up:\n{}\n{}",
-            first.ran.text(),
-            second.ran.text()
+            "expected one of four suites to bring the cluster up and three to find it up:\n{}",
+            all()
         )
     })?;
     ensure(
-        [&first, &second].iter().any(|seen| {
+        seen.iter().any(|seen| {
             seen.ran
                 .stderr
                 .contains("waiting for local cluster `kindling`")
         }),
-        || "neither suite said what it waited for".to_owned(),
+        || "no suite said what it waited for".to_owned(),
     )?;
+    let mut namespaces: Vec<&str> = seen.iter().map(|seen| seen.get("namespace")).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    ensure(namespaces.len() == 4, || {
+        format!("the suites shared namespaces: {namespaces:?}")
+    })?;
+    Ok(())
+}
+
+/// A ClusterRole only this run's suite applies, in a manifest folder of its own.
+fn own_cluster_role(dir: &std::path::Path) -> Result<String, BoxError> {
+    let name = format!("keep-{}", &uuid_like());
+    std::fs::write(
+        dir.join("clusterrole.yaml"),
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: {name}}}\nrules: [{{apiGroups: [\"\"], resources: [pods], verbs: [get]}}]\n"
+        ),
+    )?;
+    Ok(name)
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}", nanos & 0xffff_ffff_ffff)
+}
+
+/// The end-of-run report of the one run in `scratch`, once it is written.
+async fn end_of_run(scratch: &Scratch) -> Result<serde_json::Value, BoxError> {
+    let runs = scratch.state_dir().join("runs");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let ends: Vec<PathBuf> = std::fs::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|run| run.path().join("end.json"))
+            .filter(|end| end.is_file())
+            .collect();
+        if let [end] = ends.as_slice() {
+            return Ok(serde_json::from_str(&std::fs::read_to_string(end)?)?);
+        }
+        ensure(Instant::now() < deadline, || {
+            format!("no end-of-run report under {} after 240 s", runs.display())
+        })?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What is left of a run's namespace and ClusterRole.
+async fn left(namespace: &str, role: &str) -> Result<(bool, bool), BoxError> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let client = LocalCluster::with_defaults(CLUSTER).admin_client().await?;
+    let namespace = kube::Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await?
+        .is_some_and(|found| found.metadata.deletion_timestamp.is_none());
+    let role = kube::Api::<ClusterRole>::all(client)
+        .get_opt(role)
+        .await?
+        .is_some_and(|found| found.metadata.deletion_timestamp.is_none());
+    Ok((namespace, role))
+}
+
+/// One run of `stack` under `KINDLING_KEEP=keep`, passing or failing.
+async fn run_kept(keep: &str, fail: bool) -> Result<(Scratch, Ran, String, String), BoxError> {
+    let scratch = Scratch::new();
+    let extra = scratch.root.path().join("extra");
+    std::fs::create_dir_all(&extra)?;
+    let role = own_cluster_role(&extra)?;
+    let web = Web::new()?;
+    let report = report_path(&scratch).display().to_string();
+    let web_dir = web.path();
+    let extra_dir = extra.display().to_string();
+    let mut env = vec![
+        ("FIXTURE_WEB_DIR", web_dir.as_str()),
+        ("FIXTURE_REPORT", report.as_str()),
+        ("FIXTURE_EXTRA_MANIFESTS", extra_dir.as_str()),
+        ("KINDLING_KEEP", keep),
+    ];
+    if fail {
+        env.push(("FIXTURE_FAIL", "1"));
+    }
+    let ran = finish(spawn_nextest(&scratch, "stack", &env));
+    ensure(ran.code == Some(if fail { 100 } else { 0 }), || ran.text())?;
+    let text = std::fs::read_to_string(report_path(&scratch))
+        .map_err(|error| format!("no report ({error}):\n{}", ran.text()))?;
+    let report: serde_json::Value = serde_json::from_str(&text)?;
+    let namespace = report["namespace"].as_str().unwrap_or_default().to_owned();
+    Ok((scratch, ran, namespace, role))
+}
+
+async fn each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs() -> Outcome {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let cluster = LocalCluster::with_defaults(CLUSTER);
+    cluster.up().await?;
+
+    // always: everything stays, and nothing is even recorded.
+    let (scratch, ran, namespace, role) = run_kept("always", false).await?;
+    ensure(left(&namespace, &role).await? == (true, true), || {
+        ran.text()
+    })?;
+    ensure(!scratch.state_dir().join("runs").exists(), || {
+        "KINDLING_KEEP=always wrote a run ledger".to_owned()
+    })?;
+
+    // on-failure, passing: the namespace and its ClusterRole go, and the
+    // setup is forgotten.
+    let (scratch, ran, namespace, role) = run_kept("on-failure", false).await?;
+    let end = end_of_run(&scratch).await?;
+    ensure(left(&namespace, &role).await? == (false, false), || {
+        format!("{end}\n{}", ran.text())
+    })?;
+    let removed = end["removed"].to_string();
+    ensure(
+        removed.contains(&namespace) && removed.contains(&format!("ClusterRole/{role}")),
+        || end.to_string(),
+    )?;
+    ensure(!scratch.state_dir().join("stack.json").exists(), || {
+        "the setup of a removed environment is still recorded".to_owned()
+    })?;
+
+    // on-failure, failing: everything stays, and the failure says where.
+    let (scratch, ran, namespace, role) = run_kept("on-failure", true).await?;
+    let end = end_of_run(&scratch).await?;
+    ensure(left(&namespace, &role).await? == (true, true), || {
+        end.to_string()
+    })?;
+    ensure(
+        ran.stdout.contains(&format!(
+            "kept for a look (KINDLING_KEEP=on-failure, a test failed): namespace `{namespace}` on cluster `kindling`"
+        )),
+        || ran.text(),
+    )?;
+    let client = cluster.admin_client().await?;
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(&namespace, &Default::default())
+        .await?;
+
+    // never, failing, on a cluster this run brings up: the artifacts are
+    // collected, then the namespace, its ClusterRole and the cluster go.
+    cluster.down().await?;
+    let (scratch, ran, _namespace, _role) = run_kept("never", true).await?;
+    let end = end_of_run(&scratch).await?;
+    let removed = end["removed"].to_string();
+    ensure(
+        removed.contains("cluster `kindling`, created by this run"),
+        || format!("{end}\n{}", ran.text()),
+    )?;
+    ensure(!port_taken(6443), || {
+        format!("the cluster this run created still runs: {end}")
+    })?;
+    ensure(
+        ran.stdout
+            .contains("removed at the end of the run (KINDLING_KEEP=never)"),
+        || ran.text(),
+    )?;
+    let artifacts = ran
+        .stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("artifacts: "))
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("no artifacts named:\n{}", ran.text()))?;
+    ensure(artifacts.join("pods.yaml").is_file(), || {
+        format!("{} holds no pods.yaml", artifacts.display())
+    })?;
+    let _ = scratch;
+    cluster.up().await?;
     Ok(())
 }
 
@@ -365,9 +550,14 @@ fn main() -> ExitCode {
             a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data,
         )
         .standalone(
-            "two_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once",
+            "four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once",
             options.clone(),
-            two_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once,
+            four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once,
+        )
+        .standalone(
+            "each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs",
+            options.clone(),
+            each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs,
         )
         .standalone(
             "kindling_down_waits_for_a_suite_that_is_setting_up",

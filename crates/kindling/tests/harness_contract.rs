@@ -689,6 +689,11 @@ fn bad_kindling_variables_are_errors_naming_the_variable() -> Outcome {
             "sometimes",
             "invalid value `sometimes` in KINDLING_REUSE: expected one of `auto`, `never`",
         ),
+        (
+            "KINDLING_KEEP",
+            "forever",
+            "invalid value `forever` in KINDLING_KEEP: expected one of `always`, `on-failure`, `never`",
+        ),
     ];
     for (variable, value, expected) in cases {
         for args in [&["--list", "--format", "terse"][..], &[][..]] {

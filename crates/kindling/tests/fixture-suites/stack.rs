@@ -4,7 +4,9 @@
 //! one test writes what it saw into `$FIXTURE_REPORT` (JSON): the version
 //! `web` serves, the UIDs of the pods, the item `$FIXTURE_KEY` of the
 //! store, which it first writes when `$FIXTURE_WRITE` is set, and the value
-//! of a Secret the environment generates.
+//! of a Secret the environment generates. `$FIXTURE_EXTRA_MANIFESTS`
+//! adds a stage of its own; with `$FIXTURE_FAIL` set the test fails after
+//! writing its report.
 //!
 //! The reuse tests run it as the suites `stack` and `stack_twin`.
 

@@ -1,5 +1,5 @@
 //! The `stack` suite under a second name: a suite of its own (state,
-//! namespace), for the tests that run two suites at once on one cluster.
+//! namespace), for the tests that run several suites at once on one cluster.
 
 #[path = "stack/suite.rs"]
 mod suite;

@@ -28,6 +28,8 @@ pub const FIXTURE_SUITES: &[&str] = &[
     "environment",
     "stack",
     "stack_twin",
+    "stack_third",
+    "stack_fourth",
     "requirements",
     "tags",
     "interrupts",

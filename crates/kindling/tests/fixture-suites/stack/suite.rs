@@ -59,12 +59,19 @@ async fn reports(ctx: TestContext<Environment>) -> Result<(), BoxError> {
     if let Some(path) = std::env::var_os("FIXTURE_REPORT") {
         std::fs::write(path, report.to_string())?;
     }
+    if std::env::var_os("FIXTURE_FAIL").is_some() {
+        return Err("failing on purpose (FIXTURE_FAIL is set)".into());
+    }
     Ok(())
 }
 
 pub fn main() -> std::process::ExitCode {
     Suite::with_setup(|setup| async move {
-        Ok(Environment::builder(&setup)
+        let mut builder = Environment::builder(&setup);
+        if let Some(extra) = std::env::var_os("FIXTURE_EXTRA_MANIFESTS") {
+            builder = builder.stage("extra", PathBuf::from(extra));
+        }
+        Ok(builder
             .image(ImageSpec::go_binary("web", web_dir()))
             .image(ImageSpec::go_binary(
                 "toolbox",
