@@ -2,7 +2,8 @@
 //! hand-written fingerprint that serve each new build and reuse an
 //! unchanged one, a re-setup that rolls out only the changed service, four
 //! suites started at once on a stopped cluster, what each `KINDLING_KEEP`
-//! leaves, `kindling down` waiting for a suite that sets up, and
+//! leaves, `kindling nextest-setup` bringing the cluster up as a nextest
+//! setup script, `kindling down` waiting for a suite that sets up, and
 //! components left running without a record.
 //!
 //! Each test runs the `stack` fixture suites (`tests/fixture-suites/stack`)
@@ -275,6 +276,77 @@ async fn four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once() -> 
     ensure(namespaces.len() == 4, || {
         format!("the suites shared namespaces: {namespaces:?}")
     })?;
+    Ok(())
+}
+
+/// A nextest profile whose setup script is `kindling nextest-setup`.
+fn setup_script_config(dir: &std::path::Path) -> Result<PathBuf, BoxError> {
+    let config = dir.join("nextest.toml");
+    let cli = support::cli_binary().display().to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "experimental = [\"setup-scripts\"]\n\n\
+             [scripts.setup.kindling-cluster]\n\
+             command = [{cli:?}, \"nextest-setup\"]\n\
+             slow-timeout = {{ period = \"60s\", terminate-after = 20 }}\n\n\
+             [[profile.with-setup.scripts]]\n\
+             filter = \"binary(stack)\"\n\
+             setup = \"kindling-cluster\"\n"
+        ),
+    )?;
+    Ok(config)
+}
+
+async fn the_nextest_setup_script_brings_the_cluster_up_before_the_tests() -> Outcome {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    LocalCluster::with_defaults(CLUSTER).down().await?;
+    let scratch = Scratch::new();
+    let config = setup_script_config(scratch.root.path())?;
+    let config = config.display().to_string();
+    let web = Web::new()?;
+    let report = report_path(&scratch).display().to_string();
+    let web_dir = web.path();
+    let env = [
+        ("FIXTURE_WEB_DIR", web_dir.as_str()),
+        ("FIXTURE_REPORT", report.as_str()),
+    ];
+    let args = ["--config-file", config.as_str(), "--profile", "with-setup"];
+    let seen = read_stack(
+        &scratch,
+        finish(support::spawn_nextest_with(&scratch, "stack", &env, &args)),
+    )?;
+    let text = seen.ran.text();
+    ensure(
+        text.contains("local cluster `kindling` is up") && text.contains("brought up now"),
+        || format!("the setup script did not bring the cluster up:\n{text}"),
+    )?;
+    ensure(
+        seen.ran
+            .stderr
+            .contains("cluster `kindling` was brought up by the nextest setup script"),
+        || format!("the suite did not use the cluster the script brought up:\n{text}"),
+    )?;
+    // The script's own `up` prints before nextest reports it passed; the
+    // tests after it must not bring the cluster up again.
+    let after_script = seen
+        .ran
+        .stderr
+        .split_once("SETUP PASS")
+        .map(|(_, after)| after)
+        .unwrap_or_default();
+    ensure(
+        !after_script.is_empty() && !after_script.contains("kindling up:"),
+        || format!("the suite brought the cluster up itself:\n{text}"),
+    )?;
+
+    // Outside a setup script the command refuses and says what to use.
+    let outside = support::cli(&["nextest-setup"]).output()?;
+    let refusal = String::from_utf8_lossy(&outside.stderr);
+    ensure(
+        !outside.status.success() && refusal.contains("NEXTEST_ENV is not set"),
+        || format!("`kindling nextest-setup` outside nextest: {refusal}"),
+    )?;
     Ok(())
 }
 
@@ -558,6 +630,11 @@ fn main() -> ExitCode {
             "each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs",
             options.clone(),
             each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs,
+        )
+        .standalone(
+            "the_nextest_setup_script_brings_the_cluster_up_before_the_tests",
+            options.clone(),
+            the_nextest_setup_script_brings_the_cluster_up_before_the_tests,
         )
         .standalone(
             "kindling_down_waits_for_a_suite_that_is_setting_up",

@@ -322,11 +322,22 @@ pub async fn go_image(
 /// `cargo nextest run --no-capture` of one fixture suite (default profile,
 /// no JUnit), started and not waited for: several may run at once.
 pub fn spawn_nextest(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> std::process::Child {
+    spawn_nextest_with(scratch, suite, env, &[])
+}
+
+/// [`spawn_nextest`] with more arguments to `cargo nextest run`.
+pub fn spawn_nextest_with(
+    scratch: &Scratch,
+    suite: &str,
+    env: &[(&str, &str)],
+    nextest_args: &[&str],
+) -> std::process::Child {
     fixture_binaries();
     let mut command = clean_command(cargo());
     command
         .current_dir(workspace_root())
         .args(["nextest", "run", "--no-capture", "--no-fail-fast"])
+        .args(nextest_args)
         .args(["-p", FIXTURE_PACKAGE, "--test", suite])
         .env("CARGO_TARGET_DIR", fixture_target_dir())
         .stdout(Stdio::piped())
