@@ -1,6 +1,7 @@
 //! Deploying onto a real cluster: placeholders, preflight, apply errors,
-//! waits by diagnosis, artifacts, port-forwards and namespace collection,
-//! each scenario in a namespace of its own on the `local` cluster.
+//! waits by diagnosis (scoped to an environment's own pods), artifacts,
+//! port-forwards and namespace collection, each scenario in a namespace of
+//! its own on the `local` cluster.
 //!
 //! Written as a kindling suite: the setup brings the cluster up (or reuses
 //! it) and delivers the toolbox image (`fixtures/toolbox`). Needs what the
@@ -917,6 +918,77 @@ spec:
     Ok(())
 }
 
+/// One test's broken pod must not fail another test's wait in the same
+/// namespace: an environment's waits diagnose only its own workloads' pods.
+async fn another_tests_broken_pod_does_not_fail_an_environments_wait(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    let suite = ctx.unique_name("scoped");
+    let steady = web_deployment("steady", "kindling:toolbox", "");
+    let (result, _dir) = scenario_environment(&suite, &[("deploy", &steady)], None).await?;
+    let environment = result?;
+    let namespace = environment.namespace().to_owned();
+    let pods = Api::<Pod>::namespaced(environment.client().await?, &namespace);
+    let crasher: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "other-tests-crasher"},
+        "spec": {"containers": [{
+            "name": "main",
+            "image": toolbox_reference(&ctx)?,
+            "args": ["crash", "another test's pod"],
+        }]},
+    }))?;
+    pods.create(&Default::default(), &crasher).await?;
+
+    // The crasher goes into CrashLoopBackOff after its first exit and is
+    // restarted a second time only after that back-off: a wait that looked
+    // at every pod of the namespace would have failed in between.
+    let restarts = || {
+        let pods = pods.clone();
+        async move {
+            let pod = pods
+                .get("other-tests-crasher")
+                .await
+                .map_err(|error| error.to_string())?;
+            let restarts = pod
+                .status
+                .and_then(|status| status.container_statuses)
+                .and_then(|statuses| statuses.first().map(|status| status.restart_count))
+                .unwrap_or_default();
+            if restarts >= 2 {
+                Ok(restarts)
+            } else {
+                Err(format!("the crasher restarted {restarts} times"))
+            }
+        }
+    };
+    let scoped = environment
+        .watching_waiter(Duration::from_secs(90))
+        .await?
+        .until_ok(
+            "the other test's pod has crashed twice",
+            &namespace,
+            restarts,
+        )
+        .await;
+    // A namespace-wide wait does see it, so the scoped one had it to ignore.
+    let namespace_wide = environment
+        .waiter(Duration::from_secs(30))
+        .await?
+        .until("nothing", &namespace, || async { false })
+        .await;
+    environment.delete_namespace().await?;
+    ensure(scoped.is_ok(), || {
+        format!("the environment's wait failed on a pod not its own: {scoped:?}")
+    })?;
+    ensure(
+        matches!(&namespace_wide, Err(WaitError::Diagnosed(diagnosis))
+            if diagnosis.pod == "other-tests-crasher"
+                && diagnosis.fatal.reason == "CrashLoopBackOff"),
+        || format!("a namespace-wide wait should diagnose the crasher, got {namespace_wide:?}"),
+    )?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cluster = LocalCluster::with_defaults(CLUSTER);
     let mut suite = Suite::with_setup(|setup| async move {
@@ -966,6 +1038,10 @@ fn main() -> std::process::ExitCode {
     suite = suite.test(
         "generated_secrets_reach_pods_and_never_artifacts",
         generated_secrets_reach_pods_and_never_artifacts,
+    );
+    suite = suite.test(
+        "another_tests_broken_pod_does_not_fail_an_environments_wait",
+        another_tests_broken_pod_does_not_fail_an_environments_wait,
     );
     suite.run()
 }
