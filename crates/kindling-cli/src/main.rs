@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod load;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::kind::{KindCluster, KindError};
@@ -96,6 +98,23 @@ enum Command {
     /// its coordinates through $NEXTEST_ENV, so their setups only check
     /// that it answers.
     NextestSetup,
+    /// Load images from the local engine into every node of a cluster: a
+    /// node that holds an image is skipped, one that holds it under another
+    /// name gets the name, any other gets only the layers its content store
+    /// lacks. Then every node is checked to hold every exact reference.
+    Load {
+        /// Images in the local engine (`name:tag`).
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// `kind`: the node containers labelled with the cluster's name;
+        /// `local`: the local cluster's node.
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
+        provider: ProviderKind,
+        /// Send each missing image's whole `docker save`, every platform the
+        /// engine exports, as `kind load docker-image` does.
+        #[arg(long)]
+        all_platforms: bool,
+    },
     /// Forget a suite's recorded setup so its next run sets up again.
     Reset {
         /// The suite (its test target's name).
@@ -137,12 +156,20 @@ enum CliError {
         "NEXTEST_ENV is not set: `kindling nextest-setup` runs as a nextest setup script (`[scripts.setup.<name>] command = \"kindling nextest-setup\"` in .config/nextest.toml); use `kindling up` by hand"
     )]
     NotASetupScript,
+    #[error(transparent)]
+    Load(Box<load::LoadCommandError>),
     #[error("cannot write the cluster's coordinates to $NEXTEST_ENV ({})", path.display())]
     NextestEnv {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<load::LoadCommandError> for CliError {
+    fn from(error: load::LoadCommandError) -> Self {
+        CliError::Load(Box::new(error))
+    }
 }
 
 impl CliError {
@@ -157,6 +184,7 @@ impl CliError {
             | CliError::Environment(_)
             | CliError::Gc(_)
             | CliError::NotASetupScript
+            | CliError::Load(_)
             | CliError::NextestEnv { .. } => ExitCode::from(EXIT_FAILED),
         }
     }
@@ -437,6 +465,20 @@ fn nextest_setup(cli: &Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+fn load_images(
+    cli: &Cli,
+    provider: ProviderKind,
+    images: &[String],
+    all_platforms: bool,
+) -> Result<(), CliError> {
+    let target = match provider {
+        ProviderKind::Kind => load::Target::Kind,
+        ProviderKind::Local => load::Target::Local,
+        ProviderKind::Existing => return Err(load::LoadCommandError::Existing.into()),
+    };
+    block_on(async { Ok(load::load(target, &cli.cluster, images, all_platforms).await?) })
+}
+
 fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
     let dir = state_dir(cli);
     if kindling::forget_setup(&dir, suite)? {
@@ -467,6 +509,11 @@ fn main() -> ExitCode {
         Command::Status { provider } => status(&cli, *provider),
         Command::Reset { suite } => reset(&cli, suite),
         Command::NextestSetup => nextest_setup(&cli),
+        Command::Load {
+            images,
+            provider,
+            all_platforms,
+        } => load_images(&cli, *provider, images, *all_platforms),
         Command::Gc {
             grace,
             suite,

@@ -231,8 +231,8 @@ impl SetupContext {
 
     /// Names something this setup made that the end of the run removes
     /// when `KINDLING_KEEP` says so (`on-failure` after a passing run,
-    /// `never` always): `describe` says what it is, `data` is what
-    /// [`crate::end_of_run`] hands the code that removes it. Does nothing
+    /// `never` always): `describe` says what it is, `data` is what the
+    /// end of the run hands the code that removes it. Does nothing
     /// in a standalone context or under `KINDLING_KEEP=always`.
     pub fn remove_at_end_of_run(&self, describe: &str, data: serde_json::Value) {
         if let Some(end) = &self.inner.end_of_run {

@@ -33,17 +33,8 @@ fn cache() -> PathBuf {
     kindling::cluster::local::cluster::ComponentBinaries::default_cache()
 }
 
-/// The pinned kind that `fixtures/kind/build.sh` builds.
 fn real_kind() -> PathBuf {
-    kindling::cluster::kind::cli::pinned_binary(&cache())
-}
-
-/// The docker CLI kind would run.
-fn real_docker() -> Result<PathBuf, kindling::BoxError> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("docker"))
-        .find(|path| path.is_file())
-        .ok_or_else(|| "kind drives the `docker` CLI, which is not on PATH".into())
+    support::kind_like::pinned_kind()
 }
 
 /// A cluster name unique to this test process (`kk-` for CI's cleanup).
@@ -52,47 +43,20 @@ fn cluster_name(test: &str) -> String {
 }
 
 /// A scratch world for one test: kindling's state home, and a `kind`
-/// wrapper that runs the real kind with HOME and KUBECONFIG pointing into
-/// it, so a kubeconfig written anywhere but the state dir would show.
-///
-/// kind runs every command in a node with `docker exec --privileged`,
-/// which these hosts refuse ("unable to apply caps"); the wrapper puts a
-/// `docker` first on kind's PATH that drops that one flag from `exec` and
-/// runs the real docker CLI for everything else.
+/// wrapper ([`support::kind_like::kind_wrapper`]) that runs the real kind
+/// with HOME and KUBECONFIG pointing into it, so a kubeconfig written
+/// anywhere but the state dir would show.
 struct World {
     dir: tempfile::TempDir,
 }
 
 impl World {
     fn new() -> Result<Self, kindling::BoxError> {
-        use std::os::unix::fs::PermissionsExt as _;
         let world = World {
             dir: tempfile::tempdir()?,
         };
         std::fs::create_dir_all(world.home())?;
-        let shims = world.dir.path().join("shims");
-        std::fs::create_dir_all(&shims)?;
-        let executable = |path: &Path, text: String| -> std::io::Result<()> {
-            std::fs::write(path, text)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        };
-        executable(
-            &shims.join("docker"),
-            format!(
-                "#!/bin/sh\nif [ \"$1\" = exec ]; then\n  for arg do\n    shift\n    [ \"$arg\" = --privileged ] || set -- \"$@\" \"$arg\"\n  done\nfi\nexec '{}' \"$@\"\n",
-                real_docker()?.display()
-            ),
-        )?;
-        executable(
-            &world.kind(),
-            format!(
-                "#!/bin/sh\nexport HOME='{}'\nexport KUBECONFIG='{}'\nexport PATH='{}':\"$PATH\"\nexec '{}' \"$@\"\n",
-                world.home().display(),
-                world.env_kubeconfig().display(),
-                shims.display(),
-                real_kind().display()
-            ),
-        )?;
+        support::kind_like::kind_wrapper(world.dir.path(), &world.home(), &world.env_kubeconfig())?;
         Ok(world)
     }
 

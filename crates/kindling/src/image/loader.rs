@@ -1,11 +1,14 @@
 //! Loads images into node image stores: skip what a node holds, tag what
-//! it holds under another name, stream `docker save` of only the missing
-//! images into every node that needs them at once (no temporary file),
-//! then verify every node holds every exact reference.
+//! it holds under another name, send each node that lacks an image only
+//! the layers missing from its content store (one `docker save` of the
+//! missing images, spooled once; see [`super::layout`]), then verify every
+//! node holds every exact reference. [`Loader::whole_archives`] streams the
+//! whole `docker save` instead, as kind does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bollard::Docker;
 use bytes::Bytes;
@@ -13,6 +16,7 @@ use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 
 use super::ImageRef;
+use super::layout::{LayoutError, LayoutStats, SavedImages};
 use crate::node::{ByteStream, NodeError, NodeStore, StoredImage};
 
 /// Export chunks are coalesced to this size before they are sent: fewer,
@@ -32,10 +36,15 @@ pub struct NodeLoad {
     pub tagged: Vec<String>,
     /// References streamed to the node.
     pub imported: Vec<String>,
-    /// Bytes of `docker save` output streamed to the node.
+    /// Bytes streamed to the node (an image layout, or `docker save` output).
     pub bytes: u64,
+    /// Layers sent, and layers the node's content store already held.
+    pub layers_sent: usize,
+    pub layers_skipped: usize,
     /// True if the import had to fall back to a single-platform import.
     pub single_platform_retry: bool,
+    /// Seconds from the start of the load until this node was done.
+    pub seconds: f64,
 }
 
 /// What a load did.
@@ -86,6 +95,20 @@ pub enum LoadError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("failed to list the content store of node `{node}`")]
+    Content {
+        node: String,
+        #[source]
+        source: NodeError,
+    },
+    #[error("failed to prepare the images for the nodes")]
+    Layout(#[from] LayoutError),
+    #[error("failed to write the images for node `{node}`")]
+    Send {
+        node: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("node `{node}` does not hold {missing} after loading; it holds: {held}")]
     Missing {
         node: String,
@@ -123,15 +146,43 @@ fn plan(images: &[ImageRef], held: &[StoredImage]) -> Plan {
     plan
 }
 
+/// How the bytes of a missing image reach a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    /// Only the layers absent from the node's content store.
+    MissingLayers,
+    /// The whole `docker save`, as kind does.
+    WholeArchives,
+}
+
+/// What one node's import sent.
+#[derive(Debug, Default)]
+struct Sent {
+    bytes: u64,
+    stats: LayoutStats,
+    single_platform_retry: bool,
+}
+
 /// Loads images into nodes through the local engine.
 #[derive(Clone)]
 pub struct Loader {
     docker: Docker,
+    transfer: Transfer,
 }
 
 impl Loader {
     pub fn new(docker: Docker) -> Self {
-        Loader { docker }
+        Loader {
+            docker,
+            transfer: Transfer::MissingLayers,
+        }
+    }
+
+    /// Streams the whole `docker save` of the missing images to each node,
+    /// every platform the engine exports included, as `kind load` does.
+    pub fn whole_archives(mut self) -> Self {
+        self.transfer = Transfer::WholeArchives;
+        self
     }
 
     /// Makes every node hold every image under its exact reference, then verifies it.
@@ -140,6 +191,7 @@ impl Loader {
         images: &[ImageRef],
         nodes: &[NodeStore],
     ) -> Result<LoadReport, LoadError> {
+        let started = Instant::now();
         // The snapshotter is asked alongside the listing (and cached), so an
         // import does not wait for one more round trip.
         let listings = join_all(nodes.iter().map(|node| async move {
@@ -179,29 +231,21 @@ impl Loader {
             result?;
         }
 
-        // Nodes lacking the same set of images share one export stream.
-        let mut groups: BTreeMap<&BTreeSet<String>, Vec<usize>> = BTreeMap::new();
-        for (index, plan) in plans
-            .iter()
-            .enumerate()
-            .filter(|(_, plan)| !plan.import.is_empty())
-        {
-            groups.entry(&plan.import).or_default().push(index);
-        }
-        let streams = groups.iter().map(|(references, members)| async move {
-            let stores: Vec<NodeStore> =
-                members.iter().map(|&index| nodes[index].clone()).collect();
-            let results = self.stream_to(references, &stores).await;
-            members.iter().copied().zip(results).collect::<Vec<_>>()
-        });
+        let sent = match self.transfer {
+            Transfer::MissingLayers => self.send_missing_layers(images, nodes, &plans).await?,
+            Transfer::WholeArchives => self.send_whole_archives(nodes, &plans).await,
+        };
         let mut first_error = None;
-        for (index, result) in join_all(streams).await.into_iter().flatten() {
+        for (index, result) in sent {
             match result {
-                Ok((bytes, retried)) => {
+                Ok(sent) => {
                     let report = &mut reports[index];
-                    report.bytes = bytes;
-                    report.single_platform_retry = retried;
+                    report.bytes = sent.bytes;
+                    report.layers_sent = sent.stats.layers_sent;
+                    report.layers_skipped = sent.stats.layers_skipped;
+                    report.single_platform_retry = sent.single_platform_retry;
                     report.imported = plans[index].import.iter().cloned().collect();
+                    report.seconds = started.elapsed().as_secs_f64();
                 }
                 Err(error) => {
                     first_error.get_or_insert(error);
@@ -223,7 +267,184 @@ impl Loader {
             .map(|(node, _)| node.clone())
             .collect();
         self.verify(images, &changed).await?;
+        for report in reports
+            .iter_mut()
+            .filter(|report| report.imported.is_empty())
+        {
+            report.seconds = started.elapsed().as_secs_f64();
+        }
         Ok(LoadReport { nodes: reports })
+    }
+
+    /// One `docker save` of every image some node lacks, spooled once; each
+    /// such node gets an image layout of only the layers its content store
+    /// lacks. Results are by node index.
+    async fn send_missing_layers(
+        &self,
+        images: &[ImageRef],
+        nodes: &[NodeStore],
+        plans: &[Plan],
+    ) -> Result<Vec<(usize, Result<Sent, LoadError>)>, LoadError> {
+        let importing: Vec<usize> = (0..plans.len())
+            .filter(|&index| !plans[index].import.is_empty())
+            .collect();
+        if importing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: BTreeSet<&str> = importing
+            .iter()
+            .flat_map(|&index| plans[index].import.iter().map(String::as_str))
+            .collect();
+        let names: Vec<&str> = wanted.iter().copied().collect();
+        let listed = quoted(&names);
+        let (saved, held) = tokio::join!(
+            SavedImages::spool(export_stream(&self.docker, &names), &listed),
+            join_all(
+                importing
+                    .iter()
+                    .map(|&index| nodes[index].content_digests())
+            )
+        );
+        let saved = Arc::new(saved?);
+        // An engine whose image IDs are not config digests (the containerd
+        // image store) cannot be matched to the export: send it whole.
+        if images
+            .iter()
+            .filter(|image| wanted.contains(image.reference().as_str()))
+            .any(|image| saved.image(image.id()).is_none())
+        {
+            tracing::warn!(
+                "the export's images are not keyed by the engine's image IDs: sending whole archives"
+            );
+            return Ok(self.send_whole_archives(nodes, plans).await);
+        }
+        let sends = importing.iter().zip(held).map(|(&index, held)| {
+            let saved = Arc::clone(&saved);
+            let store = &nodes[index];
+            let references: Vec<(String, String)> = images
+                .iter()
+                .filter(|image| plans[index].import.contains(image.reference().as_str()))
+                .map(|image| (image.id().to_owned(), image.reference().to_string()))
+                .collect();
+            async move {
+                let held = held.map_err(|source| LoadError::Content {
+                    node: store.name().to_owned(),
+                    source,
+                })?;
+                self.import_layout(store, &saved, references, held).await
+            }
+        });
+        Ok(importing
+            .iter()
+            .copied()
+            .zip(join_all(sends).await)
+            .collect())
+    }
+
+    /// Imports one node's layout; if the node lacks a layer its content
+    /// store listed (collected since), sends every layer; if the
+    /// multi-platform import misses a digest, imports its platform only.
+    async fn import_layout(
+        &self,
+        store: &NodeStore,
+        saved: &Arc<SavedImages>,
+        references: Vec<(String, String)>,
+        held: BTreeSet<String>,
+    ) -> Result<Sent, LoadError> {
+        let listed = quoted(
+            &references
+                .iter()
+                .map(|(_, r)| r.as_str())
+                .collect::<Vec<_>>(),
+        );
+        let snapshotter = snapshotter_of(store).await?;
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut held = Arc::new(held);
+        let mut all_platforms = true;
+        loop {
+            let (stream, writing) = saved.layout(references.clone(), Arc::clone(&held));
+            let imported = store
+                .import(
+                    &snapshotter,
+                    all_platforms,
+                    counted(stream, counter.clone()),
+                )
+                .await;
+            let written = writing
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|written| written);
+            match imported {
+                Ok(()) => {
+                    let stats = written.map_err(|source| LoadError::Send {
+                        node: store.name().to_owned(),
+                        source,
+                    })?;
+                    return Ok(Sent {
+                        bytes: counter.load(Ordering::Relaxed),
+                        stats,
+                        single_platform_retry: !all_platforms,
+                    });
+                }
+                Err(source) if !held.is_empty() => {
+                    tracing::warn!(
+                        node = store.name(),
+                        error = %source,
+                        "importing only the missing layers failed: sending every layer"
+                    );
+                    held = Arc::default();
+                }
+                Err(source) if all_platforms && is_content_digest_error(&source) => {
+                    tracing::warn!(
+                        node = store.name(),
+                        "content digest missing in a multi-platform import: retrying with a single-platform import"
+                    );
+                    all_platforms = false;
+                }
+                Err(source) => {
+                    return Err(LoadError::Import {
+                        node: store.name().to_owned(),
+                        references: listed,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Nodes lacking the same set of images share one `docker save` stream.
+    async fn send_whole_archives(
+        &self,
+        nodes: &[NodeStore],
+        plans: &[Plan],
+    ) -> Vec<(usize, Result<Sent, LoadError>)> {
+        let mut groups: BTreeMap<&BTreeSet<String>, Vec<usize>> = BTreeMap::new();
+        for (index, plan) in plans
+            .iter()
+            .enumerate()
+            .filter(|(_, plan)| !plan.import.is_empty())
+        {
+            groups.entry(&plan.import).or_default().push(index);
+        }
+        let streams = groups.iter().map(|(references, members)| async move {
+            let stores: Vec<NodeStore> =
+                members.iter().map(|&index| nodes[index].clone()).collect();
+            let results = self.stream_to(references, &stores).await;
+            members.iter().copied().zip(results).collect::<Vec<_>>()
+        });
+        join_all(streams)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|(index, result)| {
+                let sent = result.map(|(bytes, retried)| Sent {
+                    bytes,
+                    single_platform_retry: retried,
+                    ..Sent::default()
+                });
+                (index, sent)
+            })
+            .collect()
     }
 
     /// Checks that every node holds every image under its exact reference
@@ -267,11 +488,7 @@ impl Loader {
         references: &BTreeSet<String>,
         stores: &[NodeStore],
     ) -> Vec<Result<(u64, bool), LoadError>> {
-        let listed = references
-            .iter()
-            .map(|r| format!("`{r}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let listed = quoted(&references.iter().map(String::as_str).collect::<Vec<_>>());
         let mut senders = Vec::new();
         let mut imports = Vec::new();
         let counters: Vec<Arc<AtomicU64>> =
@@ -379,6 +596,15 @@ impl Loader {
             })?;
         Ok((counter.load(Ordering::Relaxed), true))
     }
+}
+
+/// `` `a`, `b` `` for messages.
+fn quoted(references: &[&str]) -> String {
+    references
+        .iter()
+        .map(|reference| format!("`{reference}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn snapshotter_of(store: &NodeStore) -> Result<String, LoadError> {

@@ -3,6 +3,7 @@
 
 mod build;
 mod context;
+mod layout;
 mod loader;
 mod plan;
 mod push;
@@ -12,7 +13,8 @@ mod spec;
 
 pub use build::{BuildError, BuildOutcome, Builder};
 pub use context::ContextError;
-pub use loader::{LoadError, LoadReport, Loader};
+pub use layout::LayoutError;
+pub use loader::{LoadError, LoadReport, Loader, NodeLoad};
 pub use plan::BuildPlan;
 pub use push::{PushError, Pusher, Registry, RegistryCredentials};
 pub use reference::{NormalizedReference, ReferenceError, normalize};

@@ -98,6 +98,21 @@ impl NodeStore {
             .collect())
     }
 
+    /// The digests of every blob in the node's content store (layers,
+    /// configs, manifests), for a load to send only what is absent.
+    pub async fn content_digests(&self) -> Result<std::collections::BTreeSet<String>, NodeError> {
+        let output = self
+            .run(&["ctr", NAMESPACE, "content", "ls", "--quiet"], None)
+            .await?;
+        Ok(output
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("sha256:"))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// The config digest of a single-platform manifest; `None` for an index.
     async fn config_digest(&self, manifest_digest: &str) -> Result<Option<String>, NodeError> {
         let output = self
@@ -107,7 +122,7 @@ impl NodeStore {
         Ok(manifest["config"]["digest"].as_str().map(str::to_owned))
     }
 
-    /// Imports a `docker save` stream with kind's flags. Without
+    /// Imports a `docker save` stream, or an OCI image layout, with kind's flags. Without
     /// `all_platforms` only the node's own platform is imported.
     pub async fn import(
         &self,

@@ -299,3 +299,76 @@ pub async fn ensure_nodes_hold(
     }
     Ok(())
 }
+
+/// The pinned kind that `fixtures/kind/build.sh` builds.
+pub fn pinned_kind() -> PathBuf {
+    kindling::cluster::kind::cli::pinned_binary(
+        &kindling::cluster::local::cluster::ComponentBinaries::default_cache(),
+    )
+}
+
+/// Writes, in `dir`, a `kind` wrapper that runs the pinned kind with HOME
+/// and KUBECONFIG as given, and returns its path.
+///
+/// kind runs every command in a node with `docker exec --privileged`,
+/// which these hosts refuse ("unable to apply caps"); the wrapper puts a
+/// `docker` first on kind's PATH that drops that one flag from `exec` and
+/// runs the real docker CLI for everything else.
+pub fn kind_wrapper(dir: &Path, home: &Path, kubeconfig: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let docker = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("docker"))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "kind drives the `docker` CLI, which is not on PATH",
+            )
+        })?;
+    let shims = dir.join("shims");
+    std::fs::create_dir_all(&shims)?;
+    let executable = |path: &Path, text: String| -> std::io::Result<()> {
+        std::fs::write(path, text)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    };
+    executable(
+        &shims.join("docker"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = exec ]; then\n  for arg do\n    shift\n    [ \"$arg\" = --privileged ] || set -- \"$@\" \"$arg\"\n  done\nfi\nexec '{}' \"$@\"\n",
+            docker.display()
+        ),
+    )?;
+    let kind = dir.join("kind");
+    executable(
+        &kind,
+        format!(
+            "#!/bin/sh\nexport HOME='{}'\nexport KUBECONFIG='{}'\nexport PATH='{}':\"$PATH\"\nexec '{}' \"$@\"\n",
+            home.display(),
+            kubeconfig.display(),
+            shims.display(),
+            pinned_kind().display()
+        ),
+    )?;
+    Ok(kind)
+}
+
+/// The references each of `stores` holds whose repository starts with
+/// `prefix`, node by node.
+pub async fn references_held(
+    stores: &[NodeStore],
+    prefix: &str,
+) -> Result<Vec<Vec<String>>, kindling::BoxError> {
+    let mut nodes = Vec::new();
+    for store in stores {
+        let mut held: Vec<String> = store
+            .list()
+            .await?
+            .into_iter()
+            .map(|stored| stored.reference)
+            .filter(|reference| reference.starts_with(prefix))
+            .collect();
+        held.sort();
+        nodes.push(held);
+    }
+    Ok(nodes)
+}
