@@ -52,23 +52,29 @@ impl<E> TestContext<E> {
     }
 
     /// A name unique to this test and run, usable as a Kubernetes object
-    /// name: lowercase letters, digits and `-`, at most 63 characters.
+    /// name: lowercase letters, digits and `-`, at most 63 characters. A
+    /// long prefix is cut, never the run and test hash that end the name.
     pub fn unique_name(&self, prefix: &str) -> String {
         let run: String = self
             .run_id
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .take(8)
-            .collect();
-        let test_hash = fnv1a(self.test_name.as_bytes());
-        let raw = format!("{prefix}-{run}-{test_hash:08x}");
-        let mut name: String = raw
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let suffix = format!("{run}-{:08x}", fnv1a(self.test_name.as_bytes()));
+        let prefix: String = prefix
             .to_ascii_lowercase()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(63 - suffix.len() - 1)
             .collect();
-        name.truncate(63);
-        name.trim_matches('-').to_owned()
+        let prefix = prefix.trim_matches('-');
+        if prefix.is_empty() {
+            suffix
+        } else {
+            format!("{prefix}-{suffix}")
+        }
     }
 }
 
@@ -442,5 +448,19 @@ mod tests {
             );
         }
         assert_eq!(a, context("api::get", "0b5e-11aa").unique_name("Orders_DB"));
+    }
+
+    #[test]
+    fn a_long_prefix_is_cut_and_the_test_hash_kept() {
+        let long = "x".repeat(80);
+        let a = context("api::get", "0b5e-11aa").unique_name(&long);
+        let b = context("api::put", "0b5e-11aa").unique_name(&long);
+        assert!(a.len() <= 63 && b.len() <= 63, "{a}");
+        assert_ne!(a, b);
+        assert!(a.ends_with(&format!("-0b5e11aa-{:08x}", fnv1a(b"api::get"))), "{a}");
+        assert_eq!(
+            context("t", "r").unique_name("--"),
+            format!("r-{:08x}", fnv1a(b"t"))
+        );
     }
 }
