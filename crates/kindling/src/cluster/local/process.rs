@@ -186,9 +186,10 @@ impl Supervisor {
         let Some(record) = self.record(name) else {
             return Ok(false);
         };
-        let was_running = Self::is_running(&record);
-        if was_running {
-            let pid = Pid::from_raw(record.pid as i32).expect("recorded pids are positive");
+        // A record naming no valid PID (a corrupt file) names nothing running.
+        let pid = i32::try_from(record.pid).ok().and_then(Pid::from_raw);
+        let was_running = pid.is_some() && Self::is_running(&record);
+        if let Some(pid) = pid.filter(|_| was_running) {
             let stop_error = |source: rustix::io::Errno| ProcessError::Stop {
                 name: name.to_owned(),
                 pid: record.pid,
