@@ -120,10 +120,15 @@ fn node_lines(node: &NodeLoad) -> Vec<String> {
     if !node.imported.is_empty() {
         let layers = if node.layers_sent + node.layers_skipped > 0 {
             format!(
-                "{} layer{} sent, {} already held; ",
+                "{} layer{} sent, {} already held, read from {}; ",
                 node.layers_sent,
                 plural(node.layers_sent),
-                node.layers_skipped
+                node.layers_skipped,
+                if node.from_engine_storage {
+                    "the engine's storage"
+                } else {
+                    "docker save"
+                }
             )
         } else {
             "whole archive; ".to_owned()
@@ -173,6 +178,7 @@ mod tests {
             bytes: 5_200_000,
             layers_sent: 1,
             layers_skipped: 3,
+            from_engine_storage: true,
             seconds: 0.5,
             ..NodeLoad::default()
         };
@@ -181,7 +187,7 @@ mod tests {
             [
                 "skipped `a:1` (present)",
                 "re-tagged `a:2` (the image was there under another name; no bytes)",
-                "sent `b:1` (1 layer sent, 3 already held; 5.2 MB in 0.50s)",
+                "sent `b:1` (1 layer sent, 3 already held, read from the engine's storage; 5.2 MB in 0.50s)",
             ]
         );
     }

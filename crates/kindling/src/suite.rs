@@ -457,7 +457,10 @@ mod tests {
         let b = context("api::put", "0b5e-11aa").unique_name(&long);
         assert!(a.len() <= 63 && b.len() <= 63, "{a}");
         assert_ne!(a, b);
-        assert!(a.ends_with(&format!("-0b5e11aa-{:08x}", fnv1a(b"api::get"))), "{a}");
+        assert!(
+            a.ends_with(&format!("-0b5e11aa-{:08x}", fnv1a(b"api::get"))),
+            "{a}"
+        );
         assert_eq!(
             context("t", "r").unique_name("--"),
             format!("r-{:08x}", fnv1a(b"t"))

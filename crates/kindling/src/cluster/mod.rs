@@ -87,6 +87,14 @@ pub trait Provider: Send + Sync {
     /// Checks that a cluster set up earlier still answers (a reuse check).
     fn healthy(&self) -> BoxFuture<Result<(), ProviderError>>;
 
+    /// Whether this host reaches Service cluster IPs through the cluster's
+    /// own routing (the local cluster's node is this host), so a wait can
+    /// check that a Service accepts connections, not only that its
+    /// endpoints are listed.
+    fn routes_service_addresses(&self) -> bool {
+        false
+    }
+
     /// Makes `images` available to the cluster's nodes: loaded into their
     /// stores, or pushed to a registry they pull from. The returned
     /// references are the ones manifests must use.

@@ -337,7 +337,8 @@ impl EnvironmentBuilder {
             None => None,
         };
         let stores = provider.node_stores().await.unwrap_or_default();
-        let waiter = Waiter::new(client.clone(), stores.clone(), self.wait_timeout);
+        let waiter = Waiter::new(client.clone(), stores.clone(), self.wait_timeout)
+            .probe_services(provider.routes_service_addresses());
         let all: Vec<crate::deploy::Manifest> = stages
             .iter()
             .flat_map(|(_, manifests)| manifests.iter().cloned())

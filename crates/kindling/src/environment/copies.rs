@@ -38,11 +38,15 @@ impl Environment {
             super::prepare_namespace(&client, namespace, &labels, &self.secrets, &self.tls).await?;
         let bundle = ca.as_ref().map(|ca| ca.ca_bundle());
         let images = self.delivered_images();
+        let probe = copy
+            .provider()
+            .is_ok_and(|provider| provider.routes_service_addresses());
         let waiter = Waiter::new(
             client.clone(),
             copy.node_stores().await,
             DEFAULT_WAIT_TIMEOUT,
-        );
+        )
+        .probe_services(probe);
         for stage in &self.stages {
             let mut manifests = read_manifests(&stage.paths)?;
             resolve_and_check(&mut manifests, &images)?;

@@ -212,11 +212,13 @@ impl Environment {
 
     /// A waiter that diagnoses pods instead of timing out blind.
     pub async fn waiter(&self, timeout: Duration) -> Result<Waiter, EnvironmentError> {
-        Ok(Waiter::new(
-            self.client().await?,
-            self.node_stores().await,
-            timeout,
-        ))
+        let probe = self
+            .provider()
+            .is_ok_and(|provider| provider.routes_service_addresses());
+        Ok(
+            Waiter::new(self.client().await?, self.node_stores().await, timeout)
+                .probe_services(probe),
+        )
     }
 
     /// A waiter that diagnoses only the pods of this environment's own

@@ -1,8 +1,10 @@
 //! Sending a node only the layers it lacks.
 //!
-//! One `docker save` of the images is spooled to a folder, every file of
-//! it named by its SHA-256 (a layer's is its diff ID, as containerd keys
-//! the layers it imported before). For each node an OCI image layout is
+//! The images' blobs come from the engine's own storage when it can be
+//! read ([`super::engine_storage`]), otherwise from one `docker save`
+//! spooled to a folder, every file of it named by its SHA-256 (a layer's
+//! is its diff ID, as containerd keys the layers it imported before). For
+//! each node an OCI image layout is
 //! then written on the fly: `oci-layout`, an `index.json` naming each
 //! reference, a Docker schema 2 manifest and config per image, and only
 //! the layer blobs absent from the node's content store. `ctr images
@@ -22,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use super::engine_storage::{EngineImage, EngineLayer};
 use crate::node::ByteStream;
 
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -125,10 +128,23 @@ pub struct LayoutStats {
     pub layers_skipped: usize,
 }
 
-/// The images of one export, spooled to a folder removed on drop.
+/// Where a blob's bytes are.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A file holding exactly the blob: an entry of a spooled export.
+    File(PathBuf),
+    /// In memory: a config read from the engine's storage.
+    Bytes(Arc<Vec<u8>>),
+    /// A layer in the engine's storage, reassembled as it is sent.
+    Engine(Arc<EngineLayer>),
+}
+
+/// The blobs of some images, by digest: a spooled export (its folder
+/// removed on drop) or the engine's storage.
 pub struct SavedImages {
-    dir: tempfile::TempDir,
+    _spool: Option<tempfile::TempDir>,
     images: BTreeMap<String, SavedImage>,
+    sources: BTreeMap<String, Source>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +163,50 @@ struct Spooled {
 }
 
 impl SavedImages {
+    /// The images `(ID, image)` as the engine's storage holds them.
+    pub fn from_engine(found: Vec<(String, EngineImage)>) -> SavedImages {
+        let mut images = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for (id, image) in found {
+            let platform = serde_json::from_slice(&image.config)
+                .ok()
+                .and_then(|config| platform_of(&config));
+            let config = Blob {
+                digest: id.clone(),
+                size: image.config.len() as u64,
+                media_type: CONFIG_MEDIA_TYPE,
+            };
+            sources.insert(id.clone(), Source::Bytes(Arc::new(image.config)));
+            let layers = image
+                .layers
+                .into_iter()
+                .map(|layer| {
+                    let blob = Blob {
+                        digest: layer.diff_id.clone(),
+                        size: layer.size,
+                        media_type: LAYER_MEDIA_TYPE,
+                    };
+                    sources.insert(layer.diff_id.clone(), Source::Engine(layer));
+                    blob
+                })
+                .collect();
+            images.insert(
+                id.clone(),
+                SavedImage {
+                    id,
+                    config,
+                    layers,
+                    platform,
+                },
+            );
+        }
+        SavedImages {
+            _spool: None,
+            images,
+            sources,
+        }
+    }
+
     /// Spools `export`, the `docker save` of `references` (for messages),
     /// into a new temporary folder.
     pub async fn spool(export: ByteStream, references: &str) -> Result<SavedImages, LayoutError> {
@@ -245,6 +305,13 @@ impl SavedImages {
             })
         };
         let mut images = BTreeMap::new();
+        let mut sources = BTreeMap::new();
+        for spooled in files.values() {
+            sources.insert(
+                format!("sha256:{}", spooled.digest_hex),
+                Source::File(dir.path().join(&spooled.digest_hex)),
+            );
+        }
         for entry in entries {
             let config = find(&entry.config)?;
             let config_bytes =
@@ -268,7 +335,11 @@ impl SavedImages {
             };
             images.insert(image.id.clone(), image);
         }
-        Ok(SavedImages { dir, images })
+        Ok(SavedImages {
+            _spool: Some(dir),
+            images,
+            sources,
+        })
     }
 
     /// The image with ID `id`, if the export held it.
@@ -378,10 +449,19 @@ impl SavedImages {
         archive: &mut tar::Builder<W>,
         blob: &Blob,
     ) -> std::io::Result<()> {
-        let hex = blob.digest.trim_start_matches("sha256:");
-        let file = std::fs::File::open(self.dir.path().join(hex))?;
         let mut header = tar_header(blob.size);
-        archive.append_data(&mut header, blob_path(&blob.digest), file)
+        let path = blob_path(&blob.digest);
+        match self.sources.get(&blob.digest) {
+            Some(Source::File(file)) => {
+                archive.append_data(&mut header, path, std::fs::File::open(file)?)
+            }
+            Some(Source::Bytes(bytes)) => archive.append_data(&mut header, path, bytes.as_slice()),
+            Some(Source::Engine(layer)) => archive.append_data(&mut header, path, layer.reader()?),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no bytes for blob {}", blob.digest),
+            )),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 
 use super::ImageRef;
+use super::engine_storage::EngineStorage;
 use super::layout::{LayoutError, LayoutStats, SavedImages};
 use crate::node::{ByteStream, NodeError, NodeStore, StoredImage};
 
@@ -43,6 +44,9 @@ pub struct NodeLoad {
     pub layers_skipped: usize,
     /// True if the import had to fall back to a single-platform import.
     pub single_platform_retry: bool,
+    /// True if the layers were read from the engine's own storage rather
+    /// than a `docker save`.
+    pub from_engine_storage: bool,
     /// Seconds from the start of the load until this node was done.
     pub seconds: f64,
 }
@@ -161,6 +165,7 @@ struct Sent {
     bytes: u64,
     stats: LayoutStats,
     single_platform_retry: bool,
+    from_engine_storage: bool,
 }
 
 /// Loads images into nodes through the local engine.
@@ -192,11 +197,8 @@ impl Loader {
         nodes: &[NodeStore],
     ) -> Result<LoadReport, LoadError> {
         let started = Instant::now();
-        // The snapshotter is asked alongside the listing (and cached), so an
-        // import does not wait for one more round trip.
         let listings = join_all(nodes.iter().map(|node| async move {
-            let (listed, _) = tokio::join!(node.list(), node.snapshotter());
-            listed.map_err(|source| LoadError::List {
+            node.list().await.map_err(|source| LoadError::List {
                 node: node.name().to_owned(),
                 source,
             })
@@ -244,6 +246,7 @@ impl Loader {
                     report.layers_sent = sent.stats.layers_sent;
                     report.layers_skipped = sent.stats.layers_skipped;
                     report.single_platform_retry = sent.single_platform_retry;
+                    report.from_engine_storage = sent.from_engine_storage;
                     report.imported = plans[index].import.iter().cloned().collect();
                     report.seconds = started.elapsed().as_secs_f64();
                 }
@@ -297,20 +300,81 @@ impl Loader {
             .collect();
         let names: Vec<&str> = wanted.iter().copied().collect();
         let listed = quoted(&names);
-        let (saved, held) = tokio::join!(
-            SavedImages::spool(export_stream(&self.docker, &names), &listed),
-            join_all(
-                importing
-                    .iter()
-                    .map(|&index| nodes[index].content_digests())
-            )
-        );
-        let saved = Arc::new(saved?);
-        // An engine whose image IDs are not config digests (the containerd
-        // image store) cannot be matched to the export: send it whole.
-        if images
+        let wanted_images: Vec<&ImageRef> = images
             .iter()
             .filter(|image| wanted.contains(image.reference().as_str()))
+            .collect();
+        // While the blobs are found, each node is asked what its content
+        // store holds, and its snapshotter (cached for the import).
+        let (engine, held) = tokio::join!(
+            self.engine_blobs(&wanted_images),
+            join_all(importing.iter().map(|&index| async move {
+                let (held, _) =
+                    tokio::join!(nodes[index].content_digests(), nodes[index].snapshotter());
+                held
+            }))
+        );
+        let mut held_by_node = Vec::with_capacity(importing.len());
+        let mut results: BTreeMap<usize, Result<Sent, LoadError>> = BTreeMap::new();
+        for (&index, held) in importing.iter().zip(held) {
+            match held {
+                Ok(held) => held_by_node.push((index, held)),
+                Err(source) => {
+                    results.insert(
+                        index,
+                        Err(LoadError::Content {
+                            node: nodes[index].name().to_owned(),
+                            source,
+                        }),
+                    );
+                }
+            }
+        }
+        let references_of = |index: usize| -> Vec<(String, String)> {
+            images
+                .iter()
+                .filter(|image| plans[index].import.contains(image.reference().as_str()))
+                .map(|image| (image.id().to_owned(), image.reference().to_string()))
+                .collect()
+        };
+        let mut pending = held_by_node;
+        if let Some(engine) = engine {
+            let engine = Arc::new(engine);
+            let sends = pending.iter().map(|(index, held)| {
+                self.import_layout(&nodes[*index], &engine, references_of(*index), held.clone())
+            });
+            let sent = join_all(sends).await;
+            let mut retry = Vec::new();
+            for ((index, held), result) in pending.into_iter().zip(sent) {
+                match result {
+                    Ok(sent) => {
+                        let sent = Sent {
+                            from_engine_storage: true,
+                            ..sent
+                        };
+                        results.insert(index, Ok(sent));
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            node = nodes[index].name(),
+                            error = %crate::error::render_chain(&error),
+                            "importing layers read from the engine's storage failed: retrying from `docker save`"
+                        );
+                        retry.push((index, held));
+                    }
+                }
+            }
+            pending = retry;
+        }
+        if pending.is_empty() {
+            return Ok(results.into_iter().collect());
+        }
+        let saved =
+            Arc::new(SavedImages::spool(export_stream(&self.docker, &names), &listed).await?);
+        // An engine whose image IDs are not config digests (the containerd
+        // image store) cannot be matched to the export: send it whole.
+        if wanted_images
+            .iter()
             .any(|image| saved.image(image.id()).is_none())
         {
             tracing::warn!(
@@ -318,27 +382,38 @@ impl Loader {
             );
             return Ok(self.send_whole_archives(nodes, plans).await);
         }
-        let sends = importing.iter().zip(held).map(|(&index, held)| {
-            let saved = Arc::clone(&saved);
-            let store = &nodes[index];
-            let references: Vec<(String, String)> = images
-                .iter()
-                .filter(|image| plans[index].import.contains(image.reference().as_str()))
-                .map(|image| (image.id().to_owned(), image.reference().to_string()))
-                .collect();
-            async move {
-                let held = held.map_err(|source| LoadError::Content {
-                    node: store.name().to_owned(),
-                    source,
-                })?;
-                self.import_layout(store, &saved, references, held).await
-            }
+        let sends = pending.iter().map(|(index, held)| {
+            self.import_layout(&nodes[*index], &saved, references_of(*index), held.clone())
         });
-        Ok(importing
-            .iter()
-            .copied()
-            .zip(join_all(sends).await)
-            .collect())
+        for ((index, _), result) in pending.iter().zip(join_all(sends).await) {
+            results.insert(*index, result);
+        }
+        Ok(results.into_iter().collect())
+    }
+
+    /// The blobs of `images` in the engine's own storage, if it holds all
+    /// of them there (see [`super::engine_storage`]).
+    async fn engine_blobs(&self, images: &[&ImageRef]) -> Option<SavedImages> {
+        let storage = EngineStorage::locate(&self.docker).await?;
+        let mut wanted = Vec::with_capacity(images.len());
+        for image in images {
+            let inspected = self
+                .docker
+                .inspect_image(image.reference().as_str())
+                .await
+                .ok()?;
+            let diff_ids = inspected.root_fs?.layers?;
+            wanted.push((image.id().to_owned(), diff_ids));
+        }
+        tokio::task::spawn_blocking(move || {
+            let found = wanted
+                .into_iter()
+                .map(|(id, diff_ids)| storage.image(&id, &diff_ids).map(|image| (id, image)))
+                .collect::<Option<Vec<_>>>()?;
+            Some(SavedImages::from_engine(found))
+        })
+        .await
+        .ok()?
     }
 
     /// Imports one node's layout; if the node lacks a layer its content
@@ -384,6 +459,7 @@ impl Loader {
                         bytes: counter.load(Ordering::Relaxed),
                         stats,
                         single_platform_retry: !all_platforms,
+                        from_engine_storage: false,
                     });
                 }
                 Err(source) if !held.is_empty() => {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
 use kube::api::{Api, ListParams};
@@ -45,7 +46,7 @@ impl Workload {
     pub fn is_waitable(kind: &str) -> bool {
         matches!(
             kind,
-            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "Pod"
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "Pod" | "Service"
         )
     }
 }
@@ -94,7 +95,15 @@ pub struct Waiter {
     timeout: Duration,
     settle: Duration,
     watching: Option<Vec<Workload>>,
+    /// Set when this host routes Service addresses: since when each
+    /// Service's endpoints have listed its ready pods.
+    probing: Option<std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Instant>>>>,
 }
+
+/// How long a Service whose endpoints are listed may refuse connections
+/// before the wait stops probing it (its pods may simply not listen on
+/// any of its ports).
+const PROBE_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long workloads must stay ready, with no container restarting,
 /// before a wait ends: a container without a readiness probe that crashes
@@ -115,7 +124,20 @@ impl Waiter {
             timeout,
             settle: DEFAULT_SETTLE,
             watching: None,
+            probing: None,
         }
+    }
+
+    /// Makes a Service ready only once one of its ports accepts a TCP
+    /// connection at its cluster IP from this host, for clusters whose
+    /// routing this host goes through
+    /// ([`crate::cluster::Provider::routes_service_addresses`]): listed
+    /// endpoints do not mean the proxy routes to them yet. A Service that
+    /// still refuses 10 s after its endpoints were listed is
+    /// taken as ready.
+    pub fn probe_services(mut self, probe: bool) -> Self {
+        self.probing = probe.then(Default::default);
+        self
     }
 
     /// Makes [`Waiter::until`] and [`Waiter::until_ok`] diagnose only the
@@ -381,8 +403,139 @@ impl Waiter {
                     PodSelector::Name(workload.name.clone()),
                 )
             }
+            "Service" => {
+                let object = self.get::<Service>(workload).await?;
+                let selector = object
+                    .spec
+                    .as_ref()
+                    .and_then(|spec| spec.selector.clone())
+                    .unwrap_or_default();
+                if selector.is_empty() {
+                    // Endpoints of its own (or none): nothing to route to.
+                    (Readiness::Ready, PodSelector::Name(String::new()))
+                } else {
+                    let selector = PodSelector::Labels(selector);
+                    let mut state = self.service_routes(workload, &selector).await?;
+                    if matches!(state, Readiness::Ready) {
+                        state = self.service_accepts(workload, &object).await;
+                    }
+                    (state, selector)
+                }
+            }
             _ => (Readiness::Ready, PodSelector::Labels(Default::default())),
         })
+    }
+
+    /// A Service is ready once its EndpointSlices list every ready pod it
+    /// selects: before that, a request to it right after the rollout can
+    /// find no route. One selecting no ready pod (yet) has nothing to list.
+    async fn service_routes(
+        &self,
+        service: &Workload,
+        selector: &PodSelector,
+    ) -> Result<Readiness, WaitError> {
+        let ready_pods: Vec<(String, String)> = self
+            .pods(&service.namespace)
+            .await?
+            .iter()
+            .filter(|pod| selector.matches(pod) && pod.metadata.deletion_timestamp.is_none())
+            .filter(|pod| matches!(readiness::pod(pod), Readiness::Ready))
+            .filter_map(|pod| {
+                let ip = pod.status.as_ref()?.pod_ip.clone()?;
+                Some((pod.metadata.name.clone()?, ip))
+            })
+            .collect();
+        if ready_pods.is_empty() {
+            return Ok(Readiness::Ready);
+        }
+        let slices = Api::<EndpointSlice>::namespaced(self.client.clone(), &service.namespace)
+            .list(
+                &ListParams::default()
+                    .labels(&format!("kubernetes.io/service-name={}", service.name)),
+            )
+            .await
+            .map_err(|source| WaitError::Request {
+                what: format!("the EndpointSlices of {service}"),
+                source,
+            })?;
+        let routed: std::collections::BTreeSet<&str> = slices
+            .items
+            .iter()
+            .flat_map(|slice| &slice.endpoints)
+            .filter(|endpoint| {
+                endpoint
+                    .conditions
+                    .as_ref()
+                    .and_then(|conditions| conditions.ready)
+                    .unwrap_or(true)
+            })
+            .flat_map(|endpoint| endpoint.addresses.iter().map(String::as_str))
+            .collect();
+        let unrouted: Vec<&str> = ready_pods
+            .iter()
+            .filter(|(_, ip)| !routed.contains(ip.as_str()))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        Ok(if unrouted.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::Pending(format!(
+                "its endpoints do not list the ready pod(s) {} yet",
+                unrouted.join(", ")
+            ))
+        })
+    }
+
+    /// Whether one TCP port of the Service accepts a connection at its
+    /// cluster IP (when probing; see [`Waiter::probe_services`]).
+    async fn service_accepts(&self, workload: &Workload, service: &Service) -> Readiness {
+        let Some(probing) = &self.probing else {
+            return Readiness::Ready;
+        };
+        let spec = service.spec.as_ref();
+        let Some(ip) = spec
+            .and_then(|spec| spec.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        else {
+            return Readiness::Ready; // headless: no address to route
+        };
+        let ports: Vec<u16> = spec
+            .and_then(|spec| spec.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|port| port.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|port| u16::try_from(port.port).ok())
+            .collect();
+        if ports.is_empty() {
+            return Readiness::Ready;
+        }
+        let since = *probing
+            .lock()
+            .expect("the probe map is not poisoned")
+            .entry(workload.to_string())
+            .or_insert_with(Instant::now);
+        for port in &ports {
+            let connect = tokio::net::TcpStream::connect((ip, *port));
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), connect).await {
+                return Readiness::Ready;
+            }
+        }
+        if since.elapsed() >= PROBE_WINDOW {
+            tracing::warn!(
+                service = %workload,
+                "no port of the Service accepted a connection {}s after its endpoints were listed: taking it as ready",
+                PROBE_WINDOW.as_secs()
+            );
+            return Readiness::Ready;
+        }
+        Readiness::Pending(format!(
+            "{ip} refuses connections on {}: its endpoints are listed but not routed yet",
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 
     async fn get<K>(&self, workload: &Workload) -> Result<K, WaitError>

@@ -1109,6 +1109,10 @@ impl crate::cluster::Provider for LocalCluster {
         })
     }
 
+    fn routes_service_addresses(&self) -> bool {
+        true
+    }
+
     fn node_stores(
         &self,
     ) -> crate::setup::BoxFuture<Result<Vec<NodeStore>, crate::cluster::ProviderError>> {

@@ -315,7 +315,9 @@ serializeImagePulls: false
 }
 
 /// KubeProxyConfiguration: iptables mode, no conntrack sysctls (they need
-/// privileges the host may refuse), no `route_localnet`.
+/// privileges the host may refuse), no `route_localnet`, and rules synced
+/// on every change (a test's request right after a rollout must not wait
+/// out the default one-second batching; a test cluster has few Services).
 pub fn kube_proxy_config(
     layout: &LocalLayout,
     network: &LocalNetwork,
@@ -339,6 +341,7 @@ conntrack:
   tcpCloseWaitTimeout: 0s
 iptables:
   localhostNodePorts: false
+  minSyncPeriod: 0s
 nodePortAddresses:
 - {node_ip}/32
 "#,
