@@ -23,7 +23,7 @@ use kindling::cluster::{Provider as _, PullPolicy};
 use kindling::deploy::namespace::ensure_namespace;
 use kindling::deploy::{DeliveredImages, apply_manifests, read_manifests, resolve_and_check};
 use kindling::wait::{WaitError, Waiter, Workload};
-use kindling::{BoxError, deploy};
+use kindling::{BoxError, apply_and_wait};
 use kube::Client;
 use kube::api::{Api, DeleteParams};
 
@@ -147,7 +147,7 @@ impl Bench {
         resolve_and_check(&mut manifests, &self.images)?;
         let stores = self.cluster.node_stores().await?;
         let waiter = Waiter::new(self.client.clone(), stores, Duration::from_secs(120));
-        deploy(&self.client, &namespace, &mut manifests, &waiter).await?;
+        apply_and_wait(&self.client, &namespace, &mut manifests, &waiter).await?;
         let seconds = started.elapsed().as_secs_f64();
         self.drop_namespace(&namespace).await;
         Ok(seconds)

@@ -50,7 +50,7 @@ pub use config::{ConfigError, KNOWN_VARIABLES, KeepPolicy};
 pub use environment::{
     DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
     EnvironmentFingerprint, GeneratedSecret, ImageInput, ScaleError, SecretError, Stack,
-    ThirdParty, client_for, deploy,
+    ThirdParty, apply_and_wait, client_for,
 };
 pub use error::{BoxError, TestResult};
 pub use fingerprint::{FingerprintError, fingerprint_paths};

@@ -52,7 +52,7 @@ impl Environment {
             resolve_and_check(&mut manifests, &images)?;
             scope_to_namespace(&mut manifests, namespace, bundle.as_deref()).map_err(Box::new)?;
             crate::deploy::mark_cluster_objects(&mut manifests, namespace, suite);
-            super::deploy(&client, namespace, &mut manifests, &waiter).await?;
+            super::apply_and_wait(&client, namespace, &mut manifests, &waiter).await?;
         }
         Ok(copy)
     }

@@ -352,7 +352,7 @@ async fn prepare_namespace(
 }
 
 /// Applies checked manifests into `namespace` and waits for every workload.
-pub async fn deploy(
+pub async fn apply_and_wait(
     client: &Client,
     namespace: &str,
     manifests: &mut [Manifest],
@@ -452,7 +452,7 @@ impl<E: AsRef<Environment>> TestContext<E> {
         resolve_and_check(&mut manifests, &self.environment().delivered_images())?;
         let client = self.client().await?;
         let waiter = self.environment().waiter(timeout).await?;
-        deploy(&client, namespace, &mut manifests, &waiter).await
+        apply_and_wait(&client, namespace, &mut manifests, &waiter).await
     }
 
     /// Waits until `check` returns `Ok` (its value is returned); an `Err`
