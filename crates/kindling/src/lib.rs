@@ -34,6 +34,7 @@ mod identity;
 pub mod image;
 pub mod interrupt;
 mod junit;
+pub mod kubeconfig;
 pub mod node;
 mod progress;
 mod registry;

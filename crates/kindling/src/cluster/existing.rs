@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::{Client, Config};
 
 use super::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
@@ -49,12 +49,11 @@ pub enum ExistingError {
         path: PathBuf,
         available: Vec<String>,
     },
-    #[error("cannot use context `{context}` of kubeconfig `{path}`")]
+    #[error("cannot use context `{context}` of the kubeconfig")]
     Config {
-        path: PathBuf,
         context: String,
         #[source]
-        source: kube::config::KubeconfigError,
+        source: Box<crate::kubeconfig::KubeconfigError>,
     },
     #[error("cannot create a Kubernetes client for context `{context}` ({server})")]
     Client {
@@ -258,16 +257,11 @@ impl ExistingCluster {
             }
             None => return Err(ExistingError::NoCurrentContext { path, available }),
         };
-        let options = KubeConfigOptions {
-            context: Some(context.clone()),
-            ..Default::default()
-        };
-        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        let config = crate::kubeconfig::config_from(kubeconfig, &path, Some(&context))
             .await
             .map_err(|source| ExistingError::Config {
-                path,
                 context: context.clone(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Resolved {
             server: config.cluster_url.to_string(),

@@ -114,20 +114,15 @@ impl Environment {
             context: self.context.clone(),
             source,
         };
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)
-            .map_err(|error| failed(error.into()))?;
-        let options = kube::config::KubeConfigOptions {
-            context: Some(self.context.clone()),
-            ..Default::default()
-        };
-        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let mut config = crate::kubeconfig::config(&self.kubeconfig, Some(&self.context))
             .await
             .map_err(|error| failed(error.into()))?;
         config.auth_info = kube::config::AuthInfo {
             token: Some(token.into()),
             ..Default::default()
         };
-        kube::Client::try_from(config).map_err(|error| failed(error.into()))
+        crate::kubeconfig::client_from(config, &self.kubeconfig)
+            .map_err(|error| failed(error.into()))
     }
 
     /// [`Environment::objects`] as the ServiceAccount `account`.

@@ -11,7 +11,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{AccessError, Endpoint, HttpClient};
@@ -388,15 +387,9 @@ pub async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client, Envi
         context: context.to_owned(),
         source,
     };
-    let config = Kubeconfig::read_from(kubeconfig).map_err(|error| failed(error.into()))?;
-    let options = KubeConfigOptions {
-        context: Some(context.to_owned()),
-        ..KubeConfigOptions::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(config, &options)
+    let client = crate::kubeconfig::client(kubeconfig, Some(context))
         .await
         .map_err(|error| failed(error.into()))?;
-    let client = Client::try_from(config).map_err(|error| failed(error.into()))?;
     clients.lock().expect("clients").insert(key, client.clone());
     Ok(client)
 }

@@ -7,29 +7,17 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
+use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
 
-/// A client for `context` in the kubeconfig at `path`.
+/// A client for `context` in the kubeconfig at `path`, whose requests give
+/// up after 10 s (a readiness poll must not hang on one).
 pub async fn client(path: &Path, context: &str) -> Result<Client, String> {
-    let kubeconfig = Kubeconfig::read_from(path)
-        .map_err(|error| format!("cannot read kubeconfig `{}`: {error}", path.display()))?;
-    let options = KubeConfigOptions {
-        context: Some(context.to_owned()),
-        ..Default::default()
-    };
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
+    let mut config = crate::kubeconfig::config(path, Some(context))
         .await
-        .map_err(|error| {
-            format!(
-                "cannot use context `{context}` of `{}`: {error}",
-                path.display()
-            )
-        })?;
-    config.connect_timeout = Some(Duration::from_secs(5));
+        .map_err(|error| crate::error::render_chain(&error))?;
     config.read_timeout = Some(Duration::from_secs(10));
-    Client::try_from(config).map_err(|error| format!("cannot create a client: {error}"))
+    crate::kubeconfig::client_from(config, path).map_err(|error| crate::error::render_chain(&error))
 }
 
 /// `Ok` when every node is Ready; otherwise what is not.

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Node;
+use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
-use kube::{Client, Config};
 
 use super::config::{self, LocalLayout, LocalNetwork, LocalPorts, PAUSE_IMAGE};
 use super::images::{ComponentImageError, component_image, write_image_sources};
@@ -59,6 +59,8 @@ const LOG_TAIL: usize = 30;
 pub enum LocalError {
     #[error(transparent)]
     Components(#[from] super::components::ComponentBuildError),
+    #[error(transparent)]
+    Kubeconfig(Box<crate::kubeconfig::KubeconfigError>),
     #[error(transparent)]
     Packages(#[from] crate::apt::PackageError),
     #[error("the local provider runs Kubernetes components as root; run it as root")]
@@ -915,19 +917,9 @@ impl LocalCluster {
             let action = action.to_owned();
             move |source| LocalError::Kube { action, source }
         };
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(self.kubeconfig()).map_err(|error| {
-                LocalError::Kube {
-                    action: format!("read `{}`", self.kubeconfig().display()),
-                    source: kube::Error::InferKubeconfig(error),
-                }
-            })?;
-        let mut config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        let mut config = crate::kubeconfig::config(&self.kubeconfig(), None)
             .await
-            .map_err(|error| LocalError::Kube {
-                action: "load the admin kubeconfig".to_owned(),
-                source: kube::Error::InferKubeconfig(error),
-            })?;
+            .map_err(|error| LocalError::Kubeconfig(Box::new(error)))?;
         // Always loopback, whatever an older kubeconfig says: the node's
         // address routes off the machine once its link is gone.
         config.cluster_url = format!("https://127.0.0.1:{}", self.ports.apiserver)

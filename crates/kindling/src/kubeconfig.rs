@@ -1,0 +1,86 @@
+//! The one way from a kubeconfig file to a Kubernetes client: read the
+//! file, pick the context, bound the time to connect. Callers adjust the
+//! [`kube::Config`] before making the client where they must (a fixed
+//! loopback address, a ServiceAccount token, a shorter read timeout).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// How long a client waits to connect to the API server: an address that
+/// does not answer fails in seconds, not after the operating system's
+/// minutes-long TCP timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A kubeconfig could not give a client.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("cannot read kubeconfig `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot use context `{}` of kubeconfig `{}`", context.as_deref().unwrap_or("(current)"), path.display())]
+    Context {
+        path: PathBuf,
+        context: Option<String>,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot create a Kubernetes client from kubeconfig `{}`", path.display())]
+    Client {
+        path: PathBuf,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The parsed file, for callers that look at its contexts first.
+pub fn read(path: &Path) -> Result<Kubeconfig, KubeconfigError> {
+    Kubeconfig::read_from(path).map_err(|source| KubeconfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The configuration of `context` (the current one when `None`) in the
+/// parsed kubeconfig from `path`, with [`CONNECT_TIMEOUT`].
+pub async fn config_from(
+    kubeconfig: Kubeconfig,
+    path: &Path,
+    context: Option<&str>,
+) -> Result<kube::Config, KubeconfigError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|source| KubeconfigError::Context {
+            path: path.to_owned(),
+            context: context.map(str::to_owned),
+            source,
+        })?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    Ok(config)
+}
+
+/// [`config_from`] the file at `path`.
+pub async fn config(path: &Path, context: Option<&str>) -> Result<kube::Config, KubeconfigError> {
+    config_from(read(path)?, path, context).await
+}
+
+/// A client from `config`, read from `path` (for the message).
+pub fn client_from(config: kube::Config, path: &Path) -> Result<kube::Client, KubeconfigError> {
+    kube::Client::try_from(config).map_err(|source| KubeconfigError::Client {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A client for `context` of the kubeconfig at `path`.
+pub async fn client(path: &Path, context: Option<&str>) -> Result<kube::Client, KubeconfigError> {
+    client_from(config(path, context).await?, path)
+}
