@@ -312,12 +312,19 @@ fn down(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
         return Ok(());
     }
     let cluster = local_cluster(cli);
-    let stopped = block_on(async {
-        cluster.down().await.map_err(|source| CliError::Local {
-            cluster: cli.cluster.clone(),
-            source,
-        })
+    let report = block_on(async {
+        cluster
+            .down_with_report()
+            .await
+            .map_err(|source| CliError::Local {
+                cluster: cli.cluster.clone(),
+                source,
+            })
     })?;
+    for left in &report.left {
+        eprintln!("warning: left {left}; remove it by hand or run `kindling down` again");
+    }
+    let stopped = report.stopped;
     if stopped.is_empty() {
         println!("cluster `{}` was not running", cli.cluster);
     } else {

@@ -54,6 +54,15 @@ const HOST_SYSCTLS: &[(&str, &str)] = &[
 /// Lines of a component's log shown when it exits.
 const LOG_TAIL: usize = 30;
 
+/// What [`LocalCluster::down_with_report`] did.
+#[derive(Debug, Clone, Default)]
+pub struct DownReport {
+    /// The components stopped.
+    pub stopped: Vec<String>,
+    /// What could not be removed, each naming the object and why.
+    pub left: Vec<String>,
+}
+
 /// A local cluster failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -506,14 +515,26 @@ impl LocalCluster {
     /// Stops exactly the recorded processes, removes pod sandboxes, CNI
     /// state, kube-proxy's rules, kubelet mounts, the node interface and
     /// the cluster's data.
-    /// Nothing running is not an error. Returns the components stopped.
+    /// Nothing running is not an error. Returns the components stopped;
+    /// what could not be removed is logged as a warning naming it
+    /// ([`LocalCluster::down_with_report`] returns it).
     pub async fn down(&self) -> Result<Vec<String>, LocalError> {
+        let report = self.down_with_report().await?;
+        for left in &report.left {
+            tracing::warn!(cluster = %self.name, "`down` left {left}");
+        }
+        Ok(report.stopped)
+    }
+
+    /// [`LocalCluster::down`], with what it could not remove.
+    pub async fn down_with_report(&self) -> Result<DownReport, LocalError> {
         let _users = crate::cluster::lock::delete_cluster_lock("local", &self.name).await?;
         let _lock = self
             .lifecycle_lock(&format!("taking cluster `{}` down", self.name))
             .await?;
         let grace = Duration::from_secs(10);
         let mut stopped = Vec::new();
+        let mut left = Vec::new();
         for name in ["kube-proxy", "kubelet"] {
             if self.supervisor.stop(name, grace)? {
                 stopped.push(name.to_owned());
@@ -536,28 +557,47 @@ impl LocalCluster {
         self.kill_leftover_shims();
         let kube_proxy = self.binaries.kubernetes("kube-proxy");
         if kube_proxy.is_file() {
-            let _ = std::process::Command::new(kube_proxy)
+            let cleaned = std::process::Command::new(&kube_proxy)
                 .arg("--cleanup")
                 .output();
+            if !cleaned.as_ref().is_ok_and(|output| output.status.success()) {
+                left.push("kube-proxy's rules (`kube-proxy --cleanup` failed)".to_owned());
+            }
         }
         remove_kubernetes_chains();
         unmount_below(&self.layout.root);
         unmount_below(&self.layout.run);
         for netns in cni_network_namespaces() {
-            let _ = run_host(&["ip", "netns", "delete", &netns]);
+            if let Err(error) = run_host(&["ip", "netns", "delete", &netns]) {
+                left.push(format!("network namespace `{netns}` ({error})"));
+            }
         }
-        let _ = run_host(&["ip", "link", "delete", "kindling-br0"]);
-        let _ = run_host(&["ip", "link", "delete", &self.network.interface]);
+        for link in ["kindling-br0", self.network.interface.as_str()] {
+            if Path::new("/sys/class/net").join(link).exists()
+                && let Err(error) = run_host(&["ip", "link", "delete", link])
+            {
+                left.push(format!("network interface `{link}` ({error})"));
+            }
+        }
         remove_kubepods_cgroups();
         self.restore_sysctls();
-        let _ = std::fs::remove_dir_all(&self.layout.run);
         // The next `up` is a new cluster (as after `kind delete`): no stale
         // objects or statuses. Certificates and the image store are kept.
-        let _ = std::fs::remove_dir_all(self.layout.etcd_data());
-        let _ = std::fs::remove_dir_all(self.layout.kubelet_root());
-        // The volumes of a cluster that no longer exists.
-        let _ = std::fs::remove_dir_all(manifests::HOSTPATH_VOLUMES);
-        Ok(stopped)
+        // The volumes of a cluster that no longer exists go too.
+        for dir in [
+            self.layout.run.clone(),
+            self.layout.etcd_data(),
+            self.layout.kubelet_root(),
+            PathBuf::from(manifests::HOSTPATH_VOLUMES),
+        ] {
+            match std::fs::remove_dir_all(&dir) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    left.push(format!("`{}` ({error})", dir.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(DownReport { stopped, left })
     }
 
     /// Stops this cluster's components that run without a record (their
