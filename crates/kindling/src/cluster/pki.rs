@@ -304,30 +304,43 @@ pub fn kubeconfig(
     user: &str,
     client: &CertFiles,
 ) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {cluster}
-  cluster:
-    server: {server}
-    certificate-authority: {ca}
-users:
-- name: {user}
-  user:
-    client-certificate: {cert}
-    client-key: {key}
-contexts:
-- name: {cluster}
-  context:
-    cluster: {cluster}
-    user: {user}
-current-context: {cluster}
-",
-        ca = ca.display(),
-        cert = client.cert.display(),
-        key = client.key.display(),
-    )
+    use kube::config::{
+        AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+    };
+    let config = Kubeconfig {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Config".to_owned()),
+        clusters: vec![NamedCluster {
+            name: cluster.to_owned(),
+            cluster: Some(Cluster {
+                server: Some(server.to_owned()),
+                certificate_authority: Some(ca.display().to_string()),
+                ..Cluster::default()
+            }),
+            other: Default::default(),
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: user.to_owned(),
+            auth_info: Some(AuthInfo {
+                client_certificate: Some(client.cert.display().to_string()),
+                client_key: Some(client.key.display().to_string()),
+                ..AuthInfo::default()
+            }),
+            other: Default::default(),
+        }],
+        contexts: vec![NamedContext {
+            name: cluster.to_owned(),
+            context: Some(Context {
+                cluster: cluster.to_owned(),
+                user: Some(user.to_owned()),
+                ..Context::default()
+            }),
+            other: Default::default(),
+        }],
+        current_context: Some(cluster.to_owned()),
+        ..Kubeconfig::default()
+    };
+    serde_saphyr::to_string(&config).expect("a kubeconfig of strings serialises")
 }
 
 #[cfg(test)]
@@ -450,9 +463,19 @@ mod tests {
             "admin",
             &files.admin,
         );
-        assert!(text.contains("server: https://10.215.0.1:6443"));
-        assert!(text.contains("certificate-authority: /state/pki/ca.crt"));
-        assert!(text.contains("client-key: /state/pki/admin.key"));
-        assert!(text.contains("current-context: kindling"));
+        let parsed = kube::config::Kubeconfig::from_yaml(&text).expect("the kubeconfig parses");
+        let cluster = parsed.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://10.215.0.1:6443"));
+        assert_eq!(
+            cluster.certificate_authority.as_deref(),
+            Some("/state/pki/ca.crt")
+        );
+        let user = parsed.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(user.client_key.as_deref(), Some("/state/pki/admin.key"));
+        assert_eq!(parsed.current_context.as_deref(), Some("kindling"));
+        assert_eq!(
+            parsed.contexts[0].context.as_ref().unwrap().cluster,
+            "kindling"
+        );
     }
 }
