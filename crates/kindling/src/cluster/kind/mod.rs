@@ -73,7 +73,7 @@ pub enum KindError {
     NotReady {
         cluster: String,
         after: Duration,
-        last: String,
+        last: Box<ready::NotReady>,
         /// Where kind's logs went, or why they could not be collected.
         logs: String,
     },
@@ -98,7 +98,10 @@ pub enum KindError {
     )]
     NoKubeconfig { cluster: String, path: PathBuf },
     #[error("kind cluster `{cluster}` does not answer: {detail}")]
-    Unhealthy { cluster: String, detail: String },
+    Unhealthy {
+        cluster: String,
+        detail: Box<ready::NotReady>,
+    },
     #[error(
         "`kind export logs` collected only part of the logs into `{dir}` (kept there): {stderr}"
     )]

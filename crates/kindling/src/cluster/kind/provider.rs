@@ -286,7 +286,7 @@ impl KindCluster {
         }
         let unhealthy = |detail| KindError::Unhealthy {
             cluster: self.name.clone(),
-            detail,
+            detail: Box::new(detail),
         };
         let client = ready::client(&kubeconfig, &self.context())
             .await
@@ -364,7 +364,7 @@ impl KindCluster {
         Err(KindError::NotReady {
             cluster: self.name.clone(),
             after: self.ready_timeout,
-            last,
+            last: Box::new(last),
             logs,
         })
     }

@@ -8,26 +8,41 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use kube::Client;
+
+/// What a readiness check saw instead of a ready cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
+    #[error("cannot list nodes: {0}")]
+    ListNodes(#[source] kube::Error),
+    #[error("no node has registered yet")]
+    NoNodes,
+    #[error("nodes not Ready: {}", .0.join(", "))]
+    Nodes(Vec<String>),
+    #[error("cannot read Deployment kube-system/coredns: {0}")]
+    ReadCoreDns(#[source] kube::Error),
+    #[error("CoreDNS has {available} of {wanted} replicas available")]
+    CoreDns { available: i32, wanted: i32 },
+}
 use kube::api::{Api, ListParams};
 
 /// A client for `context` in the kubeconfig at `path`, whose requests give
 /// up after 10 s (a readiness poll must not hang on one).
-pub async fn client(path: &Path, context: &str) -> Result<Client, String> {
-    let mut config = crate::kubeconfig::config(path, Some(context))
-        .await
-        .map_err(|error| crate::error::render_chain(&error))?;
+pub async fn client(path: &Path, context: &str) -> Result<Client, NotReady> {
+    let mut config = crate::kubeconfig::config(path, Some(context)).await?;
     config.read_timeout = Some(Duration::from_secs(10));
-    crate::kubeconfig::client_from(config, path).map_err(|error| crate::error::render_chain(&error))
+    Ok(crate::kubeconfig::client_from(config, path)?)
 }
 
 /// `Ok` when every node is Ready; otherwise what is not.
-pub async fn nodes_ready(client: &Client) -> Result<(), String> {
+pub async fn nodes_ready(client: &Client) -> Result<(), NotReady> {
     let nodes = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await
-        .map_err(|error| format!("cannot list nodes: {error}"))?;
+        .map_err(NotReady::ListNodes)?;
     if nodes.items.is_empty() {
-        return Err("no node has registered yet".to_owned());
+        return Err(NotReady::NoNodes);
     }
     let not_ready: Vec<String> = nodes
         .items
@@ -38,16 +53,16 @@ pub async fn nodes_ready(client: &Client) -> Result<(), String> {
     if not_ready.is_empty() {
         Ok(())
     } else {
-        Err(format!("nodes not Ready: {}", not_ready.join(", ")))
+        Err(NotReady::Nodes(not_ready))
     }
 }
 
 /// `Ok` when the `kube-system/coredns` Deployment has all its replicas available.
-pub async fn coredns_available(client: &Client) -> Result<(), String> {
+pub async fn coredns_available(client: &Client) -> Result<(), NotReady> {
     let deployment = Api::<Deployment>::namespaced(client.clone(), "kube-system")
         .get("coredns")
         .await
-        .map_err(|error| format!("cannot read Deployment kube-system/coredns: {error}"))?;
+        .map_err(NotReady::ReadCoreDns)?;
     let wanted = deployment
         .spec
         .as_ref()
@@ -61,35 +76,38 @@ pub async fn coredns_available(client: &Client) -> Result<(), String> {
     if available >= wanted.max(1) {
         Ok(())
     } else {
-        Err(format!(
-            "CoreDNS has {available} of {wanted} replicas available"
-        ))
+        Err(NotReady::CoreDns { available, wanted })
     }
 }
 
 /// Polls until the cluster is ready, or gives up at `timeout` with the last thing seen.
-pub async fn wait_ready(path: &Path, context: &str, timeout: Duration) -> Result<(), String> {
+pub async fn wait_ready(path: &Path, context: &str, timeout: Duration) -> Result<(), NotReady> {
     let deadline = Instant::now() + timeout;
-    let mut client_result = client(path, context).await;
+    let mut connected: Option<Client> = None;
     loop {
-        let seen = match &client_result {
-            Ok(client) => match nodes_ready(client).await {
-                Ok(()) => coredns_available(client).await,
+        let seen = match &connected {
+            Some(client) => check(client).await,
+            None => match client(path, context).await {
+                Ok(client) => {
+                    let seen = check(&client).await;
+                    connected = Some(client);
+                    seen
+                }
                 Err(seen) => Err(seen),
             },
-            Err(seen) => Err(seen.clone()),
         };
-        let Err(seen) = seen else {
-            return Ok(());
-        };
-        if Instant::now() >= deadline {
-            return Err(seen);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if client_result.is_err() {
-            client_result = client(path, context).await;
+        match seen {
+            Ok(()) => return Ok(()),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
+}
+
+/// Every node Ready, then CoreDNS available.
+async fn check(client: &Client) -> Result<(), NotReady> {
+    nodes_ready(client).await?;
+    coredns_available(client).await
 }
 
 fn is_ready(node: &Node) -> bool {
