@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bollard::Docker;
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 
@@ -19,13 +18,6 @@ use super::ImageRef;
 use super::engine_storage::EngineStorage;
 use super::layout::{LayoutError, LayoutStats, SavedImages};
 use crate::node::{ByteStream, NodeError, NodeStore, StoredImage};
-
-/// Export chunks are coalesced to this size before they are sent: fewer,
-/// larger writes into each node's exec stream.
-const CHUNK_BYTES: usize = 512 * 1024;
-/// Chunks buffered per node while streaming: bounds memory to a few MiB
-/// whatever the image size.
-const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What a load did on one node.
 #[derive(Debug, Clone, Default)]
@@ -505,7 +497,7 @@ impl Loader {
         let streams = groups.iter().map(|(references, members)| async move {
             let stores: Vec<NodeStore> =
                 members.iter().map(|&index| nodes[index].clone()).collect();
-            let results = self.stream_to(references, &stores).await;
+            let results = super::whole_archive::stream_to(&self.docker, references, &stores).await;
             members.iter().copied().zip(results).collect::<Vec<_>>()
         });
         join_all(streams)
@@ -555,127 +547,10 @@ impl Loader {
         }
         Ok(())
     }
-
-    /// Streams one export of `references` into every store at once;
-    /// returns per store the bytes sent and whether it needed the
-    /// single-platform retry.
-    async fn stream_to(
-        &self,
-        references: &BTreeSet<String>,
-        stores: &[NodeStore],
-    ) -> Vec<Result<(u64, bool), LoadError>> {
-        let listed = quoted(&references.iter().map(String::as_str).collect::<Vec<_>>());
-        let mut senders = Vec::new();
-        let mut imports = Vec::new();
-        let counters: Vec<Arc<AtomicU64>> =
-            stores.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
-        for (store, counter) in stores.iter().zip(&counters) {
-            let (sender, receiver) =
-                tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-            senders.push(sender);
-            let stream = counted(receiver_stream(receiver), counter.clone());
-            let listed = listed.clone();
-            imports.push(async move {
-                let snapshotter = snapshotter_of(store).await?;
-                store
-                    .import(&snapshotter, true, stream)
-                    .await
-                    .map_err(|source| LoadError::Import {
-                        node: store.name().to_owned(),
-                        references: listed,
-                        source,
-                    })
-            });
-        }
-        let names: Vec<&str> = references.iter().map(String::as_str).collect();
-        let pump = async move {
-            let mut export = self.docker.export_images(&names);
-            let mut pending = bytes::BytesMut::with_capacity(CHUNK_BYTES);
-            let mut result = Ok(());
-            loop {
-                let next = export.next().await;
-                let finished = next.is_none();
-                match next {
-                    Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
-                    Some(Err(error)) => {
-                        for sender in &senders {
-                            let _ = sender
-                                .send(Err(std::io::Error::other(error.to_string())))
-                                .await;
-                        }
-                        result = Err(error);
-                        break;
-                    }
-                    None => {}
-                }
-                if pending.len() >= CHUNK_BYTES || (finished && !pending.is_empty()) {
-                    let chunk = pending.split().freeze();
-                    for sender in &senders {
-                        // A node whose import failed has dropped its receiver.
-                        let _ = sender.send(Ok(chunk.clone())).await;
-                    }
-                }
-                if finished {
-                    break;
-                }
-            }
-            // Dropping the senders ends every node's stdin.
-            drop(senders);
-            result
-        };
-        let (pumped, imported) = tokio::join!(pump, join_all(imports));
-        let mut results = Vec::with_capacity(stores.len());
-        for ((store, import), counter) in stores.iter().zip(imported).zip(&counters) {
-            let result = match (&pumped, import) {
-                (Err(error), _) => Err(LoadError::Export {
-                    references: listed.clone(),
-                    source: clone_bollard_error(error),
-                }),
-                (Ok(()), Ok(_)) => Ok((counter.load(Ordering::Relaxed), false)),
-                (Ok(()), Err(LoadError::Import { source, .. }))
-                    if is_content_digest_error(&source) =>
-                {
-                    self.retry_single_platform(references, store, &listed, counter)
-                        .await
-                }
-                (Ok(()), Err(error)) => Err(error),
-            };
-            results.push(result);
-        }
-        results
-    }
-
-    /// Engines using the containerd image store may export an index whose
-    /// other platforms' blobs are absent, which `--all-platforms` rejects
-    /// ("content digest ... not found"): import the node's platform only.
-    async fn retry_single_platform(
-        &self,
-        references: &BTreeSet<String>,
-        store: &NodeStore,
-        listed: &str,
-        counter: &Arc<AtomicU64>,
-    ) -> Result<(u64, bool), LoadError> {
-        tracing::warn!(
-            node = store.name(),
-            "content digest missing in a multi-platform export: retrying with a single-platform import"
-        );
-        let snapshotter = snapshotter_of(store).await?;
-        let names: Vec<&str> = references.iter().map(String::as_str).collect();
-        let export = export_stream(&self.docker, &names);
-        store
-            .import(&snapshotter, false, counted(export, counter.clone()))
-            .await
-            .map_err(|source| LoadError::Import {
-                node: store.name().to_owned(),
-                references: listed.to_owned(),
-                source,
-            })?;
-        Ok((counter.load(Ordering::Relaxed), true))
-    }
 }
 
 /// `` `a`, `b` `` for messages.
-fn quoted(references: &[&str]) -> String {
+pub(super) fn quoted(references: &[&str]) -> String {
     references
         .iter()
         .map(|reference| format!("`{reference}`"))
@@ -683,7 +558,7 @@ fn quoted(references: &[&str]) -> String {
         .join(", ")
 }
 
-async fn snapshotter_of(store: &NodeStore) -> Result<String, LoadError> {
+pub(super) async fn snapshotter_of(store: &NodeStore) -> Result<String, LoadError> {
     store
         .snapshotter()
         .await
@@ -694,7 +569,7 @@ async fn snapshotter_of(store: &NodeStore) -> Result<String, LoadError> {
 }
 
 /// `docker save` of `references`, as a stream.
-fn export_stream(docker: &Docker, references: &[&str]) -> ByteStream {
+pub(super) fn export_stream(docker: &Docker, references: &[&str]) -> ByteStream {
     Box::pin(
         docker
             .export_images(references)
@@ -702,16 +577,7 @@ fn export_stream(docker: &Docker, references: &[&str]) -> ByteStream {
     )
 }
 
-fn receiver_stream(
-    receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
-) -> ByteStream {
-    Box::pin(futures_util::stream::unfold(
-        receiver,
-        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-    ))
-}
-
-fn counted(stream: ByteStream, counter: Arc<AtomicU64>) -> ByteStream {
+pub(super) fn counted(stream: ByteStream, counter: Arc<AtomicU64>) -> ByteStream {
     Box::pin(stream.inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -725,12 +591,6 @@ pub(crate) fn is_content_digest_error(error: &NodeError) -> bool {
         _ => return false,
     };
     text.contains("content digest") && text.contains("not found")
-}
-
-fn clone_bollard_error(error: &bollard::errors::Error) -> bollard::errors::Error {
-    bollard::errors::Error::DockerStreamError {
-        error: error.to_string(),
-    }
 }
 
 /// What a node holds, references of the missing image's repository first.

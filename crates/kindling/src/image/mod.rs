@@ -11,6 +11,7 @@ mod push;
 mod recipes;
 mod reference;
 mod spec;
+mod whole_archive;
 
 pub use build::{BuildError, BuildOutcome, Builder};
 pub use context::ContextError;
