@@ -15,6 +15,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
 use kube::api::{Api, ListParams};
+use kube::core::{Selector, SelectorExt as _};
 use serde::de::DeserializeOwned;
 
 pub use diagnosis::{Diagnosis, FATAL_REASONS};
@@ -348,11 +349,12 @@ impl Waiter {
 
     async fn readiness(&self, workload: &Workload) -> Result<(Readiness, PodSelector), WaitError> {
         fn labels(selector: Option<&LabelSelector>) -> PodSelector {
-            PodSelector::Labels(
-                selector
-                    .and_then(|selector| selector.match_labels.clone())
-                    .unwrap_or_default(),
-            )
+            // matchLabels and matchExpressions, as the controllers select;
+            // a selector the API server would have refused selects nothing.
+            selector
+                .cloned()
+                .and_then(|selector| Selector::try_from(selector).ok())
+                .map_or(PodSelector::Name(String::new()), PodSelector::Labels)
         }
         Ok(match workload.kind.as_str() {
             "Deployment" => {
@@ -414,7 +416,7 @@ impl Waiter {
                     // Endpoints of its own (or none): nothing to route to.
                     (Readiness::Ready, PodSelector::Name(String::new()))
                 } else {
-                    let selector = PodSelector::Labels(selector);
+                    let selector = PodSelector::Labels(selector.into_iter().collect());
                     let mut state = self.service_routes(workload, &selector).await?;
                     if matches!(state, Readiness::Ready) {
                         state = self.service_accepts(workload, &object).await;
@@ -422,7 +424,7 @@ impl Waiter {
                     (state, selector)
                 }
             }
-            _ => (Readiness::Ready, PodSelector::Labels(Default::default())),
+            _ => (Readiness::Ready, PodSelector::Name(String::new())),
         })
     }
 
@@ -663,7 +665,7 @@ fn restart_counts(pods: &[Pod]) -> Vec<(String, i32)> {
 
 /// Which pods belong to a workload.
 enum PodSelector {
-    Labels(std::collections::BTreeMap<String, String>),
+    Labels(Selector),
     Name(String),
 }
 
@@ -672,12 +674,9 @@ impl PodSelector {
         match self {
             PodSelector::Name(name) => pod.metadata.name.as_ref() == Some(name),
             // An empty selector would match everything: it selects nothing here.
-            PodSelector::Labels(wanted) if wanted.is_empty() => false,
-            PodSelector::Labels(wanted) => {
-                let labels = pod.metadata.labels.clone().unwrap_or_default();
-                wanted
-                    .iter()
-                    .all(|(key, value)| labels.get(key) == Some(value))
+            PodSelector::Labels(selector) if selector.selects_all() => false,
+            PodSelector::Labels(selector) => {
+                selector.matches(pod.metadata.labels.as_ref().unwrap_or(&Default::default()))
             }
         }
     }
@@ -707,4 +706,41 @@ fn describe_unready_pod(pod: &Pod) -> Option<String> {
             .unwrap_or_default(),
         unscheduled.unwrap_or(why)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(labels: &[(&str, &str)]) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "p",
+                "labels": labels.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+            },
+        }))
+        .unwrap()
+    }
+
+    fn workload_selector(selector: serde_json::Value) -> PodSelector {
+        let selector: LabelSelector = serde_json::from_value(selector).unwrap();
+        PodSelector::Labels(Selector::try_from(selector).unwrap())
+    }
+
+    #[test]
+    fn match_expressions_select_as_the_controllers_do() {
+        let selector = workload_selector(serde_json::json!({
+            "matchLabels": {"app": "api"},
+            "matchExpressions": [{"key": "track", "operator": "In", "values": ["stable"]}],
+        }));
+        assert!(selector.matches(&pod(&[("app", "api"), ("track", "stable")])));
+        assert!(!selector.matches(&pod(&[("app", "api"), ("track", "canary")])));
+        assert!(!selector.matches(&pod(&[("app", "api")])));
+    }
+
+    #[test]
+    fn an_empty_selector_selects_no_pod() {
+        let selector = workload_selector(serde_json::json!({}));
+        assert!(!selector.matches(&pod(&[("app", "api")])));
+    }
 }
