@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use kindling::cluster::kind::{KindCluster, KindError};
-use kindling::cluster::local::cluster::{LocalCluster, LocalError};
+use kindling::cluster::local::{LocalCluster, LocalError};
 use kindling::image::{ImageError, ImageRef, LoadError, LoadReport, Loader, NodeLoad};
 use kindling::node::NodeStore;
 

@@ -11,7 +11,7 @@ mod load;
 use clap::{Parser, Subcommand, ValueEnum};
 use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::kind::{KindCluster, KindError};
-use kindling::cluster::local::cluster::{LocalCluster, LocalError};
+use kindling::cluster::local::{LocalCluster, LocalError};
 use kindling::cluster::{Provider, ReadyCluster};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage

@@ -30,7 +30,7 @@ use common::{SuiteUnderBench, remove_from_node, remove_images};
 use k8s_openapi::api::core::v1::Pod;
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::image::{Builder, ImageSpec};
 use kube::api::Api;
 use support::workspace_root;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::cluster::{Provider as _, PullPolicy};
 use kindling::deploy::namespace::ensure_namespace;
 use kindling::deploy::{DeliveredImages, apply_manifests, read_manifests, resolve_and_check};

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use support::{clean_command, fixture_target_dir, workspace_root};
 
 const SUITES: &[&str] = &[

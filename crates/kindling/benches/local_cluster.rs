@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use kindling::cluster::local::cluster::{ComponentBinaries, LocalCluster};
+use kindling::cluster::local::{ComponentBinaries, LocalCluster};
 
 fn main() -> Result<(), kindling::BoxError> {
     let cluster = LocalCluster::with_defaults("kindling");

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::image::ImageSpec;
 use kindling::{BoxError, Environment, SetupContext};
 use support::{Scratch, finish, spawn_nextest, workspace_root};

@@ -15,7 +15,7 @@ mod common;
 use common::{SuiteUnderBench, remove_from_node, remove_images};
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 
 /// A suite, one fast test of it, the images its setup builds, and the
 /// stages to show.

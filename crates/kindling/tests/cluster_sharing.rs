@@ -21,7 +21,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::{BoxError, Requirement, Suite, TestOptions};
 use support::{Ran, Scratch, ensure, finish, spawn_nextest};
 
@@ -562,7 +562,7 @@ async fn a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds(
     let _turn = ONE_AT_A_TIME.lock().await;
     let cluster = LocalCluster::with_defaults(CLUSTER);
     cluster.down().await?;
-    let pids = cluster.layout.root.join("pids");
+    let pids = cluster.layout().root.join("pids");
     let mut up = support::cli(&["up"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

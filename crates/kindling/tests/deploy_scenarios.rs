@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::deploy::namespace::{
     HEARTBEAT_ANNOTATION, MANAGED_BY_LABEL, RUN_LABEL, SUITE_LABEL, ensure_namespace,
 };

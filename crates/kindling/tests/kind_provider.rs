@@ -30,7 +30,7 @@ use support::kind_like::{
 type TestResult = Result<(), kindling::BoxError>;
 
 fn cache() -> PathBuf {
-    kindling::cluster::local::cluster::ComponentBinaries::default_cache()
+    kindling::cluster::local::ComponentBinaries::default_cache()
 }
 
 fn real_kind() -> PathBuf {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bollard::Docker;
 use k8s_openapi::api::core::v1::Pod;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::image::{Builder, ImageSpec, Loader};
 use kindling::{BoxError, Requirement, Suite, TestOptions};
 use kube::api::{Api, DeleteParams, PostParams};

@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 use kindling::cluster::local::images::write_image_sources;
 use kindling::cluster::local::manifests::{self, SMOKE_NAMESPACE};
 use kindling::image::Loader;

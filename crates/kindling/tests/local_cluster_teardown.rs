@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::cluster::{LocalCluster, LocalError};
 use kindling::cluster::local::process::Supervisor;
+use kindling::cluster::local::{LocalCluster, LocalError};
 use kindling::{BoxError, Suite, TestOptions};
 use support::ensure;
 
@@ -28,11 +28,11 @@ fn binary_times(cluster: &LocalCluster) -> Vec<(String, SystemTime)> {
         "kube-controller-manager",
     ]
     .iter()
-    .map(|name| cluster.binaries.kubernetes_dir.join(name))
+    .map(|name| cluster.binaries().kubernetes_dir.join(name))
     .collect();
     paths.extend([
-        cluster.binaries.etcd.clone(),
-        cluster.binaries.coredns.clone(),
+        cluster.binaries().etcd.clone(),
+        cluster.binaries().coredns.clone(),
     ]);
     paths
         .into_iter()
@@ -53,7 +53,7 @@ fn leftovers(
     for record in pids.iter().filter(|record| Supervisor::is_running(record)) {
         found.push(format!("{} (pid {}) still runs", record.name, record.pid));
     }
-    for (component, port) in cluster.ports.all() {
+    for (component, port) in cluster.ports().all() {
         if TcpListener::bind(("0.0.0.0", port)).is_err() {
             found.push(format!("port {port} ({component}) is still taken"));
         }
@@ -111,7 +111,7 @@ async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
             format!("a second down stopped {again:?}")
         })?;
 
-        let scheduler_port = cluster.ports.scheduler;
+        let scheduler_port = cluster.ports().scheduler;
         let taken = TcpListener::bind(("0.0.0.0", scheduler_port))?;
         let refused = cluster.up().await;
         drop(taken);

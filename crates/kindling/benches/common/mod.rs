@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
 use kindling::BoxError;
-use kindling::cluster::local::cluster::LocalCluster;
+use kindling::cluster::local::LocalCluster;
 
 use crate::support::{clean_command, fixture_target_dir, workspace_root};
 

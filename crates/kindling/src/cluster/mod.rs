@@ -143,7 +143,7 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| "local".to_owned());
     match provider.trim() {
-        "local" => Ok(Box::new(local::cluster::LocalCluster::with_defaults(
+        "local" => Ok(Box::new(local::LocalCluster::with_defaults(
             cluster,
         ))),
         "existing" => existing::ExistingCluster::from_env(cluster)

@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::existing::ExistingCluster;
 use super::kind::{KindCluster, KindEngine};
-use super::local::cluster::LocalCluster;
+use super::local::LocalCluster;
 use super::{Provider, ProviderError};
 use crate::image::Registry;
 
@@ -144,7 +144,7 @@ impl ProviderSpec {
         }
         if let ProviderSpec::Local { .. } = self {
             hasher.update([0]);
-            hasher.update(super::local::cluster::component_versions().as_bytes());
+            hasher.update(super::local::component_versions().as_bytes());
         }
         hex::encode(hasher.finalize())
     }

@@ -122,7 +122,7 @@ pub(crate) async fn import_debian(
     crate::apt::ensure_installed(
         &files,
         crate::apt::InstallPolicy::from_env(),
-        &crate::cluster::local::cluster::ComponentBinaries::default_cache(),
+        &crate::cluster::local::ComponentBinaries::default_cache(),
         &say,
     )
     .await

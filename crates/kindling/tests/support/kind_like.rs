@@ -303,7 +303,7 @@ pub async fn ensure_nodes_hold(
 /// The pinned kind that `fixtures/kind/build.sh` builds.
 pub fn pinned_kind() -> PathBuf {
     kindling::cluster::kind::cli::pinned_binary(
-        &kindling::cluster::local::cluster::ComponentBinaries::default_cache(),
+        &kindling::cluster::local::ComponentBinaries::default_cache(),
     )
 }
 

@@ -24,9 +24,7 @@ use crate::cluster::pki::{self, PkiError, PkiFiles, PkiSpec};
 use crate::image::{ImageSpec, LoadError, Loader};
 use crate::node::{LocalProcess, NodeStore};
 
-pub use super::components::{
-    COREDNS_VERSION, ComponentBinaries, ETCD_VERSION, KUBERNETES_VERSION, component_versions,
-};
+use super::components::{ComponentBinaries, component_versions};
 
 /// Components in start order; stopped in reverse.
 const COMPONENTS: &[&str] = &[
@@ -124,21 +122,46 @@ pub const ALREADY_UP: &str = "already up";
 /// A single-node cluster of upstream components on this host.
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
-    pub name: String,
+    name: String,
     state_root: PathBuf,
     cache: PathBuf,
-    pub node_name: String,
-    pub layout: LocalLayout,
-    pub network: LocalNetwork,
-    pub ports: LocalPorts,
-    pub binaries: ComponentBinaries,
-    pub cni_bin_dir: PathBuf,
-    pub containerd: PathBuf,
-    pub ctr: PathBuf,
+    node_name: String,
+    layout: LocalLayout,
+    network: LocalNetwork,
+    ports: LocalPorts,
+    binaries: ComponentBinaries,
+    cni_bin_dir: PathBuf,
+    containerd: PathBuf,
+    ctr: PathBuf,
     supervisor: Supervisor,
 }
 
 impl LocalCluster {
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Where the cluster keeps its state and runtime files.
+    pub fn layout(&self) -> &LocalLayout {
+        &self.layout
+    }
+
+    /// The host ports its components listen on.
+    pub fn ports(&self) -> &LocalPorts {
+        &self.ports
+    }
+
+    /// The component binaries it runs.
+    pub fn binaries(&self) -> &ComponentBinaries {
+        &self.binaries
+    }
+
     /// The cluster `name` with its state in `state_root/<name>` and the
     /// components in `binaries`.
     pub fn new(name: &str, state_root: &Path, binaries: ComponentBinaries) -> Self {

@@ -1,7 +1,7 @@
 //! The `local` provider's building blocks: upstream Kubernetes components
 //! run directly on this host, as detached processes kindling supervises.
 
-pub mod cluster;
+mod cluster;
 pub mod components;
 pub mod config;
 pub mod images;
@@ -9,3 +9,8 @@ pub mod manifests;
 pub mod packages;
 pub mod ports;
 pub mod process;
+
+pub use cluster::{ALREADY_UP, DownReport, LocalCluster, LocalError};
+pub use components::{
+    COREDNS_VERSION, ComponentBinaries, ETCD_VERSION, KUBERNETES_VERSION, component_versions,
+};
