@@ -3,6 +3,7 @@
 
 mod build;
 mod context;
+mod dockerignore;
 mod engine_storage;
 mod layout;
 mod loader;
