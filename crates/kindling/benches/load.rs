@@ -23,7 +23,7 @@ use std::time::Instant;
 use bollard::Docker;
 use kindling::BoxError;
 use kindling::image::{Builder, ImageSpec};
-use support::kind_like::{KindLikeCluster, kind_wrapper, pinned_kind, write_data_image};
+use support::kind_like::{KindLikeCluster, kind_wrapper, pinned_kind, tag_image, write_data_image};
 
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -104,7 +104,7 @@ async fn image(
     let built = Builder::new(docker.clone())
         .build(&ImageSpec::new("load-bench", &context))
         .await?;
-    tag(docker, built.image.reference().as_str(), reference).await
+    tag_image(docker, built.image.reference().as_str(), reference).await
 }
 
 /// A `base` image plus a top layer of `megabytes` MB from `seed`.
@@ -124,23 +124,7 @@ async fn layered(
     let built = Builder::new(docker.clone())
         .build(&ImageSpec::new("load-bench-top", &context))
         .await?;
-    tag(docker, built.image.reference().as_str(), reference).await
-}
-
-async fn tag(docker: &Docker, source: &str, target: &str) -> Result<(), BoxError> {
-    let (repo, tag) = target.rsplit_once(':').ok_or("a tag")?;
-    docker
-        .tag_image(
-            source,
-            Some(
-                bollard::query_parameters::TagImageOptionsBuilder::default()
-                    .repo(repo)
-                    .tag(tag)
-                    .build(),
-            ),
-        )
-        .await?;
-    Ok(())
+    tag_image(docker, built.image.reference().as_str(), reference).await
 }
 
 struct Bench {

@@ -21,7 +21,7 @@ use kindling::cluster::local::LocalCluster;
 use kindling::image::{Builder, ImageSpec, Loader};
 use kindling::{BoxError, Requirement, Suite, TestOptions};
 use kube::api::{Api, DeleteParams, PostParams};
-use support::kind_like::{KindLikeCluster, kind_wrapper, pinned_kind, references_held};
+use support::kind_like::{KindLikeCluster, kind_wrapper, pinned_kind, references_held, tag_image};
 use support::{Ran, ensure};
 
 type Outcome = Result<(), BoxError>;
@@ -66,23 +66,7 @@ async fn data_image(
     let built = Builder::new(docker.clone())
         .build(&ImageSpec::new("load-data", &context))
         .await?;
-    tag(docker, built.image.reference().as_str(), reference).await
-}
-
-async fn tag(docker: &Docker, source: &str, target: &str) -> Outcome {
-    let (repo, tag) = target.rsplit_once(':').ok_or("a tag")?;
-    docker
-        .tag_image(
-            source,
-            Some(
-                bollard::query_parameters::TagImageOptionsBuilder::default()
-                    .repo(repo)
-                    .tag(tag)
-                    .build(),
-            ),
-        )
-        .await?;
-    Ok(())
+    tag_image(docker, built.image.reference().as_str(), reference).await
 }
 
 async fn skipped_on_a_second_run_and_retagged_when_only_the_name_is_new() -> Outcome {
@@ -114,7 +98,7 @@ async fn skipped_on_a_second_run_and_retagged_when_only_the_name_is_new() -> Out
     ensure(again.stdout.contains("0.0 MB sent"), || again.text())?;
 
     let renamed = format!("{first}-renamed");
-    tag(&docker, &first, &renamed).await?;
+    tag_image(&docker, &first, &renamed).await?;
     let retag = kindling_load(&[&renamed, "--provider", "kind", "--cluster", &cluster.name]);
     ensure(retag.code == Some(0), || retag.text())?;
     for node in &cluster.node_names {
@@ -323,7 +307,7 @@ async fn a_pod_on_the_local_cluster_runs_the_loaded_image() -> Outcome {
         let built = Builder::new(docker.clone())
             .build(&ImageSpec::new("load-runs", &context))
             .await?;
-        tag(
+        tag_image(
             &docker,
             built.image.reference().as_str(),
             &reference(version),

@@ -372,3 +372,24 @@ pub async fn references_held(
     }
     Ok(nodes)
 }
+
+/// Tags the engine's image `source` as `target` (`repo:tag`).
+pub async fn tag_image(
+    docker: &Docker,
+    source: &str,
+    target: &str,
+) -> Result<(), kindling::BoxError> {
+    let (repo, tag) = target.rsplit_once(':').ok_or("a tag")?;
+    docker
+        .tag_image(
+            source,
+            Some(
+                bollard::query_parameters::TagImageOptionsBuilder::default()
+                    .repo(repo)
+                    .tag(tag)
+                    .build(),
+            ),
+        )
+        .await?;
+    Ok(())
+}
