@@ -222,8 +222,7 @@ fn kind_error(cli: &Cli) -> impl FnOnce(KindError) -> CliError {
 /// The `existing` provider, from its variables.
 fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
     let cluster = ExistingCluster::from_env(&cli.cluster).map_err(|error| {
-        kindling::cluster::ProviderError {
-            provider: "existing".to_owned(),
+        kindling::cluster::ProviderError::Existing {
             cluster: cli.cluster.clone(),
             action: "read its configuration".to_owned(),
             source: Box::new(error),

@@ -1,5 +1,18 @@
 //! `#[kindling::test]`: registers an `async fn` as a test of the suite in
-//! whose test target it is defined. Use it through the `kindling` crate.
+//! whose test target it is defined. Use it through the `kindling` crate or
+//! the `kindling-harness` crate (`#[kindling_harness::test]`).
+//!
+//! ```no_run
+//! #[kindling_harness::test(timeout = "30s")]
+//! async fn arithmetic_still_works() -> kindling_harness::TestResult {
+//!     assert_eq!(2 + 2, 4);
+//!     Ok(())
+//! }
+//!
+//! kindling_harness::main!();
+//! ```
+
+#![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -99,12 +112,13 @@ fn expand(
         Some(millis) => quote!(::core::option::Option::Some(#millis)),
         None => quote!(::core::option::Option::None),
     };
-    let private = quote!(::kindling::__private);
+    let root = harness_path();
+    let private = quote!(#root::__private);
     let body = match signature.inputs.len() {
         0 => quote! {
-            fn __kindling_body() -> #private::BoxFuture<::kindling::TestResult> {
+            fn __kindling_body() -> #private::BoxFuture<#root::TestResult> {
                 ::std::boxed::Box::pin(async move {
-                    ::kindling::IntoTestResult::into_test_result(#name().await)
+                    #root::IntoTestResult::into_test_result(#name().await)
                 })
             }
             #private::RegisteredBody::Standalone(__kindling_body)
@@ -119,12 +133,12 @@ fn expand(
             let context_type = &argument.ty;
             let type_text = quote!(#context_type).to_string().replace(' ', "");
             quote! {
-                fn __kindling_body(context: #context_type) -> #private::BoxFuture<::kindling::TestResult> {
+                fn __kindling_body(context: #context_type) -> #private::BoxFuture<#root::TestResult> {
                     ::std::boxed::Box::pin(async move {
-                        ::kindling::IntoTestResult::into_test_result(#name(context).await)
+                        #root::IntoTestResult::into_test_result(#name(context).await)
                     })
                 }
-                static __KINDLING_BODY: fn(#context_type) -> #private::BoxFuture<::kindling::TestResult> = __kindling_body;
+                static __KINDLING_BODY: fn(#context_type) -> #private::BoxFuture<#root::TestResult> = __kindling_body;
                 #private::RegisteredBody::WithEnv {
                     environment_type: #type_text,
                     make: &__KINDLING_BODY,
@@ -160,4 +174,21 @@ fn expand(
             );
         };
     })
+}
+
+/// The path the generated code names the harness by: `::kindling` in a
+/// package that depends on kindling (or is it), else `::kindling_harness`
+/// in one that depends on the harness alone, as the caller's manifest says.
+fn harness_path() -> proc_macro2::TokenStream {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    let found = |package: &str, itself: &str| match crate_name(package) {
+        Ok(FoundCrate::Itself) => Some(itself.to_owned()),
+        Ok(FoundCrate::Name(name)) => Some(name),
+        Err(_) => None,
+    };
+    let name = found("kindling", "kindling")
+        .or_else(|| found("kindling-harness", "kindling_harness"))
+        .unwrap_or_else(|| "kindling".to_owned());
+    let ident = syn::Ident::new(&name, Span::call_site());
+    quote!(::#ident)
 }

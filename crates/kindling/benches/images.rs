@@ -197,20 +197,7 @@ async fn warm_figures(docker: &Docker, root: &Path) -> BenchResult<(f64, f64)> {
 }
 
 fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| {
-            value
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
+    support::peak_rss_mb().unwrap_or(f64::NAN)
 }
 
 async fn loader_peak_rss(docker: &Docker, root: &Path) -> BenchResult<f64> {
@@ -221,8 +208,7 @@ async fn loader_peak_rss(docker: &Docker, root: &Path) -> BenchResult<f64> {
         .image;
     let (_cluster, stores) = fresh_cluster(docker, "rss").await?;
     let baseline = {
-        // Resets the peak to the current size (Linux `clear_refs` value 5).
-        std::fs::write("/proc/self/clear_refs", "5")?;
+        support::reset_peak_rss()?;
         peak_rss_mb()
     };
     Loader::new(docker.clone())

@@ -50,29 +50,8 @@ fn timed(mut command: Command, what: &str) -> Result<f64, BoxError> {
 fn release_cli() -> &'static std::path::PathBuf {
     static BINARY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BINARY.get_or_init(|| {
-        let output = support::clean_command(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .current_dir(support::workspace_root())
-            .args([
-                "build",
-                "--release",
-                "--message-format=json",
-                "-p",
-                "kindling-cli",
-            ])
-            .env("CARGO_TARGET_DIR", support::fixture_target_dir())
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(output.status.success(), "building the kindling CLI failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find_map(|message| {
-                (message["target"]["name"] == "kindling")
-                    .then(|| message["executable"].as_str().map(std::path::PathBuf::from))
-                    .flatten()
-            })
-            .expect("cargo names the kindling executable")
+        support::cargo_executable(&["build", "--release", "-p", "kindling-cli"], "kindling")
+            .unwrap_or_else(|error| panic!("building the kindling CLI failed: {error}"))
     })
 }
 

@@ -1,7 +1,7 @@
 //! Local cluster figures, printed as `bench: <metric> = <value> <unit>`:
 //!
 //! - `local_cold_build_s`: the first build of the components, as
-//!   `fixtures/local-cluster/build.sh` recorded it in the cache.
+//!   the component build (`kindling prepare`) recorded it in the cache.
 //! - `local_up_s`: `up` from the component cache to a Ready node with
 //!   working cluster DNS and a smoke workload answering by its Service
 //!   name (target at most 30 s, about what `kind create cluster --wait` takes).

@@ -15,58 +15,104 @@ use tokio::task::JoinHandle;
 /// Reaching a Service failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
+    /// The Service to forward to is not in the cluster.
     #[error(
         "Service `{namespace}/{service}` does not exist: check the name, or that the suite's manifests define it"
     )]
-    NoService { namespace: String, service: String },
+    NoService {
+        /// The namespace looked in.
+        namespace: String,
+        /// The Service's name, as the test gave it.
+        service: String,
+    },
+    /// The Service exists but none of its ports is the port asked for.
     #[error("Service `{namespace}/{service}` has no port {port}; its ports are: {ports}")]
     NoPort {
+        /// The Service's namespace.
         namespace: String,
+        /// The Service's name.
         service: String,
+        /// The Service port the test asked for.
         port: u16,
+        /// The ports the Service does have, comma-separated.
         ports: String,
     },
+    /// The Service has no (or an empty) selector, so there are no pods to
+    /// forward to.
     #[error(
         "Service `{namespace}/{service}` has no selector: kindling forwards to the pods a selector picks"
     )]
-    NoSelector { namespace: String, service: String },
+    NoSelector {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        service: String,
+    },
+    /// No live pod the Service selects is ready, nor even running.
     #[error("no ready or running pod behind Service `{namespace}/{service}` ({selector}): {pods}")]
     NoReadyPod {
+        /// The Service's namespace.
         namespace: String,
+        /// The Service's name.
         service: String,
+        /// The Service's selector, as `key=value` pairs joined by commas.
         selector: String,
+        /// The pods it selects with their readiness, or `no pods match`.
         pods: String,
     },
+    /// The Service's target port is a port name that no container of the
+    /// chosen pod declares.
     #[error("target port `{name}` of Service `{namespace}/{service}` is not a port of pod `{pod}`")]
     NamedPortMissing {
+        /// The Service's namespace.
         namespace: String,
+        /// The Service's name.
         service: String,
+        /// The pod chosen to forward to.
         pod: String,
+        /// The target port's name, as the Service gives it.
         name: String,
     },
+    /// A request to the API server (reading the Service or pod, listing
+    /// pods, opening a port-forward) failed.
     #[error("failed to {action}")]
     Kube {
+        /// What was being done, e.g. ``read Service `ns/name` ``.
         action: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
+    /// A local socket operation failed: binding the forward's port, or
+    /// copying bytes through it.
     #[error("failed to {action}")]
     Io {
+        /// What was being done, e.g. `bind a local port for a port-forward`.
         action: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// An HTTP request could not be built, sent, or its response read
+    /// (any status received is a [`Response`], not this).
     #[error("HTTP {method} {url} failed")]
     Http {
+        /// The request's method (`?` when the request could not be built).
         method: String,
+        /// The request's URL.
         url: String,
+        /// The HTTP client's error.
         #[source]
         source: crate::BoxError,
     },
+    /// An HTTP request got no whole response within the client's timeout.
     #[error("HTTP {method} {url}: no response within {}s", timeout.as_secs())]
     HttpTimeout {
+        /// The request's method.
         method: String,
+        /// The request's URL.
         url: String,
+        /// The timeout that ran out (see [`HttpClient::timeout`]).
         timeout: Duration,
     },
 }
@@ -133,7 +179,7 @@ pub async fn port_forward(
                         target.namespace,
                         target.service,
                         target.port,
-                        crate::error::render_chain(&error)
+                        kindling_harness::render_chain(&error)
                     );
                 }
             });
@@ -362,8 +408,11 @@ impl Target {
 /// An HTTP response, read whole.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code, e.g. `200`.
     pub status: u16,
+    /// The response's headers.
     pub headers: http::HeaderMap,
+    /// The whole body, as text.
     pub body: String,
 }
 
@@ -497,15 +546,18 @@ impl HttpClient {
         })
     }
 
+    /// `GET` of `path`.
     pub async fn get(&self, path: &str) -> Result<Response, AccessError> {
         self.send(self.request(reqwest::Method::GET, path)).await
     }
 
+    /// `PUT` of `body` (sent as is) to `path`.
     pub async fn put(&self, path: &str, body: impl Into<String>) -> Result<Response, AccessError> {
         self.send(self.request(reqwest::Method::PUT, path).body(body.into()))
             .await
     }
 
+    /// `POST` of `body` (sent as is) to `path`.
     pub async fn post(&self, path: &str, body: impl Into<String>) -> Result<Response, AccessError> {
         self.send(self.request(reqwest::Method::POST, path).body(body.into()))
             .await
@@ -521,6 +573,7 @@ impl HttpClient {
             .await
     }
 
+    /// `DELETE` of `path`.
     pub async fn delete(&self, path: &str) -> Result<Response, AccessError> {
         self.send(self.request(reqwest::Method::DELETE, path)).await
     }

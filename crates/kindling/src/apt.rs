@@ -28,6 +28,8 @@ impl InstallPolicy {
 /// Installing the runtime packages failed, or is not possible.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
+    /// A program kindling needs is missing and kindling will not or cannot
+    /// install its package.
     #[error(
         "`{}` is missing: install Debian's {} (`apt-get install -y {}`){}",
         path.display(),
@@ -36,15 +38,24 @@ pub enum PackageError {
         why_not_installed(.reason)
     )]
     Missing {
+        /// The first missing file, e.g. `/usr/bin/containerd`.
         path: PathBuf,
+        /// The Debian packages that bring the missing files, sorted, without
+        /// duplicates.
         packages: Vec<String>,
+        /// Why kindling did not install them itself.
         reason: NotInstalled,
     },
+    /// `apt-get install` failed, or could not be started.
     #[error("`apt-get install -y {}` failed:\n{stderr}", packages.join(" "))]
     Apt {
+        /// The packages it was asked to install.
         packages: Vec<String>,
+        /// What `apt-get update` and `apt-get install` wrote to stderr, or why
+        /// `apt-get` could not be started.
         stderr: String,
     },
+    /// Taking the lock that makes installs take turns (`apt.lock`) failed.
     #[error(transparent)]
     Lock(#[from] crate::cluster::lock::LockError),
 }
@@ -88,7 +99,7 @@ pub fn can_install(policy: InstallPolicy) -> Result<(), NotInstalled> {
     }
     let debian = Path::new("/etc/debian_version").is_file();
     let root = rustix::process::geteuid().is_root();
-    if debian && root && crate::requirement::find_program("apt-get").is_some() {
+    if debian && root && kindling_harness::requirement::find_program("apt-get").is_some() {
         Ok(())
     } else {
         Err(NotInstalled::CannotInstall)

@@ -26,9 +26,15 @@ pub fn artifacts_dir(kindling_dir: &Path, run_id: &str, suite: &str) -> PathBuf 
 
 /// What to collect from.
 pub struct Sources<'a> {
+    /// A client for the cluster the failure happened in.
     pub client: &'a Client,
+    /// The namespace whose pods, workloads, events, logs and Secrets are
+    /// collected.
     pub namespace: &'a str,
+    /// The nodes' image stores, each listed into `node-<name>-images.txt`.
     pub stores: &'a [NodeStore],
+    /// The cluster's provider, asked for its own logs (under `cluster/`), when
+    /// there is one.
     pub provider: Option<&'a dyn Provider>,
 }
 
@@ -146,7 +152,7 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
     {
         errors.push(format!(
             "cluster logs: {}",
-            crate::error::render_chain(&error)
+            kindling_harness::render_chain(&error)
         ));
     }
     if !errors.is_empty() {

@@ -2,60 +2,24 @@
 //! socket), with the API version negotiated: Debian's engine speaks 1.41,
 //! current engines much newer ones.
 
-use std::path::Path;
-
 use bollard::Docker;
 
 /// No engine answered.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "no Docker engine answers at `{host}`: start one (`dockerd &`, `systemctl start docker`, or `systemctl --user start podman.socket` for Podman) or point DOCKER_HOST at a running engine"
+    "no Docker engine answers at `{host}`: {}",
+    kindling_harness::engine::START_AN_ENGINE
 )]
 pub struct DockerUnavailable {
+    /// The address tried, e.g. `unix:///var/run/docker.sock`.
     pub host: String,
+    /// The Docker client's error from connecting, negotiating the version, or
+    /// the ping.
     #[source]
     pub source: bollard::errors::Error,
 }
 
-/// Where the engine is expected: `DOCKER_HOST`, else Docker's socket, else
-/// Podman's rootless or rootful socket when only those exist.
-pub fn engine_host() -> String {
-    if let Ok(host) = std::env::var("DOCKER_HOST")
-        && !host.is_empty()
-    {
-        return host;
-    }
-    let docker = "/var/run/docker.sock";
-    if Path::new(docker).exists() {
-        return format!("unix://{docker}");
-    }
-    existing_podman_socket().unwrap_or_else(|| format!("unix://{docker}"))
-}
-
-/// Podman's socket, for tools that drive Podman itself (kind with
-/// `KIND_EXPERIMENTAL_PROVIDER=podman`): `CONTAINER_HOST`, else the
-/// rootless socket, else the rootful one.
-pub fn podman_host() -> String {
-    if let Ok(host) = std::env::var("CONTAINER_HOST")
-        && !host.is_empty()
-    {
-        return host;
-    }
-    existing_podman_socket().unwrap_or_else(|| "unix:///run/podman/podman.sock".to_owned())
-}
-
-fn existing_podman_socket() -> Option<String> {
-    let candidates = [
-        std::env::var("XDG_RUNTIME_DIR")
-            .map(|dir| format!("{dir}/podman/podman.sock"))
-            .unwrap_or_default(),
-        "/run/podman/podman.sock".to_owned(),
-    ];
-    candidates
-        .into_iter()
-        .find(|path| !path.is_empty() && Path::new(path).exists())
-        .map(|path| format!("unix://{path}"))
-}
+pub use kindling_harness::engine::{engine_host, podman_host};
 
 /// Connects to the engine, negotiates the API version and checks it answers.
 pub async fn connect() -> Result<Docker, DockerUnavailable> {

@@ -16,22 +16,34 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A kubeconfig could not give a client.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
+    /// The kubeconfig file could not be read or parsed.
     #[error("cannot read kubeconfig `{}`", path.display())]
     Read {
+        /// The kubeconfig file.
         path: PathBuf,
+        /// The kubeconfig reader's error.
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// The context (or, without one, the current context) is not in the
+    /// kubeconfig, or its cluster, user or credentials cannot be loaded.
     #[error("cannot use context `{}` of kubeconfig `{}`", context.as_deref().unwrap_or("(current)"), path.display())]
     Context {
+        /// The kubeconfig file.
         path: PathBuf,
+        /// The context asked for; `None` for the file's current context.
         context: Option<String>,
+        /// The kubeconfig reader's error.
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// A client could not be made from the configuration the kubeconfig
+    /// gave.
     #[error("cannot create a Kubernetes client from kubeconfig `{}`", path.display())]
     Client {
+        /// The kubeconfig file the configuration was read from.
         path: PathBuf,
+        /// The Kubernetes client's error.
         #[source]
         source: kube::Error,
     },

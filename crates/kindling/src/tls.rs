@@ -12,17 +12,25 @@ use serde::{Deserialize, Serialize};
 /// Making a certificate failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A key or certificate could not be generated or signed.
     #[error("failed to make the {what}")]
     Generate {
+        /// What was being made: `CA key`, `CA certificate`, `serving key` or
+        /// `serving certificate`.
         what: String,
+        /// The certificate library's error.
         #[source]
         source: rcgen::Error,
     },
+    /// The CA's key kept in the environment's Secret cannot be parsed back, so
+    /// it cannot sign.
     #[error(
         "the certificate authority kept in Secret `{secret}` cannot be read back: delete the Secret and set up again"
     )]
     Unreadable {
+        /// The Secret that keeps the CA ([`CA_SECRET`]).
         secret: String,
+        /// The certificate library's error.
         #[source]
         source: rcgen::Error,
     },
@@ -46,7 +54,9 @@ impl std::fmt::Debug for CertificateAuthority {
 /// A serving certificate and its key, as PEM.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServingCertificate {
+    /// The certificate, as PEM, signed by the environment's CA.
     pub cert_pem: String,
+    /// The certificate's private key, as PEM.
     pub key_pem: String,
 }
 

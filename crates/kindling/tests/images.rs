@@ -332,6 +332,82 @@ async fn missing_dockerfile_or_context_names_the_path() -> Result<(), kindling::
     Ok(())
 }
 
+/// Large enough that holding the archive in memory would show; sparse, so
+/// it takes no disk on the host.
+const LARGE_CONTEXT_MB: u64 = 400;
+
+async fn a_large_context_streams_to_the_engine() -> Result<(), kindling::BoxError> {
+    let docker = docker().await?;
+    let dir = scratch();
+    std::fs::File::create(dir.path().join("large"))?.set_len(LARGE_CONTEXT_MB << 20)?;
+    // A new content tag every run, so the image is built, not found.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    std::fs::write(dir.path().join("marker"), now.as_nanos().to_string())?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY marker /marker\n",
+    )?;
+    support::reset_peak_rss()?;
+    let before = support::peak_rss_mb().ok_or("no VmHWM in /proc/self/status")?;
+    let outcome = Builder::new(docker.clone())
+        .build(&ImageSpec::new("large-context", dir.path()))
+        .await?;
+    let growth = support::peak_rss_mb().ok_or("no VmHWM in /proc/self/status")? - before;
+    let _ = docker
+        .remove_image(
+            outcome.image.reference().as_str(),
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+    ensure(outcome.built, || format!("{} was not built", outcome.image))?;
+    ensure(growth < (LARGE_CONTEXT_MB / 8) as f64, || {
+        format!(
+            "the peak resident size grew by {growth:.0} MB while a {LARGE_CONTEXT_MB} MB context was built"
+        )
+    })?;
+    Ok(())
+}
+
+async fn a_context_file_changed_after_planning_fails_naming_it() -> Result<(), kindling::BoxError> {
+    let docker = docker().await?;
+    let dir = scratch();
+    // Entries go in name order: the engine has received `a-data` when the
+    // changed file breaks the archive off.
+    std::fs::write(dir.path().join("a-data"), vec![7_u8; 8 << 20])?;
+    std::fs::write(dir.path().join("z-changing"), "before")?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY a-data z-changing /\n",
+    )?;
+    let builder = Builder::new(docker.clone());
+    let plans = builder
+        .plan_all(&[ImageSpec::new("changing", dir.path())])
+        .await?;
+    std::fs::write(dir.path().join("z-changing"), "after, and longer")?;
+    let error = builder
+        .build_planned(&plans)
+        .await
+        .err()
+        .ok_or("a context that changed while it was sent was built")?;
+    ensure(
+        matches!(&error, BuildError::Context { source, .. } if matches!(source.as_ref(), ContextError::Read { path, .. } if path.ends_with("z-changing"))),
+        || format!("{error:?}"),
+    )?;
+    ensure(
+        ImageRef::existing(&docker, "changing", plans[0].reference().as_str())
+            .await
+            .is_err(),
+        || {
+            format!(
+                "{} was tagged from a broken-off context",
+                plans[0].reference()
+            )
+        },
+    )?;
+    Ok(())
+}
+
 async fn unreachable_daemon_says_how_to_start_one() -> Result<(), kindling::BoxError> {
     let host = "unix:///nonexistent/kindling/docker.sock";
     let error = kindling::docker::connect_to(host)
@@ -363,7 +439,9 @@ async fn node_disappearing_mid_load_fails_naming_the_node() -> Result<(), kindli
         let stores = stores.clone();
         async move { loader.load(std::slice::from_ref(&image), &stores).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster
+        .await_process(&victim, "images import", Duration::from_secs(60))
+        .await?;
     cluster.remove_node(&victim).await?;
     let result = load.await?;
     let error = result
@@ -400,7 +478,7 @@ async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::Box
 
 async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
-    let sources = support::workspace_root().join("fixtures/local-cluster/images");
+    let sources = support::workspace_root().join("crates/kindling/local-cluster/images");
     let pause = support::go_image(&docker, "pause", &sources, "./pause").await?;
     let smoke = support::go_image(&docker, "smoke", &sources, "./smoke").await?;
     let again = support::go_image(&docker, "smoke", &sources, "./smoke").await?;
@@ -597,6 +675,16 @@ fn main() -> ExitCode {
         "missing_dockerfile_or_context_names_the_path",
         needs_docker.clone(),
         missing_dockerfile_or_context_names_the_path,
+    );
+    suite = suite.standalone(
+        "a_large_context_streams_to_the_engine",
+        needs_docker.clone(),
+        a_large_context_streams_to_the_engine,
+    );
+    suite = suite.standalone(
+        "a_context_file_changed_after_planning_fails_naming_it",
+        needs_docker.clone(),
+        a_context_file_changed_after_planning_fails_naming_it,
     );
     suite = suite.standalone(
         "unreachable_daemon_says_how_to_start_one",

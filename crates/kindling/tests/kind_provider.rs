@@ -109,7 +109,10 @@ fn record_created_from(cluster: &KindCluster, config: &Path) -> TestResult {
 }
 
 fn kind_error(error: &kindling::cluster::ProviderError) -> Option<&KindError> {
-    std::error::Error::source(error)?.downcast_ref::<KindError>()
+    match error {
+        kindling::cluster::ProviderError::Kind { source, .. } => Some(source),
+        _ => None,
+    }
 }
 
 const TWO_NODES: &str = "kind: Cluster

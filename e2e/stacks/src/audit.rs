@@ -53,6 +53,8 @@ impl AuditLog {
         T: AsRef<Environment>,
     {
         let found = ctx
+            .env()
+            .as_ref()
             .wait_for(
                 &format!("a `{event_type}` audit event of `{correlation_id}`"),
                 Duration::from_secs(30),

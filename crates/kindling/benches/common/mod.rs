@@ -3,14 +3,13 @@
 //! reading the setup it recorded, and removing images so a setup is cold.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Instant;
 
 use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
 use kindling::BoxError;
 use kindling::cluster::local::LocalCluster;
 
-use crate::support::{clean_command, fixture_target_dir, workspace_root};
+use crate::support::{cargo_executable, clean_command, workspace_root};
 
 /// An E2E suite of the workspace: its package, test target and one test.
 pub struct SuiteUnderBench {
@@ -27,21 +26,7 @@ impl SuiteUnderBench {
         target: &'static str,
         test: &'static str,
     ) -> Result<Self, BoxError> {
-        let output = clean_command(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-            .current_dir(workspace_root())
-            .args(["test", "--no-run", "--message-format=json", "-p", package])
-            .env("CARGO_TARGET_DIR", fixture_target_dir())
-            .stderr(Stdio::inherit())
-            .output()?;
-        let binary = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find_map(|message| {
-                (message["target"]["name"] == target)
-                    .then(|| message["executable"].as_str().map(PathBuf::from))
-                    .flatten()
-            })
-            .ok_or_else(|| format!("cargo built no `{target}` test of {package}"))?;
+        let binary = cargo_executable(&["test", "--no-run", "-p", package], target)?;
         Ok(SuiteUnderBench {
             package,
             target,

@@ -12,85 +12,128 @@ use kube::config::Kubeconfig;
 use kube::{Client, Config};
 
 use super::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
+use crate::BoxFuture;
 use crate::Requirement;
 use crate::image::{ImageRef, PushError, Pusher, Registry, RegistryCredentials};
 use crate::node::NodeStore;
-use crate::setup::BoxFuture;
 
 const PROVIDER: &str = "existing";
 
 /// The `existing` provider failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExistingError {
+    /// The kubeconfig file does not exist.
     #[error(
         "kubeconfig `{path}` does not exist: point KINDLING_KUBECONFIG (or KUBECONFIG) at the cluster's kubeconfig"
     )]
-    MissingKubeconfig { path: PathBuf },
+    MissingKubeconfig {
+        /// The path looked at (from `KINDLING_KUBECONFIG`, `KUBECONFIG` or
+        /// `~/.kube/config`).
+        path: PathBuf,
+    },
+    /// The kubeconfig file exists but cannot be read or parsed.
     #[error("cannot read kubeconfig `{path}`: check that it is a readable kubeconfig file")]
     ReadKubeconfig {
+        /// The kubeconfig file.
         path: PathBuf,
+        /// The kubeconfig reader's error.
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// The context asked for is not in the kubeconfig.
     #[error(
         "kubeconfig `{path}` has no context `{context}`: set KINDLING_CONTEXT to one it has ({})",
         list(.available)
     )]
     UnknownContext {
+        /// The kubeconfig file.
         path: PathBuf,
+        /// The context asked for (`KINDLING_CONTEXT`, or the file's
+        /// current-context).
         context: String,
+        /// The contexts the file has.
         available: Vec<String>,
     },
+    /// No context was asked for and the kubeconfig has no current-context.
     #[error(
         "kubeconfig `{path}` has no current-context: set KINDLING_CONTEXT to one it has ({})",
         list(.available)
     )]
     NoCurrentContext {
+        /// The kubeconfig file.
         path: PathBuf,
+        /// The contexts the file has.
         available: Vec<String>,
     },
+    /// The context is in the kubeconfig but its configuration cannot be loaded.
     #[error("cannot use context `{context}` of the kubeconfig")]
     Config {
+        /// The context.
         context: String,
+        /// Why its configuration cannot be loaded.
         #[source]
         source: Box<crate::kubeconfig::KubeconfigError>,
     },
+    /// A client could not be made from the context's configuration.
     #[error("cannot create a Kubernetes client for context `{context}` ({server})")]
     Client {
+        /// The context.
         context: String,
+        /// The API server's URL, as the context gives it.
         server: String,
+        /// The Kubernetes client's error.
         #[source]
         source: kube::Error,
     },
+    /// The context's API server did not answer a version request.
     #[error(
         "the API server of context `{context}` at {server} does not answer: check that the cluster runs and that this machine reaches it with the kubeconfig's credentials (`kubectl --context {context} version`)"
     )]
     Unreachable {
+        /// The context.
         context: String,
+        /// The API server's URL, as the context gives it.
         server: String,
+        /// The Kubernetes client's error.
         #[source]
         source: kube::Error,
     },
+    /// `KINDLING_REGISTRY` is not set: the provider has nowhere to push images
+    /// to.
     #[error(
         "the existing provider needs a registry the cluster pulls from: set KINDLING_REGISTRY (e.g. `127.0.0.1:5000` or `registry.example.com/team`)"
     )]
     MissingRegistry,
+    /// Only one of `KINDLING_REGISTRY_USERNAME` and
+    /// `KINDLING_REGISTRY_PASSWORD` is set.
     #[error(
         "{variable} is set but {missing} is not: set both, or neither for a registry without credentials"
     )]
     HalfCredentials {
+        /// The variable that is set.
         variable: &'static str,
+        /// The variable that is not.
         missing: &'static str,
     },
+    /// `KUBECONFIG` lists several files and `KINDLING_KUBECONFIG` does not pick
+    /// one.
     #[error(
         "KUBECONFIG lists several files (`{value}`): set KINDLING_KUBECONFIG to the one that holds the cluster's context"
     )]
-    SeveralKubeconfigs { value: String },
+    SeveralKubeconfigs {
+        /// `KUBECONFIG` as set.
+        value: String,
+    },
+    /// Reading the registry address, or pushing the images to the registry,
+    /// failed.
     #[error(transparent)]
     Push(Box<PushError>),
+    /// Writing the cluster's state into the artifacts (`cluster.json`) failed.
     #[error("failed to write `{path}`")]
     Write {
+        /// The file being written.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -210,10 +253,12 @@ impl ExistingCluster {
         ))
     }
 
+    /// The kubeconfig file the cluster is reached through.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
 
+    /// The registry images are pushed to.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -291,8 +336,7 @@ impl ExistingCluster {
     }
 
     fn provider_error(&self, action: &str, error: ExistingError) -> ProviderError {
-        ProviderError {
-            provider: PROVIDER.to_owned(),
+        ProviderError::Existing {
             cluster: self.name.clone(),
             action: action.to_owned(),
             source: Box::new(error),

@@ -21,7 +21,9 @@ use std::sync::{Mutex, OnceLock};
 #[derive(Debug, thiserror::Error)]
 #[error("failed to lock `{}`", path.display())]
 pub struct LockError {
+    /// The lock file.
     pub path: PathBuf,
+    /// The error creating, opening or locking it.
     #[source]
     pub source: std::io::Error,
 }
@@ -225,7 +227,13 @@ mod tests {
                 lock
             }
         });
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The holder is reported once the lock was found held: from then on
+        // the task waits, and must not have taken it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while waited.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never waited");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(!taken.load(Ordering::SeqCst), "took a held lock");
         drop(other);
         let _lock = runtime.block_on(task).unwrap();

@@ -19,26 +19,87 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 use serde::{Deserialize, Serialize};
 
+use crate::BoxFuture;
 use crate::Requirement;
 use crate::image::ImageRef;
 use crate::node::NodeStore;
-use crate::setup::BoxFuture;
 
-/// A provider failed.
+/// A provider failed: which one, on which cluster, doing what, with the
+/// provider's own error (matched on, never downcast).
 #[derive(Debug, thiserror::Error)]
-#[error("{provider} cluster `{cluster}`: failed to {action}")]
-pub struct ProviderError {
-    pub provider: String,
-    pub cluster: String,
-    /// What it was doing, e.g. "start kube-apiserver".
-    pub action: String,
-    #[source]
-    pub source: crate::BoxError,
+pub enum ProviderError {
+    /// The `local` provider failed.
+    #[error("local cluster `{cluster}`: failed to {action}")]
+    Local {
+        /// The cluster's name.
+        cluster: String,
+        /// What it was doing, e.g. "bring the cluster up".
+        action: String,
+        /// Its error.
+        #[source]
+        source: Box<local::LocalError>,
+    },
+    /// The `kind` provider failed.
+    #[error("kind cluster `{cluster}`: failed to {action}")]
+    Kind {
+        /// The cluster's name.
+        cluster: String,
+        /// What it was doing, e.g. "create the cluster".
+        action: String,
+        /// Its error.
+        #[source]
+        source: Box<kind::KindError>,
+    },
+    /// The `existing` provider failed.
+    #[error("existing cluster `{cluster}`: failed to {action}")]
+    Existing {
+        /// The cluster's name.
+        cluster: String,
+        /// What it was doing, e.g. "push the images to the registry".
+        action: String,
+        /// Its error.
+        #[source]
+        source: Box<existing::ExistingError>,
+    },
+    /// `KINDLING_PROVIDER` names no provider.
+    #[error(
+        "{name} cluster `{cluster}`: unknown provider `{name}`: KINDLING_PROVIDER must be `local`, `kind` or `existing`"
+    )]
+    UnknownProvider {
+        /// The value given.
+        name: String,
+        /// The cluster's name.
+        cluster: String,
+    },
+}
+
+impl ProviderError {
+    /// The provider's kind: `local`, `kind` or `existing` (or the unknown
+    /// value `KINDLING_PROVIDER` gave).
+    pub fn provider(&self) -> &str {
+        match self {
+            ProviderError::Local { .. } => "local",
+            ProviderError::Kind { .. } => "kind",
+            ProviderError::Existing { .. } => "existing",
+            ProviderError::UnknownProvider { name, .. } => name,
+        }
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        match self {
+            ProviderError::Local { cluster, .. }
+            | ProviderError::Kind { cluster, .. }
+            | ProviderError::Existing { cluster, .. }
+            | ProviderError::UnknownProvider { cluster, .. } => cluster,
+        }
+    }
 }
 
 /// What a running cluster offers a suite.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfo {
+    /// The cluster's name, as the provider knows it.
     pub name: String,
     /// A kubeconfig of its own; `~/.kube/config` is never written.
     pub kubeconfig: PathBuf,
@@ -127,7 +188,10 @@ impl PullPolicy {
 /// Images a provider delivered, and how pods must refer to them.
 #[derive(Debug, Clone)]
 pub struct Delivered {
+    /// The references manifests must use, one per image given, in the same
+    /// order.
     pub images: Vec<ImageRef>,
+    /// The `imagePullPolicy` pods must give those images.
     pub pull_policy: PullPolicy,
 }
 
@@ -143,26 +207,18 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| "local".to_owned());
     match provider.trim() {
-        "local" => Ok(Box::new(local::LocalCluster::with_defaults(
-            cluster,
-        ))),
+        "local" => Ok(Box::new(local::LocalCluster::with_defaults(cluster))),
         "existing" => existing::ExistingCluster::from_env(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
-            .map_err(|error| ProviderError {
-                provider: "existing".to_owned(),
+            .map_err(|error| ProviderError::Existing {
                 cluster: cluster.to_owned(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             }),
         "kind" => Ok(Box::new(kind::KindCluster::with_defaults(cluster))),
-        other => Err(ProviderError {
-            provider: other.to_owned(),
+        other => Err(ProviderError::UnknownProvider {
+            name: other.to_owned(),
             cluster: cluster.to_owned(),
-            action: "choose the provider".to_owned(),
-            source: format!(
-                "unknown provider `{other}`: KINDLING_PROVIDER must be `local`, `kind` or `existing`"
-            )
-            .into(),
         }),
     }
 }
@@ -174,7 +230,7 @@ pub fn requirement() -> Requirement {
     match from_env(DEFAULT_CLUSTER) {
         Ok(provider) => provider.requirement(),
         Err(error) => {
-            let reason = crate::error::render_chain(&error).replace('\n', " ");
+            let reason = kindling_harness::render_chain(&error).replace('\n', " ");
             Requirement::new("the cluster provider", move || Err(reason.clone()))
         }
     }

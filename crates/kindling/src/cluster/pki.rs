@@ -25,23 +25,41 @@ pub struct PkiSpec {
 /// A certificate and its key on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFiles {
+    /// The certificate, PEM (`<name>.crt`).
     pub cert: PathBuf,
+    /// Its private key, PEM (`<name>.key`).
     pub key: PathBuf,
 }
 
 /// Where every file of a cluster's PKI lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PkiFiles {
+    /// The cluster's CA, which signs every other certificate here.
     pub ca: CertFiles,
+    /// The API server's serving certificate, for the `kubernetes` Service
+    /// names, the node's name and IP, and loopback.
     pub apiserver: CertFiles,
+    /// The API server's client certificate for reaching kubelets.
     pub apiserver_kubelet_client: CertFiles,
+    /// The admin's client certificate (group `system:masters`), for the
+    /// cluster's kubeconfig.
     pub admin: CertFiles,
+    /// The controller manager's client certificate
+    /// (`system:kube-controller-manager`).
     pub controller_manager: CertFiles,
+    /// The scheduler's client certificate (`system:kube-scheduler`).
     pub scheduler: CertFiles,
+    /// kube-proxy's client certificate (`system:kube-proxy`).
     pub kube_proxy: CertFiles,
+    /// The kubelet's client certificate, as `system:node:<node>` in group
+    /// `system:nodes`.
     pub kubelet_client: CertFiles,
+    /// The kubelet's serving certificate, for the node's name and IP, and
+    /// loopback.
     pub kubelet_serving: CertFiles,
+    /// The private key service-account tokens are signed with (`sa.key`).
     pub service_account_key: PathBuf,
+    /// Its public key, which verifies them (`sa.pub`).
     pub service_account_public: PathBuf,
 }
 
@@ -102,15 +120,22 @@ type Leaf<'a> = (
 /// Generating or writing the PKI failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// A key or certificate could not be generated or signed.
     #[error("failed to generate the `{what}` certificate")]
     Generate {
+        /// What was being made: `ca`, `service-account`, a certificate's common
+        /// name, or a DNS name that cannot be a subject alternative name.
         what: String,
+        /// The certificate library's error.
         #[source]
         source: rcgen::Error,
     },
+    /// Creating the PKI directory or writing one of its files failed.
     #[error("failed to write `{path}`")]
     Write {
+        /// The directory or file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

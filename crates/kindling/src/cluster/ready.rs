@@ -13,7 +13,9 @@ pub const READY_VARIABLE: &str = "KINDLING_CLUSTER_READY";
 /// A cluster that is up, and the provider it is up with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyCluster {
+    /// The provider the cluster is up with, as data.
     pub spec: ProviderSpec,
+    /// What the provider's `ensure` returned for it.
     pub info: ClusterInfo,
 }
 

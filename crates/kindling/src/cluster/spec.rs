@@ -20,6 +20,7 @@ use crate::image::Registry;
 pub enum ProviderSpec {
     /// Upstream components on this host.
     Local {
+        /// The cluster's name.
         cluster: String,
         /// Where the cluster's state lives (`<KINDLING_HOME>/clusters`).
         state_root: PathBuf,
@@ -28,19 +29,35 @@ pub enum ProviderSpec {
     },
     /// A Kind cluster through the kind CLI.
     Kind {
+        /// The cluster's name.
         cluster: String,
+        /// The state home; the cluster's state is in
+        /// `<state_home>/kind/<cluster>`.
         state_home: PathBuf,
+        /// The cache the pinned kind build is looked for in (`<cache>/bin/`).
         cache: PathBuf,
+        /// The kind configuration file it is created from; `None` for
+        /// [`DEFAULT_CONFIG`](super::kind::DEFAULT_CONFIG).
         config_file: Option<PathBuf>,
+        /// The `kind` binary to run; `None` to look it up
+        /// (`KINDLING_KIND_BINARY`, the cache, `PATH`).
         binary: Option<PathBuf>,
+        /// `KIND_EXPERIMENTAL_PROVIDER` for kind (`docker`, `podman`); `None`
+        /// to leave it unset.
         engine: Option<String>,
+        /// Whether a cluster with another fingerprint is deleted and created
+        /// again, rather than refused.
         recreate_on_change: bool,
     },
     /// A cluster kindling does not own; images pushed to `registry`.
     Existing {
+        /// The name the cluster goes by in messages and state.
         cluster: String,
+        /// The kubeconfig file that reaches it.
         kubeconfig: PathBuf,
+        /// The context to use in it; `None` for its current context.
         context: Option<String>,
+        /// The registry address images are pushed to, e.g. `127.0.0.1:5000`.
         registry: String,
     },
 }
@@ -101,12 +118,12 @@ impl ProviderSpec {
                 context,
                 registry,
             } => {
-                let mut registry = Registry::new(registry).map_err(|error| ProviderError {
-                    provider: "existing".to_owned(),
-                    cluster: cluster.clone(),
-                    action: "read its recorded registry".to_owned(),
-                    source: Box::new(error),
-                })?;
+                let mut registry =
+                    Registry::new(registry).map_err(|error| ProviderError::Existing {
+                        cluster: cluster.clone(),
+                        action: "read its recorded registry".to_owned(),
+                        source: Box::new(error.into()),
+                    })?;
                 if let (Ok(username), Ok(password)) = (
                     std::env::var("KINDLING_REGISTRY_USERNAME"),
                     std::env::var("KINDLING_REGISTRY_PASSWORD"),

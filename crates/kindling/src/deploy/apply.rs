@@ -24,48 +24,90 @@ const CRD_TIMEOUT: Duration = Duration::from_secs(60);
 /// Applying manifests failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// An object's kind is neither served by the cluster nor defined by a
+    /// CustomResourceDefinition among the manifests.
     #[error(
         "{origin}: kind `{kind}` (apiVersion `{api_version}`) of object `{name}` is not served by the cluster: check the kind and apiVersion, or add the CustomResourceDefinition that defines it to the manifests"
     )]
     UnknownKind {
+        /// Where the object was read: file, document and line.
         origin: String,
+        /// The object's kind.
         kind: String,
+        /// The object's `apiVersion`.
         api_version: String,
+        /// The object's name.
         name: String,
     },
+    /// The API server refused the object (in the dry run or the apply) for a
+    /// reason other than an admission webhook it could not call.
     #[error("{origin}: the API server refused {kind} `{object}`: {message}")]
     Rejected {
+        /// Where the object was read: file, document and line.
         origin: String,
+        /// The object's kind.
         kind: String,
         /// `namespace/name`, or `name` for a cluster-scoped object.
         object: String,
+        /// The API server's message.
         message: String,
     },
+    /// The API server refused the object because it could not call an admission
+    /// webhook.
     #[error("{origin}: {kind} `{object}` was refused because {failure}")]
     Webhook {
+        /// Where the object was read: file, document and line.
         origin: String,
+        /// The object's kind.
         kind: String,
+        /// `namespace/name`, or `name` for a cluster-scoped object.
         object: String,
+        /// Which webhook, which Service and why, as read from the API server's
+        /// message.
         failure: Box<super::webhook_failure::WebhookFailure>,
     },
+    /// A request to the API server failed other than by refusing an object:
+    /// discovery, an apply that got no answer, reading or deleting an object.
     #[error("failed to {action}")]
     Request {
+        /// What was being done, in words, e.g. discovering the resources of
+        /// an `apiVersion`.
         action: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
+    /// Watching an object for a condition failed.
+    #[error("failed to {action}")]
+    Watch {
+        /// What was being watched, in words.
+        action: String,
+        /// The watcher's error.
+        #[source]
+        source: kube::runtime::wait::Error,
+    },
+    /// A CustomResourceDefinition applied was not Established within a minute.
     #[error(
         "CustomResourceDefinition `{name}` was not Established within {seconds}s: {conditions}",
         seconds = CRD_TIMEOUT.as_secs()
     )]
-    CrdNotEstablished { name: String, conditions: String },
+    CrdNotEstablished {
+        /// The CustomResourceDefinition's name.
+        name: String,
+        /// Its conditions when the wait gave up, as `type=status (message)`
+        /// joined by `; `.
+        conditions: String,
+    },
 }
 
 /// What was applied, in order.
 #[derive(Debug, Clone)]
 pub struct Applied {
+    /// The object's kind.
     pub kind: String,
+    /// The namespace it was applied in; `None` for a cluster-scoped object.
     pub namespace: Option<String>,
+    /// The object's name.
     pub name: String,
 }
 
@@ -454,26 +496,31 @@ async fn wait_for_crds(
 ) -> Result<(), ApplyError> {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     for crd in crds {
-        let deadline = Instant::now() + CRD_TIMEOUT;
-        loop {
-            let current = api
-                .get(crd.name())
-                .await
-                .map_err(|source| ApplyError::Request {
-                    action: format!("read CustomResourceDefinition `{}`", crd.name()),
+        let established = kube::runtime::wait::await_condition(
+            api.clone(),
+            crd.name(),
+            kube::runtime::conditions::is_crd_established(),
+        );
+        match tokio::time::timeout(CRD_TIMEOUT, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => {
+                return Err(ApplyError::Watch {
+                    action: format!("watch CustomResourceDefinition `{}`", crd.name()),
                     source,
-                })?;
-            let conditions = current
-                .status
-                .and_then(|status| status.conditions)
-                .unwrap_or_default();
-            let established = conditions
-                .iter()
-                .any(|condition| condition.type_ == "Established" && condition.status == "True");
-            if established {
-                break;
+                });
             }
-            if Instant::now() > deadline {
+            Err(_elapsed) => {
+                let current = api
+                    .get(crd.name())
+                    .await
+                    .map_err(|source| ApplyError::Request {
+                        action: format!("read CustomResourceDefinition `{}`", crd.name()),
+                        source,
+                    })?;
+                let conditions = current
+                    .status
+                    .and_then(|status| status.conditions)
+                    .unwrap_or_default();
                 return Err(ApplyError::CrdNotEstablished {
                     name: crd.name().to_owned(),
                     conditions: conditions
@@ -490,7 +537,6 @@ async fn wait_for_crds(
                         .join("; "),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())

@@ -14,9 +14,14 @@ use super::manifest::Manifest;
 /// gives it; none means the suite's) and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectKey {
+    /// The object's `apiVersion`.
     pub api_version: String,
+    /// The object's kind.
     pub kind: String,
+    /// The namespace the manifest gives it; `None` for the suite's namespace
+    /// (or a cluster-scoped object).
     pub namespace: Option<String>,
+    /// The object's `metadata.name`.
     pub name: String,
 }
 
@@ -44,7 +49,10 @@ impl std::fmt::Display for ObjectKey {
 /// An object a setup applied, and the digest of what it applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployedObject {
+    /// Which object it is.
     pub key: ObjectKey,
+    /// The digest of the object as applied, placeholders resolved (see
+    /// [`object_digest`]).
     pub digest: String,
 }
 

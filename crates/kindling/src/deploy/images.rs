@@ -22,6 +22,7 @@ pub struct DeliveredImages {
 }
 
 impl DeliveredImages {
+    /// The images `images`, by logical name, delivered with `pull_policy`.
     pub fn new(images: &[ImageRef], pull_policy: PullPolicy) -> Self {
         DeliveredImages {
             references: images
@@ -60,17 +61,51 @@ pub struct ImageProblem {
     pub origin: String,
     /// `Deployment/api`.
     pub object: String,
+    /// The container's name (`?` when it has none; `image` for an image field
+    /// outside a pod spec).
     pub container: String,
+    /// What is wrong with its image.
     pub kind: ImageProblemKind,
 }
 
+/// What is wrong with a container's image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageProblemKind {
-    UnknownPlaceholder { name: String, known: Vec<String> },
-    LatestWithNever { image: String },
-    NotDelivered { image: String, nearest: Vec<String> },
-    AlwaysPullsLoadedImage { image: String },
-    Invalid { image: String, message: String },
+    /// A placeholder `kindling:<name>` names no image this run delivered.
+    UnknownPlaceholder {
+        /// The logical name after `kindling:`.
+        name: String,
+        /// The logical names of the images the run did deliver.
+        known: Vec<String>,
+    },
+    /// A `latest` (or untagged) reference with `imagePullPolicy: Never`: a
+    /// mutable tag cannot name what was loaded.
+    LatestWithNever {
+        /// The reference as the manifest writes it.
+        image: String,
+    },
+    /// A literal reference this run did not deliver, where a pod would need it:
+    /// its pull policy is `Never`, or it is of a repository the run delivered
+    /// another tag of.
+    NotDelivered {
+        /// The reference as the manifest writes it.
+        image: String,
+        /// The delivered references, most similar first.
+        nearest: Vec<String>,
+    },
+    /// An image loaded into the nodes (not pushed to a registry) with
+    /// `imagePullPolicy: Always`, so the kubelet would try to pull it.
+    AlwaysPullsLoadedImage {
+        /// The reference as the manifest writes it.
+        image: String,
+    },
+    /// The image is not a valid reference.
+    Invalid {
+        /// The reference as the manifest writes it.
+        image: String,
+        /// Why it is not valid.
+        message: String,
+    },
 }
 
 impl fmt::Display for ImageProblem {
@@ -123,6 +158,7 @@ impl fmt::Display for ImageProblem {
 #[derive(Debug, thiserror::Error)]
 #[error("image preflight failed before anything was applied:\n  {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
 pub struct PreflightError {
+    /// Every problem found, across all the manifests.
     pub problems: Vec<ImageProblem>,
 }
 

@@ -15,22 +15,27 @@ pub struct Manifest {
     pub index: usize,
     /// The line its document starts on, from 1.
     pub line: usize,
+    /// The object itself, as JSON.
     pub object: Value,
 }
 
 impl Manifest {
+    /// The object's `apiVersion` (empty if it has none).
     pub fn api_version(&self) -> &str {
         self.object["apiVersion"].as_str().unwrap_or_default()
     }
 
+    /// The object's `kind` (empty if it has none).
     pub fn kind(&self) -> &str {
         self.object["kind"].as_str().unwrap_or_default()
     }
 
+    /// The object's `metadata.name` (empty if it has none).
     pub fn name(&self) -> &str {
         self.object["metadata"]["name"].as_str().unwrap_or_default()
     }
 
+    /// The object's `metadata.namespace`, if it gives one.
     pub fn namespace(&self) -> Option<&str> {
         self.object["metadata"]["namespace"].as_str()
     }
@@ -59,35 +64,55 @@ impl fmt::Display for Origin<'_> {
 /// A manifest could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// A manifest file or directory could not be read.
     #[error("cannot read manifest `{path}`: check that the path named in the suite exists")]
     Read {
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A document is not valid YAML.
     #[error(
         "`{file}` document {index}, line {line} column {column}: invalid YAML: {message}",
         file = file.display()
     )]
     Yaml {
+        /// The manifest file.
         file: PathBuf,
+        /// The document's index in the file, from 0.
         index: usize,
+        /// The line of the error in the file, from 1.
         line: u64,
+        /// The column of the error, as the YAML parser gives it (0 when it
+        /// gives no location).
         column: u64,
+        /// The first line of the parser's message.
         message: String,
     },
+    /// A document is valid YAML but not an object kindling can apply: not an
+    /// object, or without `apiVersion`, `kind` or `metadata.name`.
     #[error(
         "`{file}` document {index} (line {line}): {problem}",
         file = file.display()
     )]
     Invalid {
+        /// The manifest file.
         file: PathBuf,
+        /// The document's index in the file, from 0.
         index: usize,
+        /// The line the document starts on, from 1.
         line: usize,
+        /// What is wrong, in words.
         problem: String,
     },
+    /// A path the suite names holds no manifests.
     #[error("`{path}` holds no manifests (files ending in .yaml, .yml or .json)", path = path.display())]
-    Empty { path: PathBuf },
+    Empty {
+        /// The file or directory.
+        path: PathBuf,
+    },
 }
 
 /// Reads every manifest in `paths`: files, or directories whose `.yaml`,

@@ -12,9 +12,18 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
+/// The label, valued `kindling`, on what kindling makes: a suite's
+/// namespace, the Secrets it makes there, and the cluster-scoped objects
+/// it collects.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// The label holding the suite's name (as a label value) on what kindling makes
+/// for it.
 pub const SUITE_LABEL: &str = "kindling.dev/suite";
+/// The label holding the run's id (as a label value) on a suite's
+/// namespace and the Secrets kindling makes in it.
 pub const RUN_LABEL: &str = "kindling.dev/run";
+/// The annotation holding a namespace's heartbeat: when a run last renewed it,
+/// RFC 3339.
 pub const HEARTBEAT_ANNOTATION: &str = "kindling.dev/heartbeat";
 
 /// How long a namespace's heartbeat counts as a run in progress.
@@ -24,26 +33,20 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} namespace `{namespace}`")]
 pub struct NamespaceError {
+    /// What was being done to it: `create`, `read`, `list`, `delete` or
+    /// `renew the heartbeat of`.
     pub action: &'static str,
+    /// The namespace, or for a list the label selector in parentheses.
     pub namespace: String,
+    /// The API client's error.
     #[source]
     pub source: kube::Error,
 }
 
 /// `<suite>-<first 8 of the run id>`, a valid namespace name.
 pub fn suite_namespace(suite: &str, run_id: &str) -> String {
-    let run: String = run_id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let mut suite: String = suite
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    suite.truncate(63 - run.len() - 1);
+    let run = kindling_harness::util::run_name_part(run_id);
+    let suite = kindling_harness::util::name_part(suite, 63 - run.len() - 1);
     format!("{}-{run}", suite.trim_matches('-'))
 }
 
@@ -153,6 +156,7 @@ pub struct GcPolicy {
 /// What a collection did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
+    /// The namespaces deleted.
     pub deleted: Vec<String>,
     /// In use by a run in progress (or already terminating).
     pub kept: Vec<String>,

@@ -24,24 +24,38 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// A cluster-scoped object cannot be tied to the suite's namespace.
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
+    /// A webhook's `caBundle` is the placeholder `kindling:ca` but the
+    /// environment makes no CA.
     #[error(
         "{origin}: webhook `{webhook}` of {kind} `{name}` uses `caBundle: {CA_BUNDLE_PLACEHOLDER}`, but the environment makes no TLS certificate: add `EnvironmentBuilder::tls(TlsSecret::for_service(\"{service}\"))`"
     )]
     NoCertificateAuthority {
+        /// Where the object was read: file, document and line.
         origin: String,
+        /// The object's kind.
         kind: String,
+        /// The object's name, as the manifest gives it.
         name: String,
+        /// The webhook's name (`conversion` for a CRD's conversion webhook).
         webhook: String,
+        /// The Service the webhook calls, or `(a URL)` when it calls a URL.
         service: String,
     },
+    /// A webhook calls a Service in the suite's namespace but has no
+    /// `caBundle`, so the API server could not trust it.
     #[error(
         "{origin}: webhook `{webhook}` of {kind} `{name}` calls Service `{service}` of the suite with no `caBundle`: the API server could not trust it; set `caBundle: {CA_BUNDLE_PLACEHOLDER}`"
     )]
     NoCaBundle {
+        /// Where the object was read: file, document and line.
         origin: String,
+        /// The object's kind.
         kind: String,
+        /// The object's name, as the manifest gives it.
         name: String,
+        /// The webhook's name (`conversion` for a CRD's conversion webhook).
         webhook: String,
+        /// The Service the webhook calls.
         service: String,
     },
 }

@@ -6,6 +6,7 @@
 /// An admission webhook the API server could not call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookFailure {
+    /// The webhook's name, as its configuration gives it.
     pub webhook: String,
     /// The URL it called: `https://<service>.<namespace>.svc:<port><path>`.
     pub url: String,

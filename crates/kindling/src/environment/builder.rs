@@ -19,9 +19,9 @@ use crate::cluster::{self, Delivered, Provider, PullPolicy};
 use crate::deploy::namespace::{self, GcPolicy, NamespaceError};
 use crate::deploy::{DeliveredImages, DeployedObject, deployed_objects, resolve_and_check};
 use crate::image::{Builder, ImageRef, ImageSpec};
-use crate::setup::{PhaseError, SetupContext};
 use crate::wait::Waiter;
 use crate::{BoxError, artifacts};
+use crate::{PhaseError, SetupContext};
 
 /// How long workloads may take to become ready, unless set.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -305,7 +305,7 @@ impl EnvironmentBuilder {
             cluster_created: info.created,
         };
         if let Ok(data) = serde_json::to_value(&cleanup) {
-            setup.remove_at_end_of_run(&cleanup.describe(), data);
+            setup.remove_at_end_of_run(crate::extension::NAME, &cleanup.describe(), data);
         }
         let previous = previous.filter(|previous| previous.namespace == namespace);
         let labels = namespace::object_labels(setup.suite(), setup.run_id());

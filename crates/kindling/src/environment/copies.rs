@@ -8,7 +8,6 @@ use kube::api::{Api, DeleteParams};
 use super::{DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentError};
 use crate::deploy::namespace::{self, NamespaceError};
 use crate::deploy::{read_manifests, resolve_and_check, scope_to_namespace};
-use crate::suite::TestContext;
 use crate::wait::Waiter;
 
 impl Environment {
@@ -82,15 +81,19 @@ impl Environment {
     }
 }
 
-impl<E: AsRef<Environment>> TestContext<E> {
-    /// The suite's stack copied into a namespace of this test's own
-    /// (`<prefix>-<run>-<test hash>`), for a test that breaks something on
-    /// purpose; see [`Environment::copy_into`].
+impl Environment {
+    /// The suite's stack copied into a namespace of the calling test's own
+    /// (`<prefix>-<run>-<test hash>`, [`crate::TestContext::unique_name`]),
+    /// for a test that breaks something on purpose; see
+    /// [`Environment::copy_into`]. Call it from the test's body (the harness
+    /// knows the test there, not on tasks the test spawned).
     pub async fn isolated_copy(&self, prefix: &str) -> Result<Environment, EnvironmentError> {
-        let namespace = self.unique_name(prefix);
-        self.env()
-            .as_ref()
-            .copy_into(&namespace, self.suite(), self.run_id())
-            .await
+        let Some(test) = crate::current_test() else {
+            return Err(EnvironmentError::NotInATest {
+                what: "isolated_copy",
+            });
+        };
+        let namespace = test.unique_name(prefix);
+        self.copy_into(&namespace, &test.suite, &test.run_id).await
     }
 }

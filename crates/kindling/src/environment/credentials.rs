@@ -7,7 +7,6 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 
 use super::{Environment, EnvironmentError};
-use crate::suite::TestContext;
 
 /// How long a minted token is valid.
 const TOKEN_SECONDS: i64 = 3600;
@@ -138,38 +137,5 @@ impl Environment {
             &self.namespace,
             &resource,
         ))
-    }
-}
-
-impl<E: AsRef<Environment>> TestContext<E> {
-    /// A client acting as the ServiceAccount `account` of the suite's
-    /// namespace (see [`Environment::client_as`]).
-    pub async fn client_as(&self, account: &str) -> Result<kube::Client, EnvironmentError> {
-        self.env().as_ref().client_as(account).await
-    }
-
-    /// The objects of `kind` in `api_version` in the suite's namespace, as
-    /// the ServiceAccount `account`.
-    pub async fn objects_as(
-        &self,
-        account: &str,
-        api_version: &str,
-        kind: &str,
-    ) -> Result<kube::Api<kube::api::DynamicObject>, EnvironmentError> {
-        self.env()
-            .as_ref()
-            .objects_as(account, api_version, kind)
-            .await
-    }
-
-    /// A token for the ServiceAccount `account` of the suite's namespace
-    /// (see [`Environment::token`]).
-    pub async fn token(&self, account: &str) -> Result<String, EnvironmentError> {
-        self.env().as_ref().token(account).await
-    }
-
-    /// The value of `key` in Secret `name` of the suite's namespace.
-    pub async fn secret(&self, name: &str, key: &str) -> Result<String, EnvironmentError> {
-        self.env().as_ref().secret(name, key).await
     }
 }

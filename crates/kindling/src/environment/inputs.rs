@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::EnvironmentError;
+use crate::SetupContext;
 use crate::deploy::{Manifest, read_manifests};
 use crate::image::{BuildPlan, Builder, ImageError, ImageRef, ImageSpec};
-use crate::setup::SetupContext;
 
 /// An image an environment delivers: one it builds, one that exists, or a
 /// third-party one.

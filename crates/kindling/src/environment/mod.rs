@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::Api;
 use serde::{Deserialize, Serialize};
 
+use crate::SetupContext;
 use crate::access::{AccessError, Endpoint, HttpClient};
 use crate::cluster::{Provider, ProviderError, ProviderSpec, PullPolicy};
 use crate::deploy::namespace::{self, DEFAULT_GRACE, NamespaceError};
@@ -21,8 +22,6 @@ use crate::deploy::{
     read_manifests, resolve_and_check,
 };
 use crate::node::NodeStore;
-use crate::setup::SetupContext;
-use crate::suite::TestContext;
 use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
 
@@ -48,55 +47,97 @@ pub(crate) use teardown::{EnvironmentCleanup, finish_cleanups};
 /// Setting up or using an environment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvironmentError {
+    /// The suite's manifests could not be read.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// An image of the manifests could not start a pod; nothing was applied.
     #[error(transparent)]
     Preflight(#[from] PreflightError),
+    /// Applying (or dry-running) the manifests failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The workloads did not become ready, or a wait of a test ended without
+    /// what it waited for.
     #[error(transparent)]
     Wait(#[from] WaitError),
+    /// Creating, reading, deleting or renewing the heartbeat of a namespace
+    /// failed.
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
+    /// The cluster's provider failed: choosing it, bringing the cluster up,
+    /// delivering the images.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// Reaching a Service or pod of the environment failed.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// No Docker engine answers, and the images need one.
     #[error(transparent)]
     Docker(#[from] crate::docker::DockerUnavailable),
+    /// Building one of the suite's images failed.
     #[error(transparent)]
     Build(#[from] Box<crate::image::BuildError>),
+    /// Reading or writing one of the environment's Secrets failed.
     #[error(transparent)]
     Secret(#[from] Box<SecretError>),
+    /// A third-party image could not be taken from the local engine: it
+    /// is not there and has no fallback build, or the engine failed.
     #[error(
         "third-party image `{reference}` (`kindling:{name}`) is not in the local engine: pull it where a registry is reachable (`docker pull {reference}`), load it (`docker load -i <file>.tar`), or build it here with `ThirdParty::or_build`"
     )]
     ThirdParty {
+        /// The image's logical name, as in `kindling:<name>`.
         name: String,
+        /// The reference the suite gives for it, e.g. `postgres:16`.
         reference: String,
+        /// Why the engine does not give it.
         #[source]
         source: Box<crate::image::ImageError>,
     },
+    /// A ServiceAccount token could not be minted, or a Secret's key read.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    /// Making the environment's CA or a serving certificate failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A cluster-scoped object could not be tied to the suite's namespace.
     #[error(transparent)]
     Scope(#[from] Box<crate::deploy::scope::ScopeError>),
+    /// A workload could not be scaled.
     #[error(transparent)]
     Scale(#[from] Box<scaling::ScaleError>),
+    /// Another failure: a setup phase's error that is not an environment error,
+    /// or a Job that was not gone in time to be replaced.
     #[error(transparent)]
     Other(BoxError),
+    /// The cluster's kubeconfig and context could not give a client.
     #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]
     Kubeconfig {
+        /// The kubeconfig file.
         kubeconfig: PathBuf,
+        /// The context in it.
         context: String,
+        /// Why: the kubeconfig could not be read or used, or the client not
+        /// made.
         #[source]
         source: BoxError,
     },
+    /// A method that names its objects after the calling test was called
+    /// outside a test's body.
+    #[error(
+        "`{what}` names what it makes after the calling test: call it from the test's own body, not from a task the test spawned or from a setup"
+    )]
+    NotInATest {
+        /// The method called.
+        what: &'static str,
+    },
+    /// Deploying a stage failed, and what the cluster could tell was collected
+    /// as artifacts.
     #[error("{failure}\nartifacts: {}", artifacts.display())]
     WithArtifacts {
+        /// The failure, before the artifacts were collected.
         failure: Box<EnvironmentError>,
+        /// The directory the artifacts were written to.
         artifacts: PathBuf,
     },
 }
@@ -167,10 +208,12 @@ impl Environment {
         &self.images
     }
 
+    /// The cluster's name.
     pub fn cluster(&self) -> &str {
         &self.cluster
     }
 
+    /// The cluster's kubeconfig file.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
@@ -394,45 +437,9 @@ pub async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client, Envi
     Ok(client)
 }
 
-/// What a test of a suite whose environment is (or holds) an
-/// [`Environment`] can do.
-impl<E: AsRef<Environment>> TestContext<E> {
-    fn environment(&self) -> &Environment {
-        self.env().as_ref()
-    }
-
-    /// A client for the cluster.
-    pub async fn client(&self) -> Result<Client, EnvironmentError> {
-        self.environment().client().await
-    }
-
-    /// The suite's namespace.
-    pub fn namespace(&self) -> &str {
-        self.environment().namespace()
-    }
-
-    /// The exact reference of the image named `name`.
-    pub fn image(&self, name: &str) -> Option<&str> {
-        self.environment().image(name)
-    }
-
-    /// A local address forwarded to `port` of Service `service` in the
-    /// suite's namespace, on a port of its own.
-    pub async fn endpoint(&self, service: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
-        self.environment().endpoint(service, port).await
-    }
-
-    /// An HTTP client for `port` of Service `service`; the forward lives as
-    /// long as the client.
-    pub async fn http(&self, service: &str, port: u16) -> Result<HttpClient, EnvironmentError> {
-        self.environment().http(service, port).await
-    }
-
-    /// A local address forwarded to `port` of pod `pod` itself, ready or not.
-    pub async fn pod_endpoint(&self, pod: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
-        self.environment().pod_endpoint(pod, port).await
-    }
-
+/// What a test does through its context: `ctx.deploy(..)` and the waits
+/// are these, through [`crate::TestContext`]'s `Deref` to the environment.
+impl Environment {
     /// Applies more manifests (placeholders resolve from the suite's
     /// images) into `namespace` and waits for their workloads by diagnosis.
     pub async fn deploy(
@@ -442,9 +449,9 @@ impl<E: AsRef<Environment>> TestContext<E> {
         timeout: Duration,
     ) -> Result<Vec<Applied>, EnvironmentError> {
         let mut manifests = read_manifests(paths)?;
-        resolve_and_check(&mut manifests, &self.environment().delivered_images())?;
+        resolve_and_check(&mut manifests, &self.delivered_images())?;
         let client = self.client().await?;
-        let waiter = self.environment().waiter(timeout).await?;
+        let waiter = self.waiter(timeout).await?;
         apply_and_wait(&client, namespace, &mut manifests, &waiter).await
     }
 
@@ -463,18 +470,8 @@ impl<E: AsRef<Environment>> TestContext<E> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
     {
-        let waiter = self.environment().watching_waiter(timeout).await?;
+        let waiter = self.watching_waiter(timeout).await?;
         Ok(waiter.until_ok(what, self.namespace(), check).await?)
-    }
-
-    /// The objects of `kind` in `api_version` (a custom resource, say) in
-    /// the suite's namespace, found through discovery.
-    pub async fn objects(
-        &self,
-        api_version: &str,
-        kind: &str,
-    ) -> Result<kube::Api<kube::api::DynamicObject>, EnvironmentError> {
-        self.environment().objects(api_version, kind).await
     }
 
     /// Waits until `condition` holds, failing at once with a diagnosis if
@@ -490,7 +487,7 @@ impl<E: AsRef<Environment>> TestContext<E> {
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let waiter = self.environment().watching_waiter(timeout).await?;
+        let waiter = self.watching_waiter(timeout).await?;
         Ok(waiter.until(what, self.namespace(), condition).await?)
     }
 }

@@ -9,7 +9,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::{Environment, EnvironmentError};
-use crate::suite::TestContext;
 use crate::wait::Workload;
 
 /// How long a scaled workload may take to reach its replicas.
@@ -19,10 +18,16 @@ const SCALE_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, thiserror::Error)]
 #[error("cannot scale {kind} `{namespace}/{name}` to {replicas}: {source}")]
 pub struct ScaleError {
+    /// `Deployment`, or `Deployment or StatefulSet` when no Deployment
+    /// has the name and scaling a StatefulSet of that name failed too.
     pub kind: &'static str,
+    /// The environment's namespace.
     pub namespace: String,
+    /// The workload's name.
     pub name: String,
+    /// The replicas asked for.
     pub replicas: i32,
+    /// The API client's error.
     #[source]
     pub source: kube::Error,
 }
@@ -97,15 +102,5 @@ impl Environment {
             )
             .await?;
         Ok(())
-    }
-}
-
-impl<E: AsRef<Environment>> TestContext<E> {
-    /// Scales a workload of the suite's namespace; see [`Environment::scale`].
-    /// Tests beside this one share it: scale in an
-    /// [isolated copy](TestContext::isolated_copy) instead when they would
-    /// notice.
-    pub async fn scale(&self, name: &str, replicas: i32) -> Result<(), EnvironmentError> {
-        self.env().as_ref().scale(name, replicas).await
     }
 }

@@ -26,7 +26,7 @@ enum Value {
 /// A Secret the environment creates in its namespace before the first
 /// stage: literal values and random ones, generated the first time and
 /// kept while the Secret exists. Pods read it through `secretKeyRef`;
-/// tests through [`crate::TestContext::secret`].
+/// tests through [`Environment::secret`](crate::Environment::secret) (`ctx.secret(..)`).
 ///
 /// ```
 /// use kindling::GeneratedSecret;
@@ -73,9 +73,13 @@ impl GeneratedSecret {
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} Secret `{namespace}/{name}`")]
 pub struct SecretError {
+    /// What was being done: `read` or `write`.
     pub action: &'static str,
+    /// The Secret's namespace.
     pub namespace: String,
+    /// The Secret's name.
     pub name: String,
+    /// The API client's error.
     #[source]
     pub source: kube::Error,
 }

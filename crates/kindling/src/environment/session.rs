@@ -32,7 +32,7 @@ pub(crate) async fn enter(provider: &str, cluster: &str, client: &Client, namesp
     if let Err(error) = crate::cluster::lock::use_cluster(provider, cluster).await {
         tracing::warn!(
             "cannot mark cluster `{cluster}` as in use: {}",
-            crate::error::render_chain(&error)
+            kindling_harness::render_chain(&error)
         );
     }
     let client = client.clone();
@@ -42,7 +42,7 @@ pub(crate) async fn enter(provider: &str, cluster: &str, client: &Client, namesp
             if let Err(error) = namespace::heartbeat(&client, &namespace).await {
                 tracing::debug!(
                     "cannot renew the heartbeat of `{namespace}`: {}",
-                    crate::error::render_chain(&error)
+                    kindling_harness::render_chain(&error)
                 );
             }
             tokio::time::sleep(HEARTBEAT_EVERY).await;

@@ -10,11 +10,11 @@ use kube::Client;
 use kube::api::{Api, DeleteParams};
 
 use super::EnvironmentError;
+use crate::SetupContext;
 use crate::deploy::{
     Changes, DeployedObject, Manifest, ObjectKey, apply_manifests, delete_objects,
     dry_run_manifests, plan_changes,
 };
-use crate::setup::SetupContext;
 use crate::wait::{Waiter, Workload};
 
 /// How long a replaced Job may take to disappear.

@@ -3,16 +3,16 @@
 //! and under `never` the cluster when this run created it.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 use serde::{Deserialize, Serialize};
 
+use crate::BoxFuture;
+use crate::KeepPolicy;
 use crate::cluster::ProviderSpec;
-use crate::config::KeepPolicy;
-use crate::run_ledger::Cleanup;
-use crate::setup::BoxFuture;
+use kindling_harness::Cleanup;
 
 /// How long the end of a run waits for a deleted namespace to be gone.
 const NAMESPACE_GONE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,7 +38,7 @@ impl EnvironmentCleanup {
     }
 }
 
-/// The [`crate::end_of_run::FinishFn`] of environments: each namespace
+/// The [`kindling_harness::FinishFn`] of environments: each namespace
 /// (waiting until it is gone) and the cluster-scoped objects left unused,
 /// then, under `never`, each cluster a setup of the run created.
 pub(crate) fn finish_cleanups(
@@ -71,8 +71,8 @@ pub(crate) fn finish_cleanups(
                     Ok(provider) => provider
                         .delete()
                         .await
-                        .map_err(|error| crate::error::render_chain(&error)),
-                    Err(error) => Err(crate::error::render_chain(&error)),
+                        .map_err(|error| kindling_harness::render_chain(&error)),
+                    Err(error) => Err(kindling_harness::render_chain(&error)),
                 };
                 let outcome = &mut outcomes[reported_with];
                 match (deleted, outcome.as_mut()) {
@@ -93,34 +93,37 @@ pub(crate) fn finish_cleanups(
 async fn remove_namespace(environment: &EnvironmentCleanup) -> Result<Vec<String>, String> {
     let client = crate::environment::client_for(&environment.kubeconfig, &environment.context)
         .await
-        .map_err(|error| crate::error::render_chain(&error))?;
+        .map_err(|error| kindling_harness::render_chain(&error))?;
     let namespaces = Api::<Namespace>::all(client.clone());
-    match namespaces
+    let uid = match namespaces
         .delete(&environment.namespace, &DeleteParams::background())
         .await
     {
-        Ok(_) => {}
-        Err(kube::Error::Api(response)) if response.code == 404 => {}
+        Ok(either) => either.left().and_then(|namespace| namespace.metadata.uid),
+        Err(kube::Error::Api(response)) if response.code == 404 => None,
         Err(error) => return Err(format!("deleting it: {error}")),
-    }
-    let deadline = Instant::now() + NAMESPACE_GONE_TIMEOUT;
-    loop {
-        match namespaces.get_opt(&environment.namespace).await {
-            Ok(None) => break,
-            Ok(Some(_)) if Instant::now() > deadline => {
+    };
+    if let Some(uid) = uid {
+        let gone = kube::runtime::wait::await_condition(
+            namespaces,
+            &environment.namespace,
+            kube::runtime::conditions::is_deleted(&uid),
+        );
+        match tokio::time::timeout(NAMESPACE_GONE_TIMEOUT, gone).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(format!("watching it: {error}")),
+            Err(_elapsed) => {
                 return Err(format!(
                     "still terminating after {}s",
                     NAMESPACE_GONE_TIMEOUT.as_secs()
                 ));
             }
-            Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(error) => return Err(format!("reading it: {error}")),
         }
     }
     let mut removed = vec![environment.describe()];
     let objects = crate::deploy::collect_cluster_garbage(&client)
         .await
-        .map_err(|error| crate::error::render_chain(&error))?;
+        .map_err(|error| kindling_harness::render_chain(&error))?;
     removed.extend(objects);
     Ok(removed)
 }

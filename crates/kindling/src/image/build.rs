@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bollard::Docker;
+use bollard::models::BuildInfo;
 use bollard::query_parameters::BuildImageOptions;
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
+use super::archive::TarStream;
 use super::context::ContextError;
 use super::plan::{self, BuildPlan};
 use super::recipes::{self, GENERATED_DOCKERFILE};
@@ -23,108 +25,177 @@ const TAIL_LINES: usize = 50;
 /// Building an image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The Dockerfile the spec names is not there.
     #[error(
         "Dockerfile `{path}` of image `{image}` does not exist: fix the ImageSpec's dockerfile path"
     )]
-    MissingDockerfile { image: String, path: PathBuf },
+    MissingDockerfile {
+        /// The image's name in its spec.
+        image: String,
+        /// The path in question.
+        path: PathBuf,
+    },
+    /// The Dockerfile exists but could not be read.
     #[error("failed to read Dockerfile `{path}` of image `{image}`")]
     ReadDockerfile {
+        /// The image's name in its spec.
         image: String,
+        /// The path in question.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// The build context could not be read or streamed.
     #[error("cannot read the build context of image `{image}`")]
     Context {
+        /// The image's name in its spec.
         image: String,
+        /// The underlying error.
         #[source]
         source: Box<ContextError>,
     },
+    /// The name and tag make no valid image reference.
     #[error("image `{image}` gets an invalid reference")]
     Reference {
+        /// The image's name in its spec.
         image: String,
+        /// The underlying error.
         #[source]
         source: ReferenceError,
     },
+    /// The engine ran the build and a step failed.
     #[error("image `{image}` failed to build{}: {message}\n--- last {} lines of build output ---\n{tail}", step.as_ref().map(|s| format!(" at `{s}`")).unwrap_or_default(), TAIL_LINES)]
     Failed {
+        /// The image's name in its spec.
         image: String,
+        /// The Dockerfile step that failed, when the output names one.
         step: Option<String>,
+        /// The engine's error message.
         message: String,
+        /// The last lines of the build output.
         tail: String,
     },
+    /// The engine failed (not a build step): the connection, the request.
     #[error("the engine failed while building image `{image}`")]
     Engine {
+        /// The image's name in its spec.
         image: String,
+        /// The underlying error.
         #[source]
         source: bollard::errors::Error,
     },
+    /// Under `KINDLING_TAG_POLICY=fixed` the prebuilt image is not in the engine.
     #[error(
         "image `{reference}` (KINDLING_TAG_POLICY=fixed) is not in the local engine: build it in the pipeline before the tests, or unset KINDLING_TAG_POLICY"
     )]
     FixedMissing {
+        /// The image reference.
         reference: String,
+        /// The underlying error.
         #[source]
         source: ImageError,
     },
+    /// The image just built could not be inspected.
     #[error("cannot look up image `{reference}` after building it")]
     Lookup {
+        /// The image reference.
         reference: String,
+        /// The underlying error.
         #[source]
         source: ImageError,
     },
+    /// `KINDLING_TAG_POLICY` or `KINDLING_IMAGE_TAG` holds a bad value.
     #[error(transparent)]
     Policy(TagPolicyError),
+    /// A Go-binary image's directory is not a Go module.
     #[error(
         "image `{image}` is a Go binary but `{}` holds no go.mod: point ImageSpec::go_binary at the module's directory",
         path.display()
     )]
-    NotAGoModule { image: String, path: PathBuf },
+    NotAGoModule {
+        /// The image's name in its spec.
+        image: String,
+        /// The path in question.
+        path: PathBuf,
+    },
+    /// `go` could not be run.
     #[error("failed to run `go build` for image `{image}`: is Go installed and on PATH?")]
     GoMissing {
+        /// The image's name in its spec.
         image: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// `go build` failed.
     #[error("`go build {package}` in `{}` failed for image `{image}`:\n{stderr}", module.display())]
     GoBuild {
+        /// The image's name in its spec.
         image: String,
+        /// The Go module's directory.
         module: PathBuf,
+        /// The package built.
         package: String,
+        /// What the command wrote to stderr.
         stderr: String,
     },
+    /// The binary of a static-binary image could not be read.
     #[error("cannot read the binary `{}` of image `{image}`", path.display())]
     ReadBinary {
+        /// The image's name in its spec.
         image: String,
+        /// The path in question.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// A Dockerfile starts `FROM kindling:<name>` for a name this build lacks.
     #[error(
         "the Dockerfile of image `{image}` starts `FROM kindling:{base}`, but this build has no image `{base}` (it has {}): declare it, or name a real image",
         if known.is_empty() { "none".to_owned() } else { known.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ") }
     )]
     UnknownBase {
+        /// The image's name in its spec.
         image: String,
+        /// The `kindling:<name>` base named.
         base: String,
+        /// The names this build has.
         known: Vec<String>,
     },
+    /// Images start from each other in a cycle.
     #[error(
         "the images {} start from each other (`FROM kindling:<name>`) in a cycle: one of them must start from a real image",
         images.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
     )]
-    BaseCycle { images: Vec<String> },
+    BaseCycle {
+        /// The images in the cycle.
+        images: Vec<String>,
+    },
+    /// The Debian tools a recipe image needs could not be obtained.
     #[error("cannot obtain the tools image `{image}` needs")]
     Tool {
+        /// The image's name in its spec.
         image: String,
+        /// The underlying error.
         #[source]
         source: Box<crate::apt::PackageError>,
     },
+    /// `mmdebstrap` failed to make a Debian root filesystem.
     #[error("mmdebstrap failed to make the root filesystem of image `{image}`:\n{stderr}")]
-    Rootfs { image: String, stderr: String },
+    Rootfs {
+        /// The image's name in its spec.
+        image: String,
+        /// What the command wrote to stderr.
+        stderr: String,
+    },
+    /// No work directory could be made for the build.
     #[error("cannot make a work directory to build image `{image}`")]
     WorkDir {
+        /// The image's name in its spec.
         image: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -133,9 +204,11 @@ pub enum BuildError {
 /// One image: what it is now, and whether this call built it.
 #[derive(Debug, Clone)]
 pub struct BuildOutcome {
+    /// The image, by its exact reference and ID.
     pub image: ImageRef,
     /// False when an image with the same content tag already existed.
     pub built: bool,
+    /// How long building (or finding) it took, in seconds.
     pub seconds: f64,
 }
 
@@ -318,17 +391,11 @@ impl Builder {
                 recipes::import_debian(&self.docker, plan, release, variant, packages).await?;
             }
             Recipe::Dockerfile => {
-                let extra = plan.inside.is_none().then(|| plan.dockerfile.clone());
-                let context = plan.context.clone();
-                let archive = tokio::task::spawn_blocking(move || {
-                    context.to_tar(extra.as_deref().map(|bytes| (GENERATED_DOCKERFILE, bytes)))
-                })
-                .await
-                .expect("archive task")
-                .map_err(|source| BuildError::Context {
-                    image: image.clone(),
-                    source: Box::new(source),
-                })?;
+                let extra = plan
+                    .inside
+                    .is_none()
+                    .then(|| (GENERATED_DOCKERFILE, plan.dockerfile.clone()));
+                let archive = plan.context.clone().stream_tar(extra);
                 let dockerfile = plan
                     .inside
                     .clone()
@@ -355,7 +422,7 @@ impl Builder {
         &self,
         spec: &ImageSpec,
         reference: &NormalizedReference,
-        archive: Vec<u8>,
+        archive: TarStream,
         dockerfile: String,
     ) -> Result<(), BuildError> {
         let image = spec.name().to_owned();
@@ -375,50 +442,71 @@ impl Builder {
             ..Default::default()
         };
         tracing::info!(image = %image, reference = %reference, "building");
-        let mut stream =
-            self.docker
-                .build_image(options, None, Some(bollard::body_full(archive.into())));
-        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-        let mut failure: Option<String> = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(text) = info.stream {
-                        for line in text.lines().filter(|line| !line.trim().is_empty()) {
-                            tracing::debug!(target: "kindling::build", image = %image, "{line}");
-                            if tail.len() == TAIL_LINES {
-                                tail.pop_front();
-                            }
-                            tail.push_back(line.to_owned());
+        let TarStream { body, writer } = archive;
+        let stream = self
+            .docker
+            .build_image(options, None, Some(bollard::body_try_stream(body)));
+        let engine = follow_build(&image, stream).await;
+        // A context that could not be read broke the archive off: that is the
+        // cause, whatever the engine made of the rest.
+        writer
+            .await
+            .expect("archive task")
+            .map_err(|source| BuildError::Context {
+                image: image.clone(),
+                source: Box::new(source),
+            })?;
+        engine
+    }
+}
+
+/// Reads a build's output to its end: the build's failure with the step it
+/// stopped at and the last lines of output, if it failed. Takes the stream
+/// so that the request (and the archive it sends) is dropped on return.
+async fn follow_build(
+    image: &str,
+    mut stream: impl Stream<Item = Result<BuildInfo, bollard::errors::Error>> + Unpin,
+) -> Result<(), BuildError> {
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut failure: Option<String> = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(text) = info.stream {
+                    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                        tracing::debug!(target: "kindling::build", image = %image, "{line}");
+                        if tail.len() == TAIL_LINES {
+                            tail.pop_front();
                         }
-                    }
-                    if let Some(message) = info.error_detail.and_then(|detail| detail.message) {
-                        failure = Some(message);
+                        tail.push_back(line.to_owned());
                     }
                 }
-                Err(bollard::errors::Error::DockerStreamError { error }) => failure = Some(error),
-                Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
-                    failure = Some(message)
-                }
-                Err(source) => {
-                    return Err(BuildError::Engine {
-                        image: image.clone(),
-                        source,
-                    });
+                if let Some(message) = info.error_detail.and_then(|detail| detail.message) {
+                    failure = Some(message);
                 }
             }
+            Err(bollard::errors::Error::DockerStreamError { error }) => failure = Some(error),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                failure = Some(message)
+            }
+            Err(source) => {
+                return Err(BuildError::Engine {
+                    image: image.to_owned(),
+                    source,
+                });
+            }
         }
-        if let Some(message) = failure {
-            let tail: Vec<String> = tail.into_iter().collect();
-            return Err(BuildError::Failed {
-                image,
-                step: failing_step(&tail),
-                message: message.trim().to_owned(),
-                tail: tail.join("\n"),
-            });
-        }
-        Ok(())
     }
+    if let Some(message) = failure {
+        let tail: Vec<String> = tail.into_iter().collect();
+        return Err(BuildError::Failed {
+            image: image.to_owned(),
+            step: failing_step(&tail),
+            message: message.trim().to_owned(),
+            tail: tail.join("\n"),
+        });
+    }
+    Ok(())
 }
 
 /// The images of the same build a spec's Dockerfile starts from.

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use super::dockerignore::{DOCKERIGNORE, Ignore, IgnoreError, go_clean};
 use sha2::{Digest as _, Sha256};
-use tar::{EntryType, Header};
 
 /// Prefixed to every digest; bump the version when the framing changes so
 /// that old tags are not reused for a different reading of the context.
@@ -46,29 +45,40 @@ pub(crate) struct BuildContext {
 /// Reading the context failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
+    /// The spec's context path is not a directory.
     #[error(
         "build context `{path}` does not exist or is not a directory: check the ImageSpec's context path"
     )]
-    MissingContext { path: PathBuf },
+    MissingContext {
+        /// The context path given.
+        path: PathBuf,
+    },
+    /// A file of the context could not be read (or changed while it was
+    /// sent).
     #[error("failed to read `{path}` in the build context")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },
+    /// A `.dockerignore` line is not a valid pattern.
     #[error("invalid pattern `{pattern}` in `{file}` line {line}")]
     BadPattern {
+        /// The `.dockerignore` file.
         file: PathBuf,
+        /// Its line, from 1.
         line: usize,
+        /// The pattern as written.
         pattern: String,
+        /// Why it is invalid.
         #[source]
         source: globset::Error,
     },
 }
 
 impl BuildContext {
-    /// Scans `root`. `dockerfile` is the Dockerfile's path relative to root
-    /// when it lies inside the context (always included), else `None`.
     /// A context with nothing in it.
     pub(crate) fn empty() -> Self {
         BuildContext {
@@ -77,6 +87,8 @@ impl BuildContext {
         }
     }
 
+    /// Scans `root`. `dockerfile` is the Dockerfile's path relative to root
+    /// when it lies inside the context (always included), else `None`.
     pub(crate) fn scan(
         root: &Path,
         dockerfile: Option<&str>,
@@ -169,84 +181,28 @@ impl BuildContext {
         }
         Ok(())
     }
-
-    /// The tar archive for `POST /build`. `extra` adds one more regular file
-    /// (name, contents) at the root of the archive, used when the Dockerfile
-    /// lies outside the context; it replaces a context entry of the same
-    /// name, as the docker CLI does for a Dockerfile read from stdin.
-    pub(crate) fn to_tar(&self, extra: Option<(&str, &[u8])>) -> Result<Vec<u8>, ContextError> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for entry in &self.entries {
-            if extra.is_some_and(|(name, _)| name == entry.relative) {
-                continue;
-            }
-            append_entry(&mut builder, entry)
-                .map_err(|source| read_error(&entry.absolute, source))?;
-        }
-        if let Some((name, contents)) = extra {
-            let mut header = tar_header(EntryType::Regular, 0o644, contents.len() as u64);
-            builder
-                .append_data(&mut header, name, contents)
-                .map_err(|source| read_error(Path::new(name), source))?;
-        }
-        builder
-            .into_inner()
-            .map_err(|source| read_error(&self.root, source))
-    }
 }
 
-fn read_error(path: &Path, source: io::Error) -> ContextError {
+pub(super) fn read_error(path: &Path, source: io::Error) -> ContextError {
     ContextError::Read {
         path: path.to_path_buf(),
         source,
     }
 }
-
 fn feed_bytes(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }
-
-fn tar_header(kind: EntryType, mode: u32, size: u64) -> Header {
-    let mut header = Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header.set_size(size);
-    header
-}
-
-fn append_entry(builder: &mut tar::Builder<Vec<u8>>, entry: &ContextEntry) -> io::Result<()> {
-    match &entry.kind {
-        EntryKind::Directory => {
-            let mut header = tar_header(EntryType::Directory, entry.mode, 0);
-            let name = format!("{}/", entry.relative);
-            builder.append_data(&mut header, name, io::empty())
-        }
-        EntryKind::Symlink { target } => {
-            let mut header = tar_header(EntryType::Symlink, entry.mode, 0);
-            builder.append_link(&mut header, &entry.relative, target)
-        }
-        EntryKind::File { size } => {
-            let mut header = tar_header(EntryType::Regular, entry.mode, *size);
-            let reader = SizedReader::open(&entry.absolute, *size)?;
-            builder.append_data(&mut header, &entry.relative, reader)
-        }
-    }
-}
-
 /// Streams a file whose size was recorded by the scan and fails if the file
 /// no longer has that size: a tar header announcing the wrong size corrupts
 /// the archive, and a digest over a half-written file names nothing.
-struct SizedReader {
+pub(super) struct SizedReader {
     file: File,
     remaining: u64,
 }
 
 impl SizedReader {
-    fn open(path: &Path, size: u64) -> io::Result<SizedReader> {
+    pub(super) fn open(path: &Path, size: u64) -> io::Result<SizedReader> {
         Ok(SizedReader {
             file: File::open(path)?,
             remaining: size,
@@ -415,269 +371,17 @@ fn permission_bits(_metadata: &fs::Metadata) -> u32 {
     // What the docker CLI sends from Windows for every entry.
     0o755
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use std::collections::BTreeMap;
-
-    const TREE: &[&str] = &[
-        "Dockerfile",
-        "README.md",
-        "app.log",
-        "rooted",
-        "sub/rooted",
-        "src/main.rs",
-        "src/debug.log",
-        "src/cache/x.tmp",
-        "build/out.bin",
-        "build/keep.txt",
-        "docs/guide.md",
-        "docker/api.Dockerfile",
-        "docker/other.txt",
-    ];
-
-    const ALL: &[&str] = &[
-        ".dockerignore",
-        "Dockerfile",
-        "README.md",
-        "app.log",
-        "build",
-        "build/keep.txt",
-        "build/out.bin",
-        "docker",
-        "docker/api.Dockerfile",
-        "docker/other.txt",
-        "docs",
-        "docs/guide.md",
-        "rooted",
-        "src",
-        "src/cache",
-        "src/cache/x.tmp",
-        "src/debug.log",
-        "src/main.rs",
-        "sub",
-        "sub/rooted",
-    ];
-
-    fn write(root: &Path, relative: &str, contents: &[u8]) {
-        let path = root.join(relative);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, contents).unwrap();
-    }
-
-    fn tree(dockerignore: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for relative in TREE {
-            write(dir.path(), relative, relative.as_bytes());
-        }
-        write(dir.path(), DOCKERIGNORE, dockerignore.as_bytes());
-        dir
-    }
-
-    fn relatives(context: &BuildContext) -> Vec<&str> {
-        context
-            .entries
-            .iter()
-            .map(|entry| entry.relative.as_str())
-            .collect()
-    }
-
-    fn all_except(excluded: &[&str]) -> Vec<&'static str> {
-        ALL.iter()
-            .copied()
-            .filter(|path| !excluded.contains(path))
-            .collect()
-    }
+    use crate::image::test_tree::{TREE, relatives, tree, write};
 
     fn digest(root: &Path, dockerfile: Option<&str>) -> String {
         let context = BuildContext::scan(root, dockerfile).unwrap();
         let mut hasher = Sha256::new();
         context.feed_digest(&mut hasher).unwrap();
         hex::encode(hasher.finalize())
-    }
-
-    #[test]
-    fn dockerignore_cases() {
-        struct Case {
-            name: &'static str,
-            dockerignore: &'static str,
-            dockerfile: Option<&'static str>,
-            expected: Vec<&'static str>,
-        }
-        let cases = [
-            Case {
-                name: "empty file keeps everything",
-                dockerignore: "",
-                dockerfile: Some("Dockerfile"),
-                expected: ALL.to_vec(),
-            },
-            Case {
-                name: "plain names; a directory takes its contents along",
-                dockerignore: "README.md\nbuild\n",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["README.md", "build", "build/keep.txt", "build/out.bin"]),
-            },
-            Case {
-                name: "star does not cross directories",
-                dockerignore: "*.log",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["app.log"]),
-            },
-            Case {
-                name: "double star matches any depth",
-                dockerignore: "**/*.tmp",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["src/cache/x.tmp"]),
-            },
-            Case {
-                name: "leading double star glued to a name is a suffix match",
-                dockerignore: "**.log",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["app.log", "src/debug.log"]),
-            },
-            Case {
-                name: "exception below an excluded directory",
-                dockerignore: "build/\n!build/keep.txt",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["build", "build/out.bin"]),
-            },
-            Case {
-                name: "wildcard exception below an excluded directory",
-                dockerignore: "build\n!**/keep.txt",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["build", "build/out.bin"]),
-            },
-            Case {
-                name: "exception re-including a directory re-includes its contents",
-                dockerignore: "src\n!src/cache",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["src", "src/debug.log", "src/main.rs"]),
-            },
-            Case {
-                name: "leading slash anchors at the root only",
-                dockerignore: "/rooted",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["rooted"]),
-            },
-            Case {
-                name: "path cleaning",
-                dockerignore: "./docs/../src//main.rs\nsub/\n",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["src/main.rs", "sub", "sub/rooted"]),
-            },
-            Case {
-                name: "comments, blank lines and surrounding whitespace",
-                dockerignore: "# README.md\n\n   \n\t  docs  \r\n#app.log\n",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["docs", "docs/guide.md"]),
-            },
-            Case {
-                name: "a # after whitespace is no comment",
-                dockerignore: "  #README.md\n",
-                dockerfile: Some("Dockerfile"),
-                expected: ALL.to_vec(),
-            },
-            Case {
-                name: "last match wins: exception after the exclusion",
-                dockerignore: "**/*.md\n! README.md",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["docs/guide.md"]),
-            },
-            Case {
-                name: "last match wins: exclusion after the exception",
-                dockerignore: "!README.md\n**/*.md",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["README.md", "docs/guide.md"]),
-            },
-            Case {
-                name: "question mark and character classes",
-                dockerignore: "app.lo?\nsrc/[dm]*.rs",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["app.log", "src/main.rs"]),
-            },
-            Case {
-                name: "[!...] is a class containing `!` as in Go, not a negation",
-                dockerignore: "[!a]pp.log\n[!x]EADME.md",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["app.log"]),
-            },
-            Case {
-                name: "braces are literal",
-                dockerignore: "{app,README}.*",
-                dockerfile: Some("Dockerfile"),
-                expected: ALL.to_vec(),
-            },
-            Case {
-                name: "Dockerfile and .dockerignore are sent even when excluded",
-                dockerignore: "Dockerfile\n.dockerignore\n*",
-                dockerfile: Some("Dockerfile"),
-                expected: vec![".dockerignore", "Dockerfile"],
-            },
-            Case {
-                name: "a Dockerfile inside an excluded directory is sent alone",
-                dockerignore: "docker\n",
-                dockerfile: Some("./docker/api.Dockerfile"),
-                expected: all_except(&["docker", "docker/other.txt"]),
-            },
-            Case {
-                name: "without a Dockerfile in the context nothing is forced but .dockerignore",
-                dockerignore: "*",
-                dockerfile: None,
-                expected: vec![".dockerignore"],
-            },
-            Case {
-                name: "an exception for a parent does not undo a later child exclusion",
-                dockerignore: "src/main.rs\n!src",
-                dockerfile: Some("Dockerfile"),
-                expected: all_except(&["src/main.rs"]),
-            },
-        ];
-        for case in cases {
-            let dir = tree(case.dockerignore);
-            let context = BuildContext::scan(dir.path(), case.dockerfile).unwrap();
-            assert_eq!(relatives(&context), case.expected, "case: {}", case.name);
-        }
-    }
-
-    #[test]
-    fn patterns_match_like_moby() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("a/**", "a", false),
-            ("a/**", "a/x/y", true),
-            ("**", "any/thing", true),
-            ("a**", "abc/d", true),
-            ("foo**bar", "foobar", true),
-            ("foo**bar", "fooz/bar", true),
-            ("foo**bar", "foo/x/bar", true),
-            ("foo**bar", "fooxbar", false),
-            ("**.lo?", "x/.log", true),
-            ("**.lo?", "x.log", false),
-            ("**/foo", "foo", true),
-            ("**/foo", "a/b/foo", true),
-            ("**/foo", "afoo", false),
-            ("a/**/b", "a/b", true),
-            ("a/**/b", "a/x/y/b", true),
-            ("a/*/b", "a/x/y/b", false),
-            ("[^a]b", "cb", true),
-            ("[^a]b", "ab", false),
-            ("\\*", "*", true),
-            ("\\*", "x", false),
-            ("{a,b}", "{a,b}", true),
-            ("{a,b}", "a", false),
-            ("[!]", "!", true),
-            ("[!^a]", "^", true),
-            ("[!^a]", "a", true),
-            ("[!^a]", "b", false),
-            ("[[:digit:]]x", "1x", true),
-            ("x,y", "x,y", true),
-        ];
-        for (pattern, path, expected) in cases {
-            let ignore = Ignore::parse(pattern, Path::new(DOCKERIGNORE)).unwrap();
-            let (matched, _) = ignore.matches(path, &[]);
-            assert_eq!(matched, *expected, "pattern {pattern:?} on {path:?}");
-        }
     }
 
     #[test]
@@ -742,26 +446,6 @@ mod tests {
             matches!(error, ContextError::MissingContext { .. }),
             "{error:?}"
         );
-    }
-
-    #[test]
-    fn go_clean_matches_go() {
-        let cases = [
-            ("", "."),
-            (".", "."),
-            ("./", "."),
-            ("a/", "a"),
-            ("./a//b/./c/", "a/b/c"),
-            ("a/../b", "b"),
-            ("a/../..", ".."),
-            ("../a", "../a"),
-            ("/../a", "/a"),
-            ("/", "/"),
-            ("!../a", "!../a"),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(go_clean(input), expected, "input {input:?}");
-        }
     }
 
     #[test]
@@ -875,147 +559,5 @@ mod tests {
         write(dir.path(), DOCKERIGNORE, b"");
         let error = BuildContext::scan(dir.path(), None).unwrap_err();
         assert!(matches!(error, ContextError::Read { .. }), "{error:?}");
-    }
-
-    #[derive(Debug, PartialEq, Eq)]
-    enum TarItem {
-        File(u32, Vec<u8>),
-        Dir(u32),
-        Symlink(String),
-    }
-
-    fn read_tar(bytes: &[u8]) -> BTreeMap<String, TarItem> {
-        let mut archive = tar::Archive::new(bytes);
-        let mut items = BTreeMap::new();
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let header = entry.header();
-            assert_eq!(header.mtime().unwrap(), 0);
-            assert_eq!(header.uid().unwrap(), 0);
-            assert_eq!(header.gid().unwrap(), 0);
-            let mode = header.mode().unwrap();
-            let kind = header.entry_type();
-            let path = entry.path().unwrap().to_str().unwrap().to_owned();
-            if kind == EntryType::Directory {
-                assert!(
-                    path.ends_with('/'),
-                    "directory {path} without trailing slash"
-                );
-            }
-            let path = path.trim_end_matches('/').to_owned();
-            let item = match kind {
-                EntryType::Regular => {
-                    let mut contents = Vec::new();
-                    entry.read_to_end(&mut contents).unwrap();
-                    TarItem::File(mode, contents)
-                }
-                EntryType::Directory => TarItem::Dir(mode),
-                EntryType::Symlink => TarItem::Symlink(
-                    entry
-                        .link_name()
-                        .unwrap()
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .to_owned(),
-                ),
-                other => panic!("unexpected entry type {other:?}"),
-            };
-            assert!(
-                items.insert(path.clone(), item).is_none(),
-                "duplicate {path}"
-            );
-        }
-        items
-    }
-
-    #[test]
-    fn tar_holds_exactly_the_included_entries_and_extra() {
-        let dir = tree("build\n!build/keep.txt\n*.log\n");
-        let long = format!("{}/{}", "d".repeat(80), "f".repeat(80));
-        write(dir.path(), &long, b"long");
-        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
-        let bytes = context
-            .to_tar(Some(("outside.Dockerfile", b"FROM scratch\n")))
-            .unwrap();
-        assert_eq!(
-            bytes,
-            context
-                .to_tar(Some(("outside.Dockerfile", b"FROM scratch\n")))
-                .unwrap(),
-            "archive is deterministic"
-        );
-        let items = read_tar(&bytes);
-
-        let mut expected: Vec<String> = context
-            .entries
-            .iter()
-            .map(|entry| entry.relative.clone())
-            .collect();
-        expected.push("outside.Dockerfile".to_owned());
-        expected.sort();
-        assert_eq!(items.keys().cloned().collect::<Vec<_>>(), expected);
-        assert!(!items.contains_key("build"));
-        assert!(!items.contains_key("app.log"));
-        assert!(items.contains_key(&long));
-
-        for entry in &context.entries {
-            let item = &items[&entry.relative];
-            match &entry.kind {
-                EntryKind::File { .. } => assert_eq!(
-                    item,
-                    &TarItem::File(entry.mode, fs::read(&entry.absolute).unwrap())
-                ),
-                EntryKind::Directory => assert_eq!(item, &TarItem::Dir(entry.mode)),
-                EntryKind::Symlink { target } => {
-                    assert_eq!(item, &TarItem::Symlink(target.clone()));
-                }
-            }
-        }
-        assert_eq!(
-            items["outside.Dockerfile"],
-            TarItem::File(0o644, b"FROM scratch\n".to_vec())
-        );
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn tar_keeps_symlinks() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "real", b"data");
-        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
-        let context = BuildContext::scan(dir.path(), None).unwrap();
-        let items = read_tar(&context.to_tar(None).unwrap());
-        assert_eq!(items["link"], TarItem::Symlink("real".to_owned()));
-    }
-
-    #[test]
-    fn tar_extra_replaces_a_context_entry_of_the_same_name() {
-        let dir = tree("");
-        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
-        let items = read_tar(
-            &context
-                .to_tar(Some(("Dockerfile", b"FROM other\n")))
-                .unwrap(),
-        );
-        assert_eq!(
-            items["Dockerfile"],
-            TarItem::File(0o644, b"FROM other\n".to_vec())
-        );
-        assert_eq!(items.len(), context.entries.len());
-    }
-
-    #[test]
-    fn file_changed_after_scan_is_an_error() {
-        let dir = tree("");
-        let context = BuildContext::scan(dir.path(), Some("Dockerfile")).unwrap();
-        write(dir.path(), "README.md", b"much longer than before");
-        let error = context.to_tar(None).unwrap_err();
-        assert!(matches!(&error, ContextError::Read { path, .. } if path.ends_with("README.md")));
-        let mut hasher = Sha256::new();
-        assert!(context.feed_digest(&mut hasher).is_err());
-
-        write(dir.path(), "README.md", b"");
-        assert!(context.to_tar(None).is_err());
     }
 }

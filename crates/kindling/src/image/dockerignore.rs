@@ -370,3 +370,243 @@ fn push_class(chars: &[char], start: usize, glob: &mut String) -> usize {
     }
     end + 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::image::context::BuildContext;
+    use crate::image::test_tree::{relatives, tree};
+
+    const ALL: &[&str] = &[
+        ".dockerignore",
+        "Dockerfile",
+        "README.md",
+        "app.log",
+        "build",
+        "build/keep.txt",
+        "build/out.bin",
+        "docker",
+        "docker/api.Dockerfile",
+        "docker/other.txt",
+        "docs",
+        "docs/guide.md",
+        "rooted",
+        "src",
+        "src/cache",
+        "src/cache/x.tmp",
+        "src/debug.log",
+        "src/main.rs",
+        "sub",
+        "sub/rooted",
+    ];
+
+    fn all_except(excluded: &[&str]) -> Vec<&'static str> {
+        ALL.iter()
+            .copied()
+            .filter(|path| !excluded.contains(path))
+            .collect()
+    }
+
+    #[test]
+    fn dockerignore_cases() {
+        struct Case {
+            name: &'static str,
+            dockerignore: &'static str,
+            dockerfile: Option<&'static str>,
+            expected: Vec<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "empty file keeps everything",
+                dockerignore: "",
+                dockerfile: Some("Dockerfile"),
+                expected: ALL.to_vec(),
+            },
+            Case {
+                name: "plain names; a directory takes its contents along",
+                dockerignore: "README.md\nbuild\n",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["README.md", "build", "build/keep.txt", "build/out.bin"]),
+            },
+            Case {
+                name: "star does not cross directories",
+                dockerignore: "*.log",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log"]),
+            },
+            Case {
+                name: "double star matches any depth",
+                dockerignore: "**/*.tmp",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src/cache/x.tmp"]),
+            },
+            Case {
+                name: "leading double star glued to a name is a suffix match",
+                dockerignore: "**.log",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log", "src/debug.log"]),
+            },
+            Case {
+                name: "exception below an excluded directory",
+                dockerignore: "build/\n!build/keep.txt",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["build", "build/out.bin"]),
+            },
+            Case {
+                name: "wildcard exception below an excluded directory",
+                dockerignore: "build\n!**/keep.txt",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["build", "build/out.bin"]),
+            },
+            Case {
+                name: "exception re-including a directory re-includes its contents",
+                dockerignore: "src\n!src/cache",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src", "src/debug.log", "src/main.rs"]),
+            },
+            Case {
+                name: "leading slash anchors at the root only",
+                dockerignore: "/rooted",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["rooted"]),
+            },
+            Case {
+                name: "path cleaning",
+                dockerignore: "./docs/../src//main.rs\nsub/\n",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src/main.rs", "sub", "sub/rooted"]),
+            },
+            Case {
+                name: "comments, blank lines and surrounding whitespace",
+                dockerignore: "# README.md\n\n   \n\t  docs  \r\n#app.log\n",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["docs", "docs/guide.md"]),
+            },
+            Case {
+                name: "a # after whitespace is no comment",
+                dockerignore: "  #README.md\n",
+                dockerfile: Some("Dockerfile"),
+                expected: ALL.to_vec(),
+            },
+            Case {
+                name: "last match wins: exception after the exclusion",
+                dockerignore: "**/*.md\n! README.md",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["docs/guide.md"]),
+            },
+            Case {
+                name: "last match wins: exclusion after the exception",
+                dockerignore: "!README.md\n**/*.md",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["README.md", "docs/guide.md"]),
+            },
+            Case {
+                name: "question mark and character classes",
+                dockerignore: "app.lo?\nsrc/[dm]*.rs",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log", "src/main.rs"]),
+            },
+            Case {
+                name: "[!...] is a class containing `!` as in Go, not a negation",
+                dockerignore: "[!a]pp.log\n[!x]EADME.md",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["app.log"]),
+            },
+            Case {
+                name: "braces are literal",
+                dockerignore: "{app,README}.*",
+                dockerfile: Some("Dockerfile"),
+                expected: ALL.to_vec(),
+            },
+            Case {
+                name: "Dockerfile and .dockerignore are sent even when excluded",
+                dockerignore: "Dockerfile\n.dockerignore\n*",
+                dockerfile: Some("Dockerfile"),
+                expected: vec![".dockerignore", "Dockerfile"],
+            },
+            Case {
+                name: "a Dockerfile inside an excluded directory is sent alone",
+                dockerignore: "docker\n",
+                dockerfile: Some("./docker/api.Dockerfile"),
+                expected: all_except(&["docker", "docker/other.txt"]),
+            },
+            Case {
+                name: "without a Dockerfile in the context nothing is forced but .dockerignore",
+                dockerignore: "*",
+                dockerfile: None,
+                expected: vec![".dockerignore"],
+            },
+            Case {
+                name: "an exception for a parent does not undo a later child exclusion",
+                dockerignore: "src/main.rs\n!src",
+                dockerfile: Some("Dockerfile"),
+                expected: all_except(&["src/main.rs"]),
+            },
+        ];
+        for case in cases {
+            let dir = tree(case.dockerignore);
+            let context = BuildContext::scan(dir.path(), case.dockerfile).unwrap();
+            assert_eq!(relatives(&context), case.expected, "case: {}", case.name);
+        }
+    }
+
+    #[test]
+    fn patterns_match_like_moby() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("a/**", "a", false),
+            ("a/**", "a/x/y", true),
+            ("**", "any/thing", true),
+            ("a**", "abc/d", true),
+            ("foo**bar", "foobar", true),
+            ("foo**bar", "fooz/bar", true),
+            ("foo**bar", "foo/x/bar", true),
+            ("foo**bar", "fooxbar", false),
+            ("**.lo?", "x/.log", true),
+            ("**.lo?", "x.log", false),
+            ("**/foo", "foo", true),
+            ("**/foo", "a/b/foo", true),
+            ("**/foo", "afoo", false),
+            ("a/**/b", "a/b", true),
+            ("a/**/b", "a/x/y/b", true),
+            ("a/*/b", "a/x/y/b", false),
+            ("[^a]b", "cb", true),
+            ("[^a]b", "ab", false),
+            ("\\*", "*", true),
+            ("\\*", "x", false),
+            ("{a,b}", "{a,b}", true),
+            ("{a,b}", "a", false),
+            ("[!]", "!", true),
+            ("[!^a]", "^", true),
+            ("[!^a]", "a", true),
+            ("[!^a]", "b", false),
+            ("[[:digit:]]x", "1x", true),
+            ("x,y", "x,y", true),
+        ];
+        for (pattern, path, expected) in cases {
+            let ignore = Ignore::parse(pattern, Path::new(DOCKERIGNORE)).unwrap();
+            let (matched, _) = ignore.matches(path, &[]);
+            assert_eq!(matched, *expected, "pattern {pattern:?} on {path:?}");
+        }
+    }
+
+    #[test]
+    fn go_clean_matches_go() {
+        let cases = [
+            ("", "."),
+            (".", "."),
+            ("./", "."),
+            ("a/", "a"),
+            ("./a//b/./c/", "a/b/c"),
+            ("a/../b", "b"),
+            ("a/../..", ".."),
+            ("../a", "../a"),
+            ("/../a", "/a"),
+            ("/", "/"),
+            ("!../a", "!../a"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(go_clean(input), expected, "input {input:?}");
+        }
+    }
+}

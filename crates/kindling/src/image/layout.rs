@@ -14,6 +14,8 @@
 //! layers it already holds are never asked for. Both the Docker (legacy)
 //! and the OCI form of `docker save` carry a `manifest.json`, which names
 //! each image's config and layers in order: that is all this reads.
+//!
+//! One file: the spool and the layouts share the blob table of [`SavedImages`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -44,42 +46,75 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// Reading or spooling an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
+    /// Reading the `docker save` stream from the local engine failed.
     #[error("failed to read the export of {references} from the local engine")]
     Export {
+        /// The references exported, quoted and comma-separated.
         references: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The export holds no `manifest.json`.
     #[error(
         "the export of {references} has no manifest.json: the engine's `docker save` is in neither the Docker nor the OCI form"
     )]
-    NoManifest { references: String },
+    NoManifest {
+        /// The references exported, quoted and comma-separated.
+        references: String,
+    },
+    /// The export's `manifest.json` does not parse.
     #[error("manifest.json of the export of {references} is not valid")]
     Manifest {
+        /// The references exported, quoted and comma-separated.
         references: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
+    /// `manifest.json` names a file (a config or layer) the export does not
+    /// hold.
     #[error(
         "manifest.json of the export of {references} names `{path}`, which the export does not hold"
     )]
-    MissingEntry { references: String, path: String },
+    MissingEntry {
+        /// The references exported, quoted and comma-separated.
+        references: String,
+        /// The file's path in the export.
+        path: String,
+    },
+    /// An image's config in the export is not valid JSON.
     #[error("the config `{path}` in the export of {references} is not valid JSON")]
     Config {
+        /// The references exported, quoted and comma-separated.
         references: String,
+        /// The config's path in the export.
         path: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
+    /// Writing the export to the temporary spool folder, or reading it back,
+    /// failed.
     #[error("failed to spool the export of {references} under {dir}")]
     Spool {
+        /// The references exported, quoted and comma-separated.
         references: String,
+        /// The spool folder (or the temporary directory it was to be made in).
         dir: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The task spooling the export ended without a result (it panicked or was
+    /// cancelled).
     #[error("the spooling of the export of {references} stopped: {reason}")]
-    Stopped { references: String, reason: String },
+    Stopped {
+        /// The references exported, quoted and comma-separated.
+        references: String,
+        /// Why it ended, as the task's error says.
+        reason: String,
+    },
 }
 
 /// A blob of an image: its digest (`sha256:…`), size and media type.

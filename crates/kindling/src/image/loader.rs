@@ -15,13 +15,13 @@ use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 
 use super::ImageRef;
-use super::engine_storage::EngineStorage;
-use super::layout::{LayoutError, LayoutStats, SavedImages};
+use super::layout::{LayoutError, LayoutStats};
 use crate::node::{ByteStream, NodeError, NodeStore, StoredImage};
 
 /// What a load did on one node.
 #[derive(Debug, Clone, Default)]
 pub struct NodeLoad {
+    /// The node's name.
     pub node: String,
     /// References the node already held with the right image ID.
     pub present: Vec<String>,
@@ -31,8 +31,9 @@ pub struct NodeLoad {
     pub imported: Vec<String>,
     /// Bytes streamed to the node (an image layout, or `docker save` output).
     pub bytes: u64,
-    /// Layers sent, and layers the node's content store already held.
+    /// Layers sent to the node.
     pub layers_sent: usize,
+    /// Layers not sent because the node's content store already held them.
     pub layers_skipped: usize,
     /// True if the import had to fall back to a single-platform import.
     pub single_platform_retry: bool,
@@ -46,6 +47,7 @@ pub struct NodeLoad {
 /// What a load did.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
+    /// One entry per node, in the order the nodes were given.
     pub nodes: Vec<NodeLoad>,
 }
 
@@ -59,67 +61,98 @@ impl LoadReport {
 /// Loading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// Listing the images a node holds failed (before loading, or when
+    /// verifying after).
     #[error("failed to list the images on node `{node}`")]
     List {
+        /// The node's name.
         node: String,
+        /// The node command's error.
         #[source]
         source: NodeError,
     },
+    /// Reading which snapshotter a node's CRI plugin uses failed.
     #[error("failed to read the snapshotter of node `{node}`")]
     Snapshotter {
+        /// The node's name.
         node: String,
+        /// The node command's error.
         #[source]
         source: NodeError,
     },
+    /// Adding a reference to an image a node held under another name failed.
     #[error("failed to tag `{reference}` on node `{node}`")]
     Tag {
+        /// The node's name.
         node: String,
+        /// The reference being added.
         reference: String,
+        /// The node command's error.
         #[source]
         source: NodeError,
     },
+    /// `ctr images import` on a node failed.
     #[error("failed to import {references} into node `{node}`")]
     Import {
+        /// The node's name.
         node: String,
+        /// The references being imported, quoted and comma-separated.
         references: String,
+        /// The node command's error.
         #[source]
         source: NodeError,
     },
+    /// The local engine's `docker save` of the images failed.
     #[error("failed to export {references} from the local engine")]
     Export {
+        /// The references exported, quoted and comma-separated.
         references: String,
+        /// The Docker client's error.
         #[source]
         source: bollard::errors::Error,
     },
+    /// Listing the blobs in a node's content store failed.
     #[error("failed to list the content store of node `{node}`")]
     Content {
+        /// The node's name.
         node: String,
+        /// The node command's error.
         #[source]
         source: NodeError,
     },
+    /// Reading or spooling the export into image layouts failed.
     #[error("failed to prepare the images for the nodes")]
     Layout(#[from] LayoutError),
+    /// Writing an image layout into a node's import failed.
     #[error("failed to write the images for node `{node}`")]
     Send {
+        /// The node's name.
         node: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// After the load, a node does not hold every image under its exact
+    /// reference with the right image ID.
     #[error("node `{node}` does not hold {missing} after loading; it holds: {held}")]
     Missing {
+        /// The node's name.
         node: String,
+        /// The references (with image IDs) it does not hold.
         missing: String,
+        /// What it does hold, nearest the first missing repository first, up to
+        /// ten.
         held: String,
     },
 }
 
 /// What one node needs.
 #[derive(Debug, Default)]
-struct Plan {
+pub(super) struct Plan {
     present: Vec<String>,
     /// (reference held for the same image, reference to add)
     tag: Vec<(String, String)>,
-    import: BTreeSet<String>,
+    pub(super) import: BTreeSet<String>,
 }
 
 fn plan(images: &[ImageRef], held: &[StoredImage]) -> Plan {
@@ -153,21 +186,23 @@ enum Transfer {
 
 /// What one node's import sent.
 #[derive(Debug, Default)]
-struct Sent {
-    bytes: u64,
-    stats: LayoutStats,
-    single_platform_retry: bool,
-    from_engine_storage: bool,
+pub(super) struct Sent {
+    pub(super) bytes: u64,
+    pub(super) stats: LayoutStats,
+    pub(super) single_platform_retry: bool,
+    pub(super) from_engine_storage: bool,
 }
 
 /// Loads images into nodes through the local engine.
 #[derive(Clone)]
 pub struct Loader {
-    docker: Docker,
+    pub(super) docker: Docker,
     transfer: Transfer,
 }
 
 impl Loader {
+    /// A loader that reads images from the local engine `docker` and sends each
+    /// node only the layers it lacks.
     pub fn new(docker: Docker) -> Self {
         Loader {
             docker,
@@ -271,217 +306,8 @@ impl Loader {
         Ok(LoadReport { nodes: reports })
     }
 
-    /// One `docker save` of every image some node lacks, spooled once; each
-    /// such node gets an image layout of only the layers its content store
-    /// lacks. Results are by node index.
-    async fn send_missing_layers(
-        &self,
-        images: &[ImageRef],
-        nodes: &[NodeStore],
-        plans: &[Plan],
-    ) -> Result<Vec<(usize, Result<Sent, LoadError>)>, LoadError> {
-        let importing: Vec<usize> = (0..plans.len())
-            .filter(|&index| !plans[index].import.is_empty())
-            .collect();
-        if importing.is_empty() {
-            return Ok(Vec::new());
-        }
-        let wanted: BTreeSet<&str> = importing
-            .iter()
-            .flat_map(|&index| plans[index].import.iter().map(String::as_str))
-            .collect();
-        let names: Vec<&str> = wanted.iter().copied().collect();
-        let listed = quoted(&names);
-        let wanted_images: Vec<&ImageRef> = images
-            .iter()
-            .filter(|image| wanted.contains(image.reference().as_str()))
-            .collect();
-        // While the blobs are found, each node is asked what its content
-        // store holds, and its snapshotter (cached for the import).
-        let (engine, held) = tokio::join!(
-            self.engine_blobs(&wanted_images),
-            join_all(importing.iter().map(|&index| async move {
-                let (held, _) =
-                    tokio::join!(nodes[index].content_digests(), nodes[index].snapshotter());
-                held
-            }))
-        );
-        let mut held_by_node = Vec::with_capacity(importing.len());
-        let mut results: BTreeMap<usize, Result<Sent, LoadError>> = BTreeMap::new();
-        for (&index, held) in importing.iter().zip(held) {
-            match held {
-                Ok(held) => held_by_node.push((index, held)),
-                Err(source) => {
-                    results.insert(
-                        index,
-                        Err(LoadError::Content {
-                            node: nodes[index].name().to_owned(),
-                            source,
-                        }),
-                    );
-                }
-            }
-        }
-        let references_of = |index: usize| -> Vec<(String, String)> {
-            images
-                .iter()
-                .filter(|image| plans[index].import.contains(image.reference().as_str()))
-                .map(|image| (image.id().to_owned(), image.reference().to_string()))
-                .collect()
-        };
-        let mut pending = held_by_node;
-        if let Some(engine) = engine {
-            let engine = Arc::new(engine);
-            let sends = pending.iter().map(|(index, held)| {
-                self.import_layout(&nodes[*index], &engine, references_of(*index), held.clone())
-            });
-            let sent = join_all(sends).await;
-            let mut retry = Vec::new();
-            for ((index, held), result) in pending.into_iter().zip(sent) {
-                match result {
-                    Ok(sent) => {
-                        let sent = Sent {
-                            from_engine_storage: true,
-                            ..sent
-                        };
-                        results.insert(index, Ok(sent));
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            node = nodes[index].name(),
-                            error = %crate::error::render_chain(&error),
-                            "importing layers read from the engine's storage failed: retrying from `docker save`"
-                        );
-                        retry.push((index, held));
-                    }
-                }
-            }
-            pending = retry;
-        }
-        if pending.is_empty() {
-            return Ok(results.into_iter().collect());
-        }
-        let saved =
-            Arc::new(SavedImages::spool(export_stream(&self.docker, &names), &listed).await?);
-        // An engine whose image IDs are not config digests (the containerd
-        // image store) cannot be matched to the export: send it whole.
-        if wanted_images
-            .iter()
-            .any(|image| saved.image(image.id()).is_none())
-        {
-            tracing::warn!(
-                "the export's images are not keyed by the engine's image IDs: sending whole archives"
-            );
-            return Ok(self.send_whole_archives(nodes, plans).await);
-        }
-        let sends = pending.iter().map(|(index, held)| {
-            self.import_layout(&nodes[*index], &saved, references_of(*index), held.clone())
-        });
-        for ((index, _), result) in pending.iter().zip(join_all(sends).await) {
-            results.insert(*index, result);
-        }
-        Ok(results.into_iter().collect())
-    }
-
-    /// The blobs of `images` in the engine's own storage, if it holds all
-    /// of them there (see [`super::engine_storage`]).
-    async fn engine_blobs(&self, images: &[&ImageRef]) -> Option<SavedImages> {
-        let storage = EngineStorage::locate(&self.docker).await?;
-        let mut wanted = Vec::with_capacity(images.len());
-        for image in images {
-            let inspected = self
-                .docker
-                .inspect_image(image.reference().as_str())
-                .await
-                .ok()?;
-            let diff_ids = inspected.root_fs?.layers?;
-            wanted.push((image.id().to_owned(), diff_ids));
-        }
-        tokio::task::spawn_blocking(move || {
-            let found = wanted
-                .into_iter()
-                .map(|(id, diff_ids)| storage.image(&id, &diff_ids).map(|image| (id, image)))
-                .collect::<Option<Vec<_>>>()?;
-            Some(SavedImages::from_engine(found))
-        })
-        .await
-        .ok()?
-    }
-
-    /// Imports one node's layout; if the node lacks a layer its content
-    /// store listed (collected since), sends every layer; if the
-    /// multi-platform import misses a digest, imports its platform only.
-    async fn import_layout(
-        &self,
-        store: &NodeStore,
-        saved: &Arc<SavedImages>,
-        references: Vec<(String, String)>,
-        held: BTreeSet<String>,
-    ) -> Result<Sent, LoadError> {
-        let listed = quoted(
-            &references
-                .iter()
-                .map(|(_, r)| r.as_str())
-                .collect::<Vec<_>>(),
-        );
-        let snapshotter = snapshotter_of(store).await?;
-        let counter = Arc::new(AtomicU64::new(0));
-        let mut held = Arc::new(held);
-        let mut all_platforms = true;
-        loop {
-            let (stream, writing) = saved.layout(references.clone(), Arc::clone(&held));
-            let imported = store
-                .import(
-                    &snapshotter,
-                    all_platforms,
-                    counted(stream, counter.clone()),
-                )
-                .await;
-            let written = writing
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|written| written);
-            match imported {
-                Ok(()) => {
-                    let stats = written.map_err(|source| LoadError::Send {
-                        node: store.name().to_owned(),
-                        source,
-                    })?;
-                    return Ok(Sent {
-                        bytes: counter.load(Ordering::Relaxed),
-                        stats,
-                        single_platform_retry: !all_platforms,
-                        from_engine_storage: false,
-                    });
-                }
-                Err(source) if !held.is_empty() => {
-                    tracing::warn!(
-                        node = store.name(),
-                        error = %source,
-                        "importing only the missing layers failed: sending every layer"
-                    );
-                    held = Arc::default();
-                }
-                Err(source) if all_platforms && is_content_digest_error(&source) => {
-                    tracing::warn!(
-                        node = store.name(),
-                        "content digest missing in a multi-platform import: retrying with a single-platform import"
-                    );
-                    all_platforms = false;
-                }
-                Err(source) => {
-                    return Err(LoadError::Import {
-                        node: store.name().to_owned(),
-                        references: listed,
-                        source,
-                    });
-                }
-            }
-        }
-    }
-
     /// Nodes lacking the same set of images share one `docker save` stream.
-    async fn send_whole_archives(
+    pub(super) async fn send_whole_archives(
         &self,
         nodes: &[NodeStore],
         plans: &[Plan],

@@ -1,17 +1,21 @@
 //! Images: built with exact returned references, tagged by their inputs,
 //! and loaded into node image stores or pushed to a registry.
 
+mod archive;
 mod build;
 mod context;
 mod dockerignore;
 mod engine_storage;
 mod layout;
 mod loader;
+mod missing_layers;
 mod plan;
 mod push;
 mod recipes;
 mod reference;
 mod spec;
+#[cfg(test)]
+mod test_tree;
 mod whole_archive;
 
 pub use build::{BuildError, BuildOutcome, Builder};
@@ -48,18 +52,27 @@ pub struct ImageRef {
 /// Looking up an image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The reference is not a valid image reference.
     #[error("invalid image reference")]
     Reference(#[from] ReferenceError),
+    /// The local engine has no image under the reference (or could not be
+    /// asked).
     #[error(
         "image `{reference}` is not in the local engine: get it first (`docker pull {reference}` where a registry is reachable, or `docker load -i <file>.tar`)"
     )]
     NotLocal {
+        /// The normalised reference looked up.
         reference: String,
+        /// The Docker client's error from inspecting it.
         #[source]
         source: bollard::errors::Error,
     },
+    /// The engine found the image but reported no image ID for it.
     #[error("the engine reports no ID for image `{reference}`")]
-    NoId { reference: String },
+    NoId {
+        /// The normalised reference looked up.
+        reference: String,
+    },
 }
 
 impl ImageRef {

@@ -24,47 +24,73 @@ const CONCURRENCY: usize = 2;
 /// Pushing to a registry failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    /// The registry address is not `host[:port][/path]` with a host first (else
+    /// images would name Docker Hub).
     #[error(
         "`{registry}` is not a registry address: use a host with a port or a domain, optionally with a path, such as `127.0.0.1:5000` or `registry.example.com/team`"
     )]
     InvalidRegistry {
+        /// The address as given, without a trailing `/`.
         registry: String,
+        /// Why a reference under it does not parse, when that is the reason.
         #[source]
         source: Option<ReferenceError>,
     },
+    /// An image's reference in the registry (its push target, or the pushed
+    /// digest reference) is not valid.
     #[error("image `{image}` cannot be named in registry `{registry}`")]
     Reference {
+        /// The image's logical name.
         image: String,
+        /// The registry's address.
         registry: String,
+        /// Why the reference is not valid.
         #[source]
         source: ReferenceError,
     },
+    /// Tagging the image with its push target in the local engine failed.
     #[error("failed to tag image `{image}` ({id}) as `{target}` in the local engine")]
     Tag {
+        /// The image's logical name.
         image: String,
+        /// The image's ID.
         id: String,
+        /// The reference it was to be tagged as.
         target: String,
+        /// The Docker client's error.
         #[source]
         source: Box<bollard::errors::Error>,
     },
+    /// The engine's push of the image to the registry failed.
     #[error(
         "failed to push image `{image}` as `{target}` to registry `{registry}`: {message}\ncheck that the registry answers (`curl http://{registry}/v2/` or https), that KINDLING_REGISTRY_USERNAME and KINDLING_REGISTRY_PASSWORD are right if it needs credentials, and that the engine trusts it (a plain-HTTP registry outside 127.0.0.0/8 must be listed in the engine's `insecure-registries`){}",
         tail_section(.tail)
     )]
     Push {
+        /// The image's logical name.
         image: String,
+        /// The registry's address.
         registry: String,
+        /// The reference pushed.
         target: String,
+        /// The engine's error message.
         message: String,
+        /// The last lines of the push's progress output, joined by newlines
+        /// (empty when there were none).
         tail: String,
     },
+    /// The push ended without the engine reporting the manifest digest of what
+    /// it pushed.
     #[error(
         "the engine pushed image `{image}` as `{target}` but reported no manifest digest{}",
         tail_section(.tail)
     )]
     NoDigest {
+        /// The image's logical name.
         image: String,
+        /// The reference pushed.
         target: String,
+        /// The last lines of the push's progress output, joined by newlines.
         tail: String,
     },
 }
@@ -80,7 +106,9 @@ fn tail_section(tail: &str) -> String {
 /// Credentials for a registry that requires them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RegistryCredentials {
+    /// The user name to log in to the registry with.
     pub username: String,
+    /// The password that goes with it.
     pub password: String,
 }
 
@@ -122,6 +150,7 @@ impl Registry {
         })
     }
 
+    /// Logs in to the registry with `credentials` for every push.
     pub fn with_credentials(mut self, credentials: RegistryCredentials) -> Self {
         self.credentials = Some(credentials);
         self
@@ -180,10 +209,12 @@ pub struct Pusher {
 }
 
 impl Pusher {
+    /// A pusher of images from the local engine `docker` to `registry`.
     pub fn new(docker: Docker, registry: Registry) -> Self {
         Pusher { docker, registry }
     }
 
+    /// The registry images are pushed to.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
+use super::archive::TarStream;
 use super::build::BuildError;
 use super::context::BuildContext;
 use super::plan::BuildPlan;
@@ -74,19 +75,17 @@ pub(crate) fn copy_binary(image: &str, binary: &Path, out: &Path) -> Result<(), 
 
 /// The archive of `work` (holding the binary `<name>`) with a Dockerfile
 /// making it the entrypoint of a `FROM scratch` image.
-pub(crate) async fn scratch_archive(image: &str, work: &Path) -> Result<Vec<u8>, BuildError> {
+pub(crate) async fn scratch_archive(image: &str, work: &Path) -> Result<TarStream, BuildError> {
     let dockerfile = format!("FROM scratch\nCOPY {image} /{image}\nENTRYPOINT [\"/{image}\"]\n");
     let root = work.to_owned();
-    tokio::task::spawn_blocking(move || {
-        BuildContext::scan(&root, None)
-            .and_then(|context| context.to_tar(Some((GENERATED_DOCKERFILE, dockerfile.as_bytes()))))
-    })
-    .await
-    .expect("archive task")
-    .map_err(|source| BuildError::Context {
-        image: image.to_owned(),
-        source: Box::new(source),
-    })
+    let context = tokio::task::spawn_blocking(move || BuildContext::scan(&root, None))
+        .await
+        .expect("scan task")
+        .map_err(|source| BuildError::Context {
+            image: image.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(context.stream_tar(Some((GENERATED_DOCKERFILE, dockerfile.into_bytes()))))
 }
 
 /// `mmdebstrap` where kindling looks for it.

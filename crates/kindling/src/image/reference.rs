@@ -6,6 +6,12 @@
 //! `localhost` included, is kept verbatim, a bare name gets `:latest`, and a
 //! reference with both a tag and a digest keeps only the digest. A name in
 //! any other form never matches the node's image list.
+//!
+//! Hand-written: the reference crates parse for pulling (oci-distribution
+//! keeps a tag beside a digest; oci-unpack says it is not bug-for-bug
+//! compatible with Docker), and only the exact `ParseDockerRef` form
+//! matches a node's list. Half of this file is the table of cases that
+//! pins that form.
 
 use std::fmt;
 
@@ -63,47 +69,97 @@ impl serde::Serialize for NormalizedReference {
 /// Why a reference is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
+    /// The reference is the empty string.
     #[error("image reference is empty; name an image such as `nginx:1.25`")]
     Empty,
+    /// The reference contains whitespace.
     #[error("image reference `{reference}` contains whitespace; remove it")]
-    Whitespace { reference: String },
+    Whitespace {
+        /// The reference as given.
+        reference: String,
+    },
+    /// The reference is a bare 64-character hex image ID, not a name.
     #[error(
         "image reference `{reference}` is a bare 64-character hex id, which containerd does not accept as a name; use a repository name with a tag or digest"
     )]
-    ImageId { reference: String },
+    ImageId {
+        /// The reference as given.
+        reference: String,
+    },
+    /// The repository path (not the tag) has uppercase letters.
     #[error(
         "image reference `{reference}` has uppercase letters in its repository path; references must be lowercase (only the tag may use uppercase), so lowercase the path"
     )]
-    Uppercase { reference: String },
+    Uppercase {
+        /// The reference as given.
+        reference: String,
+    },
+    /// The first component is neither a valid registry host nor a valid path
+    /// component.
     #[error(
         "image reference `{reference}` has an invalid registry host `{domain}`; use a host name or IP address with an optional numeric port, such as `localhost:5000`"
     )]
-    InvalidDomain { reference: String, domain: String },
+    InvalidDomain {
+        /// The reference as given.
+        reference: String,
+        /// The invalid host.
+        domain: String,
+    },
+    /// The path has an empty component (a leading, trailing or repeated `/`).
     #[error(
         "image reference `{reference}` has an empty path component; remove the leading, trailing or repeated `/`"
     )]
-    EmptyComponent { reference: String },
+    EmptyComponent {
+        /// The reference as given.
+        reference: String,
+    },
+    /// A path component has characters or separators a repository path does not
+    /// allow.
     #[error(
         "image reference `{reference}` has an invalid path component `{component}`; use lowercase letters and digits separated by `.`, `_`, `__` or dashes"
     )]
     InvalidComponent {
+        /// The reference as given.
         reference: String,
+        /// The invalid component.
         component: String,
     },
+    /// The reference has a `:` with no tag after it.
     #[error("image reference `{reference}` has an empty tag after `:`; add a tag or drop the `:`")]
-    EmptyTag { reference: String },
+    EmptyTag {
+        /// The reference as given.
+        reference: String,
+    },
+    /// The tag is longer than 128 characters, starts with `.` or `-`, or has
+    /// characters a tag does not allow.
     #[error(
         "image reference `{reference}` has an invalid tag `{tag}`; use at most 128 letters, digits, `_`, `.` or `-`, not starting with `.` or `-`"
     )]
-    InvalidTag { reference: String, tag: String },
+    InvalidTag {
+        /// The reference as given.
+        reference: String,
+        /// The invalid tag.
+        tag: String,
+    },
+    /// The part after `@` is not a `sha256:`, `sha384:` or `sha512:` digest of
+    /// the right length in lowercase hex.
     #[error(
         "image reference `{reference}` has an invalid digest `{digest}`; use `sha256:` followed by 64 lowercase hex digits (sha384: 96, sha512: 128)"
     )]
-    InvalidDigest { reference: String, digest: String },
+    InvalidDigest {
+        /// The reference as given.
+        reference: String,
+        /// The invalid digest.
+        digest: String,
+    },
+    /// The repository path is longer than 255 characters.
     #[error(
         "image reference `{reference}` has a repository path longer than 255 characters; shorten it"
     )]
-    TooLong { reference: String },
+    TooLong {
+        /// The reference as given.
+        reference: String,
+    },
 }
 
 /// Normalises `reference`; the only way to make a [`NormalizedReference`].

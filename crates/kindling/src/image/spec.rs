@@ -17,10 +17,15 @@ pub enum TagPolicy {
 /// A tag policy in `KINDLING_TAG_POLICY` (with `KINDLING_IMAGE_TAG` for `fixed`) is invalid.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum TagPolicyError {
+    /// `KINDLING_TAG_POLICY` is none of `content`, `unique` and `fixed`.
     #[error(
         "invalid value `{value}` in KINDLING_TAG_POLICY: expected one of `content`, `unique`, `fixed`"
     )]
-    Unknown { value: String },
+    Unknown {
+        /// The value given, trimmed.
+        value: String,
+    },
+    /// `KINDLING_TAG_POLICY=fixed` without a `KINDLING_IMAGE_TAG`.
     #[error(
         "KINDLING_TAG_POLICY=fixed needs KINDLING_IMAGE_TAG, the tag the pipeline built (e.g. `ci-1234`)"
     )]
@@ -198,6 +203,7 @@ impl ImageSpec {
         self
     }
 
+    /// Passes the build argument `key=value` to the Dockerfile build.
     pub fn build_arg(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.build_args.insert(key.into(), value.into());
         self
@@ -215,10 +221,13 @@ impl ImageSpec {
         self
     }
 
+    /// The logical name manifests refer to the image by (`kindling:<name>`).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The build context directory: for a Go binary the module's, for a
+    /// static binary the binary's, empty for a Debian root filesystem.
     pub fn context(&self) -> &Path {
         &self.context
     }

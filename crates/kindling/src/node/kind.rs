@@ -8,14 +8,21 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use super::{DockerExec, NodeStore};
 
+/// The label kind puts on each node container, valued with the cluster's name.
 pub const KIND_CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+/// The label kind puts on each node container, valued with the node's role
+/// (`control-plane`, `worker`).
 pub const KIND_ROLE_LABEL: &str = "io.x-k8s.kind.role";
 
 /// A running node container of a Kind cluster.
 #[derive(Clone)]
 pub struct KindNode {
+    /// The container's name, which is the node's name.
     pub name: String,
+    /// The node's role from [`KIND_ROLE_LABEL`] (`control-plane`, `worker`;
+    /// empty when unlabelled).
     pub role: String,
+    /// The node's image store, reached by `docker exec` in the container.
     pub store: NodeStore,
 }
 

@@ -13,22 +13,37 @@ pub use transport::{ByteStream, DockerExec, ExecOutput, LocalProcess, NodeTransp
 /// A command on a node failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// The command could not be run on the node, or its output not read (e.g.
+    /// the node container is gone).
     #[error("failed to run `{command}` on node `{node}`")]
     Exec {
+        /// The node's name.
         node: String,
+        /// The command line, words joined by spaces.
         command: String,
+        /// The transport's error.
         #[source]
         source: crate::BoxError,
     },
+    /// The command ran and exited with a non-zero code.
     #[error("`{command}` failed on node `{node}` with exit code {code}: {stderr}")]
     Failed {
+        /// The node's name.
         node: String,
+        /// The command line, words joined by spaces.
         command: String,
+        /// Its exit code (`-1` when there is none, e.g. killed by a signal).
         code: i64,
+        /// What it wrote to stderr, trimmed.
         stderr: String,
     },
+    /// `containerd config dump` on the node names no snapshotter for the
+    /// CRI plugin.
     #[error(
         "cannot find the image snapshotter in `containerd config dump` on node `{node}`: is containerd's CRI plugin configured?"
     )]
-    NoSnapshotter { node: String },
+    NoSnapshotter {
+        /// The node's name.
+        node: String,
+    },
 }

@@ -27,6 +27,7 @@ pub struct NodeStore {
 }
 
 impl NodeStore {
+    /// The image store of the node `transport` runs commands on.
     pub fn new(transport: Arc<dyn NodeTransport>) -> Self {
         NodeStore {
             transport,
@@ -34,6 +35,7 @@ impl NodeStore {
         }
     }
 
+    /// The node's name, as its transport gives it.
     pub fn name(&self) -> &str {
         self.transport.node_name()
     }

@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::NodeError;
-use crate::setup::BoxFuture;
+use crate::BoxFuture;
 
 /// Bytes streamed into a command's stdin.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -18,8 +18,12 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> +
 /// What a command printed and how it exited.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
+    /// The command's exit code (`-1` when there is none, e.g. killed by a
+    /// signal).
     pub exit_code: i64,
+    /// What it wrote to stdout.
     pub stdout: String,
+    /// What it wrote to stderr.
     pub stderr: String,
 }
 
@@ -53,6 +57,7 @@ pub struct DockerExec {
 }
 
 impl DockerExec {
+    /// Runs commands in the container `container` of `docker`'s engine.
     pub fn new(docker: Docker, container: impl Into<String>) -> Self {
         DockerExec {
             docker,

@@ -31,10 +31,16 @@ const HELD_REFERENCES: usize = 5;
 /// A container in a state that will not resolve by waiting.
 #[derive(Debug, Clone)]
 pub struct Fatal {
+    /// The container's name.
     pub container: String,
+    /// The state's reason, e.g. `ImagePullBackOff`, `CrashLoopBackOff`,
+    /// `OOMKilled`.
     pub reason: String,
+    /// What the kubelet said about it, or the exit code (may be empty).
     pub message: String,
+    /// The image the pod's spec asks for in this container.
     pub image: String,
+    /// How many times the container has restarted.
     pub restarts: i32,
 }
 
@@ -151,7 +157,10 @@ fn is_fatal(reason: Option<&str>) -> bool {
 /// What a node's store holds, nearest to the asked image first.
 #[derive(Debug, Clone)]
 pub struct NodeImages {
+    /// The node's name.
     pub node: String,
+    /// Up to five references the store holds, nearest to the asked image first;
+    /// or why they could not be listed.
     pub references: Result<Vec<String>, String>,
 }
 
@@ -160,13 +169,22 @@ pub struct NodeImages {
 pub struct Diagnosis {
     /// `Deployment/api`.
     pub workload: String,
+    /// The pod's namespace.
     pub namespace: String,
+    /// The pod's name.
     pub pod: String,
+    /// The node the pod is scheduled on, if any.
     pub node: Option<String>,
+    /// The container that will not recover, and why.
     pub fatal: Fatal,
+    /// What each node's image store holds, nearest to the asked image first.
     pub nodes: Vec<NodeImages>,
+    /// The pod's most recent events (up to ten), oldest first, one line each.
     pub events: Vec<String>,
+    /// The container's last log lines (up to thirty), if they could be read.
     pub logs: Option<String>,
+    /// The previous container's last log lines, when it has restarted and they
+    /// could be read.
     pub previous_logs: Option<String>,
 }
 
@@ -337,6 +355,8 @@ fn event_time(event: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
         .or_else(|| event.first_timestamp.as_ref().map(|time| time.0))
 }
 
+/// An event on one line: time, type, reason, message, and how many times it
+/// happened when more than once.
 pub fn describe_event(event: &Event) -> String {
     format!(
         "{} {} {}: {}{}",

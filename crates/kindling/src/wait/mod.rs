@@ -1,6 +1,13 @@
 //! Waiting for workloads by diagnosis: while waiting, the pods are
 //! watched, and a container in a state that will not resolve fails the
 //! wait within seconds with one readable diagnosis instead of a timeout.
+//!
+//! Hand-written: kube-runtime's `await_condition` waits for one object's
+//! condition, and cannot fail a wait on another object (a pod of the
+//! workload in CrashLoopBackOff) nor say why; plain conditions (a CRD
+//! Established, a namespace gone) use it. Its selector is kube's
+//! `Selector`. One file, with its tests: the waits share the pod polling
+//! and the settle window.
 
 pub mod diagnosis;
 pub mod readiness;
@@ -29,12 +36,17 @@ const POLL: Duration = Duration::from_millis(250);
 /// A workload to wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workload {
+    /// The workload's kind, e.g. `Deployment` ([`Workload::is_waitable`]
+    /// says which kinds a wait knows).
     pub kind: String,
+    /// The namespace it is in.
     pub namespace: String,
+    /// The workload's `metadata.name`.
     pub name: String,
 }
 
 impl Workload {
+    /// The workload of kind `kind` named `name` in `namespace`.
     pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
         Workload {
             kind: kind.to_owned(),
@@ -61,28 +73,40 @@ impl fmt::Display for Workload {
 /// A wait ended without every workload ready.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
+    /// A pod of the wait has a container in a state that will not resolve by
+    /// waiting (see [`diagnosis::fatal_container`]).
     #[error("{0}")]
     Diagnosed(Box<Diagnosis>),
+    /// A workload will never be ready: a Deployment past its progress deadline,
+    /// a failed Job, a failed Pod.
     #[error("{workload} failed: {reason}{}", diagnosis.as_ref().map(|d| format!("\n{d}")).unwrap_or_default())]
     Failed {
+        /// The workload that failed.
         workload: Workload,
+        /// Why, from its status.
         reason: String,
         /// The last failed pod of the workload, when there is one.
         diagnosis: Option<Box<Diagnosis>>,
     },
+    /// The timeout ran out with workloads (or the condition waited for) not
+    /// ready.
     #[error(
         "not ready after {}s:\n{}",
         after.as_secs(),
         pending.iter().map(|line| format!("  {line}")).collect::<Vec<_>>().join("\n")
     )]
     Timeout {
+        /// The wait's timeout.
         after: Duration,
         /// One line per workload or pod not ready, with why.
         pending: Vec<String>,
     },
+    /// Reading a workload, the pods or a Service's EndpointSlices failed.
     #[error("failed to read {what}")]
     Request {
+        /// What was being read, e.g. ``the pods of namespace `ns` ``.
         what: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
@@ -118,6 +142,8 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_secs(2);
 pub const PROBED_SETTLE: Duration = Duration::from_millis(500);
 
 impl Waiter {
+    /// A waiter through `client` that gives each wait `timeout`, listing what
+    /// `stores` hold when a diagnosis is about an image.
     pub fn new(client: Client, stores: Vec<NodeStore>, timeout: Duration) -> Self {
         Waiter {
             client,

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 /// A workload's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
+    /// Ready: for a Job, complete; for a Pod, ready or succeeded.
     Ready,
     /// Not ready yet, and why.
     Pending(String),
@@ -18,6 +19,9 @@ fn generation_observed(generation: Option<i64>, observed: Option<i64>) -> bool {
     observed.unwrap_or(0) >= generation.unwrap_or(0)
 }
 
+/// A Deployment is ready when its controller has seen its spec and every
+/// wanted replica is updated and available, with no old ones left; it has
+/// failed once past its progress deadline.
 pub fn deployment(deployment: &Deployment) -> Readiness {
     let wanted = deployment
         .spec
@@ -51,6 +55,8 @@ pub fn deployment(deployment: &Deployment) -> Readiness {
     }
 }
 
+/// A StatefulSet is ready when its controller has seen its spec and every
+/// wanted replica is ready and updated to the current revision.
 pub fn stateful_set(set: &StatefulSet) -> Readiness {
     let wanted = set
         .spec
@@ -74,6 +80,8 @@ pub fn stateful_set(set: &StatefulSet) -> Readiness {
     }
 }
 
+/// A DaemonSet is ready when its controller has seen its spec and its pod on
+/// every node it is scheduled to is ready and updated.
 pub fn daemon_set(set: &DaemonSet) -> Readiness {
     let status = set.status.clone().unwrap_or_default();
     if !generation_observed(set.metadata.generation, status.observed_generation) {
@@ -91,6 +99,7 @@ pub fn daemon_set(set: &DaemonSet) -> Readiness {
     }
 }
 
+/// A Job is ready once Complete, and failed once Failed.
 pub fn job(job: &Job) -> Readiness {
     let status = job.status.clone().unwrap_or_default();
     let conditions = status.conditions.unwrap_or_default();
@@ -131,6 +140,8 @@ pub fn job_done_by_pods(job: &Job, succeeded: usize) -> bool {
     usize::try_from(completions).is_ok_and(|completions| succeeded >= completions)
 }
 
+/// A Pod is ready when its Ready condition holds or it has Succeeded, and
+/// failed when it has Failed.
 pub fn pod(pod: &Pod) -> Readiness {
     let status = pod.status.clone().unwrap_or_default();
     match status.phase.as_deref() {

@@ -192,6 +192,32 @@ impl KindLikeCluster {
     }
 
     /// Removes one node container (a node that disappears).
+    /// Waits until a process whose command line contains `needle` runs in
+    /// `node`, as `docker top` lists it.
+    pub async fn await_process(
+        &self,
+        node: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<(), kindling::BoxError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let top = self.docker.top_processes(node, None).await?;
+            let running = top
+                .processes
+                .unwrap_or_default()
+                .iter()
+                .any(|row| row.iter().any(|cell| cell.contains(needle)));
+            if running {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no `{needle}` ran in node {node} within {timeout:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn remove_node(&self, node: &str) -> Result<(), kindling::BoxError> {
         self.docker
             .remove_container(

@@ -18,22 +18,35 @@ pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), S
     if condition { Ok(()) } else { Err(message()) }
 }
 
+/// The fixture suites of the harness alone, and kindling's own.
+pub const HARNESS_FIXTURE_PACKAGE: &str = "kindling-harness-fixtures";
 pub const FIXTURE_PACKAGE: &str = "kindling-fixture-suites";
-pub const FIXTURE_SUITES: &[&str] = &[
+pub const HARNESS_FIXTURE_SUITES: &[&str] = &[
     "basic",
     "outcomes",
     "failing_setup",
     "duplicates",
     "many",
+    "requirements",
+    "interrupts",
+];
+pub const KINDLING_FIXTURE_SUITES: &[&str] = &[
     "environment",
     "stack",
     "stack_twin",
     "stack_third",
     "stack_fourth",
-    "requirements",
     "tags",
-    "interrupts",
 ];
+
+/// The package a fixture suite is a target of.
+pub fn fixture_package(suite: &str) -> &'static str {
+    if HARNESS_FIXTURE_SUITES.contains(&suite) {
+        HARNESS_FIXTURE_PACKAGE
+    } else {
+        FIXTURE_PACKAGE
+    }
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -76,52 +89,116 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
+/// Every fixture suite's target name.
+pub fn fixture_suites() -> impl Iterator<Item = &'static str> {
+    HARNESS_FIXTURE_SUITES
+        .iter()
+        .chain(KINDLING_FIXTURE_SUITES)
+        .copied()
+}
+
 /// Paths of the built fixture suite binaries, by target name.
 pub fn fixture_binaries() -> &'static BTreeMap<String, PathBuf> {
     static BINARIES: OnceLock<BTreeMap<String, PathBuf>> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        let mut command = clean_command(cargo());
-        command
-            .current_dir(workspace_root())
-            .args([
-                "test",
-                "--no-run",
-                "--message-format=json",
-                "-p",
-                FIXTURE_PACKAGE,
-            ])
-            .env("CARGO_TARGET_DIR", fixture_target_dir());
-        for suite in FIXTURE_SUITES {
-            command.args(["--test", suite]);
+        let mut args = vec![
+            "test",
+            "--no-run",
+            "-p",
+            HARNESS_FIXTURE_PACKAGE,
+            "-p",
+            FIXTURE_PACKAGE,
+        ];
+        for suite in fixture_suites() {
+            args.extend(["--test", suite]);
         }
-        let output = command
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "building the fixture suites failed"
-        );
-        let mut binaries = BTreeMap::new();
-        for line in String::from_utf8_lossy(&output.stdout).lines() {
-            let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if let (Some(name), Some(executable)) = (
-                message["target"]["name"].as_str(),
-                message["executable"].as_str(),
-            ) && FIXTURE_SUITES.contains(&name)
-            {
-                binaries.insert(name.to_owned(), PathBuf::from(executable));
-            }
-        }
+        let binaries: BTreeMap<String, PathBuf> = cargo_executables(&args)
+            .unwrap_or_else(|error| panic!("building the fixture suites failed: {error}"))
+            .into_iter()
+            .filter(|(name, _)| fixture_suites().any(|suite| suite == name))
+            .collect();
         assert_eq!(
             binaries.len(),
-            FIXTURE_SUITES.len(),
+            fixture_suites().count(),
             "missing fixture binaries: {binaries:?}"
         );
         binaries
     })
+}
+
+/// Runs `cargo <args>` in the workspace with the fixture target directory
+/// and returns each built executable by target name. Compiler errors are
+/// rendered to stderr as they come and, on failure, their text is the
+/// error: with plain `--message-format=json` they would only be JSON on
+/// stdout, and a failed build would say nothing of why.
+pub fn cargo_executables(args: &[&str]) -> Result<Vec<(String, PathBuf)>, String> {
+    use std::io::BufRead;
+    let mut child = clean_command(cargo())
+        .current_dir(workspace_root())
+        .args(args)
+        .arg("--message-format=json-render-diagnostics")
+        .env("CARGO_TARGET_DIR", fixture_target_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("`cargo {}` did not start: {error}", args.join(" ")))?;
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let echo = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("{line}");
+            lines.push(line);
+        }
+        lines
+    });
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout is piped"), &mut stdout)
+        .map_err(|error| format!("reading cargo's output: {error}"))?;
+    let status = child
+        .wait()
+        .map_err(|error| format!("waiting for cargo: {error}"))?;
+    let stderr = echo.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!(
+            "`cargo {}` exited with {status} (target directory {}):\n{}",
+            args.join(" "),
+            fixture_target_dir().display(),
+            build_failure_excerpt(&stderr)
+        ));
+    }
+    Ok(stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|message| {
+            let name = message["target"]["name"].as_str()?.to_owned();
+            let executable = message["executable"].as_str()?;
+            Some((name, PathBuf::from(executable)))
+        })
+        .collect())
+}
+
+/// The executable cargo built for the target `name`.
+pub fn cargo_executable(args: &[&str], name: &str) -> Result<PathBuf, String> {
+    cargo_executables(args)?
+        .into_iter()
+        .find_map(|(built, executable)| (built == name).then_some(executable))
+        .ok_or_else(|| format!("`cargo {}` built no `{name}` executable", args.join(" ")))
+}
+
+/// From the first error of a failed build on (at most 60 lines), else its
+/// last 30 lines: the part that says why, without the `Compiling` lines.
+fn build_failure_excerpt(stderr: &[String]) -> String {
+    let first_error = stderr
+        .iter()
+        .position(|line| line.starts_with("error") || line.contains("No space left"));
+    let lines = match first_error {
+        Some(start) => &stderr[start..stderr.len().min(start + 60)],
+        None => &stderr[stderr.len().saturating_sub(30)..],
+    };
+    lines.join("\n")
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -237,13 +314,13 @@ pub fn run_binary(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &
     Ran::from(command.output().expect("fixture runs"))
 }
 
-/// `cargo test -p kindling-fixture-suites --test <suite>`.
+/// `cargo test -p <its fixture package> --test <suite>`.
 pub fn cargo_test(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> Ran {
     fixture_binaries();
     let mut command = clean_command(cargo());
     command
         .current_dir(workspace_root())
-        .args(["test", "-q", "-p", FIXTURE_PACKAGE, "--test", suite])
+        .args(["test", "-q", "-p", fixture_package(suite), "--test", suite])
         .env("CARGO_TARGET_DIR", fixture_target_dir());
     scratch.apply(&mut command).envs(env.iter().copied());
     Ran::from(command.output().expect("cargo test runs"))
@@ -281,7 +358,7 @@ pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran
             "--config-file",
         ])
         .arg(workspace_root().join("crates/kindling/tests/fixture-suites/nextest.toml"))
-        .args(["-p", FIXTURE_PACKAGE, "--test", suite])
+        .args(["-p", fixture_package(suite), "--test", suite])
         .env("CARGO_TARGET_DIR", fixture_target_dir());
     scratch.apply(&mut command).envs(env.iter().copied());
     let ran = Ran::from(command.output().expect("cargo nextest runs"));
@@ -338,7 +415,7 @@ pub fn spawn_nextest_with(
         .current_dir(workspace_root())
         .args(["nextest", "run", "--no-capture", "--no-fail-fast"])
         .args(nextest_args)
-        .args(["-p", FIXTURE_PACKAGE, "--test", suite])
+        .args(["-p", fixture_package(suite), "--test", suite])
         .env("CARGO_TARGET_DIR", fixture_target_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -355,23 +432,8 @@ pub fn finish(child: std::process::Child) -> Ran {
 pub fn cli_binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let output = clean_command(cargo())
-            .current_dir(workspace_root())
-            .args(["build", "--message-format=json", "-p", "kindling-cli"])
-            .env("CARGO_TARGET_DIR", fixture_target_dir())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(output.status.success(), "building the kindling CLI failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .find_map(|message| {
-                (message["target"]["name"] == "kindling")
-                    .then(|| message["executable"].as_str().map(PathBuf::from))
-                    .flatten()
-            })
-            .expect("cargo names the kindling executable")
+        cargo_executable(&["build", "-p", "kindling-cli"], "kindling")
+            .unwrap_or_else(|error| panic!("building the kindling CLI failed: {error}"))
     })
 }
 
@@ -380,4 +442,24 @@ pub fn cli(args: &[&str]) -> Command {
     let mut command = clean_command(cli_binary());
     command.args(args);
     command
+}
+
+/// This process's peak resident size in MB (`VmHWM`), where /proc tells it.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<f64>()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets this process's peak resident size to its current size (Linux
+/// `clear_refs` value 5).
+pub fn reset_peak_rss() -> std::io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")
 }

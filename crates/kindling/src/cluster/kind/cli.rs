@@ -17,12 +17,16 @@ pub const MINIMUM_VERSION: KindVersion = KindVersion::new(0, 20, 0);
 /// A kind release, as `kind version` prints it (`kind v0.33.0 go1.26.8 linux/amd64`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KindVersion {
+    /// The major version, `0` in `v0.33.0`.
     pub major: u32,
+    /// The minor version, `33` in `v0.33.0`.
     pub minor: u32,
+    /// The patch version, `0` in `v0.33.0`.
     pub patch: u32,
 }
 
 impl KindVersion {
+    /// The release `v<major>.<minor>.<patch>`.
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
         KindVersion {
             major,
@@ -53,7 +57,9 @@ impl fmt::Display for KindVersion {
 /// What a successful kind command printed.
 #[derive(Debug, Clone)]
 pub struct KindOutput {
+    /// What it wrote to stdout, as is.
     pub stdout: String,
+    /// What it wrote to stderr, trimmed.
     pub stderr: String,
 }
 
@@ -127,6 +133,7 @@ impl KindCli {
         self
     }
 
+    /// The path of the `kind` binary run.
     pub fn binary(&self) -> &Path {
         &self.binary
     }

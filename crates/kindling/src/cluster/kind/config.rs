@@ -21,10 +21,13 @@ nodes:
 pub struct ClusterConfig {
     /// The user's file, or `None` for [`DEFAULT_CONFIG`].
     pub source: Option<PathBuf>,
+    /// The configuration's YAML text, exactly as given to
+    /// `kind create cluster`.
     pub text: String,
 }
 
 impl ClusterConfig {
+    /// [`DEFAULT_CONFIG`], from no file.
     pub fn default_config() -> Self {
         ClusterConfig {
             source: None,
@@ -32,6 +35,7 @@ impl ClusterConfig {
         }
     }
 
+    /// The configuration in the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, KindError> {
         let text = std::fs::read_to_string(path).map_err(|source| KindError::ReadConfig {
             path: path.to_owned(),
@@ -70,9 +74,14 @@ impl ClusterConfig {
 /// refusal can say what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// The digest of the kind release and the configuration's digest,
+    /// `sha256:<hex>`.
     pub fingerprint: String,
+    /// The SHA-256 of the configuration text, hex.
     pub config_sha256: String,
+    /// The kind release, e.g. `v0.33.0`.
     pub kind_version: String,
+    /// The configuration file, or `None` for [`DEFAULT_CONFIG`].
     pub config_source: Option<PathBuf>,
 }
 

@@ -9,15 +9,16 @@ use bollard::Docker;
 use super::cli::KindCli;
 use super::config::{self, ClusterConfig, Fingerprint};
 use super::{KindError, ready};
+use crate::BoxFuture;
 use crate::Requirement;
 use crate::cluster::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
 use crate::image::{ImageRef, Loader};
 use crate::node::{NodeStore, discover_kind_nodes};
-use crate::setup::BoxFuture;
 
 /// Which container engine kind drives (`KIND_EXPERIMENTAL_PROVIDER`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KindEngine {
+    /// Node containers are reached through the Docker engine.
     Docker,
     /// Node containers are reached through Podman's Docker-compatible socket.
     Podman,
@@ -140,10 +141,12 @@ impl KindCluster {
         self
     }
 
+    /// The cluster's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Where kindling keeps the cluster's state: `<state home>/kind/<name>`.
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
@@ -464,8 +467,7 @@ impl KindCluster {
     }
 
     fn provider_error(&self, action: &str, error: KindError) -> ProviderError {
-        ProviderError {
-            provider: "kind".to_owned(),
+        ProviderError::Kind {
             cluster: self.name.clone(),
             action: action.to_owned(),
             source: Box::new(error),

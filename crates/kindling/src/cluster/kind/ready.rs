@@ -12,18 +12,29 @@ use kube::Client;
 /// What a readiness check saw instead of a ready cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum NotReady {
+    /// The cluster's kubeconfig could not give a client.
     #[error(transparent)]
     Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
+    /// Listing the nodes failed (the API server may not answer yet).
     #[error("cannot list nodes: {0}")]
     ListNodes(#[source] kube::Error),
+    /// The API answered but no node has registered.
     #[error("no node has registered yet")]
     NoNodes,
+    /// Nodes not Ready, by name.
     #[error("nodes not Ready: {}", .0.join(", "))]
     Nodes(Vec<String>),
+    /// Reading the `kube-system/coredns` Deployment failed.
     #[error("cannot read Deployment kube-system/coredns: {0}")]
     ReadCoreDns(#[source] kube::Error),
+    /// CoreDNS has fewer available replicas than it wants.
     #[error("CoreDNS has {available} of {wanted} replicas available")]
-    CoreDns { available: i32, wanted: i32 },
+    CoreDns {
+        /// Replicas available.
+        available: i32,
+        /// Replicas the Deployment asks for.
+        wanted: i32,
+    },
 }
 use kube::api::{Api, ListParams};
 

@@ -6,14 +6,17 @@
 //! runs on cgroup v1 without extra configuration; etcd 3.6.5 is what
 //! kubeadm 1.34 pins; CoreDNS 1.12.4 is the newest 1.12 (1.14 needs
 //! client-go 0.35). The Go modules that pin every dependency live in
-//! `fixtures/local-cluster/` and are compiled into kindling.
+//! `crates/kindling/local-cluster/` (inside the package, so a published
+//! kindling has them) and are compiled into kindling.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The pinned component versions.
+/// The pinned Kubernetes version.
 pub const KUBERNETES_VERSION: &str = "v1.34.12";
+/// The pinned etcd version.
 pub const ETCD_VERSION: &str = "v3.6.5";
+/// The pinned CoreDNS version.
 pub const COREDNS_VERSION: &str = "v1.12.4";
 
 /// The five Kubernetes binaries a node of a local cluster runs.
@@ -28,50 +31,60 @@ pub const KUBERNETES_BINARIES: &[&str] = &[
 const KUBERNETES_MODULE: &[(&str, &str)] = &[
     (
         "go.mod",
-        include_str!("../../../../../fixtures/local-cluster/kubernetes/go.mod"),
+        include_str!("../../../local-cluster/kubernetes/go.mod"),
     ),
     (
         "go.sum",
-        include_str!("../../../../../fixtures/local-cluster/kubernetes/go.sum"),
+        include_str!("../../../local-cluster/kubernetes/go.sum"),
     ),
 ];
 
 const ETCD_MODULE: &[(&str, &str)] = &[
-    (
-        "go.mod",
-        include_str!("../../../../../fixtures/local-cluster/etcd/go.mod"),
-    ),
-    (
-        "go.sum",
-        include_str!("../../../../../fixtures/local-cluster/etcd/go.sum"),
-    ),
+    ("go.mod", include_str!("../../../local-cluster/etcd/go.mod")),
+    ("go.sum", include_str!("../../../local-cluster/etcd/go.sum")),
     (
         "main.go",
-        include_str!("../../../../../fixtures/local-cluster/etcd/main.go"),
+        include_str!("../../../local-cluster/etcd/main.go"),
     ),
 ];
 
 /// Building a component failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentBuildError {
+    /// A component is missing from the cache and `go` is not on `PATH`.
     #[error(
         "the local cluster's components are missing from `{}` and Go is not installed to build them: install Go (https://go.dev/dl) and run again",
         cache.display()
     )]
-    NoGo { cache: PathBuf },
+    NoGo {
+        /// The cache the components are missing from.
+        cache: PathBuf,
+    },
+    /// A folder or file of the build could not be made, the `go` command
+    /// (run under `nice`) could not start, or the built folder could not be
+    /// moved into place.
     #[error("failed to prepare `{}` for the component build", path.display())]
     Write {
+        /// The file or folder (for a command that could not start, the folder
+        /// it was to run in).
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A `go build` or `go install` exited unsuccessfully.
     #[error("building {what} failed (`{command}` in `{}`):\n{stderr}", dir.display())]
     Build {
+        /// The components being built, e.g. `etcd v3.6.5`.
         what: String,
+        /// The `go` command line.
         command: String,
+        /// The folder it ran in.
         dir: PathBuf,
+        /// The last 40 lines it wrote to stderr.
         stderr: String,
     },
+    /// Taking the cache's build lock (`build.lock`) failed.
     #[error(transparent)]
     Lock(#[from] crate::cluster::lock::LockError),
 }
@@ -79,8 +92,11 @@ pub enum ComponentBuildError {
 /// Where the pinned binaries are.
 #[derive(Debug, Clone)]
 pub struct ComponentBinaries {
+    /// The folder holding the five Kubernetes binaries.
     pub kubernetes_dir: PathBuf,
+    /// The etcd binary.
     pub etcd: PathBuf,
+    /// The CoreDNS binary.
     pub coredns: PathBuf,
 }
 
@@ -144,7 +160,7 @@ pub async fn ensure_built(
     if binaries.missing().is_none() {
         return Ok(binaries);
     }
-    if crate::requirement::find_program("go").is_none() {
+    if kindling_harness::requirement::find_program("go").is_none() {
         return Err(ComponentBuildError::NoGo {
             cache: cache.to_owned(),
         });
@@ -194,7 +210,7 @@ pub async fn ensure_built(
                 "Kubernetes {KUBERNETES_VERSION} ({})",
                 KUBERNETES_BINARIES.join(", ")
             ),
-            "about 6 min with a warm Go module cache, 12-17 min cold, on two cores; peak 3.3 GiB",
+            "about 5 min with a warm Go module cache, 6 min cold, on two cores; peak 3.3 GiB",
             &module,
             &binaries.kubernetes_dir,
             |out| {
@@ -210,7 +226,7 @@ pub async fn ensure_built(
         let module = write_module(cache, &format!("etcd-{ETCD_VERSION}"), ETCD_MODULE)?;
         build_into(
             &format!("etcd {ETCD_VERSION}"),
-            "about 1 min on two cores",
+            "about 30 s on two cores",
             &module,
             binaries.etcd.parent().expect("etcd lives in a folder"),
             |out| {
@@ -232,7 +248,7 @@ pub async fn ensure_built(
         create_dir(&work)?;
         build_into(
             &format!("CoreDNS {COREDNS_VERSION}"),
-            "about 3.5 min on two cores",
+            "about 2 min on two cores",
             &work,
             binaries
                 .coredns

@@ -12,10 +12,17 @@ use crate::cluster::pki::PkiFiles;
 /// the machine (not Docker's 172.17.0.0/16). No traffic leaves the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalNetwork {
+    /// The link the node's address lives on (a dummy link, or ifb where
+    /// the kernel has no dummy links).
     pub interface: String,
+    /// The node's address: the kubelet's node IP, the API server's
+    /// advertised address, kube-proxy's bind address.
     pub node_ip: Ipv4Addr,
+    /// The pod range, as a CIDR: the node's `podCIDR` and the CNI bridge's subnet.
     pub pod_cidr: String,
+    /// The CNI bridge's gateway, on the pod range.
     pub pod_gateway: Ipv4Addr,
+    /// The Service range, as a CIDR.
     pub service_cidr: String,
     /// The `kubernetes` Service: the first address of the service range.
     pub api_service_ip: Ipv4Addr,
@@ -40,14 +47,23 @@ impl Default for LocalNetwork {
 /// Ports the components listen on; all checked free before `up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalPorts {
+    /// etcd's client port, on loopback.
     pub etcd_client: u16,
+    /// etcd's peer port, on loopback.
     pub etcd_peer: u16,
+    /// kube-apiserver's secure port, on every address.
     pub apiserver: u16,
+    /// The kubelet's API port, on the node's address.
     pub kubelet: u16,
+    /// The kubelet's health check port, on loopback.
     pub kubelet_healthz: u16,
+    /// kube-controller-manager's secure port, on loopback.
     pub controller_manager: u16,
+    /// kube-scheduler's secure port, on loopback.
     pub scheduler: u16,
+    /// kube-proxy's metrics port, on loopback.
     pub kube_proxy_metrics: u16,
+    /// kube-proxy's health check port, on loopback.
     pub kube_proxy_healthz: u16,
 }
 
@@ -89,11 +105,15 @@ impl LocalPorts {
 /// `/run/kindling/<cluster>`; `~/.kube/config` is never touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalLayout {
+    /// The cluster's folder in the state directory: data, certificates,
+    /// configuration, process records and logs.
     pub root: PathBuf,
+    /// The cluster's runtime folder, `/run/kindling/<cluster>`.
     pub run: PathBuf,
 }
 
 impl LocalLayout {
+    /// The layout with its files under `root` and its runtime state under `run`.
     pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Self {
         LocalLayout {
             root: root.into(),
@@ -108,42 +128,56 @@ impl LocalLayout {
     pub fn saved_sysctls(&self) -> PathBuf {
         self.root.join("host-sysctls.json")
     }
+    /// The folder of the cluster's certificates and keys.
     pub fn pki(&self) -> PathBuf {
         self.root.join("pki")
     }
+    /// The kubeconfig of `user` (`admin`, `controller-manager`,
+    /// `scheduler`, `kube-proxy` or `kubelet`).
     pub fn kubeconfig(&self, user: &str) -> PathBuf {
         self.root.join("kubeconfig").join(format!("{user}.yaml"))
     }
+    /// etcd's data folder.
     pub fn etcd_data(&self) -> PathBuf {
         self.root.join("etcd")
     }
+    /// containerd's persistent data (its `root`).
     pub fn containerd_root(&self) -> PathBuf {
         self.root.join("containerd/root")
     }
+    /// containerd's transient state (its `state`).
     pub fn containerd_state(&self) -> PathBuf {
         self.root.join("containerd/state")
     }
+    /// The socket this cluster's containerd listens on.
     pub fn containerd_socket(&self) -> PathBuf {
         self.root.join("containerd/containerd.sock")
     }
+    /// containerd's configuration file.
     pub fn containerd_config(&self) -> PathBuf {
         self.root.join("config/containerd.toml")
     }
+    /// The folder of the CNI network configuration.
     pub fn cni_conf_dir(&self) -> PathBuf {
         self.root.join("cni/net.d")
     }
+    /// The CNI address allocations (host-local's `dataDir`).
     pub fn cni_state_dir(&self) -> PathBuf {
         self.run.join("cni")
     }
+    /// The kubelet's root folder (`--root-dir`), with its certificates in `pki`.
     pub fn kubelet_root(&self) -> PathBuf {
         self.root.join("kubelet")
     }
+    /// The kubelet's KubeletConfiguration file.
     pub fn kubelet_config(&self) -> PathBuf {
         self.root.join("config/kubelet.yaml")
     }
+    /// kube-proxy's KubeProxyConfiguration file.
     pub fn kube_proxy_config(&self) -> PathBuf {
         self.root.join("config/kube-proxy.yaml")
     }
+    /// kube-scheduler's KubeSchedulerConfiguration file.
     pub fn scheduler_config(&self) -> PathBuf {
         self.root.join("config/scheduler.yaml")
     }

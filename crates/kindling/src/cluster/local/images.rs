@@ -11,15 +11,21 @@ use crate::image::{BuildError, Builder, ImageRef, ImageSpec, TagPolicy};
 /// Building a component image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentImageError {
+    /// A source file of the pause or smoke image could not be written.
     #[error("failed to write the image sources `{path}`")]
     Sources {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// Building a component image failed.
     #[error("failed to build the `{image}` image")]
     Build {
+        /// The image's name, e.g. `pause`.
         image: String,
+        /// The build's error.
         #[source]
         source: Box<BuildError>,
     },
@@ -30,15 +36,15 @@ pub enum ComponentImageError {
 const IMAGE_SOURCES: &[(&str, &str)] = &[
     (
         "go.mod",
-        include_str!("../../../../../fixtures/local-cluster/images/go.mod"),
+        include_str!("../../../local-cluster/images/go.mod"),
     ),
     (
         "pause/main.go",
-        include_str!("../../../../../fixtures/local-cluster/images/pause/main.go"),
+        include_str!("../../../local-cluster/images/pause/main.go"),
     ),
     (
         "smoke/main.go",
-        include_str!("../../../../../fixtures/local-cluster/images/smoke/main.go"),
+        include_str!("../../../local-cluster/images/smoke/main.go"),
     ),
 ];
 

@@ -1,14 +1,23 @@
 //! The `local` provider's building blocks: upstream Kubernetes components
 //! run directly on this host, as detached processes kindling supervises.
+//!
+//! [`LocalCluster`] (`cluster`) is the cluster and its files; `bootstrap`
+//! brings it up as a table of named steps, `teardown` takes it down,
+//! `host` is what it changes on this host (links, sysctls, iptables,
+//! mounts, cgroups), and `provider` is its [`crate::cluster::Provider`].
 
+mod bootstrap;
 mod cluster;
 pub mod components;
 pub mod config;
+mod host;
 pub mod images;
 pub mod manifests;
 pub mod packages;
 pub mod ports;
 pub mod process;
+mod provider;
+mod teardown;
 
 pub use cluster::{ALREADY_UP, DownReport, LocalCluster, LocalError};
 pub use components::{

@@ -8,9 +8,13 @@ use std::net::{IpAddr, TcpListener};
     "port {port} on {address} is already in use, and {component} needs it: stop what listens there (`ss -ltnp 'sport = :{port}'` shows it) or run `kindling down` if it is an earlier cluster"
 )]
 pub struct PortInUse {
+    /// What needs the port, e.g. `etcd (peer)`.
     pub component: String,
+    /// The address the bind was tried on.
     pub address: IpAddr,
+    /// The TCP port the component listens on.
     pub port: u16,
+    /// The error binding it.
     #[source]
     pub source: std::io::Error,
 }

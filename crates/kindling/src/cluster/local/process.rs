@@ -13,50 +13,74 @@ use serde::{Deserialize, Serialize};
 /// A component to start.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
+    /// The component's name, which names its record and its log.
     pub name: String,
+    /// The executable to run.
     pub program: PathBuf,
+    /// Its arguments.
     pub args: Vec<String>,
 }
 
 /// A started component, as recorded on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
+    /// The component's name.
     pub name: String,
+    /// The process's id.
     pub pid: u32,
     /// Start time in clock ticks after boot (`/proc/<pid>/stat` field 22):
     /// tells the recorded process from a later one that reuses its PID.
     pub start_ticks: u64,
+    /// The log file its stdout and stderr go to.
     pub log: PathBuf,
+    /// The program and its arguments, as started.
     pub command: Vec<String>,
 }
 
 /// Starting, finding or stopping a process failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    /// The component's log could not be set up, or `setsid` could not
+    /// start it.
     #[error("failed to start {name} (`{program}`)")]
     Start {
+        /// The component's name.
         name: String,
+        /// The executable it runs.
         program: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The started process's record could not be written.
     #[error("failed to record {name} in `{path}`")]
     Record {
+        /// The component's name.
         name: String,
+        /// The record file, `<dir>/pids/<name>.json`.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The component does not run (it exited, or was never recorded).
     #[error("{name} exited; the last lines of `{log}`:\n{tail}")]
     Exited {
+        /// The component's name.
         name: String,
+        /// Its log file.
         log: PathBuf,
+        /// The last lines of the log.
         tail: String,
     },
+    /// Sending SIGTERM or SIGKILL to the recorded process failed.
     #[error("failed to stop {name} (pid {pid})")]
     Stop {
+        /// The component's name.
         name: String,
+        /// The recorded process id.
         pid: u32,
+        /// The error from `kill`.
         #[source]
         source: std::io::Error,
     },
@@ -69,6 +93,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// The supervisor of the processes recorded under `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Supervisor { dir: dir.into() }
     }
@@ -133,7 +158,7 @@ impl Supervisor {
         };
         std::fs::create_dir_all(path.parent().expect("pids dir")).map_err(record_error)?;
         let json = serde_json::to_vec_pretty(&record).expect("record serialises");
-        crate::state::write_atomically(&path, &json).map_err(record_error)?;
+        kindling_harness::util::write_atomically(&path, &json).map_err(record_error)?;
         Ok(record)
     }
 
@@ -411,14 +436,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("cluster");
         std::fs::create_dir_all(&state).unwrap();
-        // A copy of sleep that ignores SIGTERM through a shell trap would be
-        // a shell; a plain sleep shows the search, a trapping shell the kill.
+        // A shell that ignores SIGTERM shows the kill. It blocks opening a
+        // FIFO no one writes: a loop of `sleep` would fork, and a forked
+        // child is the same shell with the same command line until it execs.
+        let fifo = dir.path().join("never-written");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
         let program = PathBuf::from("/bin/sh");
         let mut child = Command::new(&program)
             .args([
                 "-c",
                 &format!(
-                    "trap '' TERM; while :; do sleep 0.05; done # {}",
+                    "trap '' TERM; read line < '{}' # {}",
+                    fifo.display(),
                     state.display()
                 ),
             ])

@@ -35,7 +35,7 @@ async fn pod_uid(ctx: &TestContext<Environment>, app: &str) -> Result<String, Bo
 }
 
 async fn reports(ctx: TestContext<Environment>) -> Result<(), BoxError> {
-    kindling_fixture_suites::stamp_body_start();
+    kindling_harness_fixtures::stamp_body_start();
     let web = ctx.http("web", 8080).await?;
     let version = web.get("/version").await?;
     let store = ctx.http("store", 8080).await?;

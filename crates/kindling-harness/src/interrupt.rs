@@ -11,7 +11,9 @@ use tokio::sync::watch;
 /// The signal that interrupted the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
+    /// `SIGINT`, as Ctrl-C sends.
     Interrupt,
+    /// `SIGTERM`, as nextest sends at a timeout.
     Terminate,
 }
 

@@ -2,6 +2,7 @@
 //! crate nextest uses), plus the `@setup:<suite>` testsuite with one case
 //! per setup phase.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +11,21 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use crate::error::first_line;
 use crate::identity::RunIdentity;
-use crate::setup::SetupReport;
+use crate::state::PhaseRecord;
+
+/// What the setup report (the `@setup:<suite>` JUnit suite) shows.
+#[derive(Debug, Clone)]
+pub(crate) struct SetupReport {
+    pub run_id: String,
+    pub reused_from: Option<String>,
+    pub fingerprints: BTreeMap<String, String>,
+    pub phases: Vec<PhaseRecord>,
+    pub log: String,
+    /// The setup's error, when it failed (also outside any phase).
+    pub error: Option<String>,
+    pub started: chrono::DateTime<chrono::FixedOffset>,
+    pub elapsed: Duration,
+}
 
 /// The outcome of one test as the harness saw it.
 #[derive(Debug, Clone)]
@@ -33,7 +48,9 @@ pub(crate) enum TestOutcome {
 #[derive(Debug, thiserror::Error)]
 #[error("failed to write the JUnit report `{path}`")]
 pub struct JunitError {
+    /// The report file.
     pub path: PathBuf,
+    /// The I/O error writing it.
     #[source]
     pub source: std::io::Error,
 }
@@ -133,7 +150,7 @@ fn setup_suite(identity: &RunIdentity, setup: &SetupReport) -> TestSuite {
 
 pub(crate) fn write(report: &Report, path: &Path) -> Result<(), JunitError> {
     let text = report.to_string().expect("JUnit serialises to a string");
-    crate::state::write_atomically(path, text.as_bytes()).map_err(|source| JunitError {
+    crate::util::write_atomically(path, text.as_bytes()).map_err(|source| JunitError {
         path: path.to_owned(),
         source,
     })

@@ -7,15 +7,24 @@ use sha2::{Digest, Sha256};
 /// A fingerprint's input could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FingerprintError {
+    /// A path given to [`fingerprint_paths`] does not exist.
     #[error(
         "fingerprint input `{}` does not exist (relative paths are relative to the suite package, `{}`): fix the path given to `fingerprint_paths`",
         path.display(),
         base.display()
     )]
-    Missing { path: PathBuf, base: PathBuf },
+    Missing {
+        /// The path as given.
+        path: PathBuf,
+        /// The suite package's directory, which relative paths are joined to.
+        base: PathBuf,
+    },
+    /// A file, directory or link under an input exists but cannot be read.
     #[error("cannot read fingerprint input `{}`", path.display())]
     Read {
+        /// The file, directory or link, joined to the suite package's directory.
         path: PathBuf,
+        /// The I/O error reading it.
         #[source]
         source: std::io::Error,
     },
@@ -28,10 +37,11 @@ pub enum FingerprintError {
 /// when cargo or nextest runs the suite, else the current directory).
 ///
 /// ```
-/// let dir = std::env::temp_dir();
-/// let fingerprint = kindling::fingerprint_paths([&dir]).unwrap();
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::write(dir.path().join("deployment.yaml"), "kind: Deployment").unwrap();
+/// let fingerprint = kindling_harness::fingerprint_paths([dir.path()]).unwrap();
 /// assert_eq!(fingerprint.len(), 64);
-/// assert!(kindling::fingerprint_paths(["/nonexistent/input"]).is_err());
+/// assert!(kindling_harness::fingerprint_paths(["/nonexistent/input"]).is_err());
 /// ```
 pub fn fingerprint_paths<P: AsRef<Path>>(
     paths: impl IntoIterator<Item = P>,

@@ -1,6 +1,8 @@
-//! `KINDLING_*` environment variables, parsed into types once at startup.
+//! The harness's own `KINDLING_*` environment variables, parsed into types
+//! once at startup.
 //!
-//! Every variable the project reads is listed in [`KNOWN_VARIABLES`]; an
+//! Every variable the harness reads is listed in [`KNOWN_VARIABLES`], and a
+//! library built on it registers its own ([`crate::extension`]); an
 //! unknown `KINDLING_*` name is a warning (a typo should not go unnoticed),
 //! an unknown value is an error that names the variable and what it accepts.
 
@@ -13,109 +15,73 @@ pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// cluster, and the local provider's first one builds its components.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
-/// Every variable kindling reads, with what it means, for docs and warnings.
-pub const KNOWN_VARIABLES: &[(&str, &str)] = &[
-    (
-        "KINDLING_TEST_TIMEOUT",
-        "per-test timeout, e.g. `90s`, `5m` (default 5m)",
-    ),
-    (
-        "KINDLING_SETUP_TIMEOUT",
-        "run-wide setup timeout, e.g. `20m` (default 60m)",
-    ),
-    (
-        "KINDLING_JUNIT",
-        "JUnit path under `cargo test` (default target/kindling/junit/<suite>.xml)",
-    ),
-    (
-        "KINDLING_PROGRESS",
-        "setup progress on stderr: auto, bar, plain, none",
-    ),
-    (
-        "KINDLING_REUSE",
-        "reuse an earlier run's environment: auto (if alive and unchanged), never",
-    ),
-    (
-        "KINDLING_LOG",
-        "captured log level: error, warn, info (default), debug, trace",
-    ),
-    (
-        "KINDLING_TAG_POLICY",
-        "image tags: content (digest of the build inputs), unique (per run), fixed",
-    ),
-    (
-        "KINDLING_IMAGE_TAG",
-        "the prebuilt tag used by KINDLING_TAG_POLICY=fixed",
-    ),
-    (
-        "KINDLING_PROVIDER",
-        "cluster provider: local (upstream components on this host), kind (the kind CLI), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
-    ),
-    (
-        "KINDLING_KUBECONFIG",
-        "existing provider: the cluster's kubeconfig (default KUBECONFIG, then ~/.kube/config)",
-    ),
-    (
-        "KINDLING_CONTEXT",
-        "existing provider: the kubeconfig context (default its current context)",
-    ),
-    (
-        "KINDLING_REGISTRY",
-        "existing provider: the registry images are pushed to, e.g. `127.0.0.1:5000` (required)",
-    ),
-    (
-        "KINDLING_REGISTRY_USERNAME",
-        "existing provider: registry user name, with KINDLING_REGISTRY_PASSWORD",
-    ),
-    (
-        "KINDLING_REGISTRY_PASSWORD",
-        "existing provider: registry password, with KINDLING_REGISTRY_USERNAME",
-    ),
-    (
-        "KINDLING_KIND_BINARY",
-        "the kind binary (default ~/.cache/kindling/bin/kind-<pinned>, else kind on PATH)",
-    ),
-    (
-        "KINDLING_KIND_CONFIG",
-        "the kind cluster configuration file (default: one control-plane node)",
-    ),
-    (
-        "KINDLING_KIND_RECREATE",
-        "1: delete and recreate a kind cluster whose configuration changed (default: refuse it)",
-    ),
-    ("KINDLING_CLUSTER", "cluster name (default `kindling`)"),
-    (
-        "KINDLING_INSTALL",
-        "local provider: auto (install missing Debian runtime packages as root on Debian), never",
-    ),
-    (
-        "KINDLING_CACHE_DIR",
-        "where built cluster components are cached (default ~/.cache/kindling)",
-    ),
-    (
-        "KINDLING_HOME",
-        "per-host cluster state (default ~/.local/state/kindling)",
-    ),
-    (
-        "KINDLING_STATE_DIR",
-        "where suite state lives (default target/kindling/state)",
-    ),
-    (
-        "KINDLING_CLUSTER_READY",
-        "set by `kindling nextest-setup` for the tests: the cluster it brought up (JSON)",
-    ),
-    (
-        "KINDLING_WATCH_LEDGER",
-        "internal: set in the process that waits for the end of a nextest run",
-    ),
-    (
-        "KINDLING_WATCH_PID",
-        "internal: set in the process that waits for the end of a nextest run",
-    ),
-    (
-        "KINDLING_KEEP",
-        "what outlives a run: always (default: cluster and namespaces, for fast re-runs), on-failure (delete the suites' namespaces after a passing run), never (delete them after every run, and the cluster if the run created it)",
-    ),
+/// A `KINDLING_*` variable: its name, what it means (for docs and the
+/// unknown-variable warning) and, when it takes one of a few words, those
+/// words (its value is then checked at startup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variable {
+    /// The variable's name, `KINDLING_` and upper case.
+    pub name: &'static str,
+    /// What it sets, with its default.
+    pub description: &'static str,
+    /// The accepted values, lower case; empty when any value is accepted
+    /// here (the reader checks it).
+    pub choices: &'static [&'static str],
+}
+
+/// Every variable the harness itself reads. Libraries built on the harness
+/// add theirs with [`crate::extension::register`].
+pub const KNOWN_VARIABLES: &[Variable] = &[
+    Variable {
+        name: "KINDLING_TEST_TIMEOUT",
+        description: "per-test timeout, e.g. `90s`, `5m` (default 5m)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_SETUP_TIMEOUT",
+        description: "run-wide setup timeout, e.g. `20m` (default 60m)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_JUNIT",
+        description: "JUnit path under `cargo test` (default target/kindling/junit/<suite>.xml)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_PROGRESS",
+        description: "setup progress on stderr: auto, bar, plain, none",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_REUSE",
+        description: "reuse an earlier run's environment: auto (if alive and unchanged), never",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_LOG",
+        description: "captured log level: error, warn, info (default), debug, trace",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_STATE_DIR",
+        description: "where suite state lives (default target/kindling/state)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_WATCH_LEDGER",
+        description: "internal: set in the process that waits for the end of a nextest run",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_WATCH_PID",
+        description: "internal: set in the process that waits for the end of a nextest run",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_KEEP",
+        description: "what outlives a run: always (default: cluster and namespaces, for fast re-runs), on-failure (delete the suites' namespaces after a passing run), never (delete them after every run, and the cluster if the run created it)",
+        choices: &[],
+    },
 ];
 
 /// How setup progress is shown on stderr.
@@ -158,10 +124,15 @@ pub enum KeepPolicy {
 /// Captured log verbosity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
+    /// Only error events are captured.
     Error,
+    /// Warnings and errors are captured.
     Warn,
+    /// Info events and above are captured (the default).
     Info,
+    /// Debug events and above are captured.
     Debug,
+    /// Every event is captured.
     Trace,
 }
 
@@ -181,13 +152,24 @@ impl LogLevel {
 /// own value and then to the built-in default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvConfig {
+    /// Per-test timeout from `KINDLING_TEST_TIMEOUT`, if set.
     pub test_timeout: Option<Duration>,
+    /// Run-wide setup timeout from `KINDLING_SETUP_TIMEOUT`, if set.
     pub setup_timeout: Option<Duration>,
+    /// Where the JUnit report is written under `cargo test`, from
+    /// `KINDLING_JUNIT`, if set.
     pub junit_path: Option<PathBuf>,
+    /// How setup progress is shown, from `KINDLING_PROGRESS` (default `auto`).
     pub progress: ProgressMode,
+    /// Whether an earlier run's environment may be reused, from
+    /// `KINDLING_REUSE` (default `auto`).
     pub reuse: ReusePolicy,
+    /// The most verbose level captured into test logs, from `KINDLING_LOG`
+    /// (default `info`).
     pub log_level: LogLevel,
+    /// The directory holding suite state, from `KINDLING_STATE_DIR`, if set.
     pub state_dir: Option<PathBuf>,
+    /// What outlives the run, from `KINDLING_KEEP` (default `always`).
     pub keep: KeepPolicy,
     /// `KINDLING_*` names that are set but mean nothing to kindling.
     pub unknown_variables: Vec<String>,
@@ -197,24 +179,31 @@ pub struct EnvConfig {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid value `{value}` in {variable}: expected {expected}")]
 pub struct ConfigError {
+    /// The variable's name.
     pub variable: String,
+    /// The value it holds, as given.
     pub value: String,
+    /// What it accepts, e.g. ``one of `auto`, `never` ``.
     pub expected: String,
 }
 
 impl EnvConfig {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Reads the process environment, knowing the harness's variables and
+    /// `extra` ones (a library's).
+    pub fn from_env(extra: &[Variable]) -> Result<Self, ConfigError> {
         Self::from_vars(
             std::env::vars_os().filter_map(|(key, value)| {
                 Some((key.into_string().ok()?, value.into_string().ok()?))
             }),
+            extra,
         )
     }
 
-    /// Parses `(name, value)` pairs; names not starting with `KINDLING_` are ignored.
+    /// Parses `(name, value)` pairs; names not starting with `KINDLING_`
+    /// are ignored. A value of one of `extra` with choices is checked.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
+        extra: &[Variable],
     ) -> Result<Self, ConfigError> {
         let mut config = EnvConfig {
             test_timeout: None,
@@ -272,30 +261,6 @@ impl EnvConfig {
                         ],
                     )?
                 }
-                "KINDLING_TAG_POLICY" => {
-                    parse_choice(
-                        &key,
-                        &value,
-                        &[("content", ()), ("unique", ()), ("fixed", ())],
-                    )?;
-                }
-                "KINDLING_PROVIDER" => {
-                    parse_choice(
-                        &key,
-                        &value,
-                        &[("local", ()), ("kind", ()), ("existing", ())],
-                    )?;
-                }
-                "KINDLING_INSTALL" => {
-                    parse_choice(&key, &value, &[("auto", ()), ("never", ())])?;
-                }
-                "KINDLING_KIND_RECREATE" => {
-                    parse_choice(
-                        &key,
-                        &value,
-                        &[("1", ()), ("true", ()), ("0", ()), ("false", ())],
-                    )?;
-                }
                 "KINDLING_LOG" => {
                     config.log_level = parse_choice(
                         &key,
@@ -310,20 +275,36 @@ impl EnvConfig {
                     )?
                 }
                 _ if is_known(&key) => {}
-                _ => config.unknown_variables.push(key),
+                _ => match extra.iter().find(|variable| variable.name == key) {
+                    Some(variable) if !variable.choices.is_empty() => {
+                        let choices: Vec<(&str, ())> = variable
+                            .choices
+                            .iter()
+                            .map(|choice| (*choice, ()))
+                            .collect();
+                        parse_choice(&key, &value, &choices)?;
+                    }
+                    Some(_) => {}
+                    None => config.unknown_variables.push(key),
+                },
             }
         }
         Ok(config)
     }
 
-    /// One warning line per unknown variable, naming the known ones.
-    pub fn warnings(&self) -> Vec<String> {
+    /// One warning line per unknown variable, naming the known ones
+    /// (the harness's and `extra`).
+    pub fn warnings(&self, extra: &[Variable]) -> Vec<String> {
         self.unknown_variables
             .iter()
             .map(|name| {
-                let known: Vec<&str> = KNOWN_VARIABLES.iter().map(|(name, _)| *name).collect();
+                let known: Vec<&str> = KNOWN_VARIABLES
+                    .iter()
+                    .chain(extra)
+                    .map(|variable| variable.name)
+                    .collect();
                 format!(
-                    "warning: {name} is not a kindling variable and is ignored (known: {})",
+                    "warning: {name} is not a kindling variable this suite knows, and is ignored (known: {})",
                     known.join(", ")
                 )
             })
@@ -332,7 +313,7 @@ impl EnvConfig {
 }
 
 fn is_known(name: &str) -> bool {
-    KNOWN_VARIABLES.iter().any(|(known, _)| *known == name)
+    KNOWN_VARIABLES.iter().any(|known| known.name == name)
 }
 
 fn parse_duration(variable: &str, value: &str) -> Result<Duration, ConfigError> {
@@ -390,6 +371,7 @@ mod tests {
             pairs
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string())),
+            &[],
         )
     }
 
@@ -460,17 +442,6 @@ mod tests {
             ),
             ("KINDLING_JUNIT", "", "a non-empty path"),
             (
-                "KINDLING_TAG_POLICY",
-                "latest",
-                "one of `content`, `unique`, `fixed`",
-            ),
-            (
-                "KINDLING_KIND_RECREATE",
-                "yes",
-                "one of `1`, `true`, `0`, `false`",
-            ),
-            ("KINDLING_INSTALL", "always", "one of `auto`, `never`"),
-            (
                 "KINDLING_KEEP",
                 "sometimes",
                 "one of `always`, `on-failure`, `never`",
@@ -487,30 +458,50 @@ mod tests {
     }
 
     #[test]
+    fn a_librarys_variables_are_known_and_their_choices_checked() {
+        const EXTRA: &[Variable] = &[
+            Variable {
+                name: "KINDLING_FLAVOUR",
+                description: "a library's variable with choices",
+                choices: &["sweet", "sour"],
+            },
+            Variable {
+                name: "KINDLING_ANYTHING",
+                description: "a library's variable taking any value",
+                choices: &[],
+            },
+        ];
+        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect()
+        };
+        let config = EnvConfig::from_vars(
+            pairs(&[("KINDLING_FLAVOUR", "Sour"), ("KINDLING_ANYTHING", "x")]),
+            EXTRA,
+        )
+        .unwrap();
+        assert!(config.unknown_variables.is_empty(), "{config:?}");
+        let error =
+            EnvConfig::from_vars(pairs(&[("KINDLING_FLAVOUR", "bitter")]), EXTRA).unwrap_err();
+        assert_eq!(error.variable, "KINDLING_FLAVOUR");
+        assert!(error.expected.contains("`sweet`, `sour`"), "{error}");
+        let unknown = EnvConfig::from_vars(pairs(&[("KINDLING_FLAVOR", "sweet")]), EXTRA).unwrap();
+        let warnings = unknown.warnings(EXTRA);
+        assert!(warnings[0].contains("KINDLING_FLAVOUR"), "{warnings:?}");
+        assert!(warnings[0].contains("KINDLING_KEEP"), "{warnings:?}");
+    }
+
+    #[test]
     fn unknown_variable_is_a_warning_naming_it() {
         let config = parse(&[("KINDLING_TEST_TIMOUT", "5s")]).unwrap();
         assert_eq!(
             config.unknown_variables,
             vec!["KINDLING_TEST_TIMOUT".replace("TIMEOUT", "TIMOUT")]
         );
-        let warnings = config.warnings();
+        let warnings = config.warnings(&[]);
         assert!(warnings[0].contains("KINDLING_TEST_TIMOUT"));
         assert!(warnings[0].contains("KINDLING_TEST_TIMEOUT"));
-    }
-
-    #[test]
-    fn the_existing_provider_and_its_variables_are_known() {
-        let config = parse(&[
-            ("KINDLING_PROVIDER", "existing"),
-            ("KINDLING_KUBECONFIG", "/k/config"),
-            ("KINDLING_CONTEXT", "staging"),
-            ("KINDLING_REGISTRY", "127.0.0.1:5000"),
-            ("KINDLING_REGISTRY_USERNAME", "ci"),
-            ("KINDLING_REGISTRY_PASSWORD", "secret"),
-        ])
-        .unwrap();
-        assert!(config.unknown_variables.is_empty(), "{config:?}");
-        let error = parse(&[("KINDLING_PROVIDER", "remote")]).unwrap_err();
-        assert!(error.expected.contains("`existing`"), "{error}");
     }
 }

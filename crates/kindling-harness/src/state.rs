@@ -5,9 +5,9 @@
 //! recorded as `running` before any work starts, so a process killed half
 //! way leaves `running`, which nothing treats as done.
 
+use crate::util::write_atomically;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -162,27 +162,40 @@ pub(crate) fn decide(
 /// Reading or writing the state failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The state directory could not be created.
     #[error("failed to create the state directory `{path}`")]
     CreateDir {
+        /// The state directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The suite's lock file could not be opened or locked.
     #[error("failed to lock `{path}`")]
     Lock {
+        /// The lock file, `<suite>.lock` in the state directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The state directory could not be listed, or a state file could not
+    /// be read (a missing file is no error).
     #[error("failed to read `{path}`")]
     Read {
+        /// The directory or file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A suite's state file could not be written or removed.
     #[error("failed to write `{path}`")]
     Write {
+        /// The state file, `<suite>.json` in the state directory.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -264,32 +277,26 @@ pub(crate) fn read_record(path: &Path) -> Result<Option<SetupRecord>, StateError
     }
 }
 
-/// Writes `bytes` to `path` so a reader sees the old or the new content, never a mix.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)
-}
-
 /// A suite's recorded setup, as `kindling status` shows it.
 #[derive(Debug, Clone)]
 pub struct RecordedSetup {
+    /// The suite, named by its state file.
     pub suite: String,
+    /// The run that made or reused this setup.
     pub run_id: String,
     /// `running`, `done` or `failed`.
     pub status: String,
+    /// The process id of the process that recorded it.
     pub pid: u32,
+    /// When the setup started, RFC 3339.
     pub started_at: String,
+    /// When it finished, RFC 3339; `None` if it has not finished.
     pub finished_at: Option<String>,
     /// Each phase: name, seconds, error.
     pub phases: Vec<(String, f64, Option<String>)>,
+    /// The run whose environment this one reused, if it did not set up itself.
     pub reused_from: Option<String>,
+    /// Why the setup failed, if it did.
     pub error: Option<String>,
     /// The namespace its environment deployed into, if it records one.
     pub namespace: Option<String>,

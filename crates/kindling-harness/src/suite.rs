@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{BoxError, TestResult};
 use crate::requirement::Requirement;
-use crate::setup::{AliveFn, BoxFuture, FailureFn, FingerprintFn, SetupContext, SetupFn};
+use crate::setup::{AliveFn, FailureFn, FingerprintFn, SetupContext, SetupFn};
+use crate::util::{BoxFuture, name_part, run_name_part};
 
 /// What a test body receives: the run-wide environment and facts about the test.
 pub struct TestContext<E = ()> {
@@ -55,26 +56,63 @@ impl<E> TestContext<E> {
     /// name: lowercase letters, digits and `-`, at most 63 characters. A
     /// long prefix is cut, never the run and test hash that end the name.
     pub fn unique_name(&self, prefix: &str) -> String {
-        let run: String = self
-            .run_id
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(8)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let suffix = format!("{run}-{:08x}", fnv1a(self.test_name.as_bytes()));
-        let prefix: String = prefix
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .take(63 - suffix.len() - 1)
-            .collect();
-        let prefix = prefix.trim_matches('-');
-        if prefix.is_empty() {
-            suffix
-        } else {
-            format!("{prefix}-{suffix}")
-        }
+        unique_name(&self.run_id, &self.test_name, prefix)
+    }
+}
+
+/// The context's environment's methods are the context's: a test of a
+/// suite whose environment is `E` calls `ctx.method()` for `E::method`.
+impl<E> std::ops::Deref for TestContext<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.environment
+    }
+}
+
+/// The test whose body is running on the current task, as libraries built
+/// on the harness see it: [`current_test`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentTest {
+    /// The test's full `::`-separated name.
+    pub test_name: String,
+    /// The run it belongs to.
+    pub run_id: String,
+    /// The suite's name.
+    pub suite: String,
+}
+
+impl CurrentTest {
+    /// [`TestContext::unique_name`] of this test.
+    pub fn unique_name(&self, prefix: &str) -> String {
+        unique_name(&self.run_id, &self.test_name, prefix)
+    }
+}
+
+tokio::task_local! {
+    static CURRENT_TEST: CurrentTest;
+}
+
+/// The test whose body is running on this task (not on tasks it spawned),
+/// or `None` outside a test body.
+pub fn current_test() -> Option<CurrentTest> {
+    CURRENT_TEST.try_with(Clone::clone).ok()
+}
+
+/// Runs `body` as the body of `test`: [`current_test`] gives it there.
+pub(crate) async fn as_current_test<T>(test: CurrentTest, body: impl Future<Output = T>) -> T {
+    CURRENT_TEST.scope(test, body).await
+}
+
+fn unique_name(run_id: &str, test_name: &str, prefix: &str) -> String {
+    let run = run_name_part(run_id);
+    let suffix = format!("{run}-{:08x}", fnv1a(test_name.as_bytes()));
+    let prefix = name_part(prefix, 63 - suffix.len() - 1);
+    let prefix = prefix.trim_matches('-');
+    if prefix.is_empty() {
+        suffix
+    } else {
+        format!("{prefix}-{suffix}")
     }
 }
 
@@ -170,6 +208,7 @@ impl<E: Send + Sync + 'static> Test<E> {
 /// What a fingerprint closure may return: the fingerprint, or a
 /// `Result` whose error fails the setup (naming the fingerprint).
 pub trait IntoFingerprint {
+    /// The fingerprint, or the error that fails the setup.
     fn into_fingerprint(self) -> Result<String, BoxError>;
 }
 
@@ -188,6 +227,7 @@ impl<Er: Into<BoxError>> IntoFingerprint for Result<String, Er> {
 /// What a test body may return: `()` or `Result<(), E>` for any error `E`
 /// that converts into [`BoxError`].
 pub trait IntoTestResult {
+    /// The test's result, its error boxed.
     fn into_test_result(self) -> TestResult;
 }
 
@@ -206,7 +246,7 @@ impl<Er: Into<BoxError>> IntoTestResult for Result<(), Er> {
 /// An E2E suite: a run-wide setup producing an environment `E`, and tests.
 ///
 /// ```no_run
-/// use kindling::Suite;
+/// use kindling_harness::Suite;
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Env { greeting: String }
@@ -339,7 +379,7 @@ where
     /// next run sets up from scratch. A custom setup whose every input is
     /// fingerprinted this way is skipped on a later run while the
     /// fingerprints are unchanged and every [`Suite::alive`] check passes;
-    /// an [`crate::Environment`] fingerprints what it declares by itself.
+    /// kindling's `Environment` fingerprints what it declares by itself.
     /// Computed only when the setup is needed; an error fails the setup.
     pub fn fingerprint<R: IntoFingerprint>(
         mut self,
@@ -376,7 +416,7 @@ where
     /// Runs when a test that received the environment fails (a returned
     /// error, a panic or a timeout), with the folder for that test's
     /// artifacts; the failure message names the folder. See
-    /// [`crate::Environment::collect_artifacts`].
+    /// kindling's `Environment::collect_artifacts`.
     pub fn on_failure<F, Fut>(mut self, collect: F) -> Self
     where
         F: Fn(Arc<E>, PathBuf) -> Fut + Send + Sync + 'static,
@@ -405,17 +445,12 @@ where
     }
 
     /// Where the suite binary was built: `CARGO_TARGET_TMPDIR` and
-    /// `CARGO_MANIFEST_DIR` at compile time (set by `kindling::main!`).
+    /// `CARGO_MANIFEST_DIR` at compile time (set by `main!`).
     #[doc(hidden)]
     pub fn __built_in(mut self, target_tmpdir: Option<&str>, manifest_dir: &str) -> Self {
         self.build_target_tmpdir = target_tmpdir.map(Into::into);
         self.build_manifest_dir = Some(manifest_dir.into());
         self
-    }
-
-    /// Runs the suite with the libtest command line and returns the exit code.
-    pub fn run(self) -> std::process::ExitCode {
-        crate::harness::run(self)
     }
 }
 

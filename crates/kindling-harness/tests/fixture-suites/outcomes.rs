@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use kindling::{TestContext, TestResult};
+use kindling_harness::{TestContext, TestResult};
 use tracing::Instrument as _;
 
 mod api {
     use super::*;
 
-    #[kindling::test]
+    #[kindling_harness::test]
     async fn passes(ctx: TestContext) -> TestResult {
         tracing::info!(test = ctx.test_name(), "hello from passes");
         Ok(())
@@ -19,7 +19,7 @@ mod api {
     #[error("failed to read `ConfigMap/settings`")]
     struct ReadFailed(#[source] std::io::Error);
 
-    #[kindling::test]
+    #[kindling_harness::test]
     async fn fails_with_chain() -> Result<(), ReadFailed> {
         tracing::warn!("about to fail");
         Err(ReadFailed(std::io::Error::other(
@@ -31,7 +31,7 @@ mod api {
 mod slow {
     use super::*;
 
-    #[kindling::test(timeout = "1s")]
+    #[kindling_harness::test(timeout = "1s")]
     async fn times_out() {
         async { tokio::time::sleep(Duration::from_secs(30)).await }
             .instrument(tracing::info_span!(
@@ -41,13 +41,13 @@ mod slow {
             .await
     }
 
-    #[kindling::test(ignore)]
+    #[kindling_harness::test(ignore)]
     async fn ignored() {}
 }
 
-#[kindling::test]
+#[kindling_harness::test]
 async fn panics() {
     panic!("kaboom");
 }
 
-kindling::main!();
+kindling_harness::main!();

@@ -1,8 +1,8 @@
 //! A setup that fails: every test must fail with its error, and the setup
 //! must run once per run.
 
-use kindling::Suite;
-use kindling_fixture_suites::record;
+use kindling_harness::Suite;
+use kindling_harness_fixtures::record;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot reach the cluster at `127.0.0.1:6443`")]
@@ -29,4 +29,4 @@ fn suite() -> Suite<String> {
     suite
 }
 
-kindling::main!(suite());
+kindling_harness::main!(suite());

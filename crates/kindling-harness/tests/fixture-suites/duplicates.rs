@@ -1,8 +1,8 @@
 //! Two tests with one name: the harness must refuse to run or list them.
 
-use kindling::Suite;
+use kindling_harness::Suite;
 
-kindling::main!(
+kindling_harness::main!(
     Suite::new()
         .test("same::name", |_ctx| async {})
         .test("other", |_ctx| async {})

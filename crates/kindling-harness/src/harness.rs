@@ -22,9 +22,10 @@ use crate::junit::{self, TestOutcome, TestRecord};
 use crate::progress::Progress;
 use crate::requirement::{Requirement, in_ci};
 use crate::run_ledger::RunLedger;
-use crate::setup::{BoxFuture, FailureFn, SetupDriver, SetupError, SetupOptions, seconds};
+use crate::setup::{FailureFn, SetupDriver, SetupError, SetupOptions};
 use crate::state::StateStore;
-use crate::suite::{Suite, Test, TestBody, TestContext};
+use crate::suite::{CurrentTest, Suite, Test, TestBody, TestContext, as_current_test};
+use crate::util::{BoxFuture, panic_message, seconds};
 
 /// Exit code for a suite that cannot run at all (bad configuration,
 /// duplicate names, no tests), as libtest uses for bad arguments.
@@ -108,41 +109,36 @@ fn running_text(still_running: &[String], last_line: &Option<String>) -> String 
     text
 }
 
-pub(crate) fn panic_message(error: tokio::task::JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_else(|| "a non-string payload".to_owned()),
-        Err(error) => error.to_string(),
-    }
-}
-
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(EXIT_USAGE)
 }
 
-pub(crate) fn run<E>(suite: Suite<E>) -> ExitCode
+impl<E> Suite<E>
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Runs the suite with the libtest command line and returns the exit code.
+    pub fn run(self) -> ExitCode {
+        run(self)
+    }
+}
+
+fn run<E>(suite: Suite<E>) -> ExitCode
 where
     E: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     let args = Arguments::from_args();
-    let config = match EnvConfig::from_env() {
+    let variables = crate::extension::variables();
+    let config = match EnvConfig::from_env(&variables) {
         Ok(config) => config,
         Err(error) => return usage_error(error),
     };
-    for warning in config.warnings() {
+    for warning in config.warnings(&variables) {
         eprintln!("{warning}");
     }
     if let Some((ledger, pid)) = crate::end_of_run::watching() {
-        return crate::end_of_run::watch(
-            ledger,
-            pid,
-            config.keep,
-            crate::environment::finish_cleanups,
-        );
+        return crate::end_of_run::watch(ledger, pid, config.keep, crate::extension::finisher);
     }
     let Suite {
         name,
@@ -360,7 +356,7 @@ where
             end_of_run.ledger(),
             &state_dir,
             config.keep,
-            crate::environment::finish_cleanups,
+            crate::extension::finisher,
         ));
         for removed in &report.removed {
             eprintln!("kindling: removed {removed} (KINDLING_KEEP)");
@@ -546,6 +542,12 @@ where
             .join(&self.identity.run_id)
             .join(&self.identity.suite)
             .join(name.replace("::", "__"));
+        let current = CurrentTest {
+            test_name: name.clone(),
+            run_id: self.identity.run_id.clone(),
+            suite: self.identity.suite.clone(),
+        };
+        let future = Box::pin(as_current_test(current, future));
         let outcome = self.run_body(future, capture).await;
         match (outcome, failure_hook) {
             (Err(failure), Some((hook, environment))) => {

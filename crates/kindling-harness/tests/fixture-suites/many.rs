@@ -1,6 +1,6 @@
 //! A thousand tests, for the listing benchmark.
 
-use kindling::Suite;
+use kindling_harness::Suite;
 
 fn suite() -> Suite {
     (0..1000).fold(Suite::new(), |suite, index| {
@@ -11,4 +11,4 @@ fn suite() -> Suite {
     })
 }
 
-kindling::main!(suite());
+kindling_harness::main!(suite());

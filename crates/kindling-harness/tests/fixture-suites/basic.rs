@@ -1,7 +1,7 @@
 //! Five tests sharing one run-wide setup, and one ignored test.
 
-use kindling::{BoxError, Suite, TestOptions};
-use kindling_fixture_suites::{millis_from_env, record, stamp_body_start};
+use kindling_harness::{BoxError, Suite, TestOptions};
+use kindling_harness_fixtures::{millis_from_env, record, stamp_body_start};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -58,4 +58,4 @@ fn suite() -> Suite<Env> {
     suite.test_with("slow::soak", TestOptions::new().ignored(), |_ctx| async {})
 }
 
-kindling::main!(suite());
+kindling_harness::main!(suite());

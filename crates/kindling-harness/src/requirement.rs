@@ -12,7 +12,7 @@ type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// what is missing and how to get it.
 ///
 /// ```
-/// use kindling::Requirement;
+/// use kindling_harness::Requirement;
 ///
 /// let go = Requirement::program("go", "install Go from https://go.dev/dl");
 /// let always = Requirement::new("nothing", || Ok(()));
@@ -68,17 +68,17 @@ impl Requirement {
         (self.check)()
     }
 
-    /// A Docker engine (or Podman's Docker-compatible socket) answers.
+    /// A Docker engine (or Podman's Docker-compatible socket) answers at
+    /// [`crate::engine::engine_host`].
     pub fn docker() -> Self {
         Requirement::new("docker", || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| format!("cannot start a runtime to ask the engine: {error}"))?;
-            runtime
-                .block_on(crate::docker::connect())
-                .map(drop)
-                .map_err(|error| crate::error::render_chain(&error).replace('\n', " "))
+            let host = crate::engine::engine_host();
+            crate::engine::ping(&host).map_err(|error| {
+                format!(
+                    "no Docker engine answers at `{host}`: {}: {error}",
+                    crate::engine::START_AN_ENGINE
+                )
+            })
         })
     }
 
@@ -119,7 +119,7 @@ impl Requirement {
 
 /// The first executable named `program` on `PATH` (or `program` itself
 /// when it is a path).
-pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+pub fn find_program(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
     let executable = |path: &Path| {
         std::fs::metadata(path)

@@ -10,8 +10,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::TestResult;
-use crate::setup::BoxFuture;
 use crate::suite::{Test, TestContext, TestOptions};
+use crate::util::BoxFuture;
 
 /// The body of a registered test.
 #[doc(hidden)]
@@ -81,11 +81,15 @@ pub fn register(registration: &'static Registration) {
 /// A registered test's environment type is not the suite's.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "test `{test}` takes `TestContext<{found}>` but the suite's environment is `{expected}`: change the test's parameter type, or remove it if the test needs no environment"
+    "test `{test}` takes `{found}` but the suite's environment is `{expected}`: change the test's parameter type, or remove it if the test needs no environment"
 )]
 pub struct RegistryError {
+    /// The test's name, its module path without the crate and its function.
     pub test: String,
+    /// The type of the test's parameter as written in its signature, spaces
+    /// removed.
     pub found: &'static str,
+    /// The suite's environment type, as [`std::any::type_name`] gives it.
     pub expected: &'static str,
 }
 
@@ -121,4 +125,39 @@ pub(crate) fn collect<E: Send + Sync + 'static>() -> Result<Vec<Test<E>>, Regist
         cursor = registration.next.get().copied();
     }
     Ok(tests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(_: TestContext<u32>) -> BoxFuture<TestResult> {
+        Box::pin(async { Ok(()) })
+    }
+
+    static BODY: fn(TestContext<u32>) -> BoxFuture<TestResult> = body;
+
+    static REGISTRATION: Registration = Registration::new(
+        "fixture::api",
+        "counts",
+        false,
+        None,
+        RegisteredBody::WithEnv {
+            environment_type: "TestContext<u32>",
+            make: &BODY,
+        },
+    );
+
+    #[test]
+    fn a_test_of_another_environment_type_is_refused_naming_both_types() {
+        register(&REGISTRATION);
+        assert_eq!(collect::<u32>().map(|tests| tests.len()).ok(), Some(1));
+        let error = collect::<String>()
+            .err()
+            .expect("a String suite refuses it");
+        assert_eq!(
+            error.to_string(),
+            "test `api::counts` takes `TestContext<u32>` but the suite's environment is `alloc::string::String`: change the test's parameter type, or remove it if the test needs no environment"
+        );
+    }
 }

@@ -1,15 +1,8 @@
-//! The run-wide setup: run lazily by the first test that needs it, once per
-//! run across every process of that run, recorded so later processes reuse
-//! it (or fail at once with its error). A later run either reuses it (a
-//! custom setup whose declared fingerprints are unchanged and whose
-//! liveness checks pass) or runs the setup again, handing it what the
-//! earlier run left so it can redo only what changed.
+//! Running the setup once per process, and once per run across processes:
+//! the suite's lock, the recorded state, reuse or a fresh setup.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,390 +13,95 @@ use tracing::Instrument as _;
 use crate::capture::Capture;
 use crate::config::ReusePolicy;
 use crate::error::{BoxError, render_chain};
+use crate::junit::SetupReport;
 use crate::progress::Progress;
 use crate::state::{
     Decision, GoodSetup, PhaseRecord, Previous, SetupRecord, SetupStatus, StateError, StateStore,
     decide,
 };
+use crate::util::{panic_message, seconds};
 
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-pub(crate) type SetupFn<E> =
-    Box<dyn Fn(SetupContext) -> BoxFuture<Result<E, BoxError>> + Send + Sync>;
-pub(crate) type FailureFn<E> = Box<dyn Fn(Arc<E>, PathBuf) -> BoxFuture<()> + Send + Sync>;
-pub(crate) type AliveFn<E> = Box<dyn Fn(Arc<E>) -> BoxFuture<Result<(), BoxError>> + Send + Sync>;
-pub(crate) type FingerprintFn = Box<dyn Fn() -> Result<String, BoxError> + Send + Sync>;
-
-/// Handed to the setup function: runs and times named phases (also several
-/// at once), and carries what the last finished setup of the suite left.
-#[derive(Clone)]
-pub struct SetupContext {
-    inner: Arc<SetupShared>,
-}
-
-struct SetupShared {
-    suite: String,
-    run_id: String,
-    artifacts_root: PathBuf,
-    package_dir: PathBuf,
-    progress: Arc<Progress>,
-    phases: Mutex<Vec<PhaseRecord>>,
-    running: Mutex<Vec<(u64, String, Instant)>>,
-    next_phase: AtomicU64,
-    previous: Option<Previous>,
-    remembered: Mutex<BTreeMap<String, serde_json::Value>>,
-    inputs: Mutex<BTreeMap<String, String>>,
-    self_checking: AtomicBool,
-    end_of_run: Option<crate::end_of_run::EndOfRun>,
-}
-
-/// Removes a phase from the running ones when it ends or is dropped.
-struct RunningPhase<'a> {
-    shared: &'a SetupShared,
-    id: u64,
-}
-
-impl Drop for RunningPhase<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut running) = self.shared.running.lock() {
-            running.retain(|(running, _, _)| *running != self.id);
-        }
-    }
-}
-
-/// A setup phase returned an error.
-#[derive(Debug, thiserror::Error)]
-#[error("setup phase `{phase}` failed")]
-pub struct PhaseError {
-    pub phase: String,
-    #[source]
-    pub source: BoxError,
-}
-
-/// Where a suite's setup runs: its identity and what an earlier run left.
-pub(crate) struct ContextOptions<'a> {
-    pub suite: &'a str,
-    pub run_id: &'a str,
-    pub artifacts_root: &'a Path,
-    pub package_dir: &'a Path,
-    pub progress: Arc<Progress>,
-    pub previous: Option<Previous>,
-    /// Where the run's cleanups go, and what the run keeps.
-    pub end_of_run: Option<crate::end_of_run::EndOfRun>,
-}
-
-impl SetupContext {
-    pub(crate) fn new(options: ContextOptions<'_>) -> Self {
-        SetupContext {
-            inner: Arc::new(SetupShared {
-                suite: options.suite.to_owned(),
-                run_id: options.run_id.to_owned(),
-                artifacts_root: options.artifacts_root.to_owned(),
-                package_dir: options.package_dir.to_owned(),
-                progress: options.progress,
-                phases: Mutex::default(),
-                running: Mutex::default(),
-                next_phase: AtomicU64::new(0),
-                previous: options.previous,
-                remembered: Mutex::default(),
-                inputs: Mutex::default(),
-                self_checking: AtomicBool::new(false),
-                end_of_run: options.end_of_run,
-            }),
-        }
-    }
-
-    /// A context outside any suite run, for tools and benchmarks that
-    /// declare an environment to fingerprint it or bring it up by hand:
-    /// suite `suite`, relative paths resolved against `package_dir`, a run
-    /// of its own, no earlier setup, progress on stderr.
-    pub fn standalone(suite: &str, package_dir: &Path) -> Self {
-        let run_id = uuid::Uuid::new_v4().to_string();
-        SetupContext::new(ContextOptions {
-            suite,
-            run_id: &run_id,
-            artifacts_root: &std::env::temp_dir().join("kindling-artifacts"),
-            package_dir,
-            progress: Arc::new(Progress::new(suite, crate::config::ProgressMode::Plain)),
-            previous: None,
-            end_of_run: None,
-        })
-    }
-
-    /// Where this run's artifacts of the setup go on failure:
-    /// `target/kindling/artifacts/<run id>/<suite>/setup`.
-    pub fn artifacts_dir(&self) -> PathBuf {
-        self.inner
-            .artifacts_root
-            .join(&self.inner.run_id)
-            .join(&self.inner.suite)
-            .join("setup")
-    }
-
-    /// The suite being set up.
-    pub fn suite(&self) -> &str {
-        &self.inner.suite
-    }
-
-    /// The run this setup belongs to (nextest's run id under nextest).
-    pub fn run_id(&self) -> &str {
-        &self.inner.run_id
-    }
-
-    /// The suite package's directory (`CARGO_MANIFEST_DIR` when cargo or
-    /// nextest runs the suite, else the current directory): relative paths
-    /// of images and manifests are resolved against it.
-    pub fn package_dir(&self) -> &Path {
-        &self.inner.package_dir
-    }
-
-    /// `path` resolved against [`SetupContext::package_dir`].
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.inner.package_dir.join(path)
-        }
-    }
-
-    /// The run whose finished setup this one may build on, if any. There is
-    /// none on a first run, with `KINDLING_REUSE=never`, after a
-    /// `Suite::fingerprint` changed, or when a liveness check failed.
-    pub fn previous_run(&self) -> Option<&str> {
-        self.inner
-            .previous
-            .as_ref()
-            .map(|previous| previous.setup.run_id.as_str())
-    }
-
-    /// The environment that earlier setup produced, if it reads as `T`.
-    /// A custom setup that has nothing to redo can return it as it is.
-    pub fn previous_environment<T: DeserializeOwned>(&self) -> Option<T> {
-        let previous = self.inner.previous.as_ref()?;
-        serde_json::from_value(previous.setup.environment.clone()).ok()
-    }
-
-    /// What that earlier setup [remembered](SetupContext::remember) under `key`.
-    pub fn recall<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let previous = self.inner.previous.as_ref()?;
-        serde_json::from_value(previous.setup.parts.get(key)?.clone()).ok()
-    }
-
-    /// True when a setup started from that earlier one and did not finish
-    /// (killed, failed, timed out): what is deployed may be partly newer
-    /// than what it recorded, so nothing of it should be taken as current.
-    pub fn previous_interrupted(&self) -> bool {
-        self.inner
-            .previous
-            .as_ref()
-            .is_some_and(|previous| previous.interrupted)
-    }
-
-    /// Keeps `value` under `key` for the next run's setup
-    /// ([`SetupContext::recall`]); recorded only if this setup finishes.
-    pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<(), serde_json::Error> {
-        let value = serde_json::to_value(value)?;
-        self.inner
-            .remembered
-            .lock()
-            .expect("remembered parts")
-            .insert(key.to_owned(), value);
-        Ok(())
-    }
-
-    /// Records the digest of an input the setup declared, for the setup's
-    /// report (the `@setup` JUnit testsuite's properties). Reports only:
-    /// whether to redo work is the setup's own decision.
-    pub fn declare_input(&self, key: &str, digest: &str) {
-        self.inner
-            .inputs
-            .lock()
-            .expect("declared inputs")
-            .insert(key.to_owned(), digest.to_owned());
-    }
-
-    /// Declares that this setup checks its own inputs on every run, as
-    /// [`crate::Environment::builder`] does: later runs always call it
-    /// (with [`SetupContext::previous_environment`]) instead of skipping it
-    /// because the suite's fingerprints are unchanged.
-    pub fn checks_inputs_itself(&self) {
-        self.inner.self_checking.store(true, Ordering::Relaxed);
-    }
-
-    /// Names something this setup made that the end of the run removes
-    /// when `KINDLING_KEEP` says so (`on-failure` after a passing run,
-    /// `never` always): `describe` says what it is, `data` is what the
-    /// end of the run hands the code that removes it. Does nothing
-    /// in a standalone context or under `KINDLING_KEEP=always`.
-    pub fn remove_at_end_of_run(&self, describe: &str, data: serde_json::Value) {
-        if let Some(end) = &self.inner.end_of_run {
-            end.record_cleanup(&self.inner.suite, describe, data);
-        }
-    }
-
-    /// What this run keeps when it ends (`KINDLING_KEEP`).
-    pub fn keep(&self) -> crate::config::KeepPolicy {
-        self.inner
-            .end_of_run
-            .as_ref()
-            .map(|end| end.keep())
-            .unwrap_or(crate::config::KeepPolicy::Always)
-    }
-
-    /// Writes a line on the setup's progress (stderr).
-    pub fn progress(&self, message: &str) {
-        self.inner.progress.line(message);
-    }
-
-    /// Runs `work` as the phase `name`: timed, shown in progress, reported
-    /// as its own JUnit case, and named in the error if it fails. Phases
-    /// may run at the same time (`tokio::join!`); each keeps its own time.
-    pub async fn phase<T, Er>(
-        &self,
-        name: &str,
-        work: impl Future<Output = Result<T, Er>>,
-    ) -> Result<T, PhaseError>
-    where
-        Er: Into<BoxError>,
-    {
-        let started = Instant::now();
-        let id = self.inner.next_phase.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .running
-            .lock()
-            .expect("running phases")
-            .push((id, name.to_owned(), started));
-        // A phase cancelled by a failing sibling (`try_join!`) must not
-        // stay listed as running.
-        let running = RunningPhase {
-            shared: &self.inner,
-            id,
-        };
-        self.show_running();
-        // A signal ends the phase like an error of its own, so the setup's
-        // error path (artifacts, a failed record) runs as for any failure.
-        let result = match crate::interrupt::or_interrupted(
-            work.instrument(tracing::info_span!("phase", name)),
-        )
-        .await
-        {
-            Ok(result) => result.map_err(|source| PhaseError {
-                phase: name.to_owned(),
-                source: source.into(),
-            }),
-            Err(interrupted) => Err(PhaseError {
-                phase: name.to_owned(),
-                source: Box::new(interrupted),
-            }),
-        };
-        let elapsed = started.elapsed();
-        drop(running);
-        let error = result.as_ref().err().map(|error| render_chain(error));
-        self.inner.progress.line(&format!(
-            "{name} {} in {}",
-            if error.is_some() { "failed" } else { "done" },
-            seconds(elapsed)
-        ));
-        self.show_running();
-        self.inner
-            .phases
-            .lock()
-            .expect("setup phases")
-            .push(PhaseRecord {
-                name: name.to_owned(),
-                seconds: elapsed.as_secs_f64(),
-                error,
-            });
-        result
-    }
-
-    fn show_running(&self) {
-        let names: Vec<String> = self
-            .running_phases()
-            .into_iter()
-            .map(|(name, _)| format!("{name}…"))
-            .collect();
-        if !names.is_empty() {
-            self.inner.progress.working(&names.join(" ∥ "));
-        }
-    }
-
-    fn phases(&self) -> Vec<PhaseRecord> {
-        self.inner.phases.lock().expect("setup phases").clone()
-    }
-
-    /// The phases running now, with how long each has run, in start order.
-    fn running_phases(&self) -> Vec<(String, Duration)> {
-        self.inner
-            .running
-            .lock()
-            .expect("running phases")
-            .iter()
-            .map(|(_, name, started)| (name.clone(), started.elapsed()))
-            .collect()
-    }
-
-    fn remembered(&self) -> BTreeMap<String, serde_json::Value> {
-        self.inner
-            .remembered
-            .lock()
-            .expect("remembered parts")
-            .clone()
-    }
-
-    fn inputs(&self) -> BTreeMap<String, String> {
-        self.inner.inputs.lock().expect("declared inputs").clone()
-    }
-
-    fn self_checking(&self) -> bool {
-        self.inner.self_checking.load(Ordering::Relaxed)
-    }
-}
+use super::context::{AliveFn, ContextOptions, FingerprintFn, SetupContext, SetupFn};
 
 /// Why a test could not get its environment.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The setup returned an error.
     #[error("run-wide setup of suite `{suite}` failed:\n{message}")]
-    Failed { suite: String, message: String },
+    Failed {
+        /// The suite whose setup it was.
+        suite: String,
+        /// The error and its causes, rendered.
+        message: String,
+    },
+    /// The setup of this run already failed, as the state file records.
     #[error(
         "run-wide setup of suite `{suite}` failed in another process of this run (pid {pid}):\n{message}"
     )]
     FailedElsewhere {
+        /// The suite whose setup it was.
         suite: String,
+        /// The id of the process that recorded the failure.
         pid: u32,
+        /// The error it recorded.
         message: String,
     },
+    /// The setup did not finish within the setup timeout.
     #[error("run-wide setup of suite `{suite}` timed out after {}{}", humantime::format_duration(*.after), still_running(.phases))]
     TimedOut {
+        /// The suite whose setup it was.
         suite: String,
+        /// The setup timeout that ran out.
         after: Duration,
         /// The phases still running, with how long each had run.
         phases: Vec<(String, Duration)>,
     },
+    /// The setup panicked.
     #[error("run-wide setup of suite `{suite}` panicked: {message}")]
-    Panicked { suite: String, message: String },
+    Panicked {
+        /// The suite whose setup it was.
+        suite: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// A signal came while waiting for another process's setup, or the
+    /// setup did not end within the grace period after one.
     #[error("run-wide setup of suite `{suite}` was {interrupted}{}", still_running(.phases))]
     Interrupted {
+        /// The suite whose setup it was.
         suite: String,
+        /// The signal that came.
         interrupted: crate::interrupt::Interrupted,
         /// The phases still running when it gave up, with how long each had run.
         phases: Vec<(String, Duration)>,
     },
+    /// The suite's state could not be locked, read or written.
     #[error("failed to record the setup of suite `{suite}`")]
     State {
+        /// The suite whose setup it was.
         suite: String,
+        /// What failed in the state directory.
         #[source]
         source: StateError,
     },
+    /// The environment the setup returned cannot be turned into JSON.
     #[error("the environment of suite `{suite}` cannot be serialised into its state file")]
     Serialise {
+        /// The suite whose setup it was.
         suite: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },
+    /// A fingerprint closure given to [`crate::Suite::fingerprint`]
+    /// returned an error.
     #[error("fingerprint `{key}` of suite `{suite}` cannot be computed")]
     Fingerprint {
+        /// The suite whose setup it was.
         suite: String,
+        /// The fingerprint's key.
         key: String,
+        /// The closure's error.
         #[source]
         source: BoxError,
     },
@@ -429,24 +127,6 @@ fn still_running(phases: &[(String, Duration)]) -> String {
 /// How long an interrupted setup or test may take to end and collect its
 /// artifacts: within nextest's default grace period of 10 s before SIGKILL.
 pub(crate) const INTERRUPT_GRACE: Duration = Duration::from_secs(8);
-
-pub(crate) fn seconds(duration: Duration) -> String {
-    format!("{:.2}s", duration.as_secs_f64())
-}
-
-/// What the setup report (the `@setup:<suite>` JUnit suite) shows.
-#[derive(Debug, Clone)]
-pub(crate) struct SetupReport {
-    pub run_id: String,
-    pub reused_from: Option<String>,
-    pub fingerprints: BTreeMap<String, String>,
-    pub phases: Vec<PhaseRecord>,
-    pub log: String,
-    /// The setup's error, when it failed (also outside any phase).
-    pub error: Option<String>,
-    pub started: chrono::DateTime<chrono::FixedOffset>,
-    pub elapsed: Duration,
-}
 
 pub(crate) struct SetupOptions {
     pub suite: String,
@@ -780,7 +460,7 @@ where
             }),
             Ok(Ok(Err(join))) => Err(SetupError::Panicked {
                 suite: suite.clone(),
-                message: crate::harness::panic_message(join),
+                message: panic_message(join),
             }),
             Ok(Err(interrupted)) => {
                 let phases = context.running_phases();

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::config::KeepPolicy;
 use crate::run_ledger::{Cleanup, EndReport, RunLedger, TestEntry};
-use crate::setup::BoxFuture;
+use crate::util::BoxFuture;
 
 /// Set in the watcher process: the ledger folder of the run it finishes.
 const WATCH_LEDGER: &str = "KINDLING_WATCH_LEDGER";
@@ -51,20 +51,29 @@ impl EndOfRun {
         }
     }
 
+    /// The run's `KINDLING_KEEP` policy.
     pub fn keep(&self) -> KeepPolicy {
         self.keep
     }
 
+    /// The run's ledger.
     pub fn ledger(&self) -> &RunLedger {
         &self.ledger
     }
 
-    pub(crate) fn record_cleanup(&self, suite: &str, describe: &str, data: serde_json::Value) {
+    pub(crate) fn record_cleanup(
+        &self,
+        suite: &str,
+        finisher: &str,
+        describe: &str,
+        data: serde_json::Value,
+    ) {
         if self.keep == KeepPolicy::Always {
             return;
         }
         let cleanup = Cleanup {
             suite: suite.to_owned(),
+            finisher: finisher.to_owned(),
             describe: describe.to_owned(),
             data,
         };
@@ -175,7 +184,12 @@ pub(crate) fn watching() -> Option<(PathBuf, u32)> {
 
 /// The watcher's whole life: waits for `pid` to exit, then finishes the
 /// run recorded in `ledger`.
-pub(crate) fn watch(ledger: PathBuf, pid: u32, keep: KeepPolicy, finish: FinishFn) -> ExitCode {
+pub(crate) fn watch(
+    ledger: PathBuf,
+    pid: u32,
+    keep: KeepPolicy,
+    finisher: impl Fn(&str) -> Option<FinishFn>,
+) -> ExitCode {
     let Some(watched) = rustix::process::Pid::from_raw(pid as i32) else {
         eprintln!("no process {pid} to watch");
         return ExitCode::FAILURE;
@@ -200,7 +214,7 @@ pub(crate) fn watch(ledger: PathBuf, pid: u32, keep: KeepPolicy, finish: FinishF
         eprintln!("{} is not a run ledger folder", ledger.dir().display());
         return ExitCode::FAILURE;
     };
-    let report = runtime.block_on(finish_run(&ledger, &state_dir, keep, finish));
+    let report = runtime.block_on(finish_run(&ledger, &state_dir, keep, finisher));
     eprintln!("{report:?}");
     if report.failed.is_empty() {
         ExitCode::SUCCESS
@@ -209,14 +223,18 @@ pub(crate) fn watch(ledger: PathBuf, pid: u32, keep: KeepPolicy, finish: FinishF
     }
 }
 
+/// What a finisher says of one cleanup: what it removed, or why not.
+type Outcome = Result<Vec<String>, String>;
+
 /// Finishes a run: removes what `keep` says of what its setups named,
 /// forgets the setups whose environment is gone (the next run sets up
-/// afresh), records what it did in `end.json`, and returns it.
+/// afresh), records what it did in `end.json`, and returns it. Each
+/// cleanup goes to the finisher its name gives.
 pub(crate) async fn finish_run(
     ledger: &RunLedger,
     state_dir: &Path,
     keep: KeepPolicy,
-    finish: FinishFn,
+    finisher: impl Fn(&str) -> Option<FinishFn>,
 ) -> EndReport {
     let cleanups = ledger.cleanups();
     let mut suites: Vec<String> = cleanups
@@ -246,12 +264,37 @@ pub(crate) async fn finish_run(
             .collect(),
         failed: Vec::new(),
     };
-    let removing: Vec<(String, String)> = remove
+    // (suite, what), and what removing it gave.
+    let mut outcomes: Vec<((String, String), Outcome)> = Vec::new();
+    let mut names: Vec<String> = remove
         .iter()
-        .map(|cleanup| (cleanup.suite.clone(), cleanup.describe.clone()))
+        .map(|cleanup| cleanup.finisher.clone())
         .collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let (mine, _): (Vec<Cleanup>, Vec<Cleanup>) = remove
+            .iter()
+            .cloned()
+            .partition(|cleanup| cleanup.finisher == name);
+        let removing: Vec<(String, String)> = mine
+            .iter()
+            .map(|cleanup| (cleanup.suite.clone(), cleanup.describe.clone()))
+            .collect();
+        match finisher(&name) {
+            Some(finish) => outcomes.extend(removing.into_iter().zip(finish(mine, keep).await)),
+            None => outcomes.extend(removing.into_iter().map(|removing| {
+                (
+                    removing,
+                    Err(format!(
+                        "no library linked into this suite finishes `{name}` cleanups"
+                    )),
+                )
+            })),
+        }
+    }
     let mut forget: Vec<String> = Vec::new();
-    for ((suite, describe), outcome) in removing.into_iter().zip(finish(remove, keep).await) {
+    for ((suite, describe), outcome) in outcomes {
         match outcome {
             Ok(removed) => {
                 report.removed.extend(removed);
@@ -301,6 +344,10 @@ mod tests {
         })
     }
 
+    fn finish_all_of_test(name: &str) -> Option<FinishFn> {
+        (name == "test").then_some(finish_all as FinishFn)
+    }
+
     fn ledger_with(dir: &std::path::Path, run: &str) -> RunLedger {
         let ledger = RunLedger::new(dir, run);
         for (suite, passed) in [("green", true), ("red", false)] {
@@ -314,6 +361,7 @@ mod tests {
             ledger
                 .record_cleanup(&Cleanup {
                     suite: suite.to_owned(),
+                    finisher: "test".to_owned(),
                     describe: format!("namespace `{suite}-1`"),
                     data: serde_json::json!({}),
                 })
@@ -329,7 +377,7 @@ mod tests {
             &ledger_with(dir.path(), "a"),
             dir.path(),
             KeepPolicy::OnFailure,
-            finish_all,
+            finish_all_of_test,
         )
         .await;
         assert_eq!(on_failure.removed, vec!["removed namespace `green-1`"]);
@@ -338,14 +386,33 @@ mod tests {
             &ledger_with(dir.path(), "b"),
             dir.path(),
             KeepPolicy::Never,
-            finish_all,
+            finish_all_of_test,
         )
         .await;
         assert_eq!(never.removed.len(), 2, "{never:?}");
         assert!(never.kept.is_empty());
         let ledger = ledger_with(dir.path(), "c");
-        let always = finish_run(&ledger, dir.path(), KeepPolicy::Always, finish_all).await;
+        let always = finish_run(&ledger, dir.path(), KeepPolicy::Always, finish_all_of_test).await;
         assert!(always.removed.is_empty() && always.kept.len() == 2);
         assert_eq!(ledger.end(), Some(always));
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_no_linked_library_finishes_is_a_failure_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = finish_run(
+            &ledger_with(dir.path(), "d"),
+            dir.path(),
+            KeepPolicy::Never,
+            |_| None,
+        )
+        .await;
+        assert!(report.removed.is_empty(), "{report:?}");
+        assert_eq!(report.failed.len(), 2, "{report:?}");
+        assert!(
+            report.failed[0].contains("namespace `green-1`")
+                && report.failed[0].contains("finishes `test` cleanups"),
+            "{report:?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ pub type TestResult = Result<(), BoxError>;
 
 /// Renders an error and its sources as `message` followed by a
 /// `Caused by:` list, skipping sources whose text the parent already shows.
-pub(crate) fn render_chain(error: &(dyn StdError + 'static)) -> String {
+pub fn render_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut shown = text.clone();
     let mut causes = Vec::new();

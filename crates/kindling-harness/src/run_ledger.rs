@@ -18,8 +18,11 @@ use serde::{Deserialize, Serialize};
 /// A test's outcome in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestEntry {
+    /// The suite the test belongs to.
     pub suite: String,
+    /// The test's name.
     pub test: String,
+    /// Whether the test passed.
     pub passed: bool,
 }
 
@@ -27,7 +30,10 @@ pub struct TestEntry {
 /// what it is in words, and what removing it needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cleanup {
+    /// The suite whose setup recorded it.
     pub suite: String,
+    /// The [`crate::extension::Extension`] whose finisher removes it.
+    pub finisher: String,
     /// For people: "namespace `x` on cluster `kindling`".
     pub describe: String,
     /// For the code that removes it.
@@ -37,6 +43,7 @@ pub struct Cleanup {
 /// What the end of a run did, written once as `end.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndReport {
+    /// The `KINDLING_KEEP` policy the end of the run applied.
     pub keep: crate::config::KeepPolicy,
     /// Per suite: whether every test of it in this run passed.
     pub passed: Vec<(String, bool)>,
@@ -72,6 +79,7 @@ impl RunLedger {
         RunLedger { dir }
     }
 
+    /// The run's folder, `<state dir>/runs/<run id>`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -103,14 +111,17 @@ impl RunLedger {
             .unwrap_or_default()
     }
 
+    /// Appends a test's outcome to `tests.jsonl`.
     pub fn record_test(&self, entry: &TestEntry) -> std::io::Result<()> {
         self.append(TESTS, entry)
     }
 
+    /// Appends something to clean up to `cleanups.jsonl`.
     pub fn record_cleanup(&self, cleanup: &Cleanup) -> std::io::Result<()> {
         self.append(CLEANUPS, cleanup)
     }
 
+    /// Every test outcome recorded so far; unreadable lines are skipped.
     pub fn tests(&self) -> Vec<TestEntry> {
         self.read(TESTS)
     }
@@ -155,6 +166,7 @@ impl RunLedger {
         }
     }
 
+    /// Writes `end.json`, through a temporary file renamed into place.
     pub fn write_end(&self, report: &EndReport) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let temporary = self.dir.join(format!("{END}.tmp"));
@@ -194,6 +206,7 @@ mod tests {
         );
         let cleanup = Cleanup {
             suite: "a".to_owned(),
+            finisher: "test".to_owned(),
             describe: "namespace `a-1`".to_owned(),
             data: serde_json::json!({"namespace": "a-1"}),
         };

@@ -3,8 +3,8 @@
 //! that needs nothing: the harness tests check SKIP under nextest, ignored
 //! under `cargo test`, and a failure naming the reason when `CI` is set.
 
-use kindling::{Requirement, Suite, TestOptions};
-use kindling_fixture_suites::record;
+use kindling_harness::{Requirement, Suite, TestOptions};
+use kindling_harness_fixtures::record;
 
 fn fixture_requirement() -> Requirement {
     Requirement::new("the fixture's tool", || {

@@ -3,8 +3,8 @@
 //! when it hangs, so a harness test can send the signal then. The
 //! artifacts of a failed test are a file naming the test's folder.
 
-use kindling::Suite;
-use kindling_fixture_suites::record;
+use kindling_harness::Suite;
+use kindling_harness_fixtures::record;
 
 fn main() -> std::process::ExitCode {
     Suite::with_setup(|setup| async move {

@@ -1,0 +1,211 @@
+//! The local cluster as a [`crate::cluster::Provider`]: what a suite's
+//! setup asks of it (bring it up, its node's store, deliver images, logs).
+
+use std::path::Path;
+
+use super::cluster::{ALREADY_UP, LocalCluster, LocalError};
+use super::components::component_versions;
+use crate::node::NodeStore;
+
+impl crate::cluster::Provider for LocalCluster {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn spec(&self) -> crate::cluster::ProviderSpec {
+        crate::cluster::ProviderSpec::Local {
+            cluster: self.name.clone(),
+            state_root: self.state_root.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+
+    fn requirement(&self) -> crate::Requirement {
+        let binaries = self.binaries.clone();
+        let cni = self.cni_bin_dir.clone();
+        crate::Requirement::all(
+            "the local provider",
+            vec![
+                crate::Requirement::root(),
+                crate::Requirement::docker(),
+                crate::Requirement::new("the local cluster's components", move || {
+                    match binaries.missing() {
+                        Some(path)
+                            if kindling_harness::requirement::find_program("go").is_none() =>
+                        {
+                            Err(format!(
+                                "`{}` is not built and Go is not installed to build it: install Go (https://go.dev/dl)",
+                                path.display()
+                            ))
+                        }
+                        _ => Ok(()),
+                    }
+                }),
+                crate::Requirement::new("Debian's runtime packages", move || {
+                    let files = super::packages::runtime_files(&cni);
+                    let Some((path, packages)) = crate::apt::missing(&files) else {
+                        return Ok(());
+                    };
+                    crate::apt::can_install(crate::apt::InstallPolicy::from_env()).map_err(
+                        |reason| {
+                            crate::apt::PackageError::Missing {
+                                path,
+                                packages,
+                                reason,
+                            }
+                            .to_string()
+                        },
+                    )
+                }),
+            ],
+        )
+    }
+
+    fn cluster(&self) -> &str {
+        &self.name
+    }
+
+    fn ensure(
+        &self,
+    ) -> crate::BoxFuture<Result<crate::cluster::ClusterInfo, crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            let phases = cluster
+                .up()
+                .await
+                .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
+            Ok(crate::cluster::ClusterInfo {
+                name: cluster.name.clone(),
+                kubeconfig: cluster.kubeconfig(),
+                context: cluster.name.clone(),
+                fingerprint: format!("local {}", component_versions()),
+                created: !phases.iter().any(|(phase, _)| phase == ALREADY_UP),
+            })
+        })
+    }
+
+    fn routes_service_addresses(&self) -> bool {
+        true
+    }
+
+    fn node_stores(
+        &self,
+    ) -> crate::BoxFuture<Result<Vec<NodeStore>, crate::cluster::ProviderError>> {
+        let store = self.node_store();
+        Box::pin(async move { Ok(vec![store]) })
+    }
+
+    fn delete(&self) -> crate::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .down()
+                .await
+                .map(drop)
+                .map_err(|error| cluster.provider_error("take the cluster down", error))
+        })
+    }
+
+    fn collect_logs(
+        &self,
+        dir: &Path,
+    ) -> crate::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        let dir = dir.to_owned();
+        Box::pin(async move {
+            let logs = cluster.layout.root.join("logs");
+            let copy = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                for entry in std::fs::read_dir(&logs)?.flatten() {
+                    std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+                }
+                Ok(())
+            };
+            copy().map_err(|error| {
+                cluster.provider_error(
+                    "copy the component logs",
+                    LocalError::Write {
+                        path: dir.clone(),
+                        source: error,
+                    },
+                )
+            })
+        })
+    }
+
+    fn healthy(&self) -> crate::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            cluster
+                .healthy()
+                .await
+                .map_err(|error| cluster.provider_error("check the cluster", error))
+        })
+    }
+
+    fn deliver(
+        &self,
+        docker: bollard::Docker,
+        images: Vec<crate::image::ImageRef>,
+    ) -> crate::BoxFuture<Result<crate::cluster::Delivered, crate::cluster::ProviderError>> {
+        let store = self.node_store();
+        let name = self.name.clone();
+        Box::pin(async move {
+            crate::image::Loader::new(docker)
+                .load(&images, &[store])
+                .await
+                .map_err(|error| crate::cluster::ProviderError::Local {
+                    cluster: name,
+                    action: "load the images into the node".to_owned(),
+                    source: Box::new(LocalError::Load(Box::new(error))),
+                })?;
+            Ok(crate::cluster::Delivered {
+                images,
+                pull_policy: crate::cluster::PullPolicy::Never,
+            })
+        })
+    }
+}
+
+impl LocalCluster {
+    fn provider_error(&self, action: &str, error: LocalError) -> crate::cluster::ProviderError {
+        crate::cluster::ProviderError::Local {
+            cluster: self.name.clone(),
+            action: action.to_owned(),
+            source: Box::new(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::local::ComponentBinaries;
+
+    #[test]
+    fn the_provider_copies_component_logs_and_names_its_node_store() {
+        use crate::cluster::Provider as _;
+        let home = tempfile::tempdir().unwrap();
+        let cluster = LocalCluster::new(
+            "logs",
+            home.path(),
+            ComponentBinaries::in_cache(home.path()),
+        );
+        let logs = cluster.layout.root.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("kubelet.log"), "E0101 something failed\n").unwrap();
+        let target = home.path().join("artifacts");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(cluster.collect_logs(&target)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(target.join("kubelet.log")).unwrap(),
+            "E0101 something failed\n"
+        );
+        let stores = runtime.block_on(cluster.node_stores()).unwrap();
+        assert_eq!(stores.len(), 1);
+        assert_eq!(stores[0].name(), "logs-node");
+        assert_eq!((cluster.kind(), cluster.cluster()), ("local", "logs"));
+    }
+}

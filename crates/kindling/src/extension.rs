@@ -1,0 +1,173 @@
+//! What kindling adds to the harness in every suite linked with it: the
+//! `KINDLING_*` variables of images, providers and clusters (their values
+//! checked when a suite starts) and the end-of-run removal of environments.
+//! Registered before `main`, so the end-of-run watcher (the suite binary
+//! started again, running no setup) has them too.
+
+use kindling_harness::Variable;
+use kindling_harness::extension::{self, Extension};
+
+/// The name environments' cleanups are recorded under.
+pub(crate) const NAME: &str = "kindling";
+
+/// Every variable kindling reads beyond the harness's own
+/// ([`crate::KNOWN_VARIABLES`]), with what it means.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "KINDLING_TAG_POLICY",
+        description: "image tags: content (digest of the build inputs), unique (per run), fixed",
+        choices: &["content", "unique", "fixed"],
+    },
+    Variable {
+        name: "KINDLING_IMAGE_TAG",
+        description: "the prebuilt tag used by KINDLING_TAG_POLICY=fixed",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_PROVIDER",
+        description: "cluster provider: local (upstream components on this host), kind (the kind CLI), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
+        choices: &["local", "kind", "existing"],
+    },
+    Variable {
+        name: "KINDLING_KUBECONFIG",
+        description: "existing provider: the cluster's kubeconfig (default KUBECONFIG, then ~/.kube/config)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_CONTEXT",
+        description: "existing provider: the kubeconfig context (default its current context)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_REGISTRY",
+        description: "existing provider: the registry images are pushed to, e.g. `127.0.0.1:5000` (required)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_REGISTRY_USERNAME",
+        description: "existing provider: registry user name, with KINDLING_REGISTRY_PASSWORD",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_REGISTRY_PASSWORD",
+        description: "existing provider: registry password, with KINDLING_REGISTRY_USERNAME",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_KIND_BINARY",
+        description: "the kind binary (default ~/.cache/kindling/bin/kind-<pinned>, else kind on PATH)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_KIND_CONFIG",
+        description: "the kind cluster configuration file (default: one control-plane node)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_KIND_RECREATE",
+        description: "1: delete and recreate a kind cluster whose configuration changed (default: refuse it)",
+        choices: &["1", "true", "0", "false"],
+    },
+    Variable {
+        name: "KINDLING_CLUSTER",
+        description: "cluster name (default `kindling`)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_INSTALL",
+        description: "local provider: auto (install missing Debian runtime packages as root on Debian), never",
+        choices: &["auto", "never"],
+    },
+    Variable {
+        name: "KINDLING_CACHE_DIR",
+        description: "where built cluster components are cached (default ~/.cache/kindling)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_HOME",
+        description: "per-host cluster state (default ~/.local/state/kindling)",
+        choices: &[],
+    },
+    Variable {
+        name: "KINDLING_CLUSTER_READY",
+        description: "set by `kindling nextest-setup` for the tests: the cluster it brought up (JSON)",
+        choices: &[],
+    },
+];
+
+static KINDLING: Extension = Extension {
+    name: NAME,
+    variables: VARIABLES,
+    finish: Some(crate::environment::finish_cleanups),
+};
+
+ctor::declarative::ctor! {
+    #[ctor(unsafe, anonymous)]
+    fn register_with_the_harness() {
+        // Only stores a pointer under an uncontended lock.
+        extension::register(&KINDLING);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindling_harness::config::EnvConfig;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<EnvConfig, kindling_harness::ConfigError> {
+        EnvConfig::from_vars(
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+            VARIABLES,
+        )
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_the_accepted_forms() {
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "KINDLING_TAG_POLICY",
+                "latest",
+                "one of `content`, `unique`, `fixed`",
+            ),
+            (
+                "KINDLING_KIND_RECREATE",
+                "yes",
+                "one of `1`, `true`, `0`, `false`",
+            ),
+            ("KINDLING_INSTALL", "always", "one of `auto`, `never`"),
+        ];
+        for (key, value, expected) in table {
+            let error = parse(&[(key, value)]).unwrap_err();
+            assert_eq!(error.variable, *key);
+            assert_eq!(error.value, *value);
+            assert!(error.expected.starts_with(expected), "{}", error.expected);
+        }
+    }
+
+    #[test]
+    fn the_existing_provider_and_its_variables_are_known() {
+        let config = parse(&[
+            ("KINDLING_PROVIDER", "existing"),
+            ("KINDLING_KUBECONFIG", "/k/config"),
+            ("KINDLING_CONTEXT", "staging"),
+            ("KINDLING_REGISTRY", "127.0.0.1:5000"),
+            ("KINDLING_REGISTRY_USERNAME", "ci"),
+            ("KINDLING_REGISTRY_PASSWORD", "secret"),
+        ])
+        .unwrap();
+        assert!(config.unknown_variables.is_empty(), "{config:?}");
+        let error = parse(&[("KINDLING_PROVIDER", "remote")]).unwrap_err();
+        assert!(error.expected.contains("`existing`"), "{error}");
+    }
+
+    #[test]
+    fn kindling_registers_itself_before_main() {
+        assert!(
+            extension::registered()
+                .iter()
+                .any(|registered| registered.name == NAME && registered.finish.is_some())
+        );
+    }
+}
