@@ -1,5 +1,6 @@
-//! `down` leaves nothing behind, a taken port fails `up` naming it, and
-//! `up` from the component cache builds nothing. Runs after the
+//! `down` leaves nothing behind, a taken port fails `up` naming it, `up`
+//! from the component cache builds nothing, and a controller that exited
+//! is started again by the next `up` without restarting the cluster. Runs after the
 //! `local_cluster` suite (one test group in .config/nextest.toml).
 //!
 //! Without what the local provider needs the test is reported as ignored,
@@ -9,7 +10,11 @@ mod support;
 
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{Api, DeleteParams, PostParams};
+use rustix::process::{Pid, Signal, kill_process};
 
 use kindling::cluster::Provider as _;
 use kindling::cluster::local::process::Supervisor;
@@ -86,6 +91,70 @@ fn leftovers(
     found
 }
 
+/// Kills kube-controller-manager, and checks the next `up` starts it again
+/// (and only it) and that it works: its service-account controller gives a
+/// new namespace its `default` ServiceAccount.
+async fn a_killed_controller_is_restarted_by_the_next_up() -> Outcome {
+    let cluster = &LocalCluster::with_defaults("kindling");
+    cluster.up().await.map_err(|error| format!("up: {error}"))?;
+    let record = |name: &str| {
+        cluster
+            .recorded_processes()
+            .into_iter()
+            .find(|record| record.name == name)
+            .ok_or_else(|| format!("{name} is not recorded"))
+    };
+    let killed = record("kube-controller-manager")?;
+    let apiserver = record("kube-apiserver")?;
+    let pid = Pid::from_raw(killed.pid as i32).ok_or("a recorded pid of 0")?;
+    kill_process(pid, Signal::KILL)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Supervisor::is_running(&killed) {
+        ensure(Instant::now() < deadline, || {
+            "kube-controller-manager outlived SIGKILL".to_owned()
+        })?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let phases = cluster
+        .up()
+        .await
+        .map_err(|error| format!("up after the kill: {error}"))?;
+    let names: Vec<&str> = phases.iter().map(|(name, _)| name.as_str()).collect();
+    ensure(names == ["restarted kube-controller-manager"], || {
+        format!("up after killing kube-controller-manager did {names:?}")
+    })?;
+    let restarted = record("kube-controller-manager")?;
+    ensure(
+        Supervisor::is_running(&restarted) && restarted.restarts == 1,
+        || format!("after up: {restarted:?}"),
+    )?;
+    ensure(record("kube-apiserver")? == apiserver, || {
+        "up restarted the API server too".to_owned()
+    })?;
+
+    let client = cluster.admin_client().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let name = format!("restart-probe-{}", std::process::id());
+    let namespace: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name }
+    }))?;
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, &name);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while accounts.get_opt("default").await?.is_none() {
+        ensure(Instant::now() < deadline, || {
+            format!(
+                "the restarted kube-controller-manager gave namespace `{name}` no `default` ServiceAccount in 60s"
+            )
+        })?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    namespaces.delete(&name, &DeleteParams::default()).await?;
+    Ok(())
+}
+
 async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
     let cluster = LocalCluster::with_defaults("kindling");
     {
@@ -152,6 +221,11 @@ async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
 fn main() -> ExitCode {
     Suite::new()
         .requires(LocalCluster::with_defaults("kindling").requirement())
+        .standalone(
+            "a_killed_controller_is_restarted_by_the_next_up",
+            TestOptions::new(),
+            a_killed_controller_is_restarted_by_the_next_up,
+        )
         .standalone(
             "down_leaves_nothing_and_up_reuses_the_cache",
             TestOptions::new(),

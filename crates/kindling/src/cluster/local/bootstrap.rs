@@ -14,7 +14,9 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::Api;
 
-use super::cluster::{ALREADY_UP, COMPONENTS, LOG_TAIL, LocalCluster, LocalError};
+use super::cluster::{
+    ALREADY_UP, COMPONENTS, LOG_TAIL, LocalCluster, LocalError, RESTART_LIMIT, RESTARTED_ON_EXIT,
+};
 use super::config::PAUSE_IMAGE;
 use super::host;
 use super::images::{component_image, write_image_sources};
@@ -94,10 +96,17 @@ impl LocalCluster {
         let _lock = self
             .lifecycle_lock(&format!("bringing cluster `{}` up", self.name))
             .await?;
+        // A controller that exited since the last `up` is started again
+        // rather than the whole cluster; one that keeps exiting leaves the
+        // cluster to the full start below.
+        let restarted = self.restart_exited(RESTARTED_ON_EXIT).unwrap_or_default();
         if self.all_running() && self.healthy().await.is_ok() {
             let recorded = std::fs::read_to_string(self.digest_path()).unwrap_or_default();
             if recorded.trim() == self.configuration_digest() {
-                phase(ALREADY_UP, started);
+                match restarted.as_slice() {
+                    [] => phase(ALREADY_UP, started),
+                    names => phase(&format!("restarted {}", names.join(", ")), started),
+                }
                 return Ok(phases);
             }
             eprintln!(
@@ -204,13 +213,42 @@ impl LocalCluster {
         }
     }
 
+    /// Fails with its log's last lines if one of `components` that was
+    /// started has exited, except that one of [`RESTARTED_ON_EXIT`] is
+    /// started again, up to [`RESTART_LIMIT`] times.
     fn ensure_components_run(&self, components: &[&str]) -> Result<(), LocalError> {
-        for component in components {
+        let (restartable, others): (Vec<&str>, Vec<&str>) = components
+            .iter()
+            .partition(|component| RESTARTED_ON_EXIT.contains(component));
+        for component in others {
             if self.supervisor.record(component).is_some() {
                 self.supervisor.ensure_running(component, LOG_TAIL)?;
             }
         }
+        self.restart_exited(&restartable)?;
         Ok(())
+    }
+
+    /// Starts each of `components` that has exited again (see
+    /// [`Supervisor::restart_if_exited`](super::process::Supervisor::restart_if_exited)),
+    /// saying so; returns the names of those restarted.
+    fn restart_exited(&self, components: &[&str]) -> Result<Vec<String>, LocalError> {
+        let mut restarted = Vec::new();
+        for component in components {
+            if let Some(restart) =
+                self.supervisor
+                    .restart_if_exited(component, RESTART_LIMIT, LOG_TAIL)?
+            {
+                eprintln!(
+                    "kindling up: {} exited ({}); started it again ({} of {RESTART_LIMIT} restarts), as a kubelet restarts a crashed control-plane pod",
+                    restart.name,
+                    restart.last_line.trim(),
+                    restart.attempt,
+                );
+                restarted.push(restart.name);
+            }
+        }
+        Ok(restarted)
     }
 
     /// Polls `check` until it returns `Ok`, failing at once if one of

@@ -31,6 +31,19 @@ pub(super) const COMPONENTS: &[&str] = &[
     "kube-proxy",
 ];
 
+/// Components started again when they exit, as a kubelet restarts a
+/// crashed control-plane pod: by design they exit when the API server or
+/// etcd answers too slowly (kube-controller-manager exits on an
+/// `etcdserver: request timed out` while it creates its clients), which a
+/// loaded two-core machine can cause for seconds. The others' exit is
+/// reported at once.
+pub(super) const RESTARTED_ON_EXIT: &[&str] =
+    &["kube-controller-manager", "kube-scheduler", "kube-proxy"];
+
+/// How many times one start of a [`RESTARTED_ON_EXIT`] component is
+/// started again before its exit fails `up`.
+pub(super) const RESTART_LIMIT: u32 = 3;
+
 /// Lines of a component's log shown when it exits.
 pub(super) const LOG_TAIL: usize = 30;
 

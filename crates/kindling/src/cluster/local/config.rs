@@ -401,7 +401,10 @@ leaderElection:
     )
 }
 
-/// etcd, listening on loopback only.
+/// etcd, listening on loopback only, without fsync: `down` wipes a test
+/// cluster's data anyway, so it need not survive a crash of the host, and
+/// with fsync an image build or load writing beside it can delay etcd's
+/// commits past `etcdserver: request timed out`.
 pub fn etcd_args(layout: &LocalLayout, ports: &LocalPorts) -> Vec<String> {
     vec![
         "--name=kindling".to_owned(),
@@ -424,6 +427,7 @@ pub fn etcd_args(layout: &LocalLayout, ports: &LocalPorts) -> Vec<String> {
             ports.etcd_peer
         ),
         "--listen-metrics-urls=".to_owned(),
+        "--unsafe-no-fsync=true".to_owned(),
     ]
 }
 

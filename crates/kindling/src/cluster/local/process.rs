@@ -35,6 +35,21 @@ pub struct ProcessRecord {
     pub log: PathBuf,
     /// The program and its arguments, as started.
     pub command: Vec<String>,
+    /// How many times it was started again after it exited (see
+    /// [`Supervisor::restart_if_exited`]); 0 for a fresh start.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// A component that had exited and was started again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restarted {
+    /// The component's name.
+    pub name: String,
+    /// Which restart this was, from 1.
+    pub attempt: u32,
+    /// The last line its log had when it exited (usually why).
+    pub last_line: String,
 }
 
 /// Starting, finding or stopping a process failed.
@@ -64,10 +79,12 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     /// The component does not run (it exited, or was never recorded).
-    #[error("{name} exited; the last lines of `{log}`:\n{tail}")]
+    #[error("{name} exited{}; the last lines of `{log}`:\n{tail}", restarted_times(*.restarts))]
     Exited {
         /// The component's name.
         name: String,
+        /// How many times it had been started again before this exit.
+        restarts: u32,
         /// Its log file.
         log: PathBuf,
         /// The last lines of the log.
@@ -84,6 +101,14 @@ pub enum ProcessError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn restarted_times(restarts: u32) -> String {
+    match restarts {
+        0 => String::new(),
+        1 => " after being restarted once".to_owned(),
+        n => format!(" after being restarted {n} times"),
+    }
 }
 
 /// The processes of one cluster: records in `<dir>/pids`, logs in `<dir>/logs`.
@@ -109,6 +134,59 @@ impl Supervisor {
 
     /// Starts `spec` in a new session (`setsid`), output appended to its log.
     pub fn start(&self, spec: &ProcessSpec) -> Result<ProcessRecord, ProcessError> {
+        self.start_counting(spec, 0)
+    }
+
+    /// Starts `name` again with the command it was last started with if it
+    /// was started and has exited, as a kubelet restarts a crashed static
+    /// pod: at most `limit` times, then the exit is
+    /// [`ProcessError::Exited`] with the last `lines` lines of its log.
+    /// `Ok(None)` when it runs or was never started.
+    pub fn restart_if_exited(
+        &self,
+        name: &str,
+        limit: u32,
+        lines: usize,
+    ) -> Result<Option<Restarted>, ProcessError> {
+        let Some(record) = self.record(name) else {
+            return Ok(None);
+        };
+        if Self::is_running(&record) {
+            return Ok(None);
+        }
+        let log = self.log_path(name);
+        let Some((program, args)) = record
+            .command
+            .split_first()
+            .filter(|_| record.restarts < limit)
+        else {
+            return Err(ProcessError::Exited {
+                name: name.to_owned(),
+                restarts: record.restarts,
+                tail: log_tail(&log, lines),
+                log,
+            });
+        };
+        let last_line = log_tail(&log, 1);
+        let spec = ProcessSpec {
+            name: name.to_owned(),
+            program: PathBuf::from(program),
+            args: args.to_vec(),
+        };
+        let attempt = record.restarts + 1;
+        self.start_counting(&spec, attempt)?;
+        Ok(Some(Restarted {
+            name: name.to_owned(),
+            attempt,
+            last_line,
+        }))
+    }
+
+    fn start_counting(
+        &self,
+        spec: &ProcessSpec,
+        restarts: u32,
+    ) -> Result<ProcessRecord, ProcessError> {
         let start_error = |source| ProcessError::Start {
             name: spec.name.clone(),
             program: spec.program.clone(),
@@ -149,6 +227,7 @@ impl Supervisor {
             start_ticks,
             log,
             command,
+            restarts,
         };
         let path = self.record_path(&spec.name);
         let record_error = |source| ProcessError::Record {
@@ -201,6 +280,7 @@ impl Supervisor {
         let log = self.log_path(name);
         Err(ProcessError::Exited {
             name: name.to_owned(),
+            restarts: record.map_or(0, |record| record.restarts),
             tail: log_tail(&log, lines),
             log,
         })
@@ -431,6 +511,60 @@ mod tests {
         assert!(text.ends_with("line 4\nline 5\nfatal: bad flag"), "{text}");
     }
 
+    /// Calls `restart_if_exited` until the component has exited once more.
+    fn next_exit(supervisor: &Supervisor, limit: u32) -> Result<Restarted, ProcessError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(restarted) = supervisor.restart_if_exited("crashing", limit, 2)? {
+                return Ok(restarted);
+            }
+            assert!(Instant::now() < deadline, "the component never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn an_exited_component_is_restarted_with_its_command_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(dir.path());
+        let starts = dir.path().join("starts");
+        let spec = ProcessSpec {
+            name: "crashing".to_owned(),
+            program: PathBuf::from("/bin/sh"),
+            args: vec![
+                "-c".to_owned(),
+                format!(
+                    "echo start >> '{0}'; echo \"fatal: request timed out (start $(wc -l < '{0}'))\"; exit 1",
+                    starts.display()
+                ),
+            ],
+        };
+        supervisor.start(&spec).unwrap();
+        for attempt in 1..=2 {
+            let restarted = next_exit(&supervisor, 2).unwrap();
+            assert_eq!(restarted.attempt, attempt);
+            assert_eq!(
+                restarted.last_line,
+                format!("fatal: request timed out (start {attempt})")
+            );
+            assert_eq!(supervisor.record("crashing").unwrap().restarts, attempt);
+        }
+        let error = next_exit(&supervisor, 2).unwrap_err().to_string();
+        assert!(
+            error.starts_with("crashing exited after being restarted 2 times; the last lines of"),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("fatal: request timed out (start 3)"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read_to_string(&starts).unwrap().lines().count(), 3);
+        assert_eq!(
+            supervisor.restart_if_exited("never-started", 2, 2).unwrap(),
+            None
+        );
+    }
+
     #[test]
     fn unrecorded_processes_are_found_by_binary_and_state_dir_and_terminated() {
         let dir = tempfile::tempdir().unwrap();
@@ -507,6 +641,7 @@ mod tests {
             start_ticks: 1,
             log: PathBuf::from("/nonexistent"),
             command: vec![],
+            restarts: 0,
         };
         assert!(!Supervisor::is_running(&record));
     }
