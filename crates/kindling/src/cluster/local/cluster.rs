@@ -37,12 +37,12 @@ pub(super) const COMPONENTS: &[&str] = &[
 /// `etcdserver: request timed out` while it creates its clients), which a
 /// loaded two-core machine can cause for seconds. The others' exit is
 /// reported at once.
-pub(super) const RESTARTED_ON_EXIT: &[&str] =
-    &["kube-controller-manager", "kube-scheduler", "kube-proxy"];
+pub const RESTARTED_ON_EXIT: &[&str] = &["kube-controller-manager", "kube-scheduler", "kube-proxy"];
 
-/// How many times one start of a [`RESTARTED_ON_EXIT`] component is
-/// started again before its exit fails `up`.
-pub(super) const RESTART_LIMIT: u32 = 3;
+/// How many times a [`RESTARTED_ON_EXIT`] component is started again after
+/// `up` last started the cluster's components; past it a later `up` starts
+/// them all again, and an exit during `up` fails it with the log.
+pub const RESTART_LIMIT: u32 = 3;
 
 /// Lines of a component's log shown when it exits.
 pub(super) const LOG_TAIL: usize = 30;

@@ -19,7 +19,9 @@ pub mod process;
 mod provider;
 mod teardown;
 
-pub use cluster::{ALREADY_UP, DownReport, LocalCluster, LocalError};
+pub use cluster::{
+    ALREADY_UP, DownReport, LocalCluster, LocalError, RESTART_LIMIT, RESTARTED_ON_EXIT,
+};
 pub use components::{
     COREDNS_VERSION, ComponentBinaries, ETCD_VERSION, KUBERNETES_VERSION, component_versions,
 };

@@ -262,10 +262,9 @@ impl Supervisor {
     /// Whether the recorded process still runs (same PID and start time, not a zombie).
     pub fn is_running(record: &ProcessRecord) -> bool {
         match proc_stat(record.pid) {
-            Some((state, ticks)) => {
-                state != 'Z'
-                    && state != 'X'
-                    && (record.start_ticks == 0 || ticks == record.start_ticks)
+            Some((_, ticks)) => {
+                (record.start_ticks == 0 || ticks == record.start_ticks)
+                    && any_thread_alive(record.pid)
             }
             None => false,
         }
@@ -387,7 +386,7 @@ pub fn terminate(pid: u32, grace: Duration) -> bool {
     };
     let started = proc_stat(pid).map(|(_, ticks)| ticks);
     let alive = || match proc_stat(pid) {
-        Some((state, ticks)) => state != 'Z' && state != 'X' && Some(ticks) == started,
+        Some((_, ticks)) => Some(ticks) == started && any_thread_alive(pid),
         None => false,
     };
     let _ = kill_process(target, Signal::TERM);
@@ -424,9 +423,29 @@ fn wait_for_exec(pid: u32, program: &Path) -> Option<u64> {
     proc_stat(pid).map(|(_, ticks)| ticks)
 }
 
+/// Whether any thread of `pid` has not exited. A process whose main thread
+/// is a zombie may still have threads exiting, and they hold its open
+/// files, its listening sockets among them, until the last one is gone.
+fn any_thread_alive(pid: u32) -> bool {
+    let alive = |state: char| state != 'Z' && state != 'X';
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return proc_stat(pid).is_some_and(|(state, _)| alive(state));
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|text| stat_fields(&text))
+            .is_some_and(|(state, _)| alive(state))
+    })
+}
+
 /// State letter and start time of a process, from `/proc/<pid>/stat`.
 fn proc_stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// State letter and start time from the text of a `stat` file.
+fn stat_fields(text: &str) -> Option<(char, u64)> {
     // The command name may contain spaces: fields start after its closing parenthesis.
     let rest = &text[text.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -631,6 +650,48 @@ mod tests {
             log_tail(&log.with_extension("previous.log"), 5),
             "first start"
         );
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_exited_runs_while_another_thread_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(dir.path());
+        let release = dir.path().join("release");
+        // The main thread ends with the `exit` system call (60 on x86-64,
+        // 93 on arm64), which ends that thread only: a zombie main thread
+        // while the other one waits for the file `release`.
+        let script = format!(
+            "import ctypes, os, platform, threading, time\n\
+             def wait():\n    while not os.path.exists('{}'): time.sleep(0.01)\n\
+             threading.Thread(target=wait).start()\n\
+             ctypes.CDLL(None).syscall(93 if platform.machine() == 'aarch64' else 60, 0)\n",
+            release.display()
+        );
+        let record = supervisor
+            .start(&ProcessSpec {
+                name: "threads".to_owned(),
+                program: PathBuf::from("/usr/bin/python3"),
+                args: vec!["-c".to_owned(), script],
+            })
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proc_stat(record.pid).map(|(state, _)| state) != Some('Z') {
+            assert!(Instant::now() < deadline, "the main thread never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            Supervisor::is_running(&record),
+            "taken for gone while a thread runs"
+        );
+        std::fs::write(&release, "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Supervisor::is_running(&record) {
+            assert!(
+                Instant::now() < deadline,
+                "still running after its last thread ended"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
