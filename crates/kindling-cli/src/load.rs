@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use kindling::cluster::ClusterName;
 use kindling::cluster::kind::{KindCluster, KindError};
 use kindling::cluster::local::{LocalCluster, LocalError};
 use kindling::image::{ImageError, ImageRef, LoadError, LoadReport, Loader, NodeLoad};
@@ -29,6 +30,12 @@ pub enum LoadCommandError {
         #[source]
         source: KindError,
     },
+    #[error("local cluster `{cluster}`: invalid configuration")]
+    LocalConfig {
+        cluster: String,
+        #[source]
+        source: LocalError,
+    },
     #[error("local cluster `{cluster}` is not running: start it with `kindling up`")]
     LocalDown {
         cluster: String,
@@ -44,7 +51,7 @@ pub enum LoadCommandError {
 /// Loads `images` from the local engine into every node of `cluster`.
 pub async fn load(
     target: Target,
-    cluster: &str,
+    cluster: &ClusterName,
     images: &[String],
     whole_archives: bool,
 ) -> Result<(), LoadCommandError> {
@@ -73,22 +80,27 @@ pub async fn load(
     Ok(())
 }
 
-async fn nodes(target: Target, cluster: &str) -> Result<Vec<NodeStore>, LoadCommandError> {
+async fn nodes(target: Target, cluster: &ClusterName) -> Result<Vec<NodeStore>, LoadCommandError> {
     match target {
         Target::Kind => KindCluster::with_defaults(cluster)
             .stores()
             .await
             .map_err(|source| LoadCommandError::Kind {
-                cluster: cluster.to_owned(),
+                cluster: cluster.to_string(),
                 source,
             }),
         Target::Local => {
-            let local = LocalCluster::with_defaults(cluster);
+            let local = LocalCluster::with_defaults(cluster).map_err(|source| {
+                LoadCommandError::LocalConfig {
+                    cluster: cluster.to_string(),
+                    source,
+                }
+            })?;
             local
                 .healthy()
                 .await
                 .map_err(|source| LoadCommandError::LocalDown {
-                    cluster: cluster.to_owned(),
+                    cluster: cluster.to_string(),
                     source,
                 })?;
             Ok(vec![local.node_store()])

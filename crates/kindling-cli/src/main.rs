@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kindling::cluster::existing::ExistingCluster;
 use kindling::cluster::kind::{KindCluster, KindError};
 use kindling::cluster::local::{LocalCluster, LocalError};
-use kindling::cluster::{Provider, ReadyCluster};
+use kindling::cluster::{ClusterName, Provider, ReadyCluster};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
 /// (clap's own code for argument errors).
@@ -40,7 +40,7 @@ struct Cli {
         env = "KINDLING_CLUSTER",
         default_value = "kindling"
     )]
-    cluster: String,
+    cluster: ClusterName,
     #[command(subcommand)]
     command: Command,
 }
@@ -196,8 +196,11 @@ fn state_dir(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| cli.target_dir.join("kindling/state"))
 }
 
-fn local_cluster(cli: &Cli) -> LocalCluster {
-    LocalCluster::with_defaults(&cli.cluster)
+fn local_cluster(cli: &Cli) -> Result<LocalCluster, CliError> {
+    LocalCluster::with_defaults(&cli.cluster).map_err(|source| CliError::Local {
+        cluster: cli.cluster.to_string(),
+        source,
+    })
 }
 
 fn block_on<T>(
@@ -215,7 +218,7 @@ fn kind_cluster(cli: &Cli) -> KindCluster {
 }
 
 fn kind_error(cli: &Cli) -> impl FnOnce(KindError) -> CliError {
-    let cluster = cli.cluster.clone();
+    let cluster = cli.cluster.to_string();
     move |source| CliError::Kind { cluster, source }
 }
 
@@ -223,7 +226,7 @@ fn kind_error(cli: &Cli) -> impl FnOnce(KindError) -> CliError {
 fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
     let cluster = ExistingCluster::from_env(&cli.cluster).map_err(|error| {
         kindling::cluster::ProviderError::Existing {
-            cluster: cli.cluster.clone(),
+            cluster: cli.cluster.to_string(),
             action: "read its configuration".to_owned(),
             source: Box::new(error),
         }
@@ -232,11 +235,11 @@ fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
 }
 
 fn prepare(cli: &Cli) -> Result<(), CliError> {
-    let cluster = local_cluster(cli);
+    let cluster = local_cluster(cli)?;
     let started = Instant::now();
     block_on(async {
         cluster.prepare().await.map_err(|source| CliError::Local {
-            cluster: cli.cluster.clone(),
+            cluster: cli.cluster.to_string(),
             source,
         })
     })?;
@@ -274,11 +277,11 @@ fn up(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
         );
         return Ok(());
     }
-    let cluster = local_cluster(cli);
+    let cluster = local_cluster(cli)?;
     let started = Instant::now();
     let phases = block_on(async {
         cluster.up().await.map_err(|source| CliError::Local {
-            cluster: cli.cluster.clone(),
+            cluster: cli.cluster.to_string(),
             source,
         })
     })?;
@@ -310,13 +313,13 @@ fn down(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
         println!("kind cluster `{}` deleted", cli.cluster);
         return Ok(());
     }
-    let cluster = local_cluster(cli);
+    let cluster = local_cluster(cli)?;
     let report = block_on(async {
         cluster
             .down_with_report()
             .await
             .map_err(|source| CliError::Local {
-                cluster: cli.cluster.clone(),
+                cluster: cli.cluster.to_string(),
                 source,
             })
     })?;
@@ -335,7 +338,7 @@ fn down(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
 fn status(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
     match provider {
         ProviderKind::Local => {
-            let cluster = local_cluster(cli);
+            let cluster = local_cluster(cli)?;
             let health = block_on(async { Ok(cluster.healthy().await) })?;
             match health {
                 Ok(()) => println!(
@@ -406,8 +409,9 @@ fn gc(
 ) -> Result<(), CliError> {
     let kubeconfig = kubeconfig
         .cloned()
-        .unwrap_or_else(|| local_cluster(cli).kubeconfig());
-    let context = context.unwrap_or(&cli.cluster).to_owned();
+        .map(Ok)
+        .unwrap_or_else(|| local_cluster(cli).map(|cluster| cluster.kubeconfig()))?;
+    let context = context.unwrap_or(cli.cluster.as_str()).to_owned();
     let keep: Vec<String> = kindling::recorded_setups(&state_dir(cli))?
         .into_iter()
         .filter_map(|setup| setup.namespace)

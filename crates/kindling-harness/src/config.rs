@@ -18,7 +18,7 @@ pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// A `KINDLING_*` variable: its name, what it means (for docs and the
 /// unknown-variable warning) and, when it takes one of a few words, those
 /// words (its value is then checked at startup).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Variable {
     /// The variable's name, `KINDLING_` and upper case.
     pub name: &'static str,
@@ -27,7 +27,13 @@ pub struct Variable {
     /// The accepted values, lower case; empty when any value is accepted
     /// here (the reader checks it).
     pub choices: &'static [&'static str],
+    /// A check of the value beyond `choices`, run when a suite starts:
+    /// `Err` says what is expected (e.g. "a cluster name (it is empty)").
+    pub check: Option<ValueCheck>,
 }
+
+/// A check of a variable's value: `Err` says what is expected.
+pub type ValueCheck = fn(&str) -> Result<(), String>;
 
 /// Every variable the harness itself reads. Libraries built on the harness
 /// add theirs with [`crate::extension::register`].
@@ -36,51 +42,61 @@ pub const KNOWN_VARIABLES: &[Variable] = &[
         name: "KINDLING_TEST_TIMEOUT",
         description: "per-test timeout, e.g. `90s`, `5m` (default 5m)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_SETUP_TIMEOUT",
         description: "run-wide setup timeout, e.g. `20m` (default 60m)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_JUNIT",
         description: "JUnit path under `cargo test` (default target/kindling/junit/<suite>.xml)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_PROGRESS",
         description: "setup progress on stderr: auto, bar, plain, none",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_REUSE",
         description: "reuse an earlier run's environment: auto (if alive and unchanged), never",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_LOG",
         description: "captured log level: error, warn, info (default), debug, trace",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_STATE_DIR",
         description: "where suite state lives (default target/kindling/state)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_WATCH_LEDGER",
         description: "internal: set in the process that waits for the end of a nextest run",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_WATCH_PID",
         description: "internal: set in the process that waits for the end of a nextest run",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_KEEP",
         description: "what outlives a run: always (default: cluster and namespaces, for fast re-runs), on-failure (delete the suites' namespaces after a passing run), never (delete them after every run, and the cluster if the run created it)",
         choices: &[],
+        check: None,
     },
 ];
 
@@ -276,15 +292,23 @@ impl EnvConfig {
                 }
                 _ if is_known(&key) => {}
                 _ => match extra.iter().find(|variable| variable.name == key) {
-                    Some(variable) if !variable.choices.is_empty() => {
-                        let choices: Vec<(&str, ())> = variable
-                            .choices
-                            .iter()
-                            .map(|choice| (*choice, ()))
-                            .collect();
-                        parse_choice(&key, &value, &choices)?;
+                    Some(variable) => {
+                        if !variable.choices.is_empty() {
+                            let choices: Vec<(&str, ())> = variable
+                                .choices
+                                .iter()
+                                .map(|choice| (*choice, ()))
+                                .collect();
+                            parse_choice(&key, &value, &choices)?;
+                        }
+                        if let Some(check) = variable.check {
+                            check(&value).map_err(|expected| ConfigError {
+                                variable: key.clone(),
+                                value: value.clone(),
+                                expected,
+                            })?;
+                        }
                     }
-                    Some(_) => {}
                     None => config.unknown_variables.push(key),
                 },
             }
@@ -464,11 +488,13 @@ mod tests {
                 name: "KINDLING_FLAVOUR",
                 description: "a library's variable with choices",
                 choices: &["sweet", "sour"],
+                check: None,
             },
             Variable {
                 name: "KINDLING_ANYTHING",
                 description: "a library's variable taking any value",
                 choices: &[],
+                check: None,
             },
         ];
         let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {

@@ -30,7 +30,6 @@ use common::{SuiteUnderBench, remove_from_node, remove_images};
 use k8s_openapi::api::core::v1::Pod;
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 use kindling::image::{Builder, ImageSpec};
 use kube::api::Api;
 use support::workspace_root;
@@ -48,7 +47,7 @@ impl Drop for Restore {
 }
 
 fn main() -> Result<(), BoxError> {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = support::local_cluster("kindling");
     if let Err(reason) = cluster.requirement().check() {
         println!("bench: skipped, {reason}");
         return Ok(());

@@ -219,7 +219,8 @@ fn warm_rerun() -> Result<f64, BoxError> {
 }
 
 fn main() -> Result<(), BoxError> {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = LocalCluster::with_defaults(&kindling::cluster::ClusterName::default())
+        .expect("the KINDLING_LOCAL_* variables are valid");
     if let Some(reason) = cluster.missing_prerequisite() {
         println!("bench: skipped, {reason}");
         return Ok(());

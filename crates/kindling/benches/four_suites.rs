@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 use support::{clean_command, fixture_target_dir, workspace_root};
 
 const SUITES: &[&str] = &[
@@ -122,7 +121,7 @@ fn concurrent(state: &Path) -> Result<f64, BoxError> {
 }
 
 fn main() -> Result<(), BoxError> {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = support::local_cluster("kindling");
     if let Err(reason) = cluster.requirement().check() {
         println!("bench: skipped, {reason}");
         return Ok(());

@@ -16,7 +16,8 @@ use std::time::Instant;
 use kindling::cluster::local::{ComponentBinaries, LocalCluster};
 
 fn main() -> Result<(), kindling::BoxError> {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = LocalCluster::with_defaults(&kindling::cluster::ClusterName::default())
+        .expect("the KINDLING_LOCAL_* variables are valid");
     if let Some(reason) = cluster.missing_prerequisite() {
         println!("bench: skipped, {reason}");
         return Ok(());

@@ -23,7 +23,6 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 use kindling::image::ImageSpec;
 use kindling::{BoxError, Environment, SetupContext};
 use support::{Scratch, finish, spawn_nextest, workspace_root};
@@ -126,7 +125,7 @@ fn setup_seconds(scratch: &Scratch) -> Result<f64, BoxError> {
 }
 
 fn main() -> Result<(), BoxError> {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = support::local_cluster("kindling");
     if let Err(reason) = cluster.requirement().check() {
         println!("bench: skipped, {reason}");
         return Ok(());

@@ -15,7 +15,6 @@ mod common;
 use common::{SuiteUnderBench, remove_from_node, remove_images};
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 
 /// A suite, one fast test of it, the images its setup builds, and the
 /// stages to show.
@@ -58,7 +57,7 @@ const SUITES: &[ColdSuite] = &[
 ];
 
 fn main() -> Result<(), BoxError> {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = support::local_cluster("kindling");
     if let Err(reason) = cluster.requirement().check() {
         println!("bench: skipped, {reason}");
         return Ok(());

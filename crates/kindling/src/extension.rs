@@ -17,81 +17,115 @@ pub const VARIABLES: &[Variable] = &[
         name: "KINDLING_TAG_POLICY",
         description: "image tags: content (digest of the build inputs), unique (per run), fixed",
         choices: &["content", "unique", "fixed"],
+        check: None,
     },
     Variable {
         name: "KINDLING_IMAGE_TAG",
         description: "the prebuilt tag used by KINDLING_TAG_POLICY=fixed",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_PROVIDER",
         description: "cluster provider: local (upstream components on this host), kind (the kind CLI), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
         choices: &["local", "kind", "existing"],
+        check: None,
     },
     Variable {
         name: "KINDLING_KUBECONFIG",
         description: "existing provider: the cluster's kubeconfig (default KUBECONFIG, then ~/.kube/config)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_CONTEXT",
         description: "existing provider: the kubeconfig context (default its current context)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_REGISTRY",
         description: "existing provider: the registry images are pushed to, e.g. `127.0.0.1:5000` (required)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_REGISTRY_USERNAME",
         description: "existing provider: registry user name, with KINDLING_REGISTRY_PASSWORD",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_REGISTRY_PASSWORD",
         description: "existing provider: registry password, with KINDLING_REGISTRY_USERNAME",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_KIND_BINARY",
         description: "the kind binary (default ~/.cache/kindling/bin/kind-<pinned>, else kind on PATH)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_KIND_CONFIG",
         description: "the kind cluster configuration file (default: one control-plane node)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_KIND_RECREATE",
         description: "1: delete and recreate a kind cluster whose configuration changed (default: refuse it)",
         choices: &["1", "true", "0", "false"],
+        check: None,
     },
     Variable {
         name: "KINDLING_CLUSTER",
-        description: "cluster name (default `kindling`)",
+        description: "cluster name, a DNS-1123 label (default `kindling`)",
         choices: &[],
+        check: Some(crate::cluster::check_cluster_variable),
     },
     Variable {
         name: "KINDLING_INSTALL",
         description: "local provider: auto (install missing Debian runtime packages as root on Debian), never",
         choices: &["auto", "never"],
+        check: None,
+    },
+    Variable {
+        name: "KINDLING_LOCAL_NODE_IP",
+        description: "local provider: the node's address (default 10.215.0.1), outside both ranges",
+        choices: &[],
+        check: Some(crate::cluster::local::network::check_node_ip_variable),
+    },
+    Variable {
+        name: "KINDLING_LOCAL_POD_CIDR",
+        description: "local provider: the pod range (default 10.213.0.0/24)",
+        choices: &[],
+        check: Some(crate::cluster::local::network::check_range_variable),
+    },
+    Variable {
+        name: "KINDLING_LOCAL_SERVICE_CIDR",
+        description: "local provider: the Service range (default 10.214.0.0/24)",
+        choices: &[],
+        check: Some(crate::cluster::local::network::check_range_variable),
     },
     Variable {
         name: "KINDLING_CACHE_DIR",
         description: "where built cluster components are cached (default ~/.cache/kindling)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_HOME",
         description: "per-host cluster state (default ~/.local/state/kindling)",
         choices: &[],
+        check: None,
     },
     Variable {
         name: "KINDLING_CLUSTER_READY",
         description: "set by `kindling nextest-setup` for the tests: the cluster it brought up (JSON)",
         choices: &[],
+        check: None,
     },
 ];
 
@@ -137,6 +171,23 @@ mod tests {
                 "one of `1`, `true`, `0`, `false`",
             ),
             ("KINDLING_INSTALL", "always", "one of `auto`, `never`"),
+            (
+                "KINDLING_CLUSTER",
+                "/",
+                "a cluster name (it has a character",
+            ),
+            (
+                "KINDLING_CLUSTER",
+                "../x",
+                "a cluster name (it has a character",
+            ),
+            (
+                "KINDLING_CLUSTER",
+                "a-",
+                "a cluster name (it starts or ends",
+            ),
+            ("KINDLING_LOCAL_POD_CIDR", "10.0.0.0/8", "an IPv4 range"),
+            ("KINDLING_LOCAL_NODE_IP", "localhost", "an IPv4 address"),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();

@@ -21,7 +21,6 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 use kindling::{BoxError, Requirement, Suite, TestOptions};
 use support::{Ran, Scratch, ensure, finish, spawn_nextest};
 
@@ -226,7 +225,7 @@ async fn a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data()
 
 async fn four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once() -> Outcome {
     let _turn = ONE_AT_A_TIME.lock().await;
-    LocalCluster::with_defaults(CLUSTER).down().await?;
+    support::local_cluster(CLUSTER).down().await?;
     let web = Web::new()?;
     let suites = ["stack", "stack_twin", "stack_third", "stack_fourth"];
     let scratches: Vec<Scratch> = suites.iter().map(|_| Scratch::new()).collect();
@@ -300,7 +299,7 @@ fn setup_script_config(dir: &std::path::Path) -> Result<PathBuf, BoxError> {
 
 async fn the_nextest_setup_script_brings_the_cluster_up_before_the_tests() -> Outcome {
     let _turn = ONE_AT_A_TIME.lock().await;
-    LocalCluster::with_defaults(CLUSTER).down().await?;
+    support::local_cluster(CLUSTER).down().await?;
     let scratch = Scratch::new();
     let config = setup_script_config(scratch.root.path())?;
     let config = config.display().to_string();
@@ -396,7 +395,7 @@ async fn end_of_run(scratch: &Scratch) -> Result<serde_json::Value, BoxError> {
 async fn left(namespace: &str, role: &str) -> Result<(bool, bool), BoxError> {
     use k8s_openapi::api::core::v1::Namespace;
     use k8s_openapi::api::rbac::v1::ClusterRole;
-    let client = LocalCluster::with_defaults(CLUSTER).admin_client().await?;
+    let client = support::local_cluster(CLUSTER).admin_client().await?;
     let namespace = kube::Api::<Namespace>::all(client.clone())
         .get_opt(namespace)
         .await?
@@ -438,7 +437,7 @@ async fn run_kept(keep: &str, fail: bool) -> Result<(Scratch, Ran, String, Strin
 
 async fn each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs() -> Outcome {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let cluster = LocalCluster::with_defaults(CLUSTER);
+    let cluster = support::local_cluster(CLUSTER);
     cluster.up().await?;
 
     // always: everything stays, and nothing is even recorded.
@@ -517,7 +516,7 @@ async fn each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs() -
 
 async fn kindling_down_waits_for_a_suite_that_is_setting_up() -> Outcome {
     let _turn = ONE_AT_A_TIME.lock().await;
-    LocalCluster::with_defaults(CLUSTER).down().await?;
+    support::local_cluster(CLUSTER).down().await?;
     let scratch = Scratch::new();
     let web = Web::new()?;
     let mut suite = start_stack(&scratch, "stack", &web, None);
@@ -560,7 +559,7 @@ async fn kindling_down_waits_for_a_suite_that_is_setting_up() -> Outcome {
 
 async fn a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds() -> Outcome {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let cluster = LocalCluster::with_defaults(CLUSTER);
+    let cluster = support::local_cluster(CLUSTER);
     cluster.down().await?;
     let pids = cluster.layout().root.join("pids");
     let mut up = support::cli(&["up"])
@@ -600,7 +599,7 @@ async fn a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds(
 }
 
 fn main() -> ExitCode {
-    let local = LocalCluster::with_defaults(CLUSTER).requirement();
+    let local = support::local_cluster(CLUSTER).requirement();
     let nextest = Requirement::new("cargo-nextest", || {
         if support::nextest_available() {
             Ok(())

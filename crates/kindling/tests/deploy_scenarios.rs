@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 use kindling::deploy::namespace::{
     HEARTBEAT_ANNOTATION, MANAGED_BY_LABEL, RUN_LABEL, SUITE_LABEL, ensure_namespace,
 };
@@ -143,7 +142,7 @@ async fn deploys_with_exact_returned_reference(
         .as_ref()
         .and_then(|status| status.container_statuses.clone())
         .ok_or("pod without container statuses")?[0];
-    let stores = LocalCluster::with_defaults(CLUSTER).node_stores().await?;
+    let stores = support::local_cluster(CLUSTER).node_stores().await?;
     let held = stores[0].list().await?;
     let stored = held
         .iter()
@@ -750,7 +749,7 @@ async fn scenario_environment(
     std::fs::create_dir_all(&dir)?;
     let setup = kindling::SetupContext::standalone(name, &dir);
     let mut builder = Environment::builder(&setup)
-        .provider(Box::new(LocalCluster::with_defaults(CLUSTER)))
+        .provider(Box::new(support::local_cluster(CLUSTER)))
         .image(ImageSpec::go_binary("toolbox", toolbox_sources()))
         .wait_timeout(Duration::from_secs(90));
     for (stage, yaml) in stages {
@@ -990,10 +989,10 @@ async fn another_tests_broken_pod_does_not_fail_an_environments_wait(
 }
 
 fn main() -> std::process::ExitCode {
-    let cluster = LocalCluster::with_defaults(CLUSTER);
+    let cluster = support::local_cluster(CLUSTER);
     let mut suite = Suite::with_setup(|setup| async move {
         let environment = Environment::builder(&setup)
-            .provider(Box::new(LocalCluster::with_defaults(CLUSTER)))
+            .provider(Box::new(support::local_cluster(CLUSTER)))
             .image(ImageSpec::go_binary("toolbox", toolbox_sources()))
             .up()
             .await?;

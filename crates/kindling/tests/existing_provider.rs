@@ -21,8 +21,8 @@ use bollard::query_parameters::RemoveImageOptions;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kindling::BoxError;
 use kindling::cluster::existing::ExistingCluster;
+use kindling::cluster::local::ComponentBinaries;
 use kindling::cluster::local::images::write_image_sources;
-use kindling::cluster::local::{ComponentBinaries, LocalCluster};
 use kindling::cluster::{Provider as _, PullPolicy};
 use kindling::image::{ImageRef, Pusher, Registry, RegistryCredentials};
 use kindling::{Requirement, Suite, TestContext, TestOptions};
@@ -41,7 +41,7 @@ fn registry_binary() -> PathBuf {
 }
 
 fn local_kubeconfig() -> PathBuf {
-    LocalCluster::with_defaults(LOCAL_CLUSTER).kubeconfig()
+    support::local_cluster(LOCAL_CLUSTER).kubeconfig()
 }
 
 /// Seconds since the epoch and this process: unique enough per test run.
@@ -190,7 +190,7 @@ impl Drop for RegistryProcess {
 /// The local cluster, seen only through its kubeconfig.
 fn existing_cluster(registry: &str) -> Result<ExistingCluster, BoxError> {
     Ok(ExistingCluster::new(
-        "local-as-existing",
+        &"local-as-existing".parse()?,
         local_kubeconfig(),
         Some(LOCAL_CLUSTER.to_owned()),
         Registry::new(registry)?,
@@ -412,7 +412,12 @@ async fn ensure_reads_the_context_and_never_touches_nodes() -> Result<(), BoxErr
 async fn a_missing_kubeconfig_names_the_file() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("nowhere.yaml");
-    let cluster = ExistingCluster::new("team", &path, None, Registry::new("127.0.0.1:5000")?);
+    let cluster = ExistingCluster::new(
+        &"team".parse()?,
+        &path,
+        None,
+        Registry::new("127.0.0.1:5000")?,
+    );
     let error = cluster.ensure().await.expect_err("no kubeconfig");
     let chain = support::error_text(&error);
     ensure(
@@ -425,7 +430,7 @@ async fn a_missing_kubeconfig_names_the_file() -> Result<(), BoxError> {
 
 async fn an_unknown_context_is_named_with_the_ones_there() -> Result<(), BoxError> {
     let cluster = ExistingCluster::new(
-        "team",
+        &"team".parse()?,
         local_kubeconfig(),
         Some("prod-eu".to_owned()),
         Registry::new("127.0.0.1:5000")?,
@@ -454,7 +459,12 @@ async fn an_api_server_that_does_not_answer_is_named() -> Result<(), BoxError> {
             "apiVersion: v1\nkind: Config\ncurrent-context: gone\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
         ),
     )?;
-    let cluster = ExistingCluster::new("team", &path, None, Registry::new("127.0.0.1:5000")?);
+    let cluster = ExistingCluster::new(
+        &"team".parse()?,
+        &path,
+        None,
+        Registry::new("127.0.0.1:5000")?,
+    );
     let chain = support::error_text(&cluster.ensure().await.expect_err("nothing listens"));
     for part in [
         "context `gone`",
@@ -572,7 +582,7 @@ fn from_env_needs_the_registry_variable() -> Result<(), BoxError> {
 
 /// The child side of [`from_env_needs_the_registry_variable`].
 fn from_env_probe() -> ExitCode {
-    match kindling::cluster::from_env("probe") {
+    match kindling::cluster::from_env(&"probe".parse().expect("a valid name")) {
         Ok(provider) => println!("provider {}", provider.kind()),
         Err(error) => println!("error: {}", support::error_text(&error)),
     }
@@ -594,7 +604,7 @@ fn main() -> ExitCode {
         registry_binary(),
         "build it with `bash fixtures/registry/build.sh`",
     );
-    let local = LocalCluster::with_defaults(LOCAL_CLUSTER);
+    let local = support::local_cluster(LOCAL_CLUSTER);
     let needs_registry = TestOptions::new()
         .requires(registry)
         .requires(Requirement::program(
@@ -603,7 +613,7 @@ fn main() -> ExitCode {
         ))
         .requires(local.requirement());
     let mut suite = Suite::with_setup(|setup| async move {
-        let cluster = LocalCluster::with_defaults(LOCAL_CLUSTER);
+        let cluster = support::local_cluster(LOCAL_CLUSTER);
         setup.phase("local cluster", cluster.up()).await?;
         Ok(Local {
             kubeconfig: cluster.kubeconfig(),

@@ -77,9 +77,13 @@ impl World {
     }
 
     fn cluster(&self, name: &str) -> KindCluster {
-        KindCluster::new(name, &self.state_home(), &cache())
-            .binary(self.kind())
-            .ready_timeout(Duration::from_secs(2))
+        KindCluster::new(
+            &name.parse().expect("a valid cluster name"),
+            &self.state_home(),
+            &cache(),
+        )
+        .binary(self.kind())
+        .ready_timeout(Duration::from_secs(2))
     }
 
     fn config_file(&self, file: &str, text: &str) -> Result<PathBuf, kindling::BoxError> {

@@ -17,7 +17,6 @@ use std::time::Duration;
 use bollard::Docker;
 use k8s_openapi::api::core::v1::Pod;
 use kindling::cluster::Provider as _;
-use kindling::cluster::local::LocalCluster;
 use kindling::image::{Builder, ImageSpec, Loader};
 use kindling::{BoxError, Requirement, Suite, TestOptions};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -280,7 +279,7 @@ async fn kind_load_and_kindling_load_leave_the_same_references() -> Outcome {
 /// a pod on the local cluster runs the loaded image.
 async fn a_pod_on_the_local_cluster_runs_the_loaded_image() -> Outcome {
     let docker = docker().await?;
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = support::local_cluster("kindling");
     cluster.up().await?;
     let toolbox = Builder::new(docker.clone())
         .build(&ImageSpec::go_binary(
@@ -366,7 +365,7 @@ fn main() -> ExitCode {
         pinned_kind(),
         "build the pinned kind with `bash fixtures/kind/build.sh`",
     );
-    let local = LocalCluster::with_defaults("kindling").requirement();
+    let local = support::local_cluster("kindling").requirement();
     Suite::new()
         .standalone(
             "skipped_on_a_second_run_and_retagged_when_only_the_name_is_new",

@@ -30,7 +30,7 @@ struct Env {
 }
 
 fn cluster(ctx: &TestContext<Env>) -> LocalCluster {
-    LocalCluster::with_defaults(&ctx.env().cluster)
+    support::local_cluster(&ctx.env().cluster)
 }
 
 fn deployment(name: &str, image: &str) -> Result<Deployment, BoxError> {
@@ -231,15 +231,13 @@ async fn up_again_reuses_the_running_cluster(ctx: TestContext<Env>) -> Result<()
 fn main() -> std::process::ExitCode {
     Suite::with_setup(|setup| async move {
         setup
-            .phase("up", async {
-                LocalCluster::with_defaults(CLUSTER).up().await
-            })
+            .phase("up", async { support::local_cluster(CLUSTER).up().await })
             .await?;
         Ok(Env {
             cluster: CLUSTER.to_owned(),
         })
     })
-    .requires(LocalCluster::with_defaults(CLUSTER).requirement())
+    .requires(support::local_cluster(CLUSTER).requirement())
     .setup_timeout(Duration::from_secs(600))
     .test(
         "deploys_the_exact_returned_reference",

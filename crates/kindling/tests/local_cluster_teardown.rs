@@ -95,7 +95,7 @@ fn leftovers(
 /// (and only it) and that it works: its service-account controller gives a
 /// new namespace its `default` ServiceAccount.
 async fn a_killed_controller_is_restarted_by_the_next_up() -> Outcome {
-    let cluster = &LocalCluster::with_defaults("kindling");
+    let cluster = &support::local_cluster("kindling");
     cluster.up().await.map_err(|error| format!("up: {error}"))?;
     let record = |name: &str| {
         cluster
@@ -163,7 +163,7 @@ async fn a_killed_controller_is_restarted_by_the_next_up() -> Outcome {
 }
 
 async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
-    let cluster = LocalCluster::with_defaults("kindling");
+    let cluster = support::local_cluster("kindling");
     {
         cluster.up().await.map_err(|error| format!("up: {error}"))?;
         let started = cluster.recorded_processes();
@@ -227,7 +227,7 @@ async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
 
 fn main() -> ExitCode {
     Suite::new()
-        .requires(LocalCluster::with_defaults("kindling").requirement())
+        .requires(support::local_cluster("kindling").requirement())
         .standalone(
             "a_killed_controller_is_restarted_by_the_next_up",
             TestOptions::new(),

@@ -11,7 +11,9 @@ use kube::api::{Api, ListParams};
 use kube::config::Kubeconfig;
 use kube::{Client, Config};
 
-use super::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
+use super::{
+    ClusterInfo, ClusterName, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy,
+};
 use crate::BoxFuture;
 use crate::Requirement;
 use crate::image::{ImageRef, PushError, Pusher, Registry, RegistryCredentials};
@@ -161,7 +163,7 @@ fn list(names: &[String]) -> String {
 /// to `registry`.
 #[derive(Debug, Clone)]
 pub struct ExistingCluster {
-    name: String,
+    name: ClusterName,
     kubeconfig: PathBuf,
     /// `None`: the kubeconfig's current context.
     context: Option<String>,
@@ -180,13 +182,13 @@ impl ExistingCluster {
     /// The cluster called `name` (a label for messages and state) in
     /// `context` of `kubeconfig` (`None`: its current context).
     pub fn new(
-        name: &str,
+        name: &ClusterName,
         kubeconfig: impl Into<PathBuf>,
         context: Option<String>,
         registry: Registry,
     ) -> Self {
         ExistingCluster {
-            name: name.to_owned(),
+            name: name.clone(),
             kubeconfig: kubeconfig.into(),
             context,
             registry,
@@ -197,7 +199,7 @@ impl ExistingCluster {
     /// `~/.kube/config`), `KINDLING_CONTEXT` (default the current context),
     /// `KINDLING_REGISTRY` (required), and optionally
     /// `KINDLING_REGISTRY_USERNAME` with `KINDLING_REGISTRY_PASSWORD`.
-    pub fn from_env(name: &str) -> Result<Self, ExistingError> {
+    pub fn from_env(name: &ClusterName) -> Result<Self, ExistingError> {
         Self::from_vars(name, |variable| {
             std::env::var(variable)
                 .ok()
@@ -207,7 +209,7 @@ impl ExistingCluster {
 
     /// [`Self::from_env`] with the variables looked up through `var`.
     pub fn from_vars(
-        name: &str,
+        name: &ClusterName,
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ExistingError> {
         let kubeconfig = match (var("KINDLING_KUBECONFIG"), var("KUBECONFIG")) {
@@ -337,7 +339,7 @@ impl ExistingCluster {
 
     fn provider_error(&self, action: &str, error: ExistingError) -> ProviderError {
         ProviderError::Existing {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
             action: action.to_owned(),
             source: Box::new(error),
         }
@@ -377,7 +379,7 @@ impl Provider for ExistingCluster {
     }
 
     fn cluster(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// Never creates anything: checks that the context's API server answers.
@@ -393,7 +395,7 @@ impl Provider for ExistingCluster {
                 .await
                 .map_err(|error| cluster.provider_error("reach the cluster", error))?;
             Ok(ClusterInfo {
-                name: cluster.name.clone(),
+                name: cluster.name.to_string(),
                 kubeconfig: cluster.kubeconfig.clone(),
                 fingerprint: format!("existing {} {}", resolved.server, resolved.context),
                 context: resolved.context,
@@ -492,6 +494,10 @@ mod tests {
 
     use super::*;
 
+    fn team() -> ClusterName {
+        "team".parse().unwrap()
+    }
+
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
             .iter()
@@ -510,7 +516,7 @@ mod tests {
     #[test]
     fn variables_pick_kubeconfig_context_and_registry() {
         let cluster = ExistingCluster::from_vars(
-            "team",
+            &team(),
             vars(&[
                 ("KINDLING_KUBECONFIG", "/k/a.yaml"),
                 ("KUBECONFIG", "/k/b.yaml"),
@@ -524,7 +530,7 @@ mod tests {
         assert_eq!(cluster.registry().address(), "127.0.0.1:5000");
 
         let defaults = ExistingCluster::from_vars(
-            "team",
+            &team(),
             vars(&[("HOME", "/home/u"), ("KINDLING_REGISTRY", "reg.io/t")]),
         )
         .unwrap();
@@ -532,7 +538,7 @@ mod tests {
         assert_eq!(defaults.context, None);
 
         let from_kubeconfig = ExistingCluster::from_vars(
-            "team",
+            &team(),
             vars(&[("KUBECONFIG", "/k/b.yaml"), ("KINDLING_REGISTRY", "reg.io")]),
         )
         .unwrap();
@@ -541,14 +547,14 @@ mod tests {
 
     #[test]
     fn missing_or_partial_settings_name_the_variable() {
-        let error = ExistingCluster::from_vars("team", vars(&[])).unwrap_err();
+        let error = ExistingCluster::from_vars(&team(), vars(&[])).unwrap_err();
         assert!(
             error.to_string().contains("set KINDLING_REGISTRY"),
             "{error}"
         );
 
         let error = ExistingCluster::from_vars(
-            "team",
+            &team(),
             vars(&[
                 ("KINDLING_REGISTRY", "reg.io"),
                 ("KINDLING_REGISTRY_USERNAME", "ci"),
@@ -560,12 +566,12 @@ mod tests {
             "{error}"
         );
 
-        let error = ExistingCluster::from_vars("team", vars(&[("KINDLING_REGISTRY", "team/e2e")]))
+        let error = ExistingCluster::from_vars(&team(), vars(&[("KINDLING_REGISTRY", "team/e2e")]))
             .unwrap_err();
         assert!(error.to_string().contains("`team/e2e`"), "{error}");
 
         let error = ExistingCluster::from_vars(
-            "team",
+            &team(),
             vars(&[
                 ("KUBECONFIG", "/k/a.yaml:/k/b.yaml"),
                 ("KINDLING_REGISTRY", "reg.io"),
@@ -580,7 +586,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let registry = Registry::new("127.0.0.1:5000").unwrap();
         let missing = dir.path().join("absent.yaml");
-        let cluster = ExistingCluster::new("team", &missing, None, registry.clone());
+        let cluster = ExistingCluster::new(&team(), &missing, None, registry.clone());
         let error = runtime().block_on(cluster.resolve()).unwrap_err();
         assert!(
             error.to_string().contains(&missing.display().to_string()),
@@ -593,7 +599,7 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: one\n  context:\n    cluster: c\n- name: two\n  context:\n    cluster: c\nusers: []\n",
         )
         .unwrap();
-        let cluster = ExistingCluster::new("team", &path, Some("three".into()), registry.clone());
+        let cluster = ExistingCluster::new(&team(), &path, Some("three".into()), registry.clone());
         let message = runtime()
             .block_on(cluster.resolve())
             .unwrap_err()
@@ -601,7 +607,7 @@ mod tests {
         for part in ["`three`", "`one`, `two`", &path.display().to_string()] {
             assert!(message.contains(part), "{message}");
         }
-        let cluster = ExistingCluster::new("team", &path, None, registry);
+        let cluster = ExistingCluster::new(&team(), &path, None, registry);
         let message = runtime()
             .block_on(cluster.resolve())
             .unwrap_err()
@@ -613,7 +619,7 @@ mod tests {
     #[test]
     fn it_offers_no_node_stores_and_never_deletes() {
         let registry = Registry::new("127.0.0.1:5000").unwrap();
-        let cluster = ExistingCluster::new("team", "/nonexistent", None, registry);
+        let cluster = ExistingCluster::new(&team(), "/nonexistent", None, registry);
         assert_eq!((cluster.kind(), cluster.cluster()), ("existing", "team"));
         let runtime = runtime();
         assert!(runtime.block_on(cluster.node_stores()).unwrap().is_empty());

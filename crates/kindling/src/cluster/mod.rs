@@ -6,11 +6,14 @@ pub mod existing;
 pub mod kind;
 pub mod local;
 pub(crate) mod lock;
+mod name;
 pub mod pki;
 mod ready;
 mod spec;
 
 pub use lock::{LockError, users_lock_path};
+pub(crate) use name::check_variable as check_cluster_variable;
+pub use name::{ClusterName, InvalidClusterName, MAX_CLUSTER_NAME};
 pub use ready::{READY_VARIABLE, ReadyCluster};
 pub use spec::ProviderSpec;
 
@@ -61,6 +64,10 @@ pub enum ProviderError {
         #[source]
         source: Box<existing::ExistingError>,
     },
+    /// A cluster name (`KINDLING_CLUSTER`, a recorded one) is not a
+    /// DNS-1123 label; nothing was touched.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidClusterName),
     /// `KINDLING_PROVIDER` names no provider.
     #[error(
         "{name} cluster `{cluster}`: unknown provider `{name}`: KINDLING_PROVIDER must be `local`, `kind` or `existing`"
@@ -82,6 +89,7 @@ impl ProviderError {
             ProviderError::Kind { .. } => "kind",
             ProviderError::Existing { .. } => "existing",
             ProviderError::UnknownProvider { name, .. } => name,
+            ProviderError::InvalidName(_) => "unknown",
         }
     }
 
@@ -92,6 +100,7 @@ impl ProviderError {
             | ProviderError::Kind { cluster, .. }
             | ProviderError::Existing { cluster, .. }
             | ProviderError::UnknownProvider { cluster, .. } => cluster,
+            ProviderError::InvalidName(error) => &error.value,
         }
     }
 }
@@ -196,29 +205,39 @@ pub struct Delivered {
 }
 
 /// The provider `KINDLING_PROVIDER` names (default `local`) for the
-/// cluster `KINDLING_CLUSTER` names (default `cluster`).
-pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
+/// cluster `KINDLING_CLUSTER` names (default `cluster`). A name in
+/// `KINDLING_CLUSTER` that is not a DNS-1123 label is refused before
+/// anything is touched.
+pub fn from_env(cluster: &ClusterName) -> Result<Box<dyn Provider>, ProviderError> {
     let named = std::env::var("KINDLING_CLUSTER")
         .ok()
-        .filter(|name| !name.trim().is_empty());
-    let cluster = named.as_deref().map(str::trim).unwrap_or(cluster);
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| ClusterName::new(name.trim()))
+        .transpose()?;
+    let cluster = named.as_ref().unwrap_or(cluster);
     let provider = std::env::var("KINDLING_PROVIDER")
         .ok()
         .filter(|name| !name.trim().is_empty())
         .unwrap_or_else(|| "local".to_owned());
     match provider.trim() {
-        "local" => Ok(Box::new(local::LocalCluster::with_defaults(cluster))),
+        "local" => local::LocalCluster::with_defaults(cluster)
+            .map(|provider| Box::new(provider) as Box<dyn Provider>)
+            .map_err(|error| ProviderError::Local {
+                cluster: cluster.to_string(),
+                action: "read its configuration".to_owned(),
+                source: Box::new(error),
+            }),
         "existing" => existing::ExistingCluster::from_env(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
             .map_err(|error| ProviderError::Existing {
-                cluster: cluster.to_owned(),
+                cluster: cluster.to_string(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             }),
         "kind" => Ok(Box::new(kind::KindCluster::with_defaults(cluster))),
         other => Err(ProviderError::UnknownProvider {
             name: other.to_owned(),
-            cluster: cluster.to_owned(),
+            cluster: cluster.to_string(),
         }),
     }
 }
@@ -227,7 +246,7 @@ pub fn from_env(cluster: &str) -> Result<Box<dyn Provider>, ProviderError> {
 /// [`crate::Suite::requires`]. An unknown provider is a requirement that is
 /// never met, naming the accepted values.
 pub fn requirement() -> Requirement {
-    match from_env(DEFAULT_CLUSTER) {
+    match from_env(&ClusterName::default()) {
         Ok(provider) => provider.requirement(),
         Err(error) => {
             let reason = kindling_harness::render_chain(&error).replace('\n', " ");

@@ -1,7 +1,9 @@
 //! Certificates and keys of a cluster, generated with rcgen and written
-//! with mode 0600: a CA, the API server's serving certificate, client
-//! certificates for the admin and each component, the kubelet's serving
-//! certificate, and the service-account key pair.
+//! with mode 0600 in a 0700 folder: a CA, the API server's serving
+//! certificate, client certificates for the admin and each component, the
+//! kubelet's serving certificate, the service-account key pair, and etcd's
+//! own CA with its serving, peer and API-server client certificates (as
+//! kubeadm makes them: a certificate of the cluster CA is no etcd client).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,14 @@ pub struct PkiFiles {
     /// The kubelet's serving certificate, for the node's name and IP, and
     /// loopback.
     pub kubelet_serving: CertFiles,
+    /// etcd's CA, which signs etcd's certificates only.
+    pub etcd_ca: CertFiles,
+    /// etcd's serving certificate, for loopback.
+    pub etcd_server: CertFiles,
+    /// etcd's peer certificate (server and client), for loopback.
+    pub etcd_peer: CertFiles,
+    /// The API server's client certificate for etcd.
+    pub apiserver_etcd_client: CertFiles,
     /// The private key service-account tokens are signed with (`sa.key`).
     pub service_account_key: PathBuf,
     /// Its public key, which verifies them (`sa.pub`).
@@ -80,6 +90,10 @@ impl PkiFiles {
             kube_proxy: pair("kube-proxy"),
             kubelet_client: pair("kubelet-client"),
             kubelet_serving: pair("kubelet-serving"),
+            etcd_ca: pair("etcd-ca"),
+            etcd_server: pair("etcd-server"),
+            etcd_peer: pair("etcd-peer"),
+            apiserver_etcd_client: pair("apiserver-etcd-client"),
             service_account_key: dir.join("sa.key"),
             service_account_public: dir.join("sa.pub"),
         }
@@ -97,6 +111,10 @@ impl PkiFiles {
             &self.kube_proxy,
             &self.kubelet_client,
             &self.kubelet_serving,
+            &self.etcd_ca,
+            &self.etcd_server,
+            &self.etcd_peer,
+            &self.apiserver_etcd_client,
         ] {
             paths.push(pair.cert.as_path());
             paths.push(pair.key.as_path());
@@ -114,7 +132,7 @@ type Leaf<'a> = (
     &'a str,
     Option<&'a str>,
     Vec<SanType>,
-    ExtendedKeyUsagePurpose,
+    Vec<ExtendedKeyUsagePurpose>,
 );
 
 /// Generating or writing the PKI failed.
@@ -142,32 +160,21 @@ pub enum PkiError {
 }
 
 /// Writes the PKI under `dir`, unless every file is already there (then
-/// it is kept, so restarting a cluster keeps its identity). A partial set
-/// is regenerated whole.
+/// it is kept, so restarting a cluster keeps its identity, and the modes of
+/// the folder and files are made private again). A partial set is
+/// regenerated whole.
 pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
     let files = PkiFiles::under(dir);
+    private_dir(dir)?;
     if files.all_paths().iter().all(|path| path.is_file()) {
+        for path in files.all_paths() {
+            set_mode(path, 0o600)?;
+        }
         return Ok(files);
     }
-    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
 
-    let ca_key = generate_key("ca")?;
-    let mut ca_params = params("ca", "kindling-ca", None, &[])?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(generate_error("ca"))?;
-    write(&files.ca.cert, &ca_cert.pem())?;
-    write(&files.ca.key, &ca_key.serialize_pem())?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let issuer = new_ca(&files.ca, "kindling-ca")?;
+    let etcd_issuer = new_ca(&files.etcd_ca, "kindling-etcd-ca")?;
 
     let node_san = vec![
         SanType::IpAddress(spec.node_ip),
@@ -184,6 +191,38 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
     ];
     apiserver_sans.extend(node_san.clone());
 
+    let loopback = vec![
+        SanType::IpAddress("127.0.0.1".parse().expect("loopback")),
+        dns("localhost")?,
+    ];
+    let etcd_leaves: [Leaf<'_>; 3] = [
+        (
+            &files.etcd_server,
+            "kindling-etcd",
+            None,
+            loopback.clone(),
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        ),
+        (
+            &files.etcd_peer,
+            "kindling-etcd-peer",
+            None,
+            loopback,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        ),
+        (
+            &files.apiserver_etcd_client,
+            "kube-apiserver-etcd-client",
+            None,
+            vec![],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        ),
+    ];
+    sign_leaves(etcd_leaves, &etcd_issuer)?;
+
     let node_identity = format!("system:node:{}", spec.node_name);
     let leaves: [Leaf<'_>; 8] = [
         (
@@ -191,73 +230,59 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
             "kube-apiserver",
             None,
             apiserver_sans,
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
         ),
         (
             &files.apiserver_kubelet_client,
             "kube-apiserver-kubelet-client",
             Some("kindling:apiserver-kubelet-client"),
             vec![],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.admin,
             "kindling-admin",
             Some("system:masters"),
             vec![],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.controller_manager,
             "system:kube-controller-manager",
             None,
             vec![],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.scheduler,
             "system:kube-scheduler",
             None,
             vec![],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.kube_proxy,
             "system:kube-proxy",
             None,
             vec![],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.kubelet_client,
             &node_identity,
             Some("system:nodes"),
             vec![],
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.kubelet_serving,
             &node_identity,
             Some("system:nodes"),
             node_san,
-            ExtendedKeyUsagePurpose::ServerAuth,
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
         ),
     ];
-    for (target, common_name, organization, sans, usage) in leaves {
-        let key = generate_key(common_name)?;
-        let mut leaf = params(common_name, common_name, organization, &[])?;
-        leaf.subject_alt_names = sans;
-        leaf.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        leaf.extended_key_usages = vec![usage];
-        let cert = leaf
-            .signed_by(&key, &issuer)
-            .map_err(generate_error(common_name))?;
-        write(&target.cert, &cert.pem())?;
-        write(&target.key, &key.serialize_pem())?;
-    }
+    sign_leaves(leaves, &issuer)?;
 
     let service_account = generate_key("service-account")?;
     write(&files.service_account_key, &service_account.serialize_pem())?;
@@ -266,6 +291,47 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
         &service_account.public_key_pem(),
     )?;
     Ok(files)
+}
+
+/// Makes a self-signed CA named `common_name` into `files`.
+fn new_ca(files: &CertFiles, common_name: &str) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let key = generate_key(common_name)?;
+    let mut ca_params = params(common_name, common_name, None, &[])?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = ca_params
+        .self_signed(&key)
+        .map_err(generate_error(common_name))?;
+    write(&files.cert, &cert.pem())?;
+    write(&files.key, &key.serialize_pem())?;
+    Ok(Issuer::new(ca_params, key))
+}
+
+/// Signs each leaf with `issuer` and writes it.
+fn sign_leaves<const N: usize>(
+    leaves: [Leaf<'_>; N],
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(), PkiError> {
+    for (target, common_name, organization, sans, usages) in leaves {
+        let key = generate_key(common_name)?;
+        let mut leaf = params(common_name, common_name, organization, &[])?;
+        leaf.subject_alt_names = sans;
+        leaf.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        leaf.extended_key_usages = usages;
+        let cert = leaf
+            .signed_by(&key, issuer)
+            .map_err(generate_error(common_name))?;
+        write(&target.cert, &cert.pem())?;
+        write(&target.key, &key.serialize_pem())?;
+    }
+    Ok(())
 }
 
 fn generate_error(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
@@ -302,10 +368,11 @@ fn params(
     Ok(params)
 }
 
-/// Writes `contents` to `path` with mode 0600 (keys and certificates alike).
+/// Writes `contents` to `path` with mode 0600 (keys and certificates
+/// alike), also when the file existed with a wider mode.
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let error = |source| PkiError::Write {
         path: path.to_owned(),
         source,
@@ -317,7 +384,28 @@ fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
         .mode(0o600)
         .open(path)
         .map_err(error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(error)?;
     file.write_all(contents.as_bytes()).map_err(error)
+}
+
+/// Creates `dir` (and its parents) and makes it 0700.
+fn private_dir(dir: &Path) -> Result<(), PkiError> {
+    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        PkiError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 /// A kubeconfig for `user` with certificate files, one cluster and one
@@ -439,6 +527,16 @@ mod tests {
             assert_eq!(issuer, ca_subject);
             assert!(!is_ca);
         }
+        let (etcd_ca, _, _, is_ca) = subject_and_issuer(&files.etcd_ca.cert);
+        assert!(is_ca && etcd_ca == "CN=kindling-etcd-ca");
+        for pair in [
+            &files.etcd_server,
+            &files.etcd_peer,
+            &files.apiserver_etcd_client,
+        ] {
+            let (subject, issuer, _, _) = subject_and_issuer(&pair.cert);
+            assert_eq!(issuer, etcd_ca, "{subject} is not signed by etcd's own CA");
+        }
         let (_, _, sans, _) = subject_and_issuer(&files.apiserver.cert);
         for wanted in [
             "IP 10.214.0.1",
@@ -458,10 +556,20 @@ mod tests {
     fn files_are_private_and_kept_on_a_second_run() {
         let dir = tempfile::tempdir().unwrap();
         let files = ensure_pki(&spec(), dir.path()).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         for path in files.all_paths() {
-            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600, "{}", path.display());
+            assert_eq!(mode(path), 0o600, "{}", path.display());
         }
+        assert_eq!(mode(dir.path()), 0o700);
+        // An older kindling's (or a user's) wider modes are repaired.
+        let widen = |path: &Path, bits| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)).unwrap()
+        };
+        widen(&files.ca.key, 0o644);
+        widen(dir.path(), 0o755);
+        ensure_pki(&spec(), dir.path()).unwrap();
+        assert_eq!(mode(&files.ca.key), 0o600);
+        assert_eq!(mode(dir.path()), 0o700);
         let ca = std::fs::read(&files.ca.cert).unwrap();
         ensure_pki(&spec(), dir.path()).unwrap();
         assert_eq!(

@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256};
 use super::existing::ExistingCluster;
 use super::kind::{KindCluster, KindEngine};
 use super::local::LocalCluster;
-use super::{Provider, ProviderError};
+use super::local::network::NetworkRanges;
+use super::{ClusterName, Provider, ProviderError};
 use crate::image::Registry;
 
 /// A provider and its configuration.
@@ -21,16 +22,19 @@ pub enum ProviderSpec {
     /// Upstream components on this host.
     Local {
         /// The cluster's name.
-        cluster: String,
+        cluster: ClusterName,
         /// Where the cluster's state lives (`<KINDLING_HOME>/clusters`).
         state_root: PathBuf,
         /// Where its built components are (`KINDLING_CACHE_DIR`).
         cache: PathBuf,
+        /// Its address ranges (`KINDLING_LOCAL_*`).
+        #[serde(default)]
+        ranges: NetworkRanges,
     },
     /// A Kind cluster through the kind CLI.
     Kind {
         /// The cluster's name.
-        cluster: String,
+        cluster: ClusterName,
         /// The state home; the cluster's state is in
         /// `<state_home>/kind/<cluster>`.
         state_home: PathBuf,
@@ -52,7 +56,7 @@ pub enum ProviderSpec {
     /// A cluster kindling does not own; images pushed to `registry`.
     Existing {
         /// The name the cluster goes by in messages and state.
-        cluster: String,
+        cluster: ClusterName,
         /// The kubeconfig file that reaches it.
         kubeconfig: PathBuf,
         /// The context to use in it; `None` for its current context.
@@ -77,7 +81,7 @@ impl ProviderSpec {
         match self {
             ProviderSpec::Local { cluster, .. }
             | ProviderSpec::Kind { cluster, .. }
-            | ProviderSpec::Existing { cluster, .. } => cluster,
+            | ProviderSpec::Existing { cluster, .. } => cluster.as_str(),
         }
     }
 
@@ -89,7 +93,10 @@ impl ProviderSpec {
                 cluster,
                 state_root,
                 cache,
-            } => Box::new(LocalCluster::in_dirs(cluster, state_root, cache)),
+                ranges,
+            } => Box::new(
+                LocalCluster::in_dirs(cluster, state_root, cache).with_ranges(ranges.clone()),
+            ),
             ProviderSpec::Kind {
                 cluster,
                 state_home,
@@ -120,7 +127,7 @@ impl ProviderSpec {
             } => {
                 let mut registry =
                     Registry::new(registry).map_err(|error| ProviderError::Existing {
-                        cluster: cluster.clone(),
+                        cluster: cluster.to_string(),
                         action: "read its recorded registry".to_owned(),
                         source: Box::new(error.into()),
                     })?;
@@ -173,9 +180,10 @@ mod tests {
 
     fn local(cluster: &str) -> ProviderSpec {
         ProviderSpec::Local {
-            cluster: cluster.to_owned(),
+            cluster: cluster.parse().unwrap(),
             state_root: "/state".into(),
             cache: "/cache".into(),
+            ranges: NetworkRanges::default(),
         }
     }
 
@@ -187,7 +195,7 @@ mod tests {
         let config = dir.path().join("kind.yaml");
         std::fs::write(&config, "kind: Cluster\n").unwrap();
         let kind = ProviderSpec::Kind {
-            cluster: "k".to_owned(),
+            cluster: "k".parse().unwrap(),
             state_home: "/state".into(),
             cache: "/cache".into(),
             config_file: Some(config.clone()),
@@ -205,7 +213,7 @@ mod tests {
         let specs = [
             local("a"),
             ProviderSpec::Existing {
-                cluster: "staging".to_owned(),
+                cluster: "staging".parse().unwrap(),
                 kubeconfig: "/k/config".into(),
                 context: Some("ctx".to_owned()),
                 registry: "127.0.0.1:5000".to_owned(),

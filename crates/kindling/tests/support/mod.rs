@@ -463,3 +463,10 @@ pub fn peak_rss_mb() -> Option<f64> {
 pub fn reset_peak_rss() -> std::io::Result<()> {
     std::fs::write("/proc/self/clear_refs", "5")
 }
+
+/// The local cluster `name` as the variables configure it.
+pub fn local_cluster(name: &str) -> kindling::cluster::local::LocalCluster {
+    let name: kindling::cluster::ClusterName = name.parse().expect("a valid cluster name");
+    kindling::cluster::local::LocalCluster::with_defaults(&name)
+        .expect("the KINDLING_LOCAL_* variables are valid")
+}

@@ -11,7 +11,9 @@ use super::config::{self, ClusterConfig, Fingerprint};
 use super::{KindError, ready};
 use crate::BoxFuture;
 use crate::Requirement;
-use crate::cluster::{ClusterInfo, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy};
+use crate::cluster::{
+    ClusterInfo, ClusterName, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy,
+};
 use crate::image::{ImageRef, Loader};
 use crate::node::{NodeStore, discover_kind_nodes};
 
@@ -64,7 +66,7 @@ impl KindEngine {
 /// `fingerprint.json`, written only once the cluster was ready.
 #[derive(Debug, Clone)]
 pub struct KindCluster {
-    name: String,
+    name: ClusterName,
     state_dir: PathBuf,
     cache: PathBuf,
     config_file: Option<PathBuf>,
@@ -77,9 +79,9 @@ pub struct KindCluster {
 impl KindCluster {
     /// The cluster `name`, its state under `state_home/kind/<name>`, the
     /// pinned kind looked for in `cache`.
-    pub fn new(name: &str, state_home: &Path, cache: &Path) -> Self {
+    pub fn new(name: &ClusterName, state_home: &Path, cache: &Path) -> Self {
         KindCluster {
-            name: name.to_owned(),
+            name: name.clone(),
             state_dir: state_home.join("kind").join(name),
             cache: cache.to_owned(),
             config_file: None,
@@ -94,7 +96,7 @@ impl KindCluster {
     /// `KINDLING_HOME`, kind from `KINDLING_KIND_BINARY` or the cache,
     /// the configuration from `KINDLING_KIND_CONFIG`, recreation allowed by
     /// `KINDLING_KIND_RECREATE=1`, the engine from `KIND_EXPERIMENTAL_PROVIDER`.
-    pub fn with_defaults(name: &str) -> Self {
+    pub fn with_defaults(name: &ClusterName) -> Self {
         let mut cluster = KindCluster::new(
             name,
             &crate::cluster::state_home(),
@@ -143,7 +145,7 @@ impl KindCluster {
 
     /// The cluster's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// Where kindling keeps the cluster's state: `<state home>/kind/<name>`.
@@ -200,7 +202,12 @@ impl KindCluster {
         let current = config.fingerprint(version);
         let _lock = self.lock().await?;
         self.create_state_dir()?;
-        if cli.clusters().await?.contains(&self.name) {
+        if cli
+            .clusters()
+            .await?
+            .iter()
+            .any(|name| self.name == name.as_str())
+        {
             let recorded = config::read_recorded(&self.fingerprint_record())?;
             if recorded
                 .as_ref()
@@ -228,7 +235,7 @@ impl KindCluster {
     pub async fn delete_cluster(&self) -> Result<(), KindError> {
         let cli = self.cli()?;
         // Suites setting up or testing on the cluster finish first.
-        let _users = crate::cluster::lock::delete_cluster_lock("kind", &self.name).await?;
+        let _users = crate::cluster::lock::delete_cluster_lock("kind", self.name.as_str()).await?;
         let _lock = self.lock().await?;
         self.delete_with(&cli).await
     }
@@ -245,7 +252,7 @@ impl KindCluster {
             "logs".as_ref(),
             dir.as_os_str(),
             "--name".as_ref(),
-            self.name.as_ref(),
+            self.name.as_str().as_ref(),
         ];
         match cli.run(&args).await {
             Ok(_) => Ok(()),
@@ -264,15 +271,15 @@ impl KindCluster {
     /// The nodes' image stores, found by kind's container labels.
     pub async fn stores(&self) -> Result<Vec<NodeStore>, KindError> {
         let docker = self.connect().await?;
-        let nodes = discover_kind_nodes(&docker, &self.name)
+        let nodes = discover_kind_nodes(&docker, self.name.as_str())
             .await
             .map_err(|source| KindError::Discover {
-                cluster: self.name.clone(),
+                cluster: self.name.to_string(),
                 source,
             })?;
         if nodes.is_empty() {
             return Err(KindError::NoNodes {
-                cluster: self.name.clone(),
+                cluster: self.name.to_string(),
             });
         }
         Ok(nodes.into_iter().map(|node| node.store).collect())
@@ -283,12 +290,12 @@ impl KindCluster {
         let kubeconfig = self.kubeconfig();
         if !kubeconfig.is_file() {
             return Err(KindError::NoKubeconfig {
-                cluster: self.name.clone(),
+                cluster: self.name.to_string(),
                 path: kubeconfig,
             });
         }
         let unhealthy = |detail| KindError::Unhealthy {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
             detail: Box::new(detail),
         };
         let client = ready::client(&kubeconfig, &self.context())
@@ -327,7 +334,7 @@ impl KindCluster {
             "create".as_ref(),
             "cluster".as_ref(),
             "--name".as_ref(),
-            self.name.as_ref(),
+            self.name.as_str().as_ref(),
             "--config".as_ref(),
             config_path.as_os_str(),
             "--kubeconfig".as_ref(),
@@ -342,7 +349,7 @@ impl KindCluster {
             "export".as_ref(),
             "kubeconfig".as_ref(),
             "--name".as_ref(),
-            self.name.as_ref(),
+            self.name.as_str().as_ref(),
             "--kubeconfig".as_ref(),
             kubeconfig.as_os_str(),
         ];
@@ -365,7 +372,7 @@ impl KindCluster {
             Err(error) => format!("kind's logs: {error}"),
         };
         Err(KindError::NotReady {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
             after: self.ready_timeout,
             last: Box::new(last),
             logs,
@@ -381,7 +388,7 @@ impl KindCluster {
             "delete".as_ref(),
             "cluster".as_ref(),
             "--name".as_ref(),
-            self.name.as_ref(),
+            self.name.as_str().as_ref(),
             "--kubeconfig".as_ref(),
             kubeconfig.as_os_str(),
         ];
@@ -420,7 +427,7 @@ impl KindCluster {
             ),
         };
         KindError::ConfigChanged {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
             reason,
             config: config.describe(),
             current: current.fingerprint.clone(),
@@ -429,7 +436,7 @@ impl KindCluster {
 
     fn info(&self, fingerprint: &Fingerprint, created: bool) -> ClusterInfo {
         ClusterInfo {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             kubeconfig: self.kubeconfig(),
             context: self.context(),
             fingerprint: fingerprint.fingerprint.clone(),
@@ -468,7 +475,7 @@ impl KindCluster {
 
     fn provider_error(&self, action: &str, error: KindError) -> ProviderError {
         ProviderError::Kind {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
             action: action.to_owned(),
             source: Box::new(error),
         }
@@ -522,7 +529,7 @@ impl Provider for KindCluster {
     }
 
     fn cluster(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     fn ensure(&self) -> BoxFuture<Result<ClusterInfo, ProviderError>> {

@@ -235,6 +235,16 @@ impl LocalCluster {
     fn restart_exited(&self, components: &[&str]) -> Result<Vec<String>, LocalError> {
         let mut restarted = Vec::new();
         for component in components {
+            if let Some(record) = self.supervisor.record(component)
+                && !super::process::Supervisor::is_running(&record)
+                && let Some(program) = record.command.first()
+                && let Err(source) = super::components::verify(std::path::Path::new(program))
+            {
+                return Err(LocalError::Unverified {
+                    component: (*component).to_owned(),
+                    source,
+                });
+            }
             if let Some(restart) =
                 self.supervisor
                     .restart_if_exited(component, RESTART_LIMIT, LOG_TAIL)?

@@ -12,10 +12,12 @@ use kube::Client;
 use kube::api::Api;
 
 use super::components::ComponentBinaries;
-use super::config::{self, LocalLayout, LocalNetwork, LocalPorts};
+use super::config::{self, LocalLayout, LocalPorts};
 use super::images::ComponentImageError;
+use super::network::{LocalNetwork, NetworkRanges};
 use super::ports::PortInUse;
 use super::process::{ProcessError, ProcessSpec, Supervisor};
+use crate::cluster::ClusterName;
 use crate::cluster::pki::{self, PkiError, PkiFiles, PkiSpec};
 use crate::image::LoadError;
 use crate::node::{LocalProcess, NodeStore};
@@ -92,6 +94,59 @@ pub enum LocalError {
     /// A port a component listens on is taken.
     #[error(transparent)]
     PortInUse(#[from] PortInUse),
+    /// A range variable (`KINDLING_LOCAL_*`) is invalid, or the ranges overlap.
+    #[error(transparent)]
+    NetworkRange(#[from] super::network::NetworkRangeError),
+    /// A route of the host overlaps one of the cluster's ranges; nothing
+    /// was changed.
+    #[error(transparent)]
+    RangeCollision(Box<super::network::RangeCollision>),
+    /// Another Kubernetes (kube-proxy, a kubelet) manages this host's
+    /// iptables, nftables or IPVS: the cluster's kube-proxy would take its
+    /// rules over. Nothing was changed.
+    #[error(
+        "this host has kube-proxy's or a kubelet's objects that this local cluster did not make ({}): another Kubernetes manages this host's packet filter, and the local cluster's kube-proxy would take them over; stop it and remove them, or use the kind provider (KINDLING_PROVIDER=kind). Nothing was changed",
+        objects.join(", ")
+    )]
+    ForeignKubernetes {
+        /// Each object, e.g. `iptables nat KUBE-SERVICES`.
+        objects: Vec<String>,
+    },
+    /// The node's link name exists and this cluster did not make it.
+    #[error(
+        "network interface `{link}` exists and this local cluster did not make it: remove it (`ip link delete {link}`) if it is left from a crashed run, or give the cluster another name. Nothing was changed"
+    )]
+    ForeignLink {
+        /// The link.
+        link: String,
+    },
+    /// The host-path provisioner's fixed folder exists and is not this
+    /// cluster's link to its private volumes folder.
+    #[error(
+        "`{}` exists and is not this local cluster's ({found}): the volumes of PersistentVolumeClaims would be made in it, where another user could read or swap them; remove it, or take down the cluster that made it. Nothing was changed",
+        path.display()
+    )]
+    ForeignVolumes {
+        /// The path, `/tmp/hostpath_pv`.
+        path: PathBuf,
+        /// What is there.
+        found: String,
+    },
+    /// A component that exited was not started again: its binary is not
+    /// the one built for it.
+    #[error(
+        "{component} exited and was not started again: its binary changed since it was built; `kindling down` then `kindling up` builds it again"
+    )]
+    Unverified {
+        /// The component.
+        component: String,
+        /// What is wrong with its binary.
+        #[source]
+        source: super::components::Unverified,
+    },
+    /// The record of what `up` changed on the host could not be read or written.
+    #[error(transparent)]
+    HostRecord(#[from] super::host_record::HostRecordError),
     /// A command run on the host (`ip`, or tagging the pause image in
     /// the node's containerd) failed or could not start.
     #[error("`{command}` failed: {stderr}")]
@@ -179,7 +234,7 @@ pub const ALREADY_UP: &str = "already up";
 /// A single-node cluster of upstream components on this host.
 #[derive(Debug, Clone)]
 pub struct LocalCluster {
-    pub(super) name: String,
+    pub(super) name: ClusterName,
     pub(super) state_root: PathBuf,
     pub(super) cache: PathBuf,
     pub(super) node_name: String,
@@ -196,7 +251,7 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// The cluster's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     /// The node's name.
@@ -221,7 +276,7 @@ impl LocalCluster {
 
     /// The cluster `name` with its state in `state_root/<name>` and the
     /// components in `binaries`.
-    pub fn new(name: &str, state_root: &Path, binaries: ComponentBinaries) -> Self {
+    pub fn new(name: &ClusterName, state_root: &Path, binaries: ComponentBinaries) -> Self {
         let cache = binaries
             .kubernetes_dir
             .parent()
@@ -230,13 +285,13 @@ impl LocalCluster {
             .unwrap_or_default();
         let layout = LocalLayout::new(state_root.join(name), Path::new("/run/kindling").join(name));
         LocalCluster {
-            name: name.to_owned(),
+            name: name.clone(),
             state_root: state_root.to_owned(),
             cache,
             node_name: format!("{name}-node"),
             supervisor: Supervisor::new(layout.root.clone()),
             layout,
-            network: LocalNetwork::default(),
+            network: LocalNetwork::new(name, &NetworkRanges::default()),
             ports: LocalPorts::default(),
             binaries,
             cni_bin_dir: PathBuf::from("/usr/lib/cni"),
@@ -247,19 +302,34 @@ impl LocalCluster {
 
     /// The cluster `name`, its state in `state_root/<name>`, the components
     /// built into (or found in) `cache`.
-    pub fn in_dirs(name: &str, state_root: &Path, cache: &Path) -> Self {
+    pub fn in_dirs(name: &ClusterName, state_root: &Path, cache: &Path) -> Self {
         LocalCluster::new(name, state_root, ComponentBinaries::in_cache(cache))
     }
 
     /// The cluster `name` with the default locations: state under
     /// `KINDLING_HOME` (default `~/.local/state/kindling`), binaries in
-    /// `KINDLING_CACHE_DIR` (default `~/.cache/kindling`).
-    pub fn with_defaults(name: &str) -> Self {
-        LocalCluster::in_dirs(
+    /// `KINDLING_CACHE_DIR` (default `~/.cache/kindling`), its ranges from
+    /// `KINDLING_LOCAL_NODE_IP`, `KINDLING_LOCAL_POD_CIDR` and
+    /// `KINDLING_LOCAL_SERVICE_CIDR` (invalid or overlapping values are an
+    /// error naming the variable).
+    pub fn with_defaults(name: &ClusterName) -> Result<Self, LocalError> {
+        Ok(LocalCluster::in_dirs(
             name,
             &crate::cluster::state_home().join("clusters"),
             &ComponentBinaries::default_cache(),
         )
+        .with_ranges(NetworkRanges::from_env()?))
+    }
+
+    /// The cluster on `ranges` instead of the default ones.
+    pub fn with_ranges(mut self, ranges: NetworkRanges) -> Self {
+        self.network = LocalNetwork::new(&self.name, &ranges);
+        self
+    }
+
+    /// Its addresses and the names of what it adds to the host.
+    pub fn network(&self) -> &LocalNetwork {
+        &self.network
     }
 
     /// What `up` needs that it cannot obtain itself, if anything (cheap
@@ -415,7 +485,7 @@ impl LocalCluster {
             (
                 "etcd",
                 self.binaries.etcd.clone(),
-                config::etcd_args(&self.layout, &self.ports),
+                config::etcd_args(&self.layout, &self.ports, pki),
             ),
             (
                 "kube-apiserver",
@@ -493,9 +563,10 @@ impl LocalCluster {
     }
 
     pub(super) fn config_files(&self, pki: &PkiFiles) -> Vec<(PathBuf, String)> {
-        // Clients on the host use loopback: an address that only exists while
-        // the cluster's link is up could otherwise route off the machine.
-        let server = format!("https://127.0.0.1:{}", self.ports.apiserver);
+        // The API server listens on the node's address only (see
+        // `config::apiserver_args`); the route check keeps that address off
+        // every other network.
+        let server = self.server_url();
         let kubeconfigs = [
             ("admin", "kindling-admin", &pki.admin),
             (
@@ -512,7 +583,7 @@ impl LocalCluster {
             .map(|(file, user, pair)| {
                 (
                     self.layout.kubeconfig(file),
-                    pki::kubeconfig(&self.name, &server, &pki.ca.cert, user, pair),
+                    pki::kubeconfig(self.name.as_str(), &server, &pki.ca.cert, user, pair),
                 )
             })
             .collect();
@@ -546,6 +617,10 @@ impl LocalCluster {
                 self.layout.resolv_conf(),
                 format!("nameserver {}\n", self.network.node_ip),
             ),
+            (
+                self.layout.apiserver_authentication_config(),
+                config::apiserver_authentication_config(),
+            ),
         ]);
         files
     }
@@ -553,12 +628,9 @@ impl LocalCluster {
     pub(super) fn write_configs(&self, pki: &PkiFiles) -> Result<(), LocalError> {
         for (path, contents) in self.config_files(pki) {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| LocalError::Write {
-                    path: parent.to_owned(),
-                    source,
-                })?;
+                super::host::private_dir(parent)?;
             }
-            std::fs::write(&path, contents).map_err(|source| LocalError::Write { path, source })?;
+            write_private(&path, contents.as_bytes())?;
         }
         Ok(())
     }
@@ -573,8 +645,31 @@ impl LocalCluster {
             name: name.to_owned(),
             program: program.to_owned(),
             args,
+            env: self.component_env(),
         })?;
         Ok(())
+    }
+
+    /// The whole environment of a component: nothing of the caller's (a
+    /// CI job's secrets, a proxy that would receive webhook and kubelet
+    /// calls), only a fixed `PATH` for the programs components run
+    /// (`iptables`, `mount`, runc through containerd) and `NO_PROXY` for
+    /// the cluster's own addresses.
+    pub fn component_env(&self) -> Vec<(String, String)> {
+        let no_proxy = self.network.no_proxy();
+        vec![
+            (
+                "PATH".to_owned(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            ),
+            ("NO_PROXY".to_owned(), no_proxy.clone()),
+            ("no_proxy".to_owned(), no_proxy),
+        ]
+    }
+
+    /// The API server's URL: the node's address, the only one it listens on.
+    pub fn server_url(&self) -> String {
+        format!("https://{}:{}", self.network.node_ip, self.ports.apiserver)
     }
 
     pub(super) async fn client(&self) -> Result<Client, LocalError> {
@@ -585,11 +680,29 @@ impl LocalCluster {
         let mut config = crate::kubeconfig::config(&self.kubeconfig(), None)
             .await
             .map_err(|error| LocalError::Kubeconfig(Box::new(error)))?;
-        // Always loopback, whatever an older kubeconfig says: the node's
-        // address routes off the machine once its link is gone.
-        config.cluster_url = format!("https://127.0.0.1:{}", self.ports.apiserver)
-            .parse()
-            .expect("a loopback URL parses");
+        // The node's address, whatever an older kubeconfig says.
+        config.cluster_url = self.server_url().parse().expect("a URL parses");
         Client::try_from(config).map_err(kube_error("create a Kubernetes client"))
     }
+}
+
+/// Writes `contents` to `path` readable by root only, also when the file
+/// existed with a wider mode.
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> Result<(), LocalError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let error = |source| LocalError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(error)?;
+    file.write_all(contents).map_err(error)
 }

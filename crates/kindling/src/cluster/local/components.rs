@@ -87,6 +87,103 @@ pub enum ComponentBuildError {
     /// Taking the cache's build lock (`build.lock`) failed.
     #[error(transparent)]
     Lock(#[from] crate::cluster::lock::LockError),
+    /// A built binary (or its folder's digest record) could not be read.
+    #[error("failed to read `{}` to check it against the digest recorded when it was built", path.display())]
+    Read {
+        /// The binary or the record.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The file in each component folder that records the SHA-256 of every
+/// binary in it, written when the folder was built.
+pub const DIGESTS_FILE: &str = ".sha256.json";
+
+/// Why a cached binary will not be run as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unverified {
+    /// It is not there.
+    #[error("`{}` is missing", .0.display())]
+    Missing(PathBuf),
+    /// Its folder has no digest record (built by an older kindling, or by hand).
+    #[error("`{}` has no digest recorded when it was built", .0.display())]
+    Unrecorded(PathBuf),
+    /// Its content differs from the digest recorded when it was built.
+    #[error(
+        "`{}` does not match the digest recorded when it was built (replaced or damaged)",
+        .0.display()
+    )]
+    Changed(PathBuf),
+}
+
+impl Unverified {
+    /// The binary.
+    pub fn path(&self) -> &Path {
+        match self {
+            Unverified::Missing(path)
+            | Unverified::Unrecorded(path)
+            | Unverified::Changed(path) => path,
+        }
+    }
+}
+
+/// The SHA-256 of the file at `path`, hex.
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Records the digest of every regular file of `dir` in [`DIGESTS_FILE`].
+fn record_digests(dir: &Path) -> Result<(), ComponentBuildError> {
+    let read_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ComponentBuildError::Read { path, source }
+    };
+    let mut digests = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error(dir))?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != DIGESTS_FILE && entry.file_type().is_ok_and(|kind| kind.is_file()) {
+            digests.insert(name, file_digest(&path).map_err(read_error(&path))?);
+        }
+    }
+    let record = dir.join(DIGESTS_FILE);
+    std::fs::write(
+        &record,
+        serde_json::to_vec_pretty(&digests).expect("a map serialises"),
+    )
+    .map_err(|source| ComponentBuildError::Write {
+        path: record,
+        source,
+    })
+}
+
+/// Checks `binary` against its folder's digest record.
+pub fn verify(binary: &Path) -> Result<(), Unverified> {
+    if !binary.is_file() {
+        return Err(Unverified::Missing(binary.to_owned()));
+    }
+    let record = binary.with_file_name(DIGESTS_FILE);
+    let recorded: Option<std::collections::BTreeMap<String, String>> = std::fs::read(&record)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let name = binary
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(expected) = recorded.as_ref().and_then(|digests| digests.get(&name)) else {
+        return Err(Unverified::Unrecorded(binary.to_owned()));
+    };
+    match file_digest(binary) {
+        Ok(digest) if &digest == expected => Ok(()),
+        _ => Err(Unverified::Changed(binary.to_owned())),
+    }
 }
 
 /// Where the pinned binaries are.
@@ -140,6 +237,13 @@ impl ComponentBinaries {
     pub fn missing(&self) -> Option<PathBuf> {
         self.all().into_iter().find(|path| !path.is_file())
     }
+
+    /// The first binary that is missing or does not match the digest
+    /// recorded when it was built (reads every binary: about half a
+    /// second for all seven).
+    pub fn first_unverified(&self) -> Option<Unverified> {
+        self.all().into_iter().find_map(|path| verify(&path).err())
+    }
 }
 
 /// The versions, as one line for fingerprints.
@@ -157,8 +261,17 @@ pub async fn ensure_built(
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ComponentBinaries, ComponentBuildError> {
     let binaries = ComponentBinaries::in_cache(cache);
-    if binaries.missing().is_none() {
+    let check = binaries.clone();
+    let unverified = tokio::task::spawn_blocking(move || check.first_unverified())
+        .await
+        .expect("the digest check does not panic");
+    let Some(first) = unverified else {
         return Ok(binaries);
+    };
+    if !matches!(first, Unverified::Missing(_)) {
+        say(&format!(
+            "{first}: building it again rather than running it"
+        ));
     }
     if kindling_harness::requirement::find_program("go").is_none() {
         return Err(ComponentBuildError::NoGo {
@@ -176,9 +289,10 @@ pub async fn ensure_built(
         },
     )
     .await?;
+    let stale = |path: PathBuf| verify(&path).is_err();
     let kubernetes_missing = KUBERNETES_BINARIES
         .iter()
-        .any(|name| !binaries.kubernetes(name).is_file());
+        .any(|name| stale(binaries.kubernetes(name)));
     if kubernetes_missing {
         let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
         let mut ldflags = String::new();
@@ -222,7 +336,7 @@ pub async fn ensure_built(
         )
         .await?;
     }
-    if !binaries.etcd.is_file() {
+    if stale(binaries.etcd.clone()) {
         let module = write_module(cache, &format!("etcd-{ETCD_VERSION}"), ETCD_MODULE)?;
         build_into(
             &format!("etcd {ETCD_VERSION}"),
@@ -243,7 +357,7 @@ pub async fn ensure_built(
         )
         .await?;
     }
-    if !binaries.coredns.is_file() {
+    if stale(binaries.coredns.clone()) {
         let work = cache.join("src");
         create_dir(&work)?;
         build_into(
@@ -338,6 +452,7 @@ async fn build_into(
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
         });
     }
+    record_digests(&partial)?;
     let _ = std::fs::remove_dir_all(target);
     std::fs::rename(&partial, target).map_err(|source| ComponentBuildError::Write {
         path: target.to_owned(),
@@ -366,5 +481,21 @@ mod tests {
             binaries.missing().as_deref(),
             Some(Path::new("/c/bin/kubernetes-v1.34.12/kube-apiserver"))
         );
+    }
+
+    #[test]
+    fn a_binary_runs_only_while_it_matches_the_digest_recorded_at_its_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("etcd");
+        std::fs::write(&binary, b"the built etcd").unwrap();
+        assert_eq!(verify(&binary), Err(Unverified::Unrecorded(binary.clone())));
+        record_digests(dir.path()).unwrap();
+        assert_eq!(verify(&binary), Ok(()));
+        std::fs::write(&binary, b"#!/bin/sh\ntouch /tmp/pwned\n").unwrap();
+        let changed = verify(&binary).unwrap_err();
+        assert_eq!(changed, Unverified::Changed(binary.clone()));
+        assert!(changed.to_string().contains("does not match the digest"));
+        std::fs::remove_file(&binary).unwrap();
+        assert_eq!(verify(&binary), Err(Unverified::Missing(binary.clone())));
     }
 }

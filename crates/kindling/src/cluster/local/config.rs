@@ -2,56 +2,19 @@
 //! configuration and command line of each component, rendered from them.
 //! Pure functions, so every setting is visible and tested in one place.
 
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+pub use super::network::LocalNetwork;
 use crate::cluster::pki::PkiFiles;
-
-/// Addresses of a local cluster. The node IP lives on a dummy interface of
-/// its own; pod and service ranges are chosen to collide with nothing on
-/// the machine (not Docker's 172.17.0.0/16). No traffic leaves the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalNetwork {
-    /// The link the node's address lives on (a dummy link, or ifb where
-    /// the kernel has no dummy links).
-    pub interface: String,
-    /// The node's address: the kubelet's node IP, the API server's
-    /// advertised address, kube-proxy's bind address.
-    pub node_ip: Ipv4Addr,
-    /// The pod range, as a CIDR: the node's `podCIDR` and the CNI bridge's subnet.
-    pub pod_cidr: String,
-    /// The CNI bridge's gateway, on the pod range.
-    pub pod_gateway: Ipv4Addr,
-    /// The Service range, as a CIDR.
-    pub service_cidr: String,
-    /// The `kubernetes` Service: the first address of the service range.
-    pub api_service_ip: Ipv4Addr,
-    /// The `kube-dns` Service, the kubelet's `clusterDNS`.
-    pub dns_ip: Ipv4Addr,
-}
-
-impl Default for LocalNetwork {
-    fn default() -> Self {
-        LocalNetwork {
-            interface: "kindling0".to_owned(),
-            node_ip: Ipv4Addr::new(10, 215, 0, 1),
-            pod_cidr: "10.213.0.0/24".to_owned(),
-            pod_gateway: Ipv4Addr::new(10, 213, 0, 1),
-            service_cidr: "10.214.0.0/24".to_owned(),
-            api_service_ip: Ipv4Addr::new(10, 214, 0, 1),
-            dns_ip: Ipv4Addr::new(10, 214, 0, 10),
-        }
-    }
-}
 
 /// Ports the components listen on; all checked free before `up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalPorts {
-    /// etcd's client port, on loopback.
+    /// etcd's client port, on loopback, TLS with client certificates.
     pub etcd_client: u16,
-    /// etcd's peer port, on loopback.
+    /// etcd's peer port, on loopback, TLS with client certificates.
     pub etcd_peer: u16,
-    /// kube-apiserver's secure port, on every address.
+    /// kube-apiserver's secure port, on the node's address only.
     pub apiserver: u16,
     /// The kubelet's API port, on the node's address.
     pub kubelet: u16,
@@ -124,9 +87,38 @@ impl LocalLayout {
     pub fn runc_root(&self) -> PathBuf {
         self.run.join("runc")
     }
-    /// Host settings changed by `up`, restored by `down`.
-    pub fn saved_sysctls(&self) -> PathBuf {
+    /// What `up` changed on the host (settings with their earlier values,
+    /// links, routes, chains, cgroups), written before each change and
+    /// read by `down` to give the host back exactly.
+    pub fn host_record(&self) -> PathBuf {
+        self.root.join("host.json")
+    }
+    /// Where an older kindling recorded the kernel settings it changed.
+    pub fn legacy_saved_sysctls(&self) -> PathBuf {
         self.root.join("host-sysctls.json")
+    }
+    /// The folder PersistentVolumes live in (root-only, 0700).
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+    /// The API server's authentication configuration (anonymous requests
+    /// limited to the health endpoints).
+    pub fn apiserver_authentication_config(&self) -> PathBuf {
+        self.root.join("config/apiserver-authentication.yaml")
+    }
+    /// Whether `path` lies inside this cluster's own folders: what `down`
+    /// may unmount or remove. A path with `..` never does.
+    pub fn owns(&self, path: &Path) -> bool {
+        let plain = |candidate: &Path| {
+            candidate.is_absolute()
+                && candidate
+                    .components()
+                    .all(|part| !matches!(part, std::path::Component::ParentDir))
+        };
+        plain(path)
+            && [&self.root, &self.run]
+                .iter()
+                .any(|own| plain(own) && own.components().count() > 2 && path.starts_with(own))
     }
     /// The folder of the cluster's certificates and keys.
     pub fn pki(&self) -> PathBuf {
@@ -253,20 +245,22 @@ oom_score = 0
     )
 }
 
-/// A bridge network on the pod range with masquerading and hairpin, port
-/// mappings, and `firewall`: Docker sets the FORWARD policy to DROP, and
-/// bridged pod traffic passes FORWARD, so each pod needs its ACCEPT rules.
+/// A bridge network on the pod range (named per cluster) with hairpin
+/// mode. No masquerading, port mapping or firewall plugin: each of those
+/// creates `CNI-*` chains shared with other CNI users of the host (podman,
+/// nerdctl); the cluster's own chains (see `host`) accept and masquerade
+/// pod traffic instead.
 pub fn cni_conflist(layout: &LocalLayout, network: &LocalNetwork) -> String {
     format!(
         r#"{{
   "cniVersion": "0.4.0",
-  "name": "kindling",
+  "name": "{name}",
   "plugins": [
     {{
       "type": "bridge",
-      "bridge": "kindling-br0",
+      "bridge": "{bridge}",
       "isGateway": true,
-      "ipMasq": true,
+      "ipMasq": false,
       "hairpinMode": true,
       "ipam": {{
         "type": "host-local",
@@ -274,12 +268,12 @@ pub fn cni_conflist(layout: &LocalLayout, network: &LocalNetwork) -> String {
         "routes": [{{ "dst": "0.0.0.0/0" }}],
         "dataDir": "{state}"
       }}
-    }},
-    {{ "type": "portmap", "capabilities": {{ "portMappings": true }} }},
-    {{ "type": "firewall" }}
+    }}
   ]
 }}
 "#,
+        name = network.cni_network,
+        bridge = network.bridge,
         subnet = network.pod_cidr,
         gateway = network.pod_gateway,
         state = layout.cni_state_dir().display(),
@@ -304,6 +298,7 @@ readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: {healthz}
 staticPodPath: ""
+cgroupRoot: /{cgroup_root}
 rotateCertificates: false
 serverTLSBootstrap: false
 cgroupDriver: cgroupfs
@@ -345,6 +340,7 @@ serializeImagePulls: false
         serving_cert = pki.kubelet_serving.cert.display(),
         serving_key = pki.kubelet_serving.key.display(),
         ca = pki.ca.cert.display(),
+        cgroup_root = network.cgroup_root,
     )
 }
 
@@ -401,38 +397,58 @@ leaderElection:
     )
 }
 
-/// etcd, listening on loopback only, without fsync: `down` wipes a test
+/// etcd as kubeadm runs it: TLS on loopback for clients and peers, and
+/// only certificates of its own CA accepted (the cluster CA's admin
+/// certificate is not an etcd client). Without fsync: `down` wipes a test
 /// cluster's data anyway, so it need not survive a crash of the host, and
 /// with fsync an image build or load writing beside it can delay etcd's
 /// commits past `etcdserver: request timed out`.
-pub fn etcd_args(layout: &LocalLayout, ports: &LocalPorts) -> Vec<String> {
+pub fn etcd_args(layout: &LocalLayout, ports: &LocalPorts, pki: &PkiFiles) -> Vec<String> {
+    let client_url = format!("https://127.0.0.1:{}", ports.etcd_client);
+    let peer_url = format!("https://127.0.0.1:{}", ports.etcd_peer);
     vec![
         "--name=kindling".to_owned(),
         format!("--data-dir={}", layout.etcd_data().display()),
-        format!(
-            "--listen-client-urls=http://127.0.0.1:{}",
-            ports.etcd_client
-        ),
-        format!(
-            "--advertise-client-urls=http://127.0.0.1:{}",
-            ports.etcd_client
-        ),
-        format!("--listen-peer-urls=http://127.0.0.1:{}", ports.etcd_peer),
-        format!(
-            "--initial-advertise-peer-urls=http://127.0.0.1:{}",
-            ports.etcd_peer
-        ),
-        format!(
-            "--initial-cluster=kindling=http://127.0.0.1:{}",
-            ports.etcd_peer
-        ),
+        format!("--listen-client-urls={client_url}"),
+        format!("--advertise-client-urls={client_url}"),
+        format!("--cert-file={}", pki.etcd_server.cert.display()),
+        format!("--key-file={}", pki.etcd_server.key.display()),
+        "--client-cert-auth=true".to_owned(),
+        format!("--trusted-ca-file={}", pki.etcd_ca.cert.display()),
+        format!("--listen-peer-urls={peer_url}"),
+        format!("--initial-advertise-peer-urls={peer_url}"),
+        format!("--initial-cluster=kindling={peer_url}"),
+        format!("--peer-cert-file={}", pki.etcd_peer.cert.display()),
+        format!("--peer-key-file={}", pki.etcd_peer.key.display()),
+        "--peer-client-cert-auth=true".to_owned(),
+        format!("--peer-trusted-ca-file={}", pki.etcd_ca.cert.display()),
         "--listen-metrics-urls=".to_owned(),
         "--unsafe-no-fsync=true".to_owned(),
     ]
 }
 
-/// kube-apiserver: Node and RBAC authorization, service-account tokens,
-/// the kubelet client identity for logs, exec and port-forward.
+/// The API server's AuthenticationConfiguration: anonymous requests reach
+/// only the health endpoints (kubeadm's clusters let them read
+/// `system:public-info-viewer`'s paths through RBAC; here nothing else is
+/// even authenticated as anonymous).
+pub fn apiserver_authentication_config() -> String {
+    "apiVersion: apiserver.config.k8s.io/v1beta1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions:
+  - path: /livez
+  - path: /readyz
+  - path: /healthz
+"
+    .to_owned()
+}
+
+/// kube-apiserver: bound to the node's address only (pods reach it there
+/// through the `kubernetes` Service, host clients too), etcd over TLS with
+/// its own client certificate, Node and RBAC authorization,
+/// service-account tokens, the kubelet client identity for logs, exec and
+/// port-forward.
 pub fn apiserver_args(
     layout: &LocalLayout,
     network: &LocalNetwork,
@@ -440,12 +456,22 @@ pub fn apiserver_args(
     pki: &PkiFiles,
 ) -> Vec<String> {
     vec![
-        format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client),
+        format!("--etcd-servers=https://127.0.0.1:{}", ports.etcd_client),
+        format!("--etcd-cafile={}", pki.etcd_ca.cert.display()),
+        format!(
+            "--etcd-certfile={}",
+            pki.apiserver_etcd_client.cert.display()
+        ),
+        format!("--etcd-keyfile={}", pki.apiserver_etcd_client.key.display()),
         format!("--advertise-address={}", network.node_ip),
-        "--bind-address=0.0.0.0".to_owned(),
+        format!("--bind-address={}", network.node_ip),
         format!("--secure-port={}", ports.apiserver),
         format!("--service-cluster-ip-range={}", network.service_cidr),
         "--authorization-mode=Node,RBAC".to_owned(),
+        format!(
+            "--authentication-config={}",
+            layout.apiserver_authentication_config().display()
+        ),
         "--enable-admission-plugins=NodeRestriction".to_owned(),
         "--allow-privileged=true".to_owned(),
         format!("--client-ca-file={}", pki.ca.cert.display()),
@@ -542,7 +568,11 @@ mod tests {
     fn fixtures() -> (LocalLayout, LocalNetwork, LocalPorts, PkiFiles) {
         let layout = LocalLayout::new("/state/local", "/run/kindling/local");
         let pki = PkiFiles::under(&layout.pki());
-        (layout, LocalNetwork::default(), LocalPorts::default(), pki)
+        let network = LocalNetwork::new(
+            &"local".parse().expect("a cluster name"),
+            &super::super::network::NetworkRanges::default(),
+        );
+        (layout, network, LocalPorts::default(), pki)
     }
 
     #[test]
@@ -581,6 +611,7 @@ mod tests {
             "imageGCHighThresholdPercent: 100",
             "imagefs.available: \"0%\"",
             "clientCAFile: /state/local/pki/ca.crt",
+            "cgroupRoot: /kindling-local",
         ] {
             assert!(text.contains(wanted), "{wanted} missing from\n{text}");
         }
@@ -602,22 +633,58 @@ mod tests {
     }
 
     #[test]
-    fn network_ranges_avoid_dockers_bridge_and_each_other() {
-        let network = LocalNetwork::default();
-        for cidr in [&network.pod_cidr, &network.service_cidr] {
+    fn pod_networking_creates_no_chains_shared_with_other_cni_users() {
+        let (layout, network, ..) = fixtures();
+        let conflist = cni_conflist(&layout, &network);
+        let parsed: serde_json::Value = serde_json::from_str(&conflist).expect("JSON");
+        assert_eq!(parsed["name"], "kindling-local");
+        let plugins = parsed["plugins"].as_array().expect("plugins");
+        assert_eq!(plugins.len(), 1, "{conflist}");
+        assert_eq!(plugins[0]["type"], "bridge");
+        assert_eq!(plugins[0]["bridge"], network.bridge.as_str());
+        assert_eq!(plugins[0]["ipMasq"], false, "masquerade makes CNI-* chains");
+        assert_eq!(
+            plugins[0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.213.0.0/24"
+        );
+    }
+
+    #[test]
+    fn etcd_answers_only_its_own_cas_client_certificates_on_loopback() {
+        let (layout, network, ports, pki) = fixtures();
+        let etcd = etcd_args(&layout, &ports, &pki);
+        for wanted in [
+            "--listen-client-urls=https://127.0.0.1:2379",
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--client-cert-auth=true",
+            "--peer-client-cert-auth=true",
+            "--trusted-ca-file=/state/local/pki/etcd-ca.crt",
+            "--peer-trusted-ca-file=/state/local/pki/etcd-ca.crt",
+        ] {
             assert!(
-                !cidr.starts_with("172.17."),
-                "{cidr} collides with Docker's bridge"
+                etcd.contains(&wanted.to_owned()),
+                "{wanted} missing from {etcd:?}"
             );
         }
-        assert_ne!(network.pod_cidr, network.service_cidr);
-        let (layout, ..) = fixtures();
-        let conflist = cni_conflist(&layout, &network);
-        assert!(conflist.contains("\"subnet\": \"10.213.0.0/24\""));
-        assert!(conflist.contains("\"type\": \"portmap\""));
+        assert!(!etcd.iter().any(|arg| arg.contains("http://")), "{etcd:?}");
+        let apiserver = apiserver_args(&layout, &network, &ports, &pki);
+        for wanted in [
+            "--etcd-servers=https://127.0.0.1:2379",
+            "--etcd-cafile=/state/local/pki/etcd-ca.crt",
+            "--etcd-certfile=/state/local/pki/apiserver-etcd-client.crt",
+            "--bind-address=10.215.0.1",
+            "--authentication-config=/state/local/config/apiserver-authentication.yaml",
+        ] {
+            assert!(
+                apiserver.contains(&wanted.to_owned()),
+                "{wanted} missing from {apiserver:?}"
+            );
+        }
+        assert!(!apiserver.iter().any(|arg| arg.contains("0.0.0.0")));
+        let authentication = apiserver_authentication_config();
         assert!(
-            conflist.contains("\"type\": \"firewall\""),
-            "pods cannot talk under Docker's FORWARD DROP"
+            authentication.contains("- path: /readyz"),
+            "{authentication}"
         );
     }
 

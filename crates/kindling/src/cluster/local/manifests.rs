@@ -211,7 +211,13 @@ mod tests {
         assert!(!corefile().contains("forward") && !corefile().contains("loop"));
         assert!(corefile().contains("rcode NXDOMAIN"));
         assert!(corefile().contains("kubernetes cluster.local"));
-        let objects = coredns(&LocalNetwork::default(), "localhost/kindling/coredns:c-1");
+        let objects = coredns(
+            &LocalNetwork::new(
+                &"kindling".parse().unwrap(),
+                &super::super::network::NetworkRanges::default(),
+            ),
+            "localhost/kindling/coredns:c-1",
+        );
         let service = objects.iter().find(|o| o["kind"] == "Service").unwrap();
         assert_eq!(service["spec"]["clusterIP"], "10.214.0.10");
         let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();

@@ -4,15 +4,19 @@
 //! [`LocalCluster`] (`cluster`) is the cluster and its files; `bootstrap`
 //! brings it up as a table of named steps, `teardown` takes it down,
 //! `host` is what it changes on this host (links, sysctls, iptables,
-//! mounts, cgroups), and `provider` is its [`crate::cluster::Provider`].
+//! mounts, cgroups) as `host_record` records it, `network` its addresses
+//! and per-cluster names, and `provider` is its [`crate::cluster::Provider`].
 
 mod bootstrap;
 mod cluster;
 pub mod components;
 pub mod config;
 mod host;
+pub mod host_record;
 pub mod images;
+mod iptables;
 pub mod manifests;
+pub mod network;
 pub mod packages;
 pub mod ports;
 pub mod process;

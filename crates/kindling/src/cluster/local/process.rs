@@ -19,6 +19,20 @@ pub struct ProcessSpec {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
+    /// Its whole environment: nothing else of the caller's is passed on.
+    pub env: Vec<(String, String)>,
+}
+
+/// How long a process is waited for after SIGKILL before it is reported
+/// as unstoppable.
+const KILL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Creates `dir` (and its parents) and makes it 0700: logs and records
+/// are root's only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// A started component, as recorded on disk.
@@ -39,6 +53,9 @@ pub struct ProcessRecord {
     /// [`Supervisor::restart_if_exited`]); 0 for a fresh start.
     #[serde(default)]
     pub restarts: u32,
+    /// Its whole environment, as started.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
 }
 
 /// A component that had exited and was started again.
@@ -89,6 +106,20 @@ pub enum ProcessError {
         log: PathBuf,
         /// The last lines of the log.
         tail: String,
+    },
+    /// The recorded process was still running after SIGTERM, SIGKILL and
+    /// the deadline (a process in uninterruptible sleep, a hung mount).
+    #[error(
+        "{name} (pid {pid}) still runs {}s after SIGTERM and SIGKILL: see `cat /proc/{pid}/stack` and `ps -o stat,wchan -p {pid}` for what it waits on",
+        waited.as_secs()
+    )]
+    Unstoppable {
+        /// The component's name.
+        name: String,
+        /// The process id.
+        pid: u32,
+        /// How long it was waited for.
+        waited: Duration,
     },
     /// Sending SIGTERM or SIGKILL to the recorded process failed.
     #[error("failed to stop {name} (pid {pid})")]
@@ -172,6 +203,7 @@ impl Supervisor {
             name: name.to_owned(),
             program: PathBuf::from(program),
             args: args.to_vec(),
+            env: record.env.clone(),
         };
         let attempt = record.restarts + 1;
         self.start_counting(&spec, attempt)?;
@@ -193,23 +225,29 @@ impl Supervisor {
             source,
         };
         let log = self.log_path(&spec.name);
-        std::fs::create_dir_all(log.parent().expect("logs dir")).map_err(start_error)?;
+        private_dir(log.parent().expect("logs dir")).map_err(start_error)?;
         // One log per start: a failure quotes this start's lines only; the
         // last start's log stays beside it.
         if log.exists() {
             std::fs::rename(&log, log.with_extension("previous.log")).map_err(start_error)?;
         }
-        let output = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&log)
-            .map_err(start_error)?;
+        let output = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&log)
+                .map_err(start_error)?
+        };
         // `setsid` execs the program in place when the caller is not a
         // process-group leader, so the PID we get is the component's own.
-        let child = Command::new("setsid")
+        let child = Command::new("/usr/bin/setsid")
             .arg(&spec.program)
             .args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(output.try_clone().map_err(start_error)?)
             .stderr(output)
@@ -228,6 +266,7 @@ impl Supervisor {
             log,
             command,
             restarts,
+            env: spec.env.clone(),
         };
         let path = self.record_path(&spec.name);
         let record_error = |source| ProcessError::Record {
@@ -235,7 +274,7 @@ impl Supervisor {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(path.parent().expect("pids dir")).map_err(record_error)?;
+        private_dir(path.parent().expect("pids dir")).map_err(record_error)?;
         let json = serde_json::to_vec_pretty(&record).expect("record serialises");
         kindling_harness::util::write_atomically(&path, &json).map_err(record_error)?;
         Ok(record)
@@ -306,7 +345,15 @@ impl Supervisor {
             }
             if Self::is_running(&record) {
                 kill_process(pid, Signal::KILL).map_err(stop_error)?;
+                let deadline = Instant::now() + KILL_DEADLINE;
                 while Self::is_running(&record) {
+                    if Instant::now() >= deadline {
+                        return Err(ProcessError::Unstoppable {
+                            name: name.to_owned(),
+                            pid: record.pid,
+                            waited: grace + KILL_DEADLINE,
+                        });
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
@@ -371,12 +418,20 @@ pub fn unrecorded(programs: &[(String, PathBuf)], dirs: &[PathBuf]) -> Vec<(Stri
         let names_our_dir = cmdline
             .split(|byte| *byte == 0)
             .map(String::from_utf8_lossy)
-            .any(|arg| dirs.iter().any(|dir| arg.contains(dir.as_str())));
+            .any(|arg| dirs.iter().any(|dir| names_path(&arg, dir)));
         if names_our_dir {
             found.push((name.clone(), pid));
         }
     }
     found
+}
+
+/// Whether `arg` names `dir` or a path below it: `dir` followed by `/` or
+/// the end, never a longer name it prefixes (`/c/kindling` is not in
+/// `--data-dir=/c/kindling-2/etcd`).
+fn names_path(arg: &str, dir: &str) -> bool {
+    arg.match_indices(dir)
+        .any(|(at, _)| matches!(arg[at + dir.len()..].chars().next(), None | Some('/')))
 }
 
 /// SIGTERM, then SIGKILL after `grace`; true once `pid` is gone.
@@ -465,12 +520,38 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 mod tests {
     use super::*;
 
+    fn test_env() -> Vec<(String, String)> {
+        vec![("PATH".to_owned(), "/usr/bin:/bin".to_owned())]
+    }
+
     fn sleeper(name: &str, seconds: &str) -> ProcessSpec {
         ProcessSpec {
             name: name.to_owned(),
             program: PathBuf::from("/bin/sleep"),
             args: vec![seconds.to_owned()],
+            env: test_env(),
         }
+    }
+
+    #[test]
+    fn a_component_gets_its_own_environment_and_nothing_of_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = Supervisor::new(dir.path());
+        let mut spec = sleeper("env", "60");
+        spec.env
+            .push(("NO_PROXY".to_owned(), "10.0.0.0/8".to_owned()));
+        let record = supervisor.start(&spec).unwrap();
+        let environ = std::fs::read(format!("/proc/{}/environ", record.pid)).unwrap();
+        let mut seen: Vec<String> = environ
+            .split(|byte| *byte == 0)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| String::from_utf8_lossy(entry).into_owned())
+            .collect();
+        seen.sort();
+        assert!(std::env::var_os("HOME").is_some() || std::env::var_os("PATH").is_some());
+        assert_eq!(seen, ["NO_PROXY=10.0.0.0/8", "PATH=/usr/bin:/bin"]);
+        assert_eq!(supervisor.record("env").unwrap().env, spec.env);
+        supervisor.stop("env", Duration::from_secs(5)).unwrap();
     }
 
     #[test]
@@ -510,6 +591,7 @@ mod tests {
         let spec = ProcessSpec {
             name: "broken".to_owned(),
             program: PathBuf::from("/bin/sh"),
+            env: test_env(),
             args: vec![
                 "-c".to_owned(),
                 "for i in 1 2 3 4 5; do echo line $i; done; echo fatal: bad flag >&2; exit 3"
@@ -550,6 +632,7 @@ mod tests {
         let spec = ProcessSpec {
             name: "crashing".to_owned(),
             program: PathBuf::from("/bin/sh"),
+            env: test_env(),
             args: vec![
                 "-c".to_owned(),
                 format!(
@@ -626,6 +709,15 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_is_named_only_by_itself_and_paths_below_it() {
+        assert!(names_path("--data-dir=/c/kindling/etcd", "/c/kindling"));
+        assert!(names_path("/c/kindling", "/c/kindling"));
+        assert!(!names_path("--data-dir=/c/kindling-2/etcd", "/c/kindling"));
+        assert!(!names_path("/c/kindlingx", "/c/kindling"));
+        assert!(names_path("/c/kindling-2/x:/c/kindling/y", "/c/kindling"));
+    }
+
+    #[test]
     fn each_start_gets_a_log_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let supervisor = Supervisor::new(dir.path());
@@ -633,6 +725,7 @@ mod tests {
             name: "echo".to_owned(),
             program: PathBuf::from("/bin/echo"),
             args: vec![text.to_owned()],
+            env: test_env(),
         };
         supervisor.start(&say("first start")).unwrap();
         let log = supervisor.log_path("echo");
@@ -672,6 +765,7 @@ mod tests {
                 name: "threads".to_owned(),
                 program: PathBuf::from("/usr/bin/python3"),
                 args: vec!["-c".to_owned(), script],
+                env: test_env(),
             })
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -703,6 +797,7 @@ mod tests {
             log: PathBuf::from("/nonexistent"),
             command: vec![],
             restarts: 0,
+            env: vec![],
         };
         assert!(!Supervisor::is_running(&record));
     }

@@ -17,6 +17,7 @@ impl crate::cluster::Provider for LocalCluster {
             cluster: self.name.clone(),
             state_root: self.state_root.clone(),
             cache: self.cache.clone(),
+            ranges: self.network.ranges.clone(),
         }
     }
 
@@ -62,7 +63,7 @@ impl crate::cluster::Provider for LocalCluster {
     }
 
     fn cluster(&self) -> &str {
-        &self.name
+        self.name.as_str()
     }
 
     fn ensure(
@@ -75,9 +76,9 @@ impl crate::cluster::Provider for LocalCluster {
                 .await
                 .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
             Ok(crate::cluster::ClusterInfo {
-                name: cluster.name.clone(),
+                name: cluster.name.to_string(),
                 kubeconfig: cluster.kubeconfig(),
-                context: cluster.name.clone(),
+                context: cluster.name.to_string(),
                 fingerprint: format!("local {}", component_versions()),
                 created: !phases.iter().any(|(phase, _)| phase == ALREADY_UP),
             })
@@ -155,7 +156,7 @@ impl crate::cluster::Provider for LocalCluster {
                 .load(&images, &[store])
                 .await
                 .map_err(|error| crate::cluster::ProviderError::Local {
-                    cluster: name,
+                    cluster: name.to_string(),
                     action: "load the images into the node".to_owned(),
                     source: Box::new(LocalError::Load(Box::new(error))),
                 })?;
@@ -170,7 +171,7 @@ impl crate::cluster::Provider for LocalCluster {
 impl LocalCluster {
     fn provider_error(&self, action: &str, error: LocalError) -> crate::cluster::ProviderError {
         crate::cluster::ProviderError::Local {
-            cluster: self.name.clone(),
+            cluster: self.name.to_string(),
             action: action.to_owned(),
             source: Box::new(error),
         }
@@ -187,7 +188,7 @@ mod tests {
         use crate::cluster::Provider as _;
         let home = tempfile::tempdir().unwrap();
         let cluster = LocalCluster::new(
-            "logs",
+            &"logs".parse().unwrap(),
             home.path(),
             ComponentBinaries::in_cache(home.path()),
         );

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::cluster::{COMPONENTS, DownReport, LocalCluster, LocalError};
 use super::host;
-use super::manifests;
 use super::process::Supervisor;
 
 impl LocalCluster {
@@ -26,13 +25,15 @@ impl LocalCluster {
 
     /// [`LocalCluster::down`], with what it could not remove.
     pub async fn down_with_report(&self) -> Result<DownReport, LocalError> {
-        let _users = crate::cluster::lock::delete_cluster_lock("local", &self.name).await?;
+        let _users = crate::cluster::lock::delete_cluster_lock("local", self.name.as_str()).await?;
         let _lock = self
             .lifecycle_lock(&format!("taking cluster `{}` down", self.name))
             .await?;
         let grace = Duration::from_secs(10);
         let mut stopped = Vec::new();
         let mut left = Vec::new();
+        // Read before the sandboxes go: their bundles name their namespaces.
+        let netns = self.sandbox_network_namespaces();
         for name in ["kube-proxy", "kubelet"] {
             if self.supervisor.stop(name, grace)? {
                 stopped.push(name.to_owned());
@@ -53,21 +54,7 @@ impl LocalCluster {
         }
         stopped.extend(self.stop_unrecorded(grace)?);
         self.kill_leftover_shims();
-        let kube_proxy = self.binaries.kubernetes("kube-proxy");
-        if kube_proxy.is_file() {
-            let cleaned = std::process::Command::new(&kube_proxy)
-                .arg("--cleanup")
-                .output();
-            if !cleaned.as_ref().is_ok_and(|output| output.status.success()) {
-                left.push("kube-proxy's rules (`kube-proxy --cleanup` failed)".to_owned());
-            }
-        }
-        host::remove_kubernetes_chains();
-        host::unmount_below(&self.layout.root);
-        host::unmount_below(&self.layout.run);
-        left.extend(host::remove_network(&self.network));
-        host::remove_kubepods_cgroups();
-        host::restore_sysctls(&self.layout);
+        left.extend(host::give_back(&self.layout, &self.network, &netns));
         // The next `up` is a new cluster (as after `kind delete`): no stale
         // objects or statuses. Certificates and the image store are kept.
         // The volumes of a cluster that no longer exists go too.
@@ -75,8 +62,15 @@ impl LocalCluster {
             self.layout.run.clone(),
             self.layout.etcd_data(),
             self.layout.kubelet_root(),
-            PathBuf::from(manifests::HOSTPATH_VOLUMES),
+            self.layout.volumes(),
         ] {
+            if !self.layout.owns(&dir) {
+                left.push(format!(
+                    "`{}` (not inside the cluster's own folders: left alone)",
+                    dir.display()
+                ));
+                continue;
+            }
             match std::fs::remove_dir_all(&dir) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     left.push(format!("`{}` ({error})", dir.display()));
@@ -85,6 +79,36 @@ impl LocalCluster {
             }
         }
         Ok(DownReport { stopped, left })
+    }
+
+    /// The network namespaces of this cluster's pod sandboxes, as the OCI
+    /// bundles in its containerd's state name them (the CRI plugin makes
+    /// them under `/var/run/netns`): the only ones `down` removes.
+    fn sandbox_network_namespaces(&self) -> Vec<PathBuf> {
+        let tasks = self
+            .layout
+            .containerd_state()
+            .join("io.containerd.runtime.v2.task/k8s.io");
+        let Ok(bundles) = std::fs::read_dir(tasks) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = bundles
+            .flatten()
+            .filter_map(|bundle| {
+                let spec: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(bundle.path().join("config.json")).ok()?)
+                        .ok()?;
+                spec["linux"]["namespaces"]
+                    .as_array()?
+                    .iter()
+                    .find(|namespace| namespace["type"] == "network")?["path"]
+                    .as_str()
+                    .map(PathBuf::from)
+            })
+            .collect();
+        found.sort();
+        found.dedup();
+        found
     }
 
     /// Stops this cluster's components that run without a record (their
@@ -103,7 +127,7 @@ impl LocalCluster {
         for (component, pid) in super::process::unrecorded(&programs, &dirs) {
             if !super::process::terminate(pid, grace) {
                 return Err(LocalError::Unstoppable {
-                    cluster: self.name.clone(),
+                    cluster: self.name.to_string(),
                     component,
                     pid,
                 });
