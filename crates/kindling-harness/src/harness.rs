@@ -245,7 +245,10 @@ where
             );
         }
     }
-    let kindling_dir = identity.kindling_dir();
+    let kindling_dir = match identity.kindling_dir() {
+        Ok(dir) => dir,
+        Err(error) => return usage_error(error),
+    };
     // An older kindling left it `0755`: everything under it becomes
     // unreachable to other users at once.
     if let Err(source) = create_private_dir_all(&kindling_dir) {
