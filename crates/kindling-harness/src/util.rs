@@ -97,7 +97,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         create_missing_dirs(parent)?;
     }
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    // Unique per write: two writers of one process never share it.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = path.with_extension(format!("tmp-{}-{write}", std::process::id()));
     // Left by a crash, or planted: a new file, never one that exists (a
     // symbolic link there would send the write elsewhere).
     match std::fs::remove_file(&temporary) {
@@ -248,8 +251,11 @@ pub(crate) mod tests {
         let victim = root.path().join("victim");
         std::fs::write(&victim, "untouched").unwrap();
         let path = root.path().join("state.json");
-        let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &temporary).unwrap();
+        // At every name the next writes of this process may use.
+        for write in 0..1000 {
+            let temporary = path.with_extension(format!("tmp-{}-{write}", std::process::id()));
+            std::os::unix::fs::symlink(&victim, &temporary).unwrap();
+        }
         write_atomically(&path, b"{}").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
         assert_eq!(std::fs::read(&path).unwrap(), b"{}");
