@@ -154,7 +154,13 @@ impl EndOfRun {
 
     fn spawn_watcher(&self) -> std::io::Result<()> {
         use std::os::unix::process::CommandExt as _;
-        let log = std::fs::File::create(self.ledger.dir().join("end.log"))?;
+        let log = crate::util::open_private(
+            &self.ledger.dir().join("end.log"),
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
         std::process::Command::new(std::env::current_exe()?)
             .env(WATCH_LEDGER, self.ledger.dir())
             .env(WATCH_PID, std::os::unix::process::parent_id().to_string())

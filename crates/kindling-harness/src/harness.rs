@@ -25,7 +25,7 @@ use crate::run_ledger::RunLedger;
 use crate::setup::{FailureFn, SetupDriver, SetupError, SetupOptions};
 use crate::state::StateStore;
 use crate::suite::{CurrentTest, Suite, Test, TestBody, TestContext, as_current_test};
-use crate::util::{BoxFuture, panic_message, seconds};
+use crate::util::{BoxFuture, create_private_dir_all, panic_message, seconds};
 
 /// Exit code for a suite that cannot run at all (bad configuration,
 /// duplicate names, no tests), as libtest uses for bad arguments.
@@ -91,6 +91,18 @@ enum TestFailure {
         if in_ci() { "\n(CI is set: a missing requirement fails the test instead of skipping it)" } else { "" }
     )]
     Unmet(Unmet),
+}
+
+/// kindling's folder in the target directory cannot be made private.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot make `{}` private (mode 0700), the folder of kindling's state, artifacts and JUnit: give it to this user or remove it",
+    path.display()
+)]
+struct PrivateDirError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
 }
 
 /// How long collecting a failed test's artifacts may take.
@@ -233,11 +245,23 @@ where
             );
         }
     }
+    let kindling_dir = match identity.kindling_dir() {
+        Ok(dir) => dir,
+        Err(error) => return usage_error(error),
+    };
+    // An older kindling left it `0755`: everything under it becomes
+    // unreachable to other users at once.
+    if let Err(source) = create_private_dir_all(&kindling_dir) {
+        return usage_error(render_chain(&PrivateDirError {
+            path: kindling_dir,
+            source,
+        }));
+    }
     let progress = Arc::new(Progress::new(&identity.suite, config.progress));
     let state_dir = config
         .state_dir
         .clone()
-        .unwrap_or_else(|| identity.kindling_dir().join("state"));
+        .unwrap_or_else(|| kindling_dir.join("state"));
     let end_of_run = EndOfRun::new(
         RunLedger::new(&state_dir, &identity.run_id),
         config.keep,
@@ -260,7 +284,7 @@ where
                     .unwrap_or(DEFAULT_SETUP_TIMEOUT),
                 live_log: args.nocapture,
                 progress,
-                artifacts_root: identity.kindling_dir().join("artifacts"),
+                artifacts_root: kindling_dir.join("artifacts"),
                 package_dir: identity.package_dir.clone(),
                 end_of_run: Some(end_of_run.clone()),
             },
@@ -287,6 +311,7 @@ where
             runtime: runtime.clone(),
             environment: environment.clone(),
             identity: identity.clone(),
+            kindling_dir: kindling_dir.clone(),
             records: records.clone(),
             timeout: test.options.timeout.unwrap_or(default_timeout),
             live_log: args.nocapture,
@@ -316,21 +341,17 @@ where
         log: String::new(),
     }));
     records.sort_by(|a, b| a.name.cmp(&b.name));
+    let junit_dir = kindling_dir.join("junit");
     let written = if identity.under_nextest {
         setup_report.as_ref().map(|setup| {
-            let path = identity
-                .kindling_dir()
-                .join("junit")
-                .join(format!("setup-{}-{}.xml", identity.suite, identity.run_id));
+            let path = junit_dir.join(format!("setup-{}-{}.xml", identity.suite, identity.run_id));
             (junit::setup_report(&identity, setup), path)
         })
     } else {
-        let path = config.junit_path.clone().unwrap_or_else(|| {
-            identity
-                .kindling_dir()
-                .join("junit")
-                .join(format!("{}.xml", identity.suite))
-        });
+        let path = config
+            .junit_path
+            .clone()
+            .unwrap_or_else(|| junit_dir.join(format!("{}.xml", identity.suite)));
         let report = junit::run_report(
             &identity,
             run_started,
@@ -345,7 +366,7 @@ where
         None => conclusion.exit_code(),
     };
     if let Some((report, path)) = written
-        && let Err(error) = junit::write(&report, &path)
+        && let Err(error) = junit::write(&report, &path, path.starts_with(&junit_dir))
     {
         eprintln!("error: {}", render_chain(&error));
         exit = ExitCode::FAILURE;
@@ -447,6 +468,8 @@ struct TestRunner<E> {
     runtime: Arc<tokio::runtime::Runtime>,
     environment: Environment<E>,
     identity: RunIdentity,
+    /// `target/kindling`.
+    kindling_dir: PathBuf,
     records: Arc<Mutex<Vec<TestRecord>>>,
     timeout: Duration,
     live_log: bool,
@@ -522,7 +545,7 @@ where
             TestBody::WithEnv(body) => {
                 let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
                 let context_environment = environment.clone();
-                let artifacts_root = self.identity.kindling_dir().join("artifacts");
+                let artifacts_root = self.kindling_dir.join("artifacts");
                 if let Some(hook) = &self.on_failure {
                     failure_hook = Some((hook.clone(), environment));
                 }
@@ -536,8 +559,7 @@ where
             }
         };
         let artifacts = self
-            .identity
-            .kindling_dir()
+            .kindling_dir
             .join("artifacts")
             .join(&self.identity.run_id)
             .join(&self.identity.suite)
@@ -557,6 +579,13 @@ where
                 } else {
                     ARTIFACTS_TIMEOUT
                 };
+                // The hook may write with any mode: the folder keeps it private.
+                if let Err(error) = create_private_dir_all(&artifacts) {
+                    tracing::warn!(
+                        "cannot create the artifacts folder {}: {error}",
+                        artifacts.display()
+                    );
+                }
                 let collected = tokio::time::timeout(
                     budget,
                     hook(environment, artifacts.clone()).instrument(capture.span()),

@@ -15,8 +15,8 @@ pub(crate) struct RunIdentity {
     pub suite: String,
     /// True when nextest runs this process (one process per test).
     pub under_nextest: bool,
-    /// The Cargo target directory (`target/`).
-    pub target_dir: PathBuf,
+    /// The Cargo target directory (`target/`), if it could be found.
+    pub target_dir: Result<PathBuf, TargetDirError>,
     /// The suite package's directory: relative paths resolve against it.
     pub package_dir: PathBuf,
 }
@@ -60,9 +60,21 @@ impl RunIdentity {
     }
 
     /// `target/kindling`.
-    pub(crate) fn kindling_dir(&self) -> PathBuf {
-        self.target_dir.join("kindling")
+    pub(crate) fn kindling_dir(&self) -> Result<PathBuf, TargetDirError> {
+        self.target_dir.clone().map(|dir| dir.join("kindling"))
     }
+}
+
+/// Neither `CARGO_TARGET_DIR` nor the test binary's location tells the
+/// Cargo target directory, where kindling keeps state, artifacts and JUnit.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "cannot find the Cargo target directory of {}: set CARGO_TARGET_DIR to the directory kindling should keep its state, artifacts and JUnit in (under `<dir>/kindling`)",
+    exe.as_ref().map_or_else(|| "this test binary".to_owned(), |exe| format!("`{}`", exe.display()))
+)]
+pub(crate) struct TargetDirError {
+    /// The test binary, if its path could be read.
+    pub exe: Option<PathBuf>,
 }
 
 /// `basic-0123456789abcdef` (cargo's deps name) gives `basic`.
@@ -102,8 +114,11 @@ pub(crate) fn package_dir(built: Option<&Path>) -> PathBuf {
 /// The Cargo target directory: `CARGO_TARGET_DIR` if set; else the one the
 /// binary was built into (its compile-time `CARGO_TARGET_TMPDIR`); else
 /// found from the executable's path, `<target>/[<triple>/]<profile>/deps/`;
-/// else a folder under the system temporary directory.
-pub(crate) fn target_dir(exe: Option<&Path>, built_tmpdir: Option<&Path>) -> PathBuf {
+/// else an error.
+pub(crate) fn target_dir(
+    exe: Option<&Path>,
+    built_tmpdir: Option<&Path>,
+) -> Result<PathBuf, TargetDirError> {
     let base = std::env::var_os("NEXTEST_WORKSPACE_ROOT")
         .map(PathBuf::from)
         .or_else(|| std::env::current_dir().ok())
@@ -121,19 +136,27 @@ fn resolve_target_dir(
     base: &Path,
     exe: Option<&Path>,
     built_tmpdir: Option<&Path>,
-) -> PathBuf {
+) -> Result<PathBuf, TargetDirError> {
     if let Some(dir) = configured.filter(|dir| !dir.as_os_str().is_empty()) {
-        return base.join(dir);
+        return Ok(base.join(dir));
     }
     if let Some(target) = built_tmpdir
         .filter(|tmpdir| tmpdir.file_name().is_some_and(|name| name == "tmp"))
         .and_then(Path::parent)
         .filter(|target| target.is_dir())
     {
-        return target.to_owned();
+        return Ok(target.to_owned());
     }
+    // No fallback: a fixed folder under the shared temporary directory
+    // (once `/tmp/kindling-target`) can be made first by another user of
+    // the host, and a private one of a random name would differ in every
+    // process, so nextest's processes of one run would each set up again
+    // and no later run would find the environment to reuse. The state
+    // must be somewhere stable that the user chose.
     exe.and_then(target_dir_of_exe)
-        .unwrap_or_else(|| std::env::temp_dir().join("kindling-target"))
+        .ok_or_else(|| TargetDirError {
+            exe: exe.map(Path::to_path_buf),
+        })
 }
 
 /// `<target>` for an executable in `<target>/[<triple>/]<profile>/deps/`.
@@ -190,7 +213,7 @@ mod tests {
             }
             let exe = deps.join("x-0123456789abcdef");
             assert_eq!(
-                resolve_target_dir(None, Path::new("/w"), Some(&exe), None),
+                resolve_target_dir(None, Path::new("/w"), Some(&exe), None).unwrap(),
                 root.path(),
                 "{marker}"
             );
@@ -204,11 +227,31 @@ mod tests {
         std::fs::create_dir_all(&tmp).unwrap();
         let exe = Path::new("/elsewhere/debug/deps/x");
         assert_eq!(
-            resolve_target_dir(None, Path::new("/w"), Some(exe), Some(&tmp)),
+            resolve_target_dir(None, Path::new("/w"), Some(exe), Some(&tmp)).unwrap(),
             root.path()
         );
-        let fallback = resolve_target_dir(None, Path::new("/w"), Some(exe), None);
-        assert_eq!(fallback, std::env::temp_dir().join("kindling-target"));
+    }
+
+    #[test]
+    fn without_a_target_dir_the_error_names_the_variable_and_no_tmp_folder_is_used() {
+        // What an older kindling fell back to, planted with other content
+        // as another user of the host could.
+        let planted = std::env::temp_dir().join("kindling-target");
+        let planted_here = std::fs::create_dir(&planted).is_ok();
+        let exe = Path::new("/elsewhere/debug/deps/x-0123456789abcdef");
+        let resolved = resolve_target_dir(None, Path::new("/w"), Some(exe), None);
+        if planted_here {
+            let _ = std::fs::remove_dir(&planted);
+        }
+        let error = resolved.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "cannot find the Cargo target directory of `/elsewhere/debug/deps/x-0123456789abcdef`: set CARGO_TARGET_DIR to the directory kindling should keep its state, artifacts and JUnit in (under `<dir>/kindling`)"
+        );
+        let error = resolve_target_dir(None, Path::new("/w"), None, None).unwrap_err();
+        assert!(error.to_string().starts_with(
+            "cannot find the Cargo target directory of this test binary: set CARGO_TARGET_DIR"
+        ));
     }
 
     #[test]
@@ -220,7 +263,8 @@ mod tests {
         ];
         for (configured, expected) in table {
             let found =
-                resolve_target_dir(Some(configured.into()), Path::new("/w"), Some(exe), None);
+                resolve_target_dir(Some(configured.into()), Path::new("/w"), Some(exe), None)
+                    .unwrap();
             assert_eq!(found, Path::new(expected));
         }
     }

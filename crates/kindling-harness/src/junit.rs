@@ -148,10 +148,54 @@ fn setup_suite(identity: &RunIdentity, setup: &SetupReport) -> TestSuite {
     suite
 }
 
-pub(crate) fn write(report: &Report, path: &Path) -> Result<(), JunitError> {
+/// Writes `report` to `path`, `0600`; with `in_own_folder` (kindling's
+/// `target/kindling/junit`, not a folder `KINDLING_JUNIT` chose) the folder
+/// is made `0700` too.
+pub(crate) fn write(report: &Report, path: &Path, in_own_folder: bool) -> Result<(), JunitError> {
     let text = report.to_string().expect("JUnit serialises to a string");
-    crate::util::write_atomically(path, text.as_bytes()).map_err(|source| JunitError {
-        path: path.to_owned(),
-        source,
-    })
+    let folder = path.parent().filter(|_| in_own_folder);
+    folder
+        .map_or(Ok(()), crate::util::create_private_dir_all)
+        .and_then(|()| crate::util::write_atomically(path, text.as_bytes()))
+        .map_err(|source| JunitError {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::tests::{mode, plant_mode};
+
+    #[test]
+    fn reports_are_0600_and_kindlings_own_folder_0700_also_over_older_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let report = Report::new("run");
+        let own = root.path().join("kindling/junit");
+        let path = own.join("suite.xml");
+        std::fs::create_dir_all(&own).unwrap();
+        plant_mode(&own, 0o755);
+        std::fs::write(&path, "<old/>").unwrap();
+        plant_mode(&path, 0o644);
+        write(&report, &path, true).unwrap();
+        assert_eq!(mode(&own), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("<testsuites")
+        );
+
+        // A folder `KINDLING_JUNIT` names is the user's: only the file is private.
+        let chosen = root.path().join("reports");
+        std::fs::create_dir(&chosen).unwrap();
+        plant_mode(&chosen, 0o755);
+        write(&report, &chosen.join("junit.xml"), false).unwrap();
+        assert_eq!(mode(&chosen), 0o755);
+        assert_eq!(mode(&chosen.join("junit.xml")), 0o600);
+        let created = root.path().join("new/junit.xml");
+        write(&report, &created, false).unwrap();
+        assert_eq!(mode(&root.path().join("new")), 0o700);
+    }
 }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::{create_private_dir_all, open_private, write_atomically};
+
 /// A test's outcome in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestEntry {
@@ -89,16 +91,28 @@ impl RunLedger {
         Some(self.dir.parent()?.parent()?.to_owned())
     }
 
+    /// The run's folder, `0700`, and the state folder and `runs` above
+    /// it, which an older kindling left `0755`.
+    fn create_dir(&self) -> std::io::Result<()> {
+        if let Some(runs) = self.dir.parent() {
+            if let Some(state) = runs.parent() {
+                create_private_dir_all(state)?;
+            }
+            create_private_dir_all(runs)?;
+        }
+        create_private_dir_all(&self.dir)
+    }
+
     fn append<T: Serialize>(&self, file: &str, entry: &T) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        self.create_dir()?;
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
         // One write of one line: appends of several processes never mix.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(file))?
-            .write_all(&line)
+        open_private(
+            &self.dir.join(file),
+            std::fs::OpenOptions::new().create(true).append(true),
+        )?
+        .write_all(&line)
     }
 
     fn read<T: for<'de> Deserialize<'de>>(&self, file: &str) -> Vec<T> {
@@ -151,12 +165,11 @@ impl RunLedger {
     /// Claims the right to watch for the end of the run: true for exactly
     /// one caller per run.
     pub fn claim_watcher(&self) -> std::io::Result<bool> {
-        std::fs::create_dir_all(&self.dir)?;
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.dir.join(WATCHER))
-        {
+        self.create_dir()?;
+        match open_private(
+            &self.dir.join(WATCHER),
+            std::fs::OpenOptions::new().write(true).create_new(true),
+        ) {
             Ok(mut file) => {
                 writeln!(file, "{}", std::process::id())?;
                 Ok(true)
@@ -168,10 +181,8 @@ impl RunLedger {
 
     /// Writes `end.json`, through a temporary file renamed into place.
     pub fn write_end(&self, report: &EndReport) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let temporary = self.dir.join(format!("{END}.tmp"));
-        std::fs::write(&temporary, serde_json::to_vec_pretty(report)?)?;
-        std::fs::rename(temporary, self.dir.join(END))
+        self.create_dir()?;
+        write_atomically(&self.dir.join(END), &serde_json::to_vec_pretty(report)?)
     }
 
     /// What the end of the run did, once it has run.
@@ -216,5 +227,48 @@ mod tests {
         assert!(ledger.claim_watcher().unwrap());
         assert!(!RunLedger::new(dir.path(), "run-1").claim_watcher().unwrap());
         assert!(ledger.end().is_none());
+    }
+
+    #[test]
+    fn a_ledger_an_older_kindling_left_open_becomes_private() {
+        use crate::util::tests::{mode, plant_mode};
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = RunLedger::new(dir.path(), "run-1");
+        std::fs::create_dir_all(ledger.dir()).unwrap();
+        for folder in [dir.path(), &dir.path().join("runs"), ledger.dir()] {
+            plant_mode(folder, 0o755);
+        }
+        std::fs::write(ledger.dir().join(TESTS), "").unwrap();
+        plant_mode(&ledger.dir().join(TESTS), 0o644);
+        let entry = TestEntry {
+            suite: "a".to_owned(),
+            test: "x".to_owned(),
+            passed: true,
+        };
+        ledger.record_test(&entry).unwrap();
+        ledger
+            .record_cleanup(&Cleanup {
+                suite: "a".to_owned(),
+                finisher: "test".to_owned(),
+                describe: "namespace `a-1`".to_owned(),
+                data: serde_json::json!({}),
+            })
+            .unwrap();
+        assert!(ledger.claim_watcher().unwrap());
+        ledger
+            .write_end(&EndReport {
+                keep: crate::config::KeepPolicy::Always,
+                passed: Vec::new(),
+                removed: Vec::new(),
+                kept: Vec::new(),
+                failed: Vec::new(),
+            })
+            .unwrap();
+        for folder in [dir.path(), &dir.path().join("runs"), ledger.dir()] {
+            assert_eq!(mode(folder), 0o700, "{}", folder.display());
+        }
+        for file in [TESTS, CLEANUPS, WATCHER, END] {
+            assert_eq!(mode(&ledger.dir().join(file)), 0o600, "{file}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! recorded as `running` before any work starts, so a process killed half
 //! way leaves `running`, which nothing treats as done.
 
-use crate::util::write_atomically;
+use crate::util::{create_private_dir_all, open_private, write_atomically};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -228,7 +228,7 @@ impl StateStore {
     /// process holds it. The lock is released when the file is dropped,
     /// also when the process dies.
     pub(crate) fn lock(&self, on_wait: impl FnOnce()) -> Result<File, StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::CreateDir {
+        create_private_dir_all(&self.dir).map_err(|source| StateError::CreateDir {
             path: self.dir.clone(),
             source,
         })?;
@@ -237,12 +237,11 @@ impl StateStore {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(lock_error)?;
+        let file = open_private(
+            &path,
+            OpenOptions::new().create(true).truncate(false).write(true),
+        )
+        .map_err(lock_error)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -552,6 +551,32 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_state_folder_and_files_an_older_kindling_left_open_become_private() {
+        use crate::util::tests::{mode, plant_mode};
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        std::fs::create_dir(&dir).unwrap();
+        plant_mode(&dir, 0o755);
+        let store = StateStore::new(dir.clone(), "suite");
+        for path in [store.state_path(), store.lock_path()] {
+            std::fs::write(&path, "").unwrap();
+            plant_mode(&path, 0o644);
+        }
+        let _lock = store.lock(|| panic!("nobody else holds it")).unwrap();
+        store.write(&record("r1", SetupStatus::Done, "a")).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&store.state_path()), 0o600);
+        assert_eq!(mode(&store.lock_path()), 0o600);
+
+        let fresh = StateStore::new(root.path().join("new/state"), "other");
+        let _lock = fresh.lock(|| panic!("nobody else holds it")).unwrap();
+        fresh.write(&record("r2", SetupStatus::Done, "a")).unwrap();
+        assert_eq!(mode(&root.path().join("new/state")), 0o700);
+        assert_eq!(mode(&fresh.state_path()), 0o600);
+        assert_eq!(mode(&fresh.lock_path()), 0o600);
     }
 
     #[test]

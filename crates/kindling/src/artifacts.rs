@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kindling_harness::util::{create_private_dir_all, write_private};
 use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use serde::Serialize;
@@ -41,8 +42,10 @@ pub struct Sources<'a> {
 /// Writes everything `sources` can tell about the failure into `dir`.
 pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
     let mut errors = Vec::new();
-    if let Err(error) = std::fs::create_dir_all(dir.join("logs")) {
-        errors.push(format!("create {}: {error}", dir.display()));
+    for folder in [dir.to_owned(), dir.join("logs")] {
+        if let Err(error) = create_private_dir_all(&folder) {
+            errors.push(format!("create {}: {error}", folder.display()));
+        }
     }
     let namespace = sources.namespace;
     let client = sources.client;
@@ -147,13 +150,18 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
             Err(error) => errors.push(format!("images of node {}: {error}", store.name())),
         }
     }
-    if let Some(provider) = sources.provider
-        && let Err(error) = provider.collect_logs(&dir.join("cluster")).await
-    {
-        errors.push(format!(
-            "cluster logs: {}",
-            kindling_harness::render_chain(&error)
-        ));
+    if let Some(provider) = sources.provider {
+        // Made here: the provider's tools (`kind export logs`) write files
+        // with modes of their own, which a private folder keeps private.
+        let cluster_logs = dir.join("cluster");
+        if let Err(error) = create_private_dir_all(&cluster_logs) {
+            errors.push(format!("create {}: {error}", cluster_logs.display()));
+        } else if let Err(error) = provider.collect_logs(&cluster_logs).await {
+            errors.push(format!(
+                "cluster logs: {}",
+                kindling_harness::render_chain(&error)
+            ));
+        }
     }
     if !errors.is_empty() {
         write(
@@ -287,7 +295,7 @@ fn describe_secrets(secrets: &[Secret]) -> String {
 
 fn write(dir: &Path, file: &str, text: &str, errors: &mut Vec<String>) {
     let path = dir.join(file);
-    if let Err(error) = std::fs::write(&path, text) {
+    if let Err(error) = write_private(&path, text.as_bytes()) {
         errors.push(format!("write {}: {error}", path.display()));
     }
 }
@@ -296,6 +304,50 @@ fn write(dir: &Path, file: &str, text: &str, errors: &mut Vec<String>) {
 mod tests {
     use super::*;
     use k8s_openapi::ByteString;
+
+    #[tokio::test]
+    async fn artifacts_are_private_also_in_a_folder_an_older_kindling_left_open() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let plant = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("run/suite/setup");
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        plant(&dir, 0o755);
+        plant(&dir.join("logs"), 0o755);
+        std::fs::write(dir.join("errors.txt"), "old").unwrap();
+        plant(&dir.join("errors.txt"), 0o644);
+        // Nothing listens there: every request fails, and the failures
+        // are written down.
+        let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let sources = Sources {
+            client: &client,
+            namespace: "ns",
+            stores: &[],
+            provider: None,
+        };
+        collect(sources, &dir).await;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("logs")), 0o700);
+        assert_eq!(mode(&dir.join("errors.txt")), 0o600);
+        let written: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.is_file())
+            .collect();
+        assert!(written.len() > 1, "{written:?}");
+        for file in written {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        assert!(
+            std::fs::read_to_string(dir.join("errors.txt"))
+                .unwrap()
+                .contains("list secrets")
+        );
+    }
 
     #[test]
     fn secret_values_never_reach_an_artifact_in_clear() {

@@ -473,8 +473,48 @@ fn an_interrupted_setup_is_recorded_failed_and_the_next_run_passes() -> Outcome 
     Ok(())
 }
 
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path)
+        .map(|meta| meta.permissions().mode() & 0o7777)
+        .unwrap_or(0)
+}
+
+fn plant_mode(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Every folder under `root` (itself included) that is not `0700` and
+/// every file that is not `0600`.
+fn shared_under(root: &std::path::Path) -> Vec<String> {
+    let mut shared = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        if mode(&folder) != 0o700 {
+            shared.push(format!("{} {:o}", folder.display(), mode(&folder)));
+        }
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if mode(&path) != 0o600 {
+                shared.push(format!("{} {:o}", path.display(), mode(&path)));
+            }
+        }
+    }
+    shared
+}
+
 fn a_test_ended_by_sigterm_leaves_its_artifacts() -> Outcome {
     let scratch = Scratch::new();
+    // As an older kindling left them: all readable by other users.
+    let kindling_dir = fixture_target_dir().join("kindling");
+    std::fs::create_dir_all(&kindling_dir)?;
+    plant_mode(&kindling_dir, 0o755)?;
+    plant_mode(&scratch.state_dir(), 0o755)?;
+    std::fs::write(scratch.junit(), "")?;
+    plant_mode(&scratch.junit(), 0o644)?;
     let mut command = clean_command(fixture("interrupts"));
     scratch
         .apply(&mut command)
@@ -510,6 +550,27 @@ fn a_test_ended_by_sigterm_leaves_its_artifacts() -> Outcome {
     )?;
     let junit = std::fs::read_to_string(scratch.junit())?;
     ensure(junit.contains("interrupted by SIGTERM"), || junit.clone())?;
+
+    // What the run left is private: its state, JUnit and artifacts folder.
+    let shared = shared_under(&scratch.state_dir());
+    ensure(shared.is_empty(), || {
+        format!("state open to others: {shared:?}")
+    })?;
+    ensure(mode(&scratch.junit()) == 0o600, || {
+        format!("JUnit is {:o}", mode(&scratch.junit()))
+    })?;
+    for dir in [&kindling_dir, &folder] {
+        ensure(mode(dir) == 0o700, || {
+            format!("{} is {:o}", dir.display(), mode(dir))
+        })?;
+    }
+    ensure(folder.starts_with(&kindling_dir), || {
+        format!(
+            "artifacts outside {}: {}",
+            kindling_dir.display(),
+            folder.display()
+        )
+    })?;
     Ok(())
 }
 

@@ -452,6 +452,56 @@ async fn node_disappearing_mid_load_fails_naming_the_node() -> Result<(), kindli
     Ok(())
 }
 
+async fn a_node_command_without_progress_is_killed_in_the_node() -> Result<(), kindling::BoxError> {
+    use kindling::node::{DockerExec, NodeError, NodeTransport as _};
+    let docker = docker().await?;
+    let cluster = KindLikeCluster::start(&docker, &cluster_name("stall"), 0).await?;
+    let node = cluster.node_names[0].clone();
+    // Waits for containerd events, which an idle node never has: prints
+    // nothing, reads nothing, and outlives the connection of its exec.
+    let argv = vec!["ctr".to_owned(), "events".to_owned()];
+    let idle = Duration::from_secs(2);
+    let exec = tokio::spawn({
+        let transport = DockerExec::new(docker.clone(), node.clone());
+        let argv = argv.clone();
+        async move { transport.exec(argv, None, idle).await }
+    });
+    cluster
+        .await_process(&node, "ctr events", Duration::from_secs(30))
+        .await?;
+    let error = exec.await?.err().ok_or("`ctr events` ended by itself")?;
+    let text = error.to_string();
+    ensure(
+        matches!(&error, NodeError::Stalled { node: named, command, waited }
+            if *named == node && command == "ctr events" && *waited == idle),
+        || format!("{error:?}"),
+    )?;
+    ensure(
+        text.starts_with(&format!(
+            "`ctr events` on node `{node}` made no progress for 2s, and was killed"
+        )),
+        || text.clone(),
+    )?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let top = docker.top_processes(&node, None).await?;
+        let left: Vec<String> = top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| row.join(" "))
+            .filter(|row| row.contains("ctr events"))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("still running in node {node}: {left:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let name = cluster_name("discover");
@@ -695,6 +745,11 @@ fn main() -> ExitCode {
         "node_disappearing_mid_load_fails_naming_the_node",
         needs_docker.clone(),
         node_disappearing_mid_load_fails_naming_the_node,
+    );
+    suite = suite.standalone(
+        "a_node_command_without_progress_is_killed_in_the_node",
+        needs_docker.clone(),
+        a_node_command_without_progress_is_killed_in_the_node,
     );
     suite = suite.standalone(
         "kind_nodes_are_discovered_by_their_labels",

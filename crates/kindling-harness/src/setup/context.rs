@@ -83,6 +83,19 @@ pub(crate) struct ContextOptions<'a> {
     pub end_of_run: Option<crate::end_of_run::EndOfRun>,
 }
 
+/// Where a standalone context's artifacts go: beside a suite's when the
+/// target directory is known. Else, unlike a suite (whose state must be
+/// found by every process of its run), nothing needs a stable folder: the
+/// artifacts' path is in the error that reports them. So a folder of a
+/// random name no other user can have made first, created `0700` only
+/// when something is written there (most contexts never fail).
+fn standalone_artifacts_root(target_dir: Option<PathBuf>) -> PathBuf {
+    match target_dir {
+        Some(target) => target.join("kindling").join("artifacts"),
+        None => std::env::temp_dir().join(format!("kindling-artifacts-{}", uuid::Uuid::new_v4())),
+    }
+}
+
 impl SetupContext {
     pub(crate) fn new(options: ContextOptions<'_>) -> Self {
         SetupContext {
@@ -107,13 +120,19 @@ impl SetupContext {
     /// A context outside any suite run, for tools and benchmarks that
     /// declare an environment to fingerprint it or bring it up by hand:
     /// suite `suite`, relative paths resolved against `package_dir`, a run
-    /// of its own, no earlier setup, progress on stderr.
+    /// of its own, no earlier setup, progress on stderr. Artifacts go under
+    /// `target/kindling/artifacts` when this binary is in a Cargo target
+    /// directory, else into a private folder of a random name in the
+    /// temporary directory.
     pub fn standalone(suite: &str, package_dir: &Path) -> Self {
         let run_id = uuid::Uuid::new_v4().to_string();
+        let exe = std::env::current_exe().ok();
+        let artifacts_root =
+            standalone_artifacts_root(crate::identity::target_dir(exe.as_deref(), None).ok());
         SetupContext::new(ContextOptions {
             suite,
             run_id: &run_id,
-            artifacts_root: &std::env::temp_dir().join("kindling-artifacts"),
+            artifacts_root: &artifacts_root,
             package_dir,
             progress: Arc::new(Progress::new(suite, crate::config::ProgressMode::Plain)),
             previous: None,
@@ -349,5 +368,32 @@ impl SetupContext {
 
     pub(super) fn self_checking(&self) -> bool {
         self.inner.self_checking.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standalone_artifacts_go_beside_a_suites_or_into_a_private_folder_of_their_own() {
+        assert_eq!(
+            standalone_artifacts_root(Some(PathBuf::from("/w/target"))),
+            Path::new("/w/target/kindling/artifacts")
+        );
+        // What an older kindling used, made first by someone else.
+        let planted = std::env::temp_dir().join("kindling-artifacts");
+        let planted_here = std::fs::create_dir(&planted).is_ok();
+        let first = standalone_artifacts_root(None);
+        let second = standalone_artifacts_root(None);
+        if planted_here {
+            let _ = std::fs::remove_dir(&planted);
+        }
+        for root in [&first, &second] {
+            assert_eq!(root.parent(), Some(std::env::temp_dir().as_path()));
+            assert!(!root.starts_with(&planted), "{}", root.display());
+            assert!(!root.exists(), "{} is created before use", root.display());
+        }
+        assert_ne!(first, second, "the folder's name is not random");
     }
 }

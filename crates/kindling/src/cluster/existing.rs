@@ -445,8 +445,8 @@ impl Provider for ExistingCluster {
                 });
                 let path = dir.join("cluster.json");
                 let text = serde_json::to_string_pretty(&report).expect("JSON values serialize");
-                std::fs::create_dir_all(&dir)
-                    .and_then(|()| std::fs::write(&path, text))
+                kindling_harness::util::create_private_dir_all(&dir)
+                    .and_then(|()| kindling_harness::util::write_private(&path, text.as_bytes()))
                     .map_err(|source| ExistingError::Write { path, source })
             };
             collect

@@ -17,6 +17,8 @@ use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use kindling_harness::util::{create_private_tree, open_private};
+
 /// Taking a lock failed (not: had to wait).
 #[derive(Debug, thiserror::Error)]
 #[error("failed to lock `{}`", path.display())]
@@ -34,15 +36,17 @@ fn open(path: &Path) -> Result<File, LockError> {
         source,
     };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(error)?;
+        create_private_tree(&super::state_home(), parent).map_err(error)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(error)
+    open_private(
+        path,
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true),
+    )
+    .map_err(error)
 }
 
 /// Who holds an exclusive lock, as its holder wrote it into the file.

@@ -359,8 +359,11 @@ impl Environment {
     /// [`crate::Suite::on_failure`].
     pub async fn collect_artifacts(self: Arc<Self>, dir: PathBuf) {
         let Ok(client) = self.client().await else {
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("errors.txt"), "cannot connect to the cluster\n");
+            let _ = kindling_harness::util::create_private_dir_all(&dir);
+            let _ = kindling_harness::util::write_private(
+                &dir.join("errors.txt"),
+                b"cannot connect to the cluster\n",
+            );
             return;
         };
         let provider = self.provider().ok();

@@ -524,7 +524,11 @@ fn append_bytes<W: Write>(
 
 /// Copies `entry` to `part`, hashing it and noting its compression.
 fn spool_file(entry: &mut impl Read, part: &Path) -> std::io::Result<Spooled> {
-    let mut file = std::io::BufWriter::with_capacity(CHUNK_BYTES, std::fs::File::create(part)?);
+    let file = kindling_harness::util::open_private(
+        part,
+        std::fs::OpenOptions::new().write(true).create_new(true),
+    )?;
+    let mut file = std::io::BufWriter::with_capacity(CHUNK_BYTES, file);
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;

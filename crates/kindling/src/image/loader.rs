@@ -411,6 +411,17 @@ pub(super) fn counted(stream: ByteStream, counter: Arc<AtomicU64>) -> ByteStream
     }))
 }
 
+/// The load failed on a node command that made no progress.
+pub(super) fn is_stalled(error: &LoadError) -> bool {
+    matches!(
+        error,
+        LoadError::Import {
+            source: NodeError::Stalled { .. },
+            ..
+        }
+    )
+}
+
 pub(crate) fn is_content_digest_error(error: &NodeError) -> bool {
     let text = match error {
         NodeError::Failed { stderr, .. } => stderr.as_str(),

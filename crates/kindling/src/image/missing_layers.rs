@@ -14,10 +14,10 @@ use super::ImageRef;
 use super::engine_storage::EngineStorage;
 use super::layout::SavedImages;
 use super::loader::{
-    LoadError, Loader, Plan, Sent, counted, export_stream, is_content_digest_error, quoted,
-    snapshotter_of,
+    LoadError, Loader, Plan, Sent, counted, export_stream, is_content_digest_error, is_stalled,
+    quoted, snapshotter_of,
 };
-use crate::node::NodeStore;
+use crate::node::{NodeError, NodeStore};
 
 impl Loader {
     /// One `docker save` of every image some node lacks, spooled once; each
@@ -94,6 +94,10 @@ impl Loader {
                             ..sent
                         };
                         results.insert(index, Ok(sent));
+                    }
+                    // A node that stopped taking bytes would stall again.
+                    Err(error) if is_stalled(&error) => {
+                        results.insert(index, Err(error));
                     }
                     Err(error) => {
                         tracing::warn!(
@@ -203,7 +207,7 @@ impl Loader {
                         from_engine_storage: false,
                     });
                 }
-                Err(source) if !held.is_empty() => {
+                Err(source) if !held.is_empty() && !matches!(source, NodeError::Stalled { .. }) => {
                     tracing::warn!(
                         node = store.name(),
                         error = %source,

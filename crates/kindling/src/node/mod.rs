@@ -7,7 +7,7 @@ mod store;
 mod transport;
 
 pub use kind::{KIND_CLUSTER_LABEL, KIND_ROLE_LABEL, KindNode, discover_kind_nodes};
-pub use store::{NodeStore, StoredImage};
+pub use store::{DEFAULT_IDLE_TIMEOUT, NodeStore, StoredImage};
 pub use transport::{ByteStream, DockerExec, ExecOutput, LocalProcess, NodeTransport};
 
 /// A command on a node failed.
@@ -36,6 +36,20 @@ pub enum NodeError {
         code: i64,
         /// What it wrote to stderr, trimmed.
         stderr: String,
+    },
+    /// The command took no input and printed nothing for `waited`: it was
+    /// killed.
+    #[error(
+        "`{command}` on node `{node}` made no progress for {}, and was killed: is the node's containerd stuck? (see its log in the cluster's artifacts)",
+        humantime::format_duration(*waited)
+    )]
+    Stalled {
+        /// The node's name.
+        node: String,
+        /// The command line, words joined by spaces.
+        command: String,
+        /// How long it went without progress.
+        waited: std::time::Duration,
     },
     /// `containerd config dump` on the node names no snapshotter for the
     /// CRI plugin.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{ByteStream, ExecOutput, NodeError, NodeTransport};
 
@@ -19,20 +20,36 @@ pub struct StoredImage {
     pub image_id: Option<String>,
 }
 
+/// How long a node command may go without progress (taking input,
+/// printing) before it is killed. The longest quiet stretch of a healthy
+/// one is `ctr images import` unpacking one image after its stream ended,
+/// at the speed of the node's disk: three minutes cover an image of many
+/// gigabytes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// A node's `k8s.io` image store.
 #[derive(Clone)]
 pub struct NodeStore {
     transport: Arc<dyn NodeTransport>,
     snapshotter: Arc<tokio::sync::OnceCell<String>>,
+    idle_timeout: Duration,
 }
 
 impl NodeStore {
-    /// The image store of the node `transport` runs commands on.
+    /// The image store of the node `transport` runs commands on; each
+    /// command is killed after [`DEFAULT_IDLE_TIMEOUT`] without progress.
     pub fn new(transport: Arc<dyn NodeTransport>) -> Self {
         NodeStore {
             transport,
             snapshotter: Arc::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
+    }
+
+    /// Kills each command after `idle` without progress instead.
+    pub fn with_idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
     }
 
     /// The node's name, as its transport gives it.
@@ -42,7 +59,10 @@ impl NodeStore {
 
     async fn run(&self, argv: &[&str], stdin: Option<ByteStream>) -> Result<ExecOutput, NodeError> {
         let argv: Vec<String> = argv.iter().map(|arg| (*arg).to_owned()).collect();
-        let output = self.transport.exec(argv.clone(), stdin).await?;
+        let output = self
+            .transport
+            .exec(argv.clone(), stdin, self.idle_timeout)
+            .await?;
         if output.exit_code != 0 {
             return Err(NodeError::Failed {
                 node: self.name().to_owned(),

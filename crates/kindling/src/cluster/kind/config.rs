@@ -134,9 +134,7 @@ pub fn write_recorded(path: &Path, fingerprint: &Fingerprint) -> Result<(), Kind
         source,
     };
     let text = serde_json::to_string_pretty(fingerprint).expect("fingerprints serialise");
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, text).map_err(state)?;
-    std::fs::rename(&partial, path).map_err(state)
+    kindling_harness::util::write_atomically(path, text.as_bytes()).map_err(state)
 }
 
 /// Removes the record at `path`; a missing one is fine.

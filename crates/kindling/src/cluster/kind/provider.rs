@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
+use kindling_harness::util::{
+    create_private_dir_all, create_private_tree, open_private, write_private,
+};
 
 use super::cli::KindCli;
 use super::config::{self, ClusterConfig, Fingerprint};
@@ -324,7 +327,7 @@ impl KindCluster {
         // kind reads the exact text that was fingerprinted, not a file that
         // may change between fingerprinting and creating.
         let config_path = self.state_dir.join("kind-config.yaml");
-        std::fs::write(&config_path, &config.text).map_err(|source| KindError::State {
+        write_private(&config_path, config.text.as_bytes()).map_err(|source| KindError::State {
             path: config_path.clone(),
             source,
         })?;
@@ -367,7 +370,16 @@ impl KindCluster {
             .unwrap_or_default()
             .as_secs();
         let dir = self.state_dir.join("logs").join(seconds.to_string());
-        let logs = match self.export_logs_with(cli, &dir).await {
+        // kind writes its files with modes of its own: a private folder
+        // keeps them private.
+        let exported = match create_private_tree(&self.state_dir, &dir) {
+            Ok(()) => self.export_logs_with(cli, &dir).await,
+            Err(source) => Err(KindError::State {
+                path: dir.clone(),
+                source,
+            }),
+        };
+        let logs = match exported {
             Ok(()) => format!("kind's logs are in `{}`", dir.display()),
             Err(error) => format!("kind's logs: {error}"),
         };
@@ -444,8 +456,15 @@ impl KindCluster {
         }
     }
 
+    /// `<state home>/kind/<name>`, and the folders above it up to the
+    /// state home, `0700`.
     fn create_state_dir(&self) -> Result<(), KindError> {
-        std::fs::create_dir_all(&self.state_dir).map_err(|source| KindError::State {
+        let home = self
+            .state_dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&self.state_dir);
+        create_private_tree(home, &self.state_dir).map_err(|source| KindError::State {
             path: self.state_dir.clone(),
             source,
         })
@@ -462,8 +481,14 @@ impl KindCluster {
         let locked = tokio::task::spawn_blocking({
             let path = path.clone();
             move || -> std::io::Result<File> {
-                std::fs::create_dir_all(parent)?;
-                let file = File::create(&path)?;
+                create_private_dir_all(&parent)?;
+                let file = open_private(
+                    &path,
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true),
+                )?;
                 file.lock()?;
                 Ok(file)
             }
