@@ -168,7 +168,7 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
     private_dir(dir)?;
     if files.all_paths().iter().all(|path| path.is_file()) {
         for path in files.all_paths() {
-            set_mode(path, 0o600)?;
+            set_mode(path)?;
         }
         return Ok(files);
     }
@@ -371,41 +371,30 @@ fn params(
 /// Writes `contents` to `path` with mode 0600 (keys and certificates
 /// alike), also when the file existed with a wider mode.
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let error = |source| PkiError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(error)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(error)?;
-    file.write_all(contents.as_bytes()).map_err(error)
-}
-
-/// Creates `dir` (and its parents) and makes it 0700.
-fn private_dir(dir: &Path) -> Result<(), PkiError> {
-    std::fs::create_dir_all(dir).map_err(|source| PkiError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
-    set_mode(dir, 0o700)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), PkiError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+    kindling_harness::util::write_private(path, contents.as_bytes()).map_err(|source| {
         PkiError::Write {
             path: path.to_owned(),
             source,
         }
     })
+}
+
+/// Creates `dir` (and its missing parents) root's only (0700).
+fn private_dir(dir: &Path) -> Result<(), PkiError> {
+    kindling_harness::util::create_private_dir_all(dir).map_err(|source| PkiError::Write {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Takes group and other permissions off an existing key or certificate.
+fn set_mode(path: &Path) -> Result<(), PkiError> {
+    kindling_harness::util::open_private(path, std::fs::OpenOptions::new().read(true))
+        .map(drop)
+        .map_err(|source| PkiError::Write {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// A kubeconfig for `user` with certificate files, one cluster and one

@@ -630,7 +630,8 @@ impl LocalCluster {
             if let Some(parent) = path.parent() {
                 super::host::private_dir(parent)?;
             }
-            write_private(&path, contents.as_bytes())?;
+            kindling_harness::util::write_private(&path, contents.as_bytes())
+                .map_err(|source| LocalError::Write { path, source })?;
         }
         Ok(())
     }
@@ -684,25 +685,4 @@ impl LocalCluster {
         config.cluster_url = self.server_url().parse().expect("a URL parses");
         Client::try_from(config).map_err(kube_error("create a Kubernetes client"))
     }
-}
-
-/// Writes `contents` to `path` readable by root only, also when the file
-/// existed with a wider mode.
-pub(super) fn write_private(path: &Path, contents: &[u8]) -> Result<(), LocalError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let error = |source| LocalError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(error)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(error)?;
-    file.write_all(contents).map_err(error)
 }

@@ -299,15 +299,12 @@ fn link_exists(link: &str) -> bool {
     Path::new("/sys/class/net").join(link).exists()
 }
 
-/// Creates `dir` (and its parents) and makes it 0700.
+/// Creates `dir` (and its missing parents) root's only (0700).
 pub(super) fn private_dir(dir: &Path) -> Result<(), LocalError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|source| LocalError::Write {
-            path: dir.to_owned(),
-            source,
-        })
+    kindling_harness::util::create_private_dir_all(dir).map_err(|source| LocalError::Write {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Runs a host command; its stderr is the error.

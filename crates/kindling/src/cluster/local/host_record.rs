@@ -88,15 +88,12 @@ impl HostRecord {
     /// Writes the record to `path` atomically, readable by root only.
     pub fn save(&self, path: &Path) -> Result<(), HostRecordError> {
         let json = serde_json::to_vec_pretty(self).expect("a record serialises");
-        kindling_harness::util::write_atomically(path, &json)
-            .and_then(|()| {
-                use std::os::unix::fs::PermissionsExt as _;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            })
-            .map_err(|source| HostRecordError::Write {
+        kindling_harness::util::write_atomically(path, &json).map_err(|source| {
+            HostRecordError::Write {
                 path: path.to_owned(),
                 source,
-            })
+            }
+        })
     }
 }
 

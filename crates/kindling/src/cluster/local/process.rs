@@ -27,14 +27,6 @@ pub struct ProcessSpec {
 /// as unstoppable.
 const KILL_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Creates `dir` (and its parents) and makes it 0700: logs and records
-/// are root's only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
 /// A started component, as recorded on disk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
@@ -225,7 +217,8 @@ impl Supervisor {
             source,
         };
         let log = self.log_path(&spec.name);
-        private_dir(log.parent().expect("logs dir")).map_err(start_error)?;
+        kindling_harness::util::create_private_dir_all(log.parent().expect("logs dir"))
+            .map_err(start_error)?;
         // One log per start: a failure quotes this start's lines only; the
         // last start's log stays beside it.
         if log.exists() {
@@ -274,7 +267,8 @@ impl Supervisor {
             path: path.clone(),
             source,
         };
-        private_dir(path.parent().expect("pids dir")).map_err(record_error)?;
+        kindling_harness::util::create_private_dir_all(path.parent().expect("pids dir"))
+            .map_err(record_error)?;
         let json = serde_json::to_vec_pretty(&record).expect("record serialises");
         kindling_harness::util::write_atomically(&path, &json).map_err(record_error)?;
         Ok(record)
