@@ -76,7 +76,29 @@ pub async fn config_from(
             source,
         })?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
+    if config
+        .cluster_url
+        .host()
+        .is_some_and(|host| is_this_host(host))
+    {
+        // A proxy from `HTTPS_PROXY` cannot reach an API server on this
+        // machine (a local cluster's node address, a kind cluster's
+        // published loopback port), as Go's clients never proxy loopback.
+        config.proxy_url = None;
+    }
     Ok(config)
+}
+
+/// Whether `host` (a URL's host) is this machine: `localhost`, or an
+/// address of one of its interfaces (binding it succeeds).
+pub fn is_this_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|address| {
+        address.is_loopback() || std::net::UdpSocket::bind((address, 0)).is_ok()
+    })
 }
 
 /// [`config_from`] the file at `path`.
@@ -95,4 +117,18 @@ pub fn client_from(config: kube::Config, path: &Path) -> Result<kube::Client, Ku
 /// A client for `context` of the kubeconfig at `path`.
 pub async fn client(path: &Path, context: Option<&str>) -> Result<kube::Client, KubeconfigError> {
     client_from(config(path, context).await?, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_on_this_host_are_told_from_remote_ones() {
+        assert!(is_this_host("127.0.0.1"));
+        assert!(is_this_host("localhost"));
+        assert!(is_this_host("[::1]"));
+        assert!(!is_this_host("192.0.2.1"), "TEST-NET-1 is nobody's");
+        assert!(!is_this_host("kubernetes.example.com"));
+    }
 }

@@ -41,6 +41,14 @@ fn host(argv: &[&str]) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Adds a link `name` of its own: a dummy link, or an ifb link where the
+/// kernel has no dummy links (as the local provider does).
+fn add_link(name: &str) -> Result<(), BoxError> {
+    host(&["ip", "link", "add", name, "type", "dummy"])
+        .or_else(|_| host(&["ip", "link", "add", name, "type", "ifb"]))?;
+    Ok(())
+}
+
 /// What `down` must give back exactly: every iptables rule and chain (both
 /// families, counters left out), every route, every mount, the kernel
 /// settings the kubelet and pod networking change.
@@ -65,7 +73,39 @@ const COMPARED_SYSCTLS: &[&str] = &[
     "net/ipv4/conf/all/route_localnet",
 ];
 
+/// Docker's own objects, which its containers add and remove whenever
+/// they start and stop, whatever the cluster does: mounts of its storage,
+/// its bridges' routes, its chains, and rules naming an address of one of
+/// its networks.
+fn dockers(line: &str, subnets: &[ipnet::Ipv4Net]) -> bool {
+    ["/var/lib/docker/", "/run/docker/", " dev veth", " dev docker0", " dev br-", "DOCKER"]
+        .iter()
+        .any(|mark| line.contains(mark))
+        || line.split_whitespace().any(|word| {
+            let address = word.split('/').next().unwrap_or_default();
+            address
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|address| subnets.iter().any(|net| net.contains(&address)))
+        })
+}
+
+/// The IPv4 subnets of the engine's networks (none without an engine).
+fn docker_subnets() -> Vec<ipnet::Ipv4Net> {
+    let Ok(ids) = host(&["docker", "network", "ls", "-q"]) else {
+        return Vec::new();
+    };
+    let mut argv = vec!["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"];
+    argv.extend(ids.split_whitespace());
+    host(&argv)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|subnet| subnet.parse().ok())
+        .collect()
+}
+
 fn host_state() -> Result<HostState, BoxError> {
+    let subnets = docker_subnets();
+    let dockers = |line: &str| dockers(line, &subnets);
     let mut iptables = Vec::new();
     for family in ["iptables-save", "ip6tables-save"] {
         for line in host(&[family])?.lines() {
@@ -77,7 +117,9 @@ fn host_state() -> Result<HostState, BoxError> {
                 Some(at) if line.starts_with(':') => &line[..at],
                 _ => line,
             };
-            iptables.push(format!("{family} {line}"));
+            if !dockers(line) {
+                iptables.push(format!("{family} {line}"));
+            }
         }
     }
     let mut routes = Vec::new();
@@ -85,11 +127,13 @@ fn host_state() -> Result<HostState, BoxError> {
         routes.extend(
             host(&["ip", family, "route", "show", "table", "all"])?
                 .lines()
+                .filter(|line| !dockers(line))
                 .map(str::to_owned),
         );
     }
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mounts")?
         .lines()
+        .filter(|line| !dockers(line))
         .map(str::to_owned)
         .collect();
     mounts.sort();
@@ -158,7 +202,7 @@ impl Foreign {
         ])?;
         host(&["iptables", "-A", "FORWARD", "-j", FOREIGN_CHAIN])?;
         host(&["ip", "netns", "add", FOREIGN_NETNS])?;
-        host(&["ip", "link", "add", FOREIGN_LINK, "type", "dummy"])?;
+        add_link(FOREIGN_LINK)?;
         host(&["ip", "link", "set", FOREIGN_LINK, "up"])?;
         host(&["ip", "route", "add", FOREIGN_ROUTE, "dev", FOREIGN_LINK])?;
         Ok(planted)
@@ -540,47 +584,75 @@ async fn names_that_are_not_labels_touch_nothing() -> Outcome {
     let cluster = support::local_cluster("kindling");
     let other = support::local_cluster("kindling-2");
     let other_root = other.layout().root.clone();
-    std::fs::create_dir_all(&other_root)?;
-    let etcd = cluster.binaries().etcd.clone();
-    let mut process = Command::new(&etcd)
-        .arg(format!("--data-dir={}", other_root.join("etcd").display()))
-        .args([
-            "--listen-client-urls=http://127.0.0.1:23790",
-            "--advertise-client-urls=http://127.0.0.1:23790",
-            "--listen-peer-urls=http://127.0.0.1:23800",
-            "--initial-advertise-peer-urls=http://127.0.0.1:23800",
-            "--initial-cluster=default=http://127.0.0.1:23800",
-            "--listen-metrics-urls=",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
     let other_link = other.network().interface.clone();
+    let mut planted = OtherCluster {
+        root: other_root.clone(),
+        link: other_link.clone(),
+        process: None,
+    };
+    std::fs::create_dir_all(&other_root)?;
     let _ = host(&["ip", "link", "delete", &other_link]);
-    host(&["ip", "link", "add", &other_link, "type", "dummy"])?;
-    let outcome = async {
-        let report = cluster.down_with_report().await?;
+    add_link(&other_link)?;
+    let etcd = cluster.binaries().etcd.clone();
+    let process = planted.process.insert(
+        Command::new(&etcd)
+            .arg(format!("--data-dir={}", other_root.join("etcd").display()))
+            .args([
+                "--listen-client-urls=http://127.0.0.1:23790",
+                "--advertise-client-urls=http://127.0.0.1:23790",
+                "--listen-peer-urls=http://127.0.0.1:23800",
+                "--initial-advertise-peer-urls=http://127.0.0.1:23800",
+                "--initial-cluster=default=http://127.0.0.1:23800",
+                "--listen-metrics-urls=",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", 23790)).is_err() {
         ensure(process.try_wait()?.is_none(), || {
-            format!(
-                "down of `kindling` stopped kindling-2's etcd: {:?}",
-                report.stopped
-            )
+            "kindling-2's etcd exited before it listened".to_owned()
         })?;
-        ensure(
-            Path::new("/sys/class/net").join(&other_link).exists(),
-            || format!("down of `kindling` removed kindling-2's link {other_link}"),
-        )?;
-        ensure(other_root.exists(), || {
-            "down of `kindling` removed kindling-2's folder".to_owned()
+        ensure(std::time::Instant::now() < deadline, || {
+            "kindling-2's etcd did not listen within 30s".to_owned()
         })?;
-        Ok::<(), BoxError>(())
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    .await;
-    let _ = process.kill();
-    let _ = process.wait();
-    let _ = host(&["ip", "link", "delete", &other_link]);
-    let _ = std::fs::remove_dir_all(&other_root);
-    outcome
+    let report = cluster.down_with_report().await?;
+    ensure(process.try_wait()?.is_none(), || {
+        format!(
+            "down of `kindling` stopped kindling-2's etcd: {:?}",
+            report.stopped
+        )
+    })?;
+    ensure(
+        Path::new("/sys/class/net").join(&other_link).exists(),
+        || format!("down of `kindling` removed kindling-2's link {other_link}"),
+    )?;
+    ensure(other_root.exists(), || {
+        "down of `kindling` removed kindling-2's folder".to_owned()
+    })?;
+    Ok(())
+}
+
+/// The planted process, link and folder of a cluster `kindling-2`,
+/// removed however the test ends.
+struct OtherCluster {
+    root: PathBuf,
+    link: String,
+    process: Option<std::process::Child>,
+}
+
+impl Drop for OtherCluster {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.as_mut() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+        let _ = host(&["ip", "link", "delete", &self.link]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
 
 async fn components_see_nothing_of_the_callers_environment() -> Outcome {
@@ -603,7 +675,14 @@ async fn components_see_nothing_of_the_callers_environment() -> Outcome {
         format!("{} components recorded", records.len())
     })?;
     for record in records {
-        let environ = std::fs::read(format!("/proc/{}/environ", record.pid))?;
+        let environ = std::fs::read(format!("/proc/{}/environ", record.pid)).map_err(|error| {
+            format!(
+                "{} (pid {}) exited after `kindling up` ({error}); its log ends:\n{}",
+                record.name,
+                record.pid,
+                kindling::cluster::local::process::log_tail(&record.log, 20)
+            )
+        })?;
         let text = String::from_utf8_lossy(&environ);
         ensure(
             !text.contains(&canary)

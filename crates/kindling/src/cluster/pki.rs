@@ -14,7 +14,7 @@ use rcgen::{
 };
 
 /// What the certificates are for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PkiSpec {
     /// The node's name; the kubelet's identity is `system:node:<node>`.
     pub node_name: String,
@@ -159,19 +159,27 @@ pub enum PkiError {
     },
 }
 
-/// Writes the PKI under `dir`, unless every file is already there (then
-/// it is kept, so restarting a cluster keeps its identity, and the modes of
-/// the folder and files are made private again). A partial set is
-/// regenerated whole.
+/// Writes the PKI under `dir`, unless every file is already there and was
+/// made for `spec` (then it is kept, so restarting a cluster keeps its
+/// identity, and the modes of the folder and files are made private
+/// again). A partial set, or one made for another node name or address,
+/// is regenerated whole.
 pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
     let files = PkiFiles::under(dir);
     private_dir(dir)?;
-    if files.all_paths().iter().all(|path| path.is_file()) {
+    let recorded = dir.join("spec.json");
+    let made_for: Option<PkiSpec> = std::fs::read(&recorded)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    if made_for.as_ref() == Some(spec) && files.all_paths().iter().all(|path| path.is_file()) {
         for path in files.all_paths() {
             set_mode(path)?;
         }
         return Ok(files);
     }
+    // Gone before anything is regenerated: a set cut short is never taken
+    // for one made for this spec.
+    let _ = std::fs::remove_file(&recorded);
 
     let issuer = new_ca(&files.ca, "kindling-ca")?;
     let etcd_issuer = new_ca(&files.etcd_ca, "kindling-etcd-ca")?;
@@ -196,12 +204,17 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
         dns("localhost")?,
     ];
     let etcd_leaves: [Leaf<'_>; 3] = [
+        // etcd's gRPC gateway dials its own client port with this
+        // certificate, so it is a client certificate too (as kubeadm's).
         (
             &files.etcd_server,
             "kindling-etcd",
             None,
             loopback.clone(),
-            vec![ExtendedKeyUsagePurpose::ServerAuth],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
         ),
         (
             &files.etcd_peer,
@@ -289,6 +302,10 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
     write(
         &files.service_account_public,
         &service_account.public_key_pem(),
+    )?;
+    write(
+        &recorded,
+        &serde_json::to_string_pretty(spec).expect("a spec serialises"),
     )?;
     Ok(files)
 }
@@ -568,10 +585,17 @@ mod tests {
         );
         std::fs::remove_file(&files.scheduler.key).unwrap();
         ensure_pki(&spec(), dir.path()).unwrap();
+        let regenerated = std::fs::read(&files.ca.cert).unwrap();
+        assert_ne!(regenerated, ca, "a partial PKI was kept");
+        let moved = PkiSpec {
+            node_ip: "10.225.0.1".parse().unwrap(),
+            ..spec()
+        };
+        ensure_pki(&moved, dir.path()).unwrap();
         assert_ne!(
             std::fs::read(&files.ca.cert).unwrap(),
-            ca,
-            "a partial PKI was kept"
+            regenerated,
+            "a PKI made for another node address was kept"
         );
     }
 
