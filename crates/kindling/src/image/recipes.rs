@@ -2,7 +2,7 @@
 //! the host or a static binary, each in a `FROM scratch` image, and a
 //! Debian root filesystem made by `mmdebstrap` and imported.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use bollard::Docker;
@@ -88,9 +88,6 @@ pub(crate) async fn scratch_archive(image: &str, work: &Path) -> Result<TarStrea
     Ok(context.stream_tar(Some((GENERATED_DOCKERFILE, dockerfile.into_bytes()))))
 }
 
-/// `mmdebstrap` where kindling looks for it.
-const MMDEBSTRAP: &str = "/usr/bin/mmdebstrap";
-
 /// What keeps a base small (70 MB instead of 159 MB, measured): bookworm's
 /// merged /usr set up by mmdebstrap's hook instead of the `usrmerge`
 /// package (which pulls in perl), and no manuals, translations or
@@ -116,10 +113,10 @@ pub(crate) async fn import_debian(
     packages: &[String],
 ) -> Result<(), BuildError> {
     let image = plan.spec().name().to_owned();
-    let files = [(PathBuf::from(MMDEBSTRAP), "mmdebstrap")];
     let say = |line: &str| eprintln!("kindling: image `{image}`: {line}");
-    crate::apt::ensure_installed(
-        &files,
+    let found = crate::apt::ensure_installed(
+        &[crate::apt::Piece::program("mmdebstrap", "mmdebstrap")],
+        &crate::apt::SearchPath::from_env(),
         crate::apt::InstallPolicy::from_env(),
         &crate::cluster::local::ComponentBinaries::default_cache(),
         &say,
@@ -132,7 +129,7 @@ pub(crate) async fn import_debian(
     say(&format!(
         "making a Debian {release} root filesystem with mmdebstrap (first build only, about 20 s, 70 MB)"
     ));
-    let mut command = tokio::process::Command::new(MMDEBSTRAP);
+    let mut command = tokio::process::Command::new(&found[0]);
     command
         .arg(format!("--variant={variant}"))
         .arg("--format=tar")
