@@ -322,19 +322,8 @@ pub enum PackageError {
     },
     /// apt-get cannot install the missing pieces' packages without removing
     /// installed ones, which kindling never lets it do.
-    #[error("{}", would_remove_message(.packages, .removes, .missing, .found, .plan))]
-    WouldRemove {
-        /// The Debian packages kindling would have installed.
-        packages: Vec<String>,
-        /// The installed packages apt-get would remove, in its order.
-        removes: Vec<String>,
-        /// The pieces not found.
-        missing: Vec<Piece>,
-        /// The pieces found, with the packages that installed them.
-        found: Vec<FoundPiece>,
-        /// What `apt-get install -s` printed.
-        plan: String,
-    },
+    #[error("{0}")]
+    WouldRemove(Box<WouldRemove>),
     /// An apt-get command failed, or could not be started.
     #[error("`{command}` failed:\n{output}")]
     Apt {
@@ -362,6 +351,35 @@ pub enum PackageError {
     /// Taking the lock that makes installs take turns (`apt.lock`) failed.
     #[error(transparent)]
     Lock(#[from] crate::cluster::lock::LockError),
+}
+
+/// What apt-get would remove to install the missing pieces' packages, and
+/// what the host already has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WouldRemove {
+    /// The Debian packages kindling would have installed.
+    pub packages: Vec<String>,
+    /// The installed packages apt-get would remove, in its order.
+    pub removes: Vec<String>,
+    /// The pieces not found.
+    pub missing: Vec<Piece>,
+    /// The pieces found, with the packages that installed them.
+    pub found: Vec<FoundPiece>,
+    /// What `apt-get install -s` printed (the message shows it without
+    /// its `Inst` and `Conf` lines).
+    pub plan: String,
+}
+
+impl std::fmt::Display for WouldRemove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&would_remove_message(
+            &self.packages,
+            &self.removes,
+            &self.missing,
+            &self.found,
+            &self.plan,
+        ))
+    }
 }
 
 /// Why kindling did not install a missing package itself.
@@ -436,11 +454,18 @@ fn would_remove_message(
             hint
         })
         .collect();
+    // apt's summary and its `Remv` lines; the `Inst` and `Conf` lines
+    // repeat the summary one package at a time.
+    let summary: Vec<&str> = plan
+        .trim()
+        .lines()
+        .filter(|line| !line.starts_with("Inst ") && !line.starts_with("Conf "))
+        .collect();
     text.push_str(&format!(
         "; provide what is missing by hand, then run again: {}\n`apt-get install -s {}` printed:\n{}",
         by_hand.join("; "),
         packages.join(" "),
-        plan.trim()
+        summary.join("\n")
     ));
     text
 }
@@ -527,13 +552,13 @@ pub async fn ensure_installed(
                 path,
             });
         }
-        return Err(PackageError::WouldRemove {
+        return Err(PackageError::WouldRemove(Box::new(WouldRemove {
             packages,
             removes: plan.removes,
             missing,
             found,
             plan: simulated.output,
-        });
+        })));
     }
     say(&format!(
         "installing Debian's {} with apt-get: installs {} (set KINDLING_INSTALL=never to install them yourself)",
@@ -750,7 +775,7 @@ Conf containernetworking-plugins (1.1.1+ds1-3+b7 Debian:12.11/stable [amd64])
 
     #[test]
     fn a_refused_removal_names_what_apt_would_remove_what_is_there_and_what_to_do() {
-        let text = PackageError::WouldRemove {
+        let text = PackageError::WouldRemove(Box::new(WouldRemove {
             packages: vec!["containernetworking-plugins".to_owned(), "runc".to_owned()],
             removes: AptPlan::parse(DOCKER_HOST_PLAN).removes,
             missing: runtime_like(),
@@ -772,7 +797,7 @@ Conf containernetworking-plugins (1.1.1+ds1-3+b7 Debian:12.11/stable [amd64])
                 },
             ],
             plan: DOCKER_HOST_PLAN.to_owned(),
-        }
+        }))
         .to_string();
         let first = text.lines().next().unwrap();
         assert_eq!(
@@ -785,9 +810,11 @@ Conf containernetworking-plugins (1.1.1+ds1-3+b7 Debian:12.11/stable [amd64])
              /opt/cni/bin (from Debian's containernetworking-plugins, or put them in /opt/cni/bin)"
         );
         assert!(
-            text.contains("Remv containerd.io [1.7.22-1]"),
+            text.contains("The following packages will be REMOVED:\n  containerd.io docker-ce\n")
+                && text.contains("Remv containerd.io [1.7.22-1]"),
             "apt's plan is part of the message:\n{text}"
         );
+        assert!(!text.contains("Conf runc"), "{text}");
     }
 
     #[test]
