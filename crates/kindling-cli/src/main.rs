@@ -57,10 +57,18 @@ enum ProviderKind {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Obtain what the local cluster needs without starting it: build the
-    /// pinned components into the cache and install Debian's runtime
-    /// packages (as root on Debian, unless KINDLING_INSTALL=never).
-    Prepare,
+    /// Obtain what the local cluster needs without starting it: install
+    /// the runtime pieces missing from PATH (containerd, ctr, runc,
+    /// iptables) and the CNI plugins (/usr/lib/cni or /opt/cni/bin) from
+    /// Debian's packages, as root on Debian unless KINDLING_INSTALL=never,
+    /// never removing a package (Docker's containerd.io provides
+    /// containerd, ctr and runc); then build the pinned components into the
+    /// cache.
+    Prepare {
+        /// Only find and install the runtime pieces; build nothing.
+        #[arg(long)]
+        packages_only: bool,
+    },
     /// Create the cluster, or check that it runs; prints each phase's time.
     Up {
         #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
@@ -234,18 +242,33 @@ fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
     Ok(Box::new(cluster))
 }
 
-fn prepare(cli: &Cli) -> Result<(), CliError> {
+fn prepare(cli: &Cli, packages_only: bool) -> Result<(), CliError> {
     let cluster = local_cluster(cli)?;
     let started = Instant::now();
-    block_on(async {
-        cluster.prepare().await.map_err(|source| CliError::Local {
+    let runtime = block_on(async {
+        let local = |source| CliError::Local {
             cluster: cli.cluster.to_string(),
             source,
-        })
+        };
+        let runtime = cluster.ensure_packages().await.map_err(local)?;
+        if !packages_only {
+            cluster.prepare().await.map_err(local)?;
+        }
+        Ok(runtime)
     })?;
     println!(
-        "the local cluster's components and runtime packages are in place ({:.2}s)",
-        started.elapsed().as_secs_f64()
+        "the local cluster's {} in place ({:.2}s): containerd {}, ctr {}, runc {}, iptables {}, CNI plugins in {}",
+        if packages_only {
+            "runtime pieces are"
+        } else {
+            "components and runtime pieces are"
+        },
+        started.elapsed().as_secs_f64(),
+        runtime.containerd.display(),
+        runtime.ctr.display(),
+        runtime.runc.display(),
+        runtime.iptables.display(),
+        runtime.cni_bin_dir.display(),
     );
     Ok(())
 }
@@ -513,7 +536,7 @@ fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Prepare => prepare(&cli),
+        Command::Prepare { packages_only } => prepare(&cli, *packages_only),
         Command::Up { provider } => up(&cli, *provider),
         Command::Down { provider } => down(&cli, *provider),
         Command::Status { provider } => status(&cli, *provider),

@@ -87,7 +87,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "KINDLING_INSTALL",
-        description: "local provider: auto (install missing Debian runtime packages as root on Debian), never",
+        description: "auto: as root on Debian, install with apt-get (never removing a package) the local provider's runtime pieces missing from PATH and /usr/lib/cni or /opt/cni/bin, and mmdebstrap for ImageSpec::debian; never: install nothing",
         choices: &["auto", "never"],
         check: None,
     },

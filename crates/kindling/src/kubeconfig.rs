@@ -76,11 +76,7 @@ pub async fn config_from(
             source,
         })?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
-    if config
-        .cluster_url
-        .host()
-        .is_some_and(|host| is_this_host(host))
-    {
+    if config.cluster_url.host().is_some_and(is_this_host) {
         // A proxy from `HTTPS_PROXY` cannot reach an API server on this
         // machine (a local cluster's node address, a kind cluster's
         // published loopback port), as Go's clients never proxy loopback.

@@ -78,9 +78,16 @@ const COMPARED_SYSCTLS: &[&str] = &[
 /// its bridges' routes, its chains, and rules naming an address of one of
 /// its networks.
 fn dockers(line: &str, subnets: &[ipnet::Ipv4Net]) -> bool {
-    ["/var/lib/docker/", "/run/docker/", " dev veth", " dev docker0", " dev br-", "DOCKER"]
-        .iter()
-        .any(|mark| line.contains(mark))
+    [
+        "/var/lib/docker/",
+        "/run/docker/",
+        " dev veth",
+        " dev docker0",
+        " dev br-",
+        "DOCKER",
+    ]
+    .iter()
+    .any(|mark| line.contains(mark))
         || line.split_whitespace().any(|word| {
             let address = word.split('/').next().unwrap_or_default();
             address
@@ -94,7 +101,13 @@ fn docker_subnets() -> Vec<ipnet::Ipv4Net> {
     let Ok(ids) = host(&["docker", "network", "ls", "-q"]) else {
         return Vec::new();
     };
-    let mut argv = vec!["docker", "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"];
+    let mut argv = vec![
+        "docker",
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+    ];
     argv.extend(ids.split_whitespace());
     host(&argv)
         .unwrap_or_default()

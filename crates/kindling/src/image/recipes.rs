@@ -2,7 +2,7 @@
 //! the host or a static binary, each in a `FROM scratch` image, and a
 //! Debian root filesystem made by `mmdebstrap` and imported.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use bollard::Docker;
@@ -88,8 +88,8 @@ pub(crate) async fn scratch_archive(image: &str, work: &Path) -> Result<TarStrea
     Ok(context.stream_tar(Some((GENERATED_DOCKERFILE, dockerfile.into_bytes()))))
 }
 
-/// `mmdebstrap` where kindling looks for it.
-const MMDEBSTRAP: &str = "/usr/bin/mmdebstrap";
+/// How much of mmdebstrap's stderr an error keeps: its end, where the reason is.
+const STDERR_TAIL: usize = 64 * 1024;
 
 /// What keeps a base small (70 MB instead of 159 MB, measured): bookworm's
 /// merged /usr set up by mmdebstrap's hook instead of the `usrmerge`
@@ -116,10 +116,10 @@ pub(crate) async fn import_debian(
     packages: &[String],
 ) -> Result<(), BuildError> {
     let image = plan.spec().name().to_owned();
-    let files = [(PathBuf::from(MMDEBSTRAP), "mmdebstrap")];
     let say = |line: &str| eprintln!("kindling: image `{image}`: {line}");
-    crate::apt::ensure_installed(
-        &files,
+    let found = crate::apt::ensure_installed(
+        &[crate::apt::Piece::program("mmdebstrap", "mmdebstrap")],
+        &crate::apt::SearchPath::from_env(),
         crate::apt::InstallPolicy::from_env(),
         &crate::cluster::local::ComponentBinaries::default_cache(),
         &say,
@@ -132,7 +132,7 @@ pub(crate) async fn import_debian(
     say(&format!(
         "making a Debian {release} root filesystem with mmdebstrap (first build only, about 20 s, 70 MB)"
     ));
-    let mut command = tokio::process::Command::new(MMDEBSTRAP);
+    let mut command = tokio::process::Command::new(&found[0]);
     command
         .arg(format!("--variant={variant}"))
         .arg("--format=tar")
@@ -141,19 +141,15 @@ pub(crate) async fn import_debian(
     if !packages.is_empty() {
         command.arg(format!("--include={}", packages.join(",")));
     }
-    let mut child = command
-        .arg(release)
-        .arg("-")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| BuildError::Rootfs {
-            image: image.clone(),
-            stderr: source.to_string(),
-        })?;
-    let stdout = child.stdout.take().expect("stdout is piped");
+    command.arg(release).arg("-");
+    let Streaming {
+        mut child,
+        stdout,
+        stderr,
+    } = spawn_streaming(&mut command, STDERR_TAIL).map_err(|source| BuildError::Rootfs {
+        image: image.clone(),
+        stderr: source.to_string(),
+    })?;
     let chunks = futures_util::stream::unfold(stdout, |mut stdout| async move {
         let mut buffer = vec![0; 1 << 20];
         match stdout.read(&mut buffer).await {
@@ -180,17 +176,17 @@ pub(crate) async fn import_debian(
             failure = Some(error.to_string());
         }
     }
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|source| BuildError::Rootfs {
-            image: image.clone(),
-            stderr: source.to_string(),
-        })?;
-    if !output.status.success() {
+    // Closes mmdebstrap's stdout should the engine have stopped reading it,
+    // so it ends rather than blocks.
+    drop(import);
+    let status = child.wait().await.map_err(|source| BuildError::Rootfs {
+        image: image.clone(),
+        stderr: source.to_string(),
+    })?;
+    if !status.success() {
         return Err(BuildError::Rootfs {
             image,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            stderr: stderr.await.unwrap_or_default().trim().to_owned(),
         });
     }
     match failure {
@@ -201,5 +197,106 @@ pub(crate) async fn import_debian(
             tail: String::new(),
         }),
         None => Ok(()),
+    }
+}
+
+/// A child whose stdout the caller reads while a task drains its stderr,
+/// so a child that writes more to stderr than a pipe holds (64 KiB on
+/// Linux) before its stdout ends does not block on it.
+pub(crate) struct Streaming {
+    /// The child; kill on drop.
+    pub(crate) child: tokio::process::Child,
+    /// Its stdout, for the caller to read to the end.
+    pub(crate) stdout: tokio::process::ChildStdout,
+    /// The last `tail` bytes of its stderr once it is closed, marked when
+    /// earlier ones were cut.
+    pub(crate) stderr: tokio::task::JoinHandle<String>,
+}
+
+/// Starts `command` with stdin closed, stdout piped to the caller and
+/// stderr drained by a task keeping its last `tail` bytes.
+pub(crate) fn spawn_streaming(
+    command: &mut tokio::process::Command,
+    tail: usize,
+) -> std::io::Result<Streaming> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let stderr = tokio::spawn(read_tail(stderr, tail));
+    Ok(Streaming {
+        child,
+        stdout,
+        stderr,
+    })
+}
+
+/// Reads `reader` to its end and returns its last `limit` bytes (lossy
+/// UTF-8), led by how many were cut when there were more.
+async fn read_tail(mut reader: impl tokio::io::AsyncRead + Unpin, limit: usize) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut cut = 0;
+    let mut buffer = vec![0; 16 * 1024];
+    while let Ok(read) = reader.read(&mut buffer).await
+        && read > 0
+    {
+        kept.extend_from_slice(&buffer[..read]);
+        if kept.len() > limit {
+            let excess = kept.len() - limit;
+            kept.drain(..excess);
+            cut += excess;
+        }
+    }
+    let text = String::from_utf8_lossy(&kept);
+    if cut > 0 {
+        format!("[{cut} earlier bytes cut]\n{text}")
+    } else {
+        text.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn stderr_beyond_a_pipe_is_drained_while_stdout_is_read() {
+        // 300 KB to stderr before anything reaches stdout: with stderr read
+        // only after stdout ends, the child blocks on a full pipe and
+        // stdout never ends.
+        let mut command = tokio::process::Command::new("sh");
+        command.args([
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' e >&2; echo the-end >&2; echo stdout-done",
+        ]);
+        let Streaming {
+            mut child,
+            mut stdout,
+            stderr,
+        } = spawn_streaming(&mut command, 1000).expect("sh starts");
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(60), stdout.read_to_string(&mut out))
+            .await
+            .expect("stdout ends although stderr outgrew its pipe")
+            .expect("stdout reads");
+        assert_eq!(out, "stdout-done\n");
+        assert!(child.wait().await.expect("sh ends").success());
+        let tail = stderr.await.expect("the drain task ends");
+        let (cut, kept) = tail.split_once('\n').expect("a cut is marked");
+        assert_eq!(cut, "[299008 earlier bytes cut]");
+        assert_eq!(kept.len(), 1000, "{kept}");
+        assert!(kept.ends_with("eeethe-end\n"), "{kept}");
+    }
+
+    #[tokio::test]
+    async fn a_short_stderr_is_kept_whole() {
+        let tail = read_tail(&b"E: no such release\n"[..], 1000).await;
+        assert_eq!(tail, "E: no such release\n");
     }
 }

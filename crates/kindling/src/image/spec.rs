@@ -154,8 +154,9 @@ impl ImageSpec {
     /// by `mmdebstrap --variant=apt` from Debian's archive and imported as
     /// an image: the base a Dockerfile of the same build names as `FROM
     /// kindling:<name>` where no base image can be pulled. Needs
-    /// `mmdebstrap` (installed with apt as root on Debian unless
-    /// `KINDLING_INSTALL=never`). About 20 s and 70 MB the first time.
+    /// `mmdebstrap` on `PATH` (installed with apt-get when missing, as root
+    /// on Debian unless `KINDLING_INSTALL=never`). About 20 s and 70 MB the
+    /// first time.
     pub fn debian(name: impl Into<String>, release: impl Into<String>) -> Self {
         let mut spec = ImageSpec::new(name, PathBuf::new());
         spec.recipe = Recipe::DebianRootfs {

@@ -15,6 +15,7 @@ use super::components::ComponentBinaries;
 use super::config::{self, LocalLayout, LocalPorts};
 use super::images::ComponentImageError;
 use super::network::{LocalNetwork, NetworkRanges};
+use super::packages::{self, RuntimePaths};
 use super::ports::PortInUse;
 use super::process::{ProcessError, ProcessSpec, Supervisor};
 use crate::cluster::ClusterName;
@@ -67,8 +68,8 @@ pub enum LocalError {
     /// The cluster's admin kubeconfig could not give a client.
     #[error(transparent)]
     Kubeconfig(Box<crate::kubeconfig::KubeconfigError>),
-    /// Debian's runtime packages are missing and were not, or could not
-    /// be, installed.
+    /// Runtime pieces (containerd, runc, the CNI plugins, iptables) are
+    /// missing and were not, or could not be, installed.
     #[error(transparent)]
     Packages(#[from] crate::apt::PackageError),
     /// `prepare` (and so `up`) ran as a user other than root.
@@ -245,6 +246,8 @@ pub struct LocalCluster {
     pub(super) cni_bin_dir: PathBuf,
     pub(super) containerd: PathBuf,
     pub(super) ctr: PathBuf,
+    pub(super) runc: PathBuf,
+    pub(super) iptables: PathBuf,
     pub(super) supervisor: Supervisor,
 }
 
@@ -275,8 +278,15 @@ impl LocalCluster {
     }
 
     /// The cluster `name` with its state in `state_root/<name>` and the
-    /// components in `binaries`.
+    /// components in `binaries`. Its runtime pieces (containerd, ctr, runc,
+    /// iptables, the CNI plugins) are those found on `PATH` and in the CNI
+    /// directories now; those missing are expected where Debian's packages
+    /// put them, which is where [`LocalCluster::prepare`] installs them.
     pub fn new(name: &ClusterName, state_root: &Path, binaries: ComponentBinaries) -> Self {
+        let runtime = RuntimePaths::find_or_debian(
+            &crate::apt::SearchPath::from_env(),
+            &packages::default_cni_dirs(),
+        );
         let cache = binaries
             .kubernetes_dir
             .parent()
@@ -294,9 +304,22 @@ impl LocalCluster {
             network: LocalNetwork::new(name, &NetworkRanges::default()),
             ports: LocalPorts::default(),
             binaries,
-            cni_bin_dir: PathBuf::from("/usr/lib/cni"),
-            containerd: PathBuf::from("/usr/bin/containerd"),
-            ctr: PathBuf::from("/usr/bin/ctr"),
+            cni_bin_dir: runtime.cni_bin_dir,
+            containerd: runtime.containerd,
+            ctr: runtime.ctr,
+            runc: runtime.runc,
+            iptables: runtime.iptables,
+        }
+    }
+
+    /// Where its runtime pieces are (found when it was made).
+    pub fn runtime_paths(&self) -> RuntimePaths {
+        RuntimePaths {
+            containerd: self.containerd.clone(),
+            ctr: self.ctr.clone(),
+            runc: self.runc.clone(),
+            iptables: self.iptables.clone(),
+            cni_bin_dir: self.cni_bin_dir.clone(),
         }
     }
 
@@ -334,28 +357,39 @@ impl LocalCluster {
 
     /// What `up` needs that it cannot obtain itself, if anything (cheap
     /// checks only): root, a Docker engine, Go when the components are not
-    /// built yet, and Debian's runtime packages unless it may install them.
+    /// built yet, and the runtime pieces unless it may install them.
     pub fn missing_prerequisite(&self) -> Option<String> {
         crate::cluster::Provider::requirement(self).check().err()
     }
 
-    /// Obtains what `up` needs and can get itself: builds the pinned
-    /// components when missing and installs Debian's runtime packages
-    /// (as root on Debian, unless `KINDLING_INSTALL=never`).
+    /// Obtains what `up` needs and can get itself: installs the missing
+    /// runtime packages ([`LocalCluster::ensure_packages`]) and builds the
+    /// pinned components when missing.
     pub async fn prepare(&self) -> Result<(), LocalError> {
         if !rustix::process::geteuid().is_root() {
             return Err(LocalError::NotRoot);
         }
+        self.ensure_packages().await?;
         let say = |line: &str| eprintln!("kindling: local cluster `{}`: {line}", self.name);
-        crate::apt::ensure_installed(
-            &super::packages::runtime_files(&self.cni_bin_dir),
+        super::components::ensure_built(&self.cache, &say).await?;
+        Ok(())
+    }
+
+    /// Installs the runtime pieces missing from this host with apt-get
+    /// (as root on Debian, unless `KINDLING_INSTALL=never`), saying what
+    /// apt will install, and returns where each piece is; never removes a
+    /// package (see [`crate::apt`]).
+    pub async fn ensure_packages(&self) -> Result<RuntimePaths, LocalError> {
+        let say = |line: &str| eprintln!("kindling: local cluster `{}`: {line}", self.name);
+        let found = crate::apt::ensure_installed(
+            &packages::runtime_pieces(&packages::default_cni_dirs()),
+            &crate::apt::SearchPath::from_env(),
             crate::apt::InstallPolicy::from_env(),
             &self.cache,
             &say,
         )
         .await?;
-        super::components::ensure_built(&self.cache, &say).await?;
-        Ok(())
+        Ok(RuntimePaths::from_found(&found).expect("one path per runtime piece"))
     }
 
     /// The exclusive lock guarding bringing this cluster up and taking it down.
@@ -590,7 +624,7 @@ impl LocalCluster {
         files.extend([
             (
                 self.layout.containerd_config(),
-                config::containerd_config(&self.layout, &self.cni_bin_dir),
+                config::containerd_config(&self.layout, &self.cni_bin_dir, &self.runc),
             ),
             (
                 self.layout.cni_conf_dir().join("10-kindling.conflist"),

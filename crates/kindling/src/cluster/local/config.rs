@@ -184,10 +184,11 @@ pub const PAUSE_IMAGE: &str = "localhost/kindling/pause:1";
 
 /// containerd 1.6 configuration (`version = 2`): an instance of its own
 /// (root, state, socket), the CRI plugin with the pause image built here,
-/// cgroupfs, CNI from Debian's plugins, and `restrict_oom_score_adj`
-/// because sandboxes ask for oom_score_adj -998, which needs
-/// CAP_SYS_RESOURCE these machines lack.
-pub fn containerd_config(layout: &LocalLayout, cni_bin_dir: &Path) -> String {
+/// cgroupfs, the CNI plugins of `cni_bin_dir`, `runc` named by its path
+/// (the shim would look it up on its `PATH`, which is not the caller's),
+/// and `restrict_oom_score_adj` because sandboxes ask for oom_score_adj
+/// -998, which needs CAP_SYS_RESOURCE these machines lack.
+pub fn containerd_config(layout: &LocalLayout, cni_bin_dir: &Path, runc: &Path) -> String {
     format!(
         r#"version = 2
 root = "{root}"
@@ -227,6 +228,7 @@ oom_score = 0
 
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   SystemdCgroup = false
+  BinaryName = "{runc}"
   Root = "{runc_root}"
 
 [plugins."io.containerd.grpc.v1.cri".cni]
@@ -241,6 +243,7 @@ oom_score = 0
         cni_bin = cni_bin_dir.display(),
         cni_conf = layout.cni_conf_dir().display(),
         runc_root = layout.runc_root().display(),
+        runc = runc.display(),
         opt = layout.root.join("containerd/opt").display(),
     )
 }
@@ -578,7 +581,11 @@ mod tests {
     #[test]
     fn containerd_runs_apart_from_dockers_and_tolerates_missing_sys_resource() {
         let (layout, ..) = fixtures();
-        let text = containerd_config(&layout, Path::new("/usr/lib/cni"));
+        let text = containerd_config(
+            &layout,
+            Path::new("/opt/cni/bin"),
+            Path::new("/usr/bin/runc"),
+        );
         for wanted in [
             "version = 2",
             "root = \"/state/local/containerd/root\"",
@@ -587,13 +594,27 @@ mod tests {
             "restrict_oom_score_adj = true",
             "SystemdCgroup = false",
             "Root = \"/run/kindling/local/runc\"",
-            "bin_dir = \"/usr/lib/cni\"",
+            "BinaryName = \"/usr/bin/runc\"",
+            "bin_dir = \"/opt/cni/bin\"",
         ] {
             assert!(text.contains(wanted), "{wanted} missing from\n{text}");
         }
         assert!(
             !text.contains("/run/containerd/containerd.sock"),
             "shares Docker's containerd"
+        );
+        // runc's path is an option of the runc runtime, not of another table.
+        let options = text
+            .split("\n[")
+            .find(|table| {
+                table.starts_with(
+                    "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]",
+                )
+            })
+            .expect("the runc runtime's options");
+        assert!(
+            options.contains("BinaryName = \"/usr/bin/runc\""),
+            "{options}"
         );
     }
 

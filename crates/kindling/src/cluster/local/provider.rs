@@ -23,7 +23,6 @@ impl crate::cluster::Provider for LocalCluster {
 
     fn requirement(&self) -> crate::Requirement {
         let binaries = self.binaries.clone();
-        let cni = self.cni_bin_dir.clone();
         crate::Requirement::all(
             "the local provider",
             vec![
@@ -42,21 +41,13 @@ impl crate::cluster::Provider for LocalCluster {
                         _ => Ok(()),
                     }
                 }),
-                crate::Requirement::new("Debian's runtime packages", move || {
-                    let files = super::packages::runtime_files(&cni);
-                    let Some((path, packages)) = crate::apt::missing(&files) else {
-                        return Ok(());
-                    };
-                    crate::apt::can_install(crate::apt::InstallPolicy::from_env()).map_err(
-                        |reason| {
-                            crate::apt::PackageError::Missing {
-                                path,
-                                packages,
-                                reason,
-                            }
-                            .to_string()
-                        },
+                crate::Requirement::new("the runtime packages", move || {
+                    crate::apt::check(
+                        &super::packages::runtime_pieces(&super::packages::default_cni_dirs()),
+                        &crate::apt::SearchPath::from_env(),
+                        crate::apt::InstallPolicy::from_env(),
                     )
+                    .map_err(|error| error.to_string())
                 }),
             ],
         )
