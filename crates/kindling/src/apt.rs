@@ -519,7 +519,7 @@ pub async fn ensure_installed(
     let _lock = crate::cluster::lock::exclusive(
         &lock_dir.join("apt.lock"),
         "installing Debian packages",
-        |holder| eprintln!("kindling: waiting for another process to install packages ({holder})"),
+        "waiting for another process to install packages",
     )
     .await?;
     let lookup = search.look_up(pieces);

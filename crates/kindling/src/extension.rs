@@ -110,6 +110,12 @@ pub const VARIABLES: &[Variable] = &[
         check: Some(crate::cluster::local::network::check_range_variable),
     },
     Variable {
+        name: "KINDLING_LOCK_TIMEOUT",
+        description: "how long to wait for a cluster's lock held by another process, e.g. `5m` (default: until it is free, saying who holds it every 10 s)",
+        choices: &[],
+        check: Some(crate::cluster::lock::check_timeout_variable),
+    },
+    Variable {
         name: "KINDLING_CACHE_DIR",
         description: "where built cluster components are cached (default ~/.cache/kindling)",
         choices: &[],
@@ -188,6 +194,7 @@ mod tests {
             ),
             ("KINDLING_LOCAL_POD_CIDR", "10.0.0.0/8", "an IPv4 range"),
             ("KINDLING_LOCAL_NODE_IP", "localhost", "an IPv4 address"),
+            ("KINDLING_LOCK_TIMEOUT", "soon", "a positive duration"),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();

@@ -753,6 +753,72 @@ async fn a_replaced_binary_is_rebuilt_not_run() -> Outcome {
     Ok(())
 }
 
+/// `kindling down` while another process holds the cluster's users lock
+/// (as an idle test process in an IDE does) says who holds it and, with
+/// `KINDLING_LOCK_TIMEOUT=5s`, gives up after 5 s naming it.
+async fn down_names_the_lock_holder_and_gives_up_after_the_timeout() -> Outcome {
+    use std::os::unix::process::CommandExt as _;
+    let home = tempfile::tempdir()?;
+    let locks = home.path().join("locks");
+    std::fs::create_dir_all(&locks)?;
+    let lock = locks.join("local-lock-probe.users.lock");
+    std::fs::write(&lock, "")?;
+    let mut holder = Command::new("flock")
+        .args(["-o", "-s"])
+        .arg(&lock)
+        .args(["sleep", "600"])
+        .process_group(0)
+        .spawn()?;
+    let release = |holder: &mut std::process::Child| {
+        if let Some(group) = rustix::process::Pid::from_raw(holder.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = holder.wait();
+    };
+    let outcome = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/locks")?
+            .lines()
+            .any(|line| line.contains(&format!(" {} ", holder.id())))
+        {
+            ensure(std::time::Instant::now() < deadline, || {
+                "flock never took the lock".to_owned()
+            })?;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut down = support::cli(&["down", "--cluster", "lock-probe"]);
+        let started = std::time::Instant::now();
+        let output = down
+            .env("KINDLING_HOME", home.path())
+            .env("KINDLING_LOCK_TIMEOUT", "5s")
+            .output()?;
+        let waited = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let named = format!("pid {} (`flock -o -s", holder.id());
+        ensure(!output.status.success(), || {
+            format!("down succeeded: {stderr}")
+        })?;
+        ensure(
+            waited >= std::time::Duration::from_secs(5)
+                && waited < std::time::Duration::from_secs(30),
+            || format!("down gave up after {waited:?}"),
+        )?;
+        ensure(
+            stderr.contains("waiting to take down cluster `lock-probe`") && stderr.contains(&named),
+            || format!("down did not say who holds the lock while waiting: {stderr}"),
+        )?;
+        ensure(
+            stderr.contains("gave up after 5s")
+                && stderr.matches(&named).count() >= 2,
+            || format!("down's failure does not name the holder: {stderr}"),
+        )?;
+        Ok::<(), BoxError>(())
+    }
+    .await;
+    release(&mut holder);
+    outcome
+}
+
 fn main() -> ExitCode {
     let local: LocalCluster = support::local_cluster("kindling");
     Suite::new()
@@ -771,6 +837,11 @@ fn main() -> ExitCode {
             "components_see_nothing_of_the_callers_environment",
             TestOptions::new(),
             components_see_nothing_of_the_callers_environment,
+        )
+        .standalone(
+            "down_names_the_lock_holder_and_gives_up_after_the_timeout",
+            TestOptions::new(),
+            down_names_the_lock_holder_and_gives_up_after_the_timeout,
         )
         .standalone(
             "foreign_objects_survive_and_down_gives_the_host_back",

@@ -1,13 +1,10 @@
 //! [`KindCluster`]: the [`Provider`] that drives the `kind` CLI.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
-use kindling_harness::util::{
-    create_private_dir_all, create_private_tree, open_private, write_private,
-};
+use kindling_harness::util::{create_private_tree, write_private};
 
 use super::cli::KindCli;
 use super::config::{self, ClusterConfig, Fingerprint};
@@ -472,30 +469,17 @@ impl KindCluster {
 
     /// Cluster names are global to the engine, so creating, reusing and
     /// deleting one is serialised per host by a lock beside its state.
-    async fn lock(&self) -> Result<File, KindError> {
+    async fn lock(&self) -> Result<crate::cluster::lock::Exclusive, KindError> {
         let path = self.state_dir.with_file_name(format!("{}.lock", self.name));
-        let parent = path
-            .parent()
-            .expect("the state dir has a parent")
-            .to_owned();
-        let locked = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || -> std::io::Result<File> {
-                create_private_dir_all(&parent)?;
-                let file = open_private(
-                    &path,
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true),
-                )?;
-                file.lock()?;
-                Ok(file)
-            }
-        })
-        .await
-        .expect("the lock task does not panic");
-        locked.map_err(|source| KindError::State { path, source })
+        Ok(crate::cluster::lock::exclusive(
+            &path,
+            &format!("creating, reusing or deleting kind cluster `{}`", self.name),
+            &format!(
+                "waiting for kind cluster `{}`: another process is creating, reusing or deleting it",
+                self.name
+            ),
+        )
+        .await?)
     }
 
     fn provider_error(&self, action: &str, error: KindError) -> ProviderError {

@@ -397,16 +397,13 @@ impl LocalCluster {
         &self,
         purpose: &str,
     ) -> Result<crate::cluster::lock::Exclusive, LocalError> {
-        let name = self.name.clone();
         Ok(crate::cluster::lock::exclusive(
             &self.state_root.join(format!("{}.lock", self.name)),
             purpose,
-            move |holder| {
-                eprintln!(
-                    "kindling: waiting for local cluster `{name}`: another process is bringing it up or taking it down ({})",
-                    if holder.is_empty() { "unknown" } else { holder }
-                )
-            },
+            &format!(
+                "waiting for local cluster `{}`: another process is bringing it up or taking it down",
+                self.name
+            ),
         )
         .await?)
     }

@@ -282,11 +282,7 @@ pub async fn ensure_built(
     let _lock = crate::cluster::lock::exclusive(
         &lock_path,
         "building the local cluster's components",
-        |holder| {
-            eprintln!(
-                "kindling: waiting for another process to build the local cluster's components ({holder})"
-            );
-        },
+        "waiting for another process to build the local cluster's components",
     )
     .await?;
     let stale = |path: PathBuf| verify(&path).is_err();
