@@ -161,7 +161,13 @@ impl Bench {
         let stores = self.cluster.node_stores().await?;
         let waiter = Waiter::new(self.client.clone(), stores, Duration::from_secs(120));
         let started = Instant::now();
-        apply_manifests(&self.client, &namespace, &mut manifests).await?;
+        apply_manifests(
+            &self.client,
+            &namespace,
+            &mut manifests,
+            &kindling::deploy::Ownership::suite(&namespace),
+        )
+        .await?;
         let outcome = waiter
             .wait(&[Workload::new("Deployment", &namespace, "wrong")])
             .await;

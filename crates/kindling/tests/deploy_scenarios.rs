@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kindling::cluster::Provider as _;
-use kindling::deploy::namespace::{
-    HEARTBEAT_ANNOTATION, MANAGED_BY_LABEL, RUN_LABEL, SUITE_LABEL, ensure_namespace,
-};
+use kindling::deploy::namespace::{HEARTBEAT_ANNOTATION, RUN_LABEL, SUITE_LABEL, ensure_namespace};
 use kindling::deploy::{GcPolicy, apply_manifests, collect_garbage, read_manifests};
 use kindling::image::ImageSpec;
 use kindling::wait::{WaitError, Workload};
@@ -191,7 +189,13 @@ async fn wrong_tag_fails_fast_with_image_diagnosis(
     // preflight) is diagnosed from the node's store within seconds.
     let mut manifests = read_manifests(&[path])?;
     let started = Instant::now();
-    apply_manifests(&scenario.client, &scenario.namespace, &mut manifests).await?;
+    apply_manifests(
+        &scenario.client,
+        &scenario.namespace,
+        &mut manifests,
+        &kindling::deploy::Ownership::suite(&scenario.namespace),
+    )
+    .await?;
     let waiter = ctx.env().waiter(Duration::from_secs(120)).await?;
     let outcome = waiter
         .wait(&[Workload::new("Deployment", &scenario.namespace, "wrong")])
@@ -536,75 +540,115 @@ async fn concurrent_endpoints_do_not_collide(
     Ok(())
 }
 
+/// Garbage collection judges heartbeats by the API server's clock and
+/// deletes with a precondition: a namespace renewed by a writer whose clock
+/// is 16 minutes ahead or behind is kept, one renewed between another
+/// run's list and delete is kept, one abandoned past the grace period goes,
+/// and one kindling did not make is never listed.
 async fn gc_keeps_running_runs(ctx: TestContext<Environment>) -> Result<(), BoxError> {
+    use kindling::deploy::namespace::{delete_stale, heartbeat, server_time, stale_namespaces};
     let client = ctx.client().await?;
     let suite = ctx.unique_name("gc-suite");
     let namespaces = Api::<Namespace>::all(client.clone());
-    let make =
-        |name: String, run: &str, heartbeat: chrono::DateTime<chrono::Utc>, managed: bool| {
-            let mut labels = serde_json::json!({SUITE_LABEL: suite, RUN_LABEL: run});
-            if managed {
-                labels[MANAGED_BY_LABEL] = "kindling".into();
-            }
-            (
-                name.clone(),
-                serde_json::json!({
-                    "apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": name, "labels": labels,
-                                 "annotations": {HEARTBEAT_ANNOTATION: heartbeat.to_rfc3339()}}
-                }),
-            )
-        };
-    let now = chrono::Utc::now();
-    let stale = make(
-        ctx.unique_name("gc-stale"),
-        "old-run",
-        now - chrono::Duration::hours(2),
-        true,
-    );
-    let running = make(ctx.unique_name("gc-running"), "running-run", now, true);
-    let foreign = make(
-        ctx.unique_name("gc-foreign"),
-        "old-run",
-        now - chrono::Duration::hours(2),
-        false,
-    );
-    for (name, object) in [&stale, &running, &foreign] {
+    let run = |name: &str| format!("{name}-run");
+    let skewed_ahead = ctx.unique_name("gc-ahead");
+    let skewed_behind = ctx.unique_name("gc-behind");
+    let abandoned = ctx.unique_name("gc-abandoned");
+    let renewed = ctx.unique_name("gc-renewed");
+    for name in [&skewed_ahead, &skewed_behind, &abandoned, &renewed] {
+        ensure_namespace(&client, name, &suite, &run(name)).await?;
+    }
+    // Someone else's namespace with kindling's suite label but not its
+    // managed-by label: never listed, whatever its age.
+    let foreign = ctx.unique_name("gc-foreign");
+    namespaces
+        .patch(
+            &foreign,
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": foreign, "labels": {SUITE_LABEL: suite, RUN_LABEL: "x"}}
+            })),
+        )
+        .await?;
+    // Writers whose clocks are 16 minutes off renew the two skewed ones:
+    // their annotations say so, the server's stamp says now.
+    let minutes = chrono::Duration::minutes;
+    for (name, skew) in [(&skewed_ahead, minutes(16)), (&skewed_behind, minutes(-16))] {
+        let written = (chrono::Utc::now() + skew).to_rfc3339();
         namespaces
             .patch(
                 name,
-                &PatchParams::apply("kindling-test"),
-                &Patch::Apply(object),
+                &PatchParams {
+                    field_manager: Some(kindling::deploy::namespace::HEARTBEAT_MANAGER.to_owned()),
+                    ..Default::default()
+                },
+                &Patch::Merge(serde_json::json!({
+                    "metadata": {"annotations": {HEARTBEAT_ANNOTATION: written}}
+                })),
             )
             .await?;
     }
-    let report = collect_garbage(
-        &client,
-        &GcPolicy {
-            grace: Duration::from_secs(15 * 60),
-            suite: Some(suite.clone()),
-            keep: Vec::new(),
-        },
-    )
-    .await?;
-    ensure(report.deleted == [stale.0.clone()], || {
-        format!("deleted {:?}, expected only {}", report.deleted, stale.0)
+    let policy = |grace: Duration| GcPolicy {
+        grace,
+        suite: Some(suite.clone()),
+        keep: Vec::new(),
+    };
+    let report = collect_garbage(&client, &policy(Duration::from_secs(15 * 60))).await?;
+    ensure(report.deleted.is_empty(), || {
+        format!("deleted {:?} within the grace period", report.deleted)
     })?;
-    ensure(report.kept == [running.0.clone()], || {
-        format!("kept {:?}, expected {}", report.kept, running.0)
+    let mut expected_kept = vec![
+        abandoned.clone(),
+        renewed.clone(),
+        skewed_ahead.clone(),
+        skewed_behind.clone(),
+    ];
+    expected_kept.sort();
+    ensure(report.kept == expected_kept, || {
+        format!("kept {:?}, expected {expected_kept:?}", report.kept)
     })?;
+
+    // With a 3-second grace, wait until the server's clock has passed it
+    // for `abandoned` and `renewed` (renewing the skewed ones meanwhile).
+    let grace = Duration::from_secs(3);
+    let started = server_time(&client).await?;
+    loop {
+        for name in [&skewed_ahead, &skewed_behind] {
+            heartbeat(&client, name).await?;
+        }
+        let now = server_time(&client).await?;
+        if now - started > chrono::Duration::seconds(6) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (stale, _) = stale_namespaces(&client, &policy(grace)).await?;
+    let stale_names: Vec<&str> = stale.iter().map(|s| s.name.as_str()).collect();
+    ensure(
+        stale_names.contains(&abandoned.as_str()) && stale_names.contains(&renewed.as_str()),
+        || format!("stale: {stale_names:?}"),
+    )?;
+    ensure(
+        !stale_names.contains(&skewed_ahead.as_str()) && !stale_names.contains(&foreign.as_str()),
+        || format!("stale: {stale_names:?}"),
+    )?;
+    // `renewed` is renewed between the decision and the delete.
+    heartbeat(&client, &renewed).await?;
+    let deleted = delete_stale(&client, &stale).await?;
+    ensure(
+        deleted.deleted == [abandoned.clone()] && deleted.kept == [renewed.clone()],
+        || format!("deleted {:?}, kept {:?}", deleted.deleted, deleted.kept),
+    )?;
     let alive =
         |found: Option<Namespace>| found.is_some_and(|ns| ns.metadata.deletion_timestamp.is_none());
-    ensure(!alive(namespaces.get_opt(&stale.0).await?), || {
-        format!("{} was not deleted", stale.0)
+    ensure(!alive(namespaces.get_opt(&abandoned).await?), || {
+        format!("{abandoned} was not deleted")
     })?;
-    ensure(alive(namespaces.get_opt(&running.0).await?), || {
-        format!("{} of a running run was deleted", running.0)
-    })?;
-    ensure(alive(namespaces.get_opt(&foreign.0).await?), || {
-        format!("{} is not kindling's, yet it was deleted", foreign.0)
-    })?;
-    for (name, _) in [&running, &foreign] {
+    for name in [&renewed, &skewed_ahead, &skewed_behind, &foreign] {
+        ensure(alive(namespaces.get_opt(name).await?), || {
+            format!("{name} was deleted")
+        })?;
         let _ = namespaces.delete(name, &DeleteParams::background()).await;
     }
     Ok(())

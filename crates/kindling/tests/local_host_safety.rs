@@ -808,8 +808,7 @@ async fn down_names_the_lock_holder_and_gives_up_after_the_timeout() -> Outcome 
             || format!("down did not say who holds the lock while waiting: {stderr}"),
         )?;
         ensure(
-            stderr.contains("gave up after 5s")
-                && stderr.matches(&named).count() >= 2,
+            stderr.contains("gave up after 5s") && stderr.matches(&named).count() >= 2,
             || format!("down's failure does not name the holder: {stderr}"),
         )?;
         Ok::<(), BoxError>(())

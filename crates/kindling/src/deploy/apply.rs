@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersion;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_group};
 
+use super::adoption::{self, Ownership};
 use super::changes::ObjectKey;
 use super::manifest::Manifest;
 
@@ -86,6 +87,27 @@ pub enum ApplyError {
         #[source]
         source: kube::runtime::wait::Error,
     },
+    /// An object outside the suite's namespace exists, kindling did not
+    /// create it, and the manifest would change it.
+    #[error(
+        "{origin}: {kind} `{object}` exists and kindling did not create it (its field managers: {}), and the manifest differs from it: {}. kindling never changes or deletes an object it did not create: give the manifest's object another name, or use the existing one as it is with `EnvironmentBuilder::accept_existing(\"{kind}\", \"{name}\")`",
+        if managers.is_empty() { "none recorded".to_owned() } else { managers.join(", ") },
+        differences.join("; ")
+    )]
+    NotOurs {
+        /// Where the object was read: file, document and line.
+        origin: String,
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// `namespace/name`, or `name` for a cluster-scoped object.
+        object: String,
+        /// The field managers of the existing object.
+        managers: Vec<String>,
+        /// What the manifest would change: JSON paths, before → after.
+        differences: Vec<String>,
+    },
     /// A CustomResourceDefinition applied was not Established within a minute.
     #[error(
         "CustomResourceDefinition `{name}` was not Established within {seconds}s: {conditions}",
@@ -109,6 +131,9 @@ pub struct Applied {
     pub namespace: Option<String>,
     /// The object's name.
     pub name: String,
+    /// Whether an existing object kindling did not create was used as it
+    /// is (nothing was written to it).
+    pub used_as_is: bool,
 }
 
 /// Where a kind of object goes in the apply order.
@@ -184,6 +209,7 @@ pub async fn dry_run_manifests(
     client: &Client,
     namespace: &str,
     manifests: &[Manifest],
+    ownership: &Ownership,
 ) -> Result<(), ApplyError> {
     let mut manifests = manifests.to_vec();
     let defined_by_crds: Vec<(String, String)> = manifests
@@ -214,7 +240,7 @@ pub async fn dry_run_manifests(
                 if scope == Scope::Namespaced && manifest.namespace().is_none() {
                     manifest.object["metadata"]["namespace"] = namespace.into();
                 }
-                apply_one(client, manifest, &resource, &scope, true).await?;
+                apply_one(client, manifest, &resource, &scope, true, ownership).await?;
             }
         }
     }
@@ -223,11 +249,14 @@ pub async fn dry_run_manifests(
 
 /// Applies `manifests`, putting namespaced objects without a namespace
 /// into `namespace`. Kinds are all resolved, and every object passes a
-/// server-side dry run, before anything but namespaces is applied.
+/// server-side dry run, before anything but namespaces is applied. Objects
+/// outside the suite's namespace follow `ownership` (see
+/// [`super::adoption`]).
 pub async fn apply_manifests(
     client: &Client,
     namespace: &str,
     manifests: &mut [Manifest],
+    ownership: &Ownership,
 ) -> Result<Vec<Applied>, ApplyError> {
     manifests.sort_by_key(|manifest| rank(manifest.kind()));
     let defined_by_crds: Vec<(String, String)> = manifests
@@ -270,14 +299,14 @@ pub async fn apply_manifests(
         if manifest.kind() == "Namespace"
             && let Some((resource, scope)) = known
         {
-            applied.push(apply_one(client, manifest, resource, scope, false).await?);
+            applied.push(apply_one(client, manifest, resource, scope, false, ownership).await?);
         }
     }
     for (manifest, known) in manifests.iter().zip(&resolved) {
         if manifest.kind() != "Namespace"
             && let Some((resource, scope)) = known
         {
-            apply_one(client, manifest, resource, scope, true).await?;
+            apply_one(client, manifest, resource, scope, true, ownership).await?;
         }
     }
     let mut crds_established = false;
@@ -304,7 +333,7 @@ pub async fn apply_manifests(
         if scope == Scope::Namespaced && manifest.namespace().is_none() {
             manifest.object["metadata"]["namespace"] = namespace.into();
         }
-        applied.push(apply_one(client, &manifest, &resource, &scope, false).await?);
+        applied.push(apply_one(client, &manifest, &resource, &scope, false, ownership).await?);
     }
     if !crds_established {
         wait_for_crds(
@@ -318,8 +347,9 @@ pub async fn apply_manifests(
 
 /// Deletes objects an earlier setup applied that the manifests no longer
 /// hold (a key without namespace is in `namespace` when its kind is
-/// namespaced). Objects already gone and kinds no longer served are
-/// skipped. Returns what it deleted.
+/// namespaced). Objects already gone, kinds no longer served, and objects
+/// outside `namespace` that kindling did not create are skipped. Returns
+/// what it deleted.
 pub async fn delete_objects(
     client: &Client,
     namespace: &str,
@@ -334,14 +364,31 @@ pub async fn delete_objects(
         let Some((resource, scope)) = kinds.resolve_kind(&key.api_version, &key.kind).await? else {
             continue;
         };
-        let api: Api<DynamicObject> = match scope {
-            Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                key.namespace.as_deref().unwrap_or(namespace),
-                &resource,
-            ),
-            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        let object_namespace = match scope {
+            Scope::Namespaced => Some(key.namespace.as_deref().unwrap_or(namespace)),
+            Scope::Cluster => None,
         };
+        let api: Api<DynamicObject> = match object_namespace {
+            Some(object_namespace) => {
+                Api::namespaced_with(client.clone(), object_namespace, &resource)
+            }
+            None => Api::all_with(client.clone(), &resource),
+        };
+        if object_namespace != Some(namespace) {
+            let live = api
+                .get_opt(&key.name)
+                .await
+                .map_err(|source| ApplyError::Request {
+                    action: format!("read {key} before deleting it"),
+                    source,
+                })?;
+            let ours = live
+                .and_then(|live| serde_json::to_value(live).ok())
+                .is_some_and(|live| adoption::created_by_kindling(&live));
+            if !ours {
+                continue;
+            }
+        }
         match api.delete(&key.name, &DeleteParams::background()).await {
             Ok(_) => deleted.push(key.clone()),
             Err(kube::Error::Api(response)) if response.code == 404 => {}
@@ -414,6 +461,7 @@ async fn apply_one(
     resource: &ApiResource,
     scope: &Scope,
     dry_run: bool,
+    ownership: &Ownership,
 ) -> Result<Applied, ApplyError> {
     let namespace = match scope {
         Scope::Namespaced => manifest.namespace().map(str::to_owned),
@@ -423,6 +471,17 @@ async fn apply_one(
         Some(namespace) => Api::namespaced_with(client.clone(), namespace, resource),
         None => Api::all_with(client.clone(), resource),
     };
+    if ownership.outside(namespace.as_deref()) {
+        let adopted = adopt(&api, manifest, namespace.as_deref(), dry_run, ownership).await?;
+        if !matches!(adopted, Adopted::Ours) {
+            return Ok(Applied {
+                kind: manifest.kind().to_owned(),
+                namespace,
+                name: manifest.name().to_owned(),
+                used_as_is: matches!(adopted, Adopted::AsIs | Adopted::Foreign),
+            });
+        }
+    }
     // A cluster-scoped object marked by a suite's namespace is applied by
     // that namespace's field manager, so each suite's mark is kept.
     let manager = match super::ownership::marked_by(manifest) {
@@ -487,6 +546,123 @@ async fn apply_one(
         kind: manifest.kind().to_owned(),
         namespace,
         name: manifest.name().to_owned(),
+        used_as_is: false,
+    })
+}
+
+/// What ownership by creation made of an object outside the suite's namespace.
+enum Adopted {
+    /// It did not exist: kindling created it, with its creation record.
+    Created,
+    /// kindling created it earlier: applied as usual.
+    Ours,
+    /// Someone else made it and the manifest matches it: used as it is.
+    AsIs,
+    /// Someone else made it, the manifest differs, and the suite accepts it.
+    Foreign,
+}
+
+/// Creates `manifest`'s object if it does not exist (a create that fails
+/// if it does: finding it there is not a creation), or decides whether an
+/// existing one is kindling's.
+async fn adopt(
+    api: &Api<DynamicObject>,
+    manifest: &Manifest,
+    namespace: Option<&str>,
+    dry_run: bool,
+    ownership: &Ownership,
+) -> Result<Adopted, ApplyError> {
+    let object = match namespace {
+        Some(namespace) => format!("{namespace}/{}", manifest.name()),
+        None => manifest.name().to_owned(),
+    };
+    let request_error = |action: String| move |source| ApplyError::Request { action, source };
+    let live = api
+        .get_opt(manifest.name())
+        .await
+        .map_err(request_error(format!(
+            "read {} `{object}`",
+            manifest.kind()
+        )))?;
+    let live = match live {
+        Some(live) => live,
+        None => {
+            let created = adoption::with_creation_record(&manifest.object, ownership.creator());
+            let created: DynamicObject =
+                serde_json::from_value(created).map_err(|error| ApplyError::Rejected {
+                    origin: manifest.origin().to_string(),
+                    kind: manifest.kind().to_owned(),
+                    object: object.clone(),
+                    message: error.to_string(),
+                })?;
+            let params = PostParams {
+                dry_run,
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+            };
+            match api.create(&params, &created).await {
+                Ok(_) => return Ok(Adopted::Created),
+                // Made by someone else meanwhile: judged as found below.
+                Err(kube::Error::Api(response)) if response.code == 409 => api
+                    .get(manifest.name())
+                    .await
+                    .map_err(request_error(format!(
+                        "read {} `{object}`",
+                        manifest.kind()
+                    )))?,
+                Err(kube::Error::Api(response)) => {
+                    return Err(ApplyError::Rejected {
+                        origin: manifest.origin().to_string(),
+                        kind: manifest.kind().to_owned(),
+                        object,
+                        message: response.message,
+                    });
+                }
+                Err(source) => {
+                    return Err(request_error(format!(
+                        "create {} `{object}` from {}",
+                        manifest.kind(),
+                        manifest.origin()
+                    ))(source));
+                }
+            }
+        }
+    };
+    let live = serde_json::to_value(&live).unwrap_or_default();
+    if adoption::created_by_kindling(&live) {
+        return Ok(Adopted::Ours);
+    }
+    // Someone else's: what would the manifest change? The server's dry run
+    // of the apply says, with its defaults filled in as on the live object.
+    let plain = adoption::without_marks(&manifest.object);
+    let params = PatchParams::apply("kindling-comparison").force().dry_run();
+    let would_be = api
+        .patch(manifest.name(), &params, &Patch::Apply(&plain))
+        .await
+        .map_err(request_error(format!(
+            "compare {} `{object}` with {}",
+            manifest.kind(),
+            manifest.origin()
+        )))?;
+    let would_be = serde_json::to_value(&would_be).unwrap_or_default();
+    let differences = adoption::differences(&live, &would_be);
+    if differences.is_empty() {
+        return Ok(Adopted::AsIs);
+    }
+    if ownership.accepts(manifest.kind(), manifest.name()) {
+        tracing::warn!(
+            "{} `{object}` exists and kindling did not create it: used as it is, as the suite accepts, although the manifest differs ({})",
+            manifest.kind(),
+            differences.join("; ")
+        );
+        return Ok(Adopted::Foreign);
+    }
+    Err(ApplyError::NotOurs {
+        origin: manifest.origin().to_string(),
+        kind: manifest.kind().to_owned(),
+        name: manifest.name().to_owned(),
+        object,
+        managers: adoption::managers(&live),
+        differences,
     })
 }
 

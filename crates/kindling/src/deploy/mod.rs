@@ -2,6 +2,7 @@
 //! images, a preflight of every image, server-side apply in dependency
 //! order, and a wait by diagnosis.
 
+pub mod adoption;
 pub mod apply;
 pub mod changes;
 pub mod images;
@@ -11,6 +12,7 @@ pub mod ownership;
 pub mod scope;
 pub mod webhook_failure;
 
+pub use adoption::{CREATED_BY_ANNOTATION, Ownership};
 pub use apply::{Applied, ApplyError, apply_manifests, delete_objects, dry_run_manifests};
 pub use changes::{Changes, DeployedObject, ObjectKey, deployed_objects, plan_changes};
 pub use images::{DeliveredImages, PLACEHOLDER_PREFIX, PreflightError, resolve_and_check};

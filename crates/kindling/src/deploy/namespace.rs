@@ -2,8 +2,14 @@
 //! namespaces earlier runs left behind.
 //!
 //! A namespace carries the run that made it and a heartbeat that every
-//! run using it renews; one whose heartbeat is older than the grace period
-//! belongs to no run in progress and may be deleted.
+//! process using it renews; one whose heartbeat is older than the grace
+//! period belongs to no run in progress and may be deleted. The heartbeat
+//! is judged by the API server's clock alone: the time the server stamped
+//! on the renewal (the heartbeat field manager's `managedFields` entry)
+//! against the server's current time (its `Date` header), so writers and
+//! collectors with clocks far apart agree. A namespace is deleted with a
+//! precondition on the uid and resourceVersion the decision was taken on:
+//! one renewed meanwhile is never deleted.
 
 use std::time::Duration;
 
@@ -29,6 +35,10 @@ pub const HEARTBEAT_ANNOTATION: &str = "kindling.dev/heartbeat";
 /// How long a namespace's heartbeat counts as a run in progress.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(15 * 60);
 
+/// The field manager of heartbeat renewals, whose `managedFields` time the
+/// server stamps.
+pub const HEARTBEAT_MANAGER: &str = "kindling-heartbeat";
+
 /// A namespace request failed.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to {action} namespace `{namespace}`")]
@@ -41,6 +51,32 @@ pub struct NamespaceError {
     /// The API client's error.
     #[source]
     pub source: kube::Error,
+}
+
+/// The suite's namespace name is taken by a namespace kindling did not
+/// make for this suite.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "namespace `{namespace}` exists and kindling did not make it for suite `{suite}` (its labels: {labels}): kindling never takes over a namespace; delete it if it is a leftover of yours, or run the suite with another run id"
+)]
+pub struct ForeignNamespace {
+    /// The namespace.
+    pub namespace: String,
+    /// The suite that wanted it.
+    pub suite: String,
+    /// Its labels, `key=value` joined by `, `.
+    pub labels: String,
+}
+
+/// Making the suite's namespace failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureNamespaceError {
+    /// A request failed.
+    #[error(transparent)]
+    Request(#[from] NamespaceError),
+    /// The name is someone else's namespace.
+    #[error(transparent)]
+    Foreign(#[from] ForeignNamespace),
 }
 
 /// `<suite>-<first 8 of the run id>`, a valid namespace name.
@@ -77,17 +113,26 @@ pub fn object_labels(suite: &str, run_id: &str) -> std::collections::BTreeMap<St
     ])
 }
 
-/// Creates (or adopts) the suite's namespace, labelled with the run, and
-/// renews its heartbeat.
+/// Creates the suite's namespace, labelled with the suite and the run, or
+/// finds it made by kindling for this suite earlier; renews its heartbeat.
+/// A namespace of that name kindling did not make for the suite is
+/// refused, never taken over.
 pub async fn ensure_namespace(
     client: &Client,
     namespace: &str,
     suite: &str,
     run_id: &str,
-) -> Result<(), NamespaceError> {
-    let object = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
+) -> Result<(), EnsureNamespaceError> {
+    let api = Api::<Namespace>::all(client.clone());
+    let request_error = |action: &'static str| {
+        let namespace = namespace.to_owned();
+        move |source| NamespaceError {
+            action,
+            namespace,
+            source,
+        }
+    };
+    let object: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": {
             "name": namespace,
             "labels": {
@@ -95,22 +140,37 @@ pub async fn ensure_namespace(
                 SUITE_LABEL: label_value(suite),
                 RUN_LABEL: label_value(run_id),
             },
-            "annotations": {HEARTBEAT_ANNOTATION: Utc::now().to_rfc3339()},
         }
-    });
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            namespace,
-            &PatchParams::apply("kindling").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map(drop)
-        .map_err(|source| NamespaceError {
-            action: "create",
-            namespace: namespace.to_owned(),
-            source,
-        })
+    }))
+    .expect("a namespace");
+    let params = kube::api::PostParams {
+        field_manager: Some(HEARTBEAT_MANAGER.to_owned()),
+        ..Default::default()
+    };
+    match api.create(&params, &object).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(response)) if response.code == 409 => {
+            let found = api.get(namespace).await.map_err(request_error("read"))?;
+            let labels = found.metadata.labels.unwrap_or_default();
+            let ours = labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some("kindling")
+                && labels.get(SUITE_LABEL) == Some(&label_value(suite));
+            if !ours {
+                return Err(ForeignNamespace {
+                    namespace: namespace.to_owned(),
+                    suite: suite.to_owned(),
+                    labels: labels
+                        .iter()
+                        .map(|(key, value)| format!("{key}={value}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into());
+            }
+        }
+        Err(source) => return Err(request_error("create")(source).into()),
+    }
+    heartbeat(client, namespace).await?;
+    Ok(())
 }
 
 /// Whether `namespace` exists and is not being deleted.
@@ -126,19 +186,50 @@ pub async fn exists(client: &Client, namespace: &str) -> Result<bool, NamespaceE
         })
 }
 
-/// Renews the heartbeat of a namespace a run is using.
+/// Renews the heartbeat of a namespace a run is using: a change by
+/// [`HEARTBEAT_MANAGER`], whose time the server stamps. The annotation's
+/// value (this process's clock) is only for people reading it.
 pub async fn heartbeat(client: &Client, namespace: &str) -> Result<(), NamespaceError> {
     let patch = serde_json::json!({
-        "metadata": {"annotations": {HEARTBEAT_ANNOTATION: Utc::now().to_rfc3339()}}
+        "metadata": {"annotations": {HEARTBEAT_ANNOTATION: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)}}
     });
+    let params = PatchParams {
+        field_manager: Some(HEARTBEAT_MANAGER.to_owned()),
+        ..Default::default()
+    };
     Api::<Namespace>::all(client.clone())
-        .patch(namespace, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(namespace, &params, &Patch::Merge(&patch))
         .await
         .map(drop)
         .map_err(|source| NamespaceError {
             action: "renew the heartbeat of",
             namespace: namespace.to_owned(),
             source,
+        })
+}
+
+/// The API server's current time, from the `Date` header of a request
+/// (one-second resolution, which a grace period of minutes does not miss).
+pub async fn server_time(client: &Client) -> Result<DateTime<Utc>, NamespaceError> {
+    let error = |source| NamespaceError {
+        action: "read the API server's time for",
+        namespace: "(none)".to_owned(),
+        source,
+    };
+    let request = http::Request::get("/version")
+        .body(kube::client::Body::empty())
+        .expect("a GET request");
+    let response = client.send(request).await.map_err(error)?;
+    response
+        .headers()
+        .get(http::header::DATE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| DateTime::parse_from_rfc2822(text).ok())
+        .map(|at| at.with_timezone(&Utc))
+        .ok_or_else(|| {
+            error(kube::Error::Service(
+                "the API server's response has no valid Date header".into(),
+            ))
         })
 }
 
@@ -162,13 +253,38 @@ pub struct GcReport {
     pub kept: Vec<String>,
 }
 
+/// A namespace the collector decided to delete, with the uid and
+/// resourceVersion it decided on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleNamespace {
+    /// The namespace.
+    pub name: String,
+    /// Its uid when listed.
+    pub uid: String,
+    /// Its resourceVersion when listed: a renewal since changes it.
+    pub resource_version: String,
+}
+
 /// Deletes kindling's namespaces of earlier runs: those whose heartbeat is
-/// older than the grace period. Namespaces not managed by kindling are
-/// never listed.
+/// older than the grace period, by the API server's clock. Namespaces not
+/// managed by kindling are never listed.
 pub async fn collect_garbage(
     client: &Client,
     policy: &GcPolicy,
 ) -> Result<GcReport, NamespaceError> {
+    let (stale, kept) = stale_namespaces(client, policy).await?;
+    let mut report = delete_stale(client, &stale).await?;
+    report.kept.extend(kept);
+    report.kept.sort();
+    Ok(report)
+}
+
+/// The decision of [`collect_garbage`]: which namespaces are stale (and
+/// which are kept), as listed now.
+pub async fn stale_namespaces(
+    client: &Client,
+    policy: &GcPolicy,
+) -> Result<(Vec<StaleNamespace>, Vec<String>), NamespaceError> {
     let mut selector = format!("{MANAGED_BY_LABEL}=kindling");
     if let Some(suite) = &policy.suite {
         selector.push_str(&format!(",{SUITE_LABEL}={}", label_value(suite)));
@@ -182,22 +298,57 @@ pub async fn collect_garbage(
             namespace: format!("({selector})"),
             source,
         })?;
-    let now = Utc::now();
-    let mut report = GcReport::default();
+    let now = server_time(client).await?;
+    let mut stale = Vec::new();
+    let mut kept = Vec::new();
     for namespace in namespaces {
         let name = namespace.metadata.name.clone().unwrap_or_default();
         let terminating = namespace.metadata.deletion_timestamp.is_some();
         if policy.keep.contains(&name) || terminating || in_use(&namespace, now, policy.grace) {
-            report.kept.push(name);
+            kept.push(name);
             continue;
         }
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => report.deleted.push(name),
+        stale.push(StaleNamespace {
+            name,
+            uid: namespace.metadata.uid.clone().unwrap_or_default(),
+            resource_version: namespace
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default(),
+        });
+    }
+    Ok((stale, kept))
+}
+
+/// Deletes each of `stale` only if it is still the very object the
+/// decision saw (same uid and resourceVersion): one renewed (or replaced)
+/// since is kept.
+pub async fn delete_stale(
+    client: &Client,
+    stale: &[StaleNamespace],
+) -> Result<GcReport, NamespaceError> {
+    let api = Api::<Namespace>::all(client.clone());
+    let mut report = GcReport::default();
+    for namespace in stale {
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(namespace.uid.clone()),
+                resource_version: Some(namespace.resource_version.clone()),
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&namespace.name, &params).await {
+            Ok(_) => report.deleted.push(namespace.name.clone()),
             Err(kube::Error::Api(response)) if response.code == 404 => {}
+            // The precondition failed: renewed since the decision.
+            Err(kube::Error::Api(response)) if response.code == 409 => {
+                report.kept.push(namespace.name.clone())
+            }
             Err(source) => {
                 return Err(NamespaceError {
                     action: "delete",
-                    namespace: name,
+                    namespace: namespace.name.clone(),
                     source,
                 });
             }
@@ -206,23 +357,35 @@ pub async fn collect_garbage(
     Ok(report)
 }
 
-fn in_use(namespace: &Namespace, now: DateTime<Utc>, grace: Duration) -> bool {
-    let heartbeat = namespace
+/// When the server last recorded a heartbeat of `namespace`: its
+/// heartbeat manager's `managedFields` time (also an older kindling's
+/// `kindling` manager), else its creation.
+fn last_heartbeat(namespace: &Namespace) -> Option<DateTime<Utc>> {
+    let stamped = namespace
         .metadata
-        .annotations
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| {
+            matches!(
+                entry.manager.as_deref(),
+                Some(HEARTBEAT_MANAGER) | Some("kindling")
+            )
+        })
+        .filter_map(|entry| entry.time.as_ref())
+        .filter_map(|time| DateTime::from_timestamp(time.0.as_second(), 0))
+        .max();
+    let created = namespace
+        .metadata
+        .creation_timestamp
         .as_ref()
-        .and_then(|annotations| annotations.get(HEARTBEAT_ANNOTATION))
-        .and_then(|value| DateTime::parse_from_rfc3339(value).ok())
-        .map(|at| at.with_timezone(&Utc))
-        .or_else(|| {
-            namespace
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
-        });
+        .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0));
+    stamped.into_iter().chain(created).max()
+}
+
+fn in_use(namespace: &Namespace, now: DateTime<Utc>, grace: Duration) -> bool {
     let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-    heartbeat.is_some_and(|at| now - at < grace)
+    last_heartbeat(namespace).is_some_and(|at| now - at < grace)
 }
 
 #[cfg(test)]
@@ -245,24 +408,34 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_decides_what_is_in_use() {
+    fn the_servers_stamp_decides_what_is_in_use_not_the_writers_clock() {
         let now = Utc::now();
-        let namespace = |beat: DateTime<Utc>| -> Namespace {
+        let namespace = |stamped: DateTime<Utc>, written: DateTime<Utc>| -> Namespace {
             serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "a", "annotations": {HEARTBEAT_ANNOTATION: beat.to_rfc3339()}}
+                "metadata": {
+                    "name": "a",
+                    "creationTimestamp": (now - chrono::Duration::days(1)).to_rfc3339(),
+                    "annotations": {HEARTBEAT_ANNOTATION: written.to_rfc3339()},
+                    "managedFields": [
+                        {"manager": HEARTBEAT_MANAGER, "operation": "Update", "apiVersion": "v1",
+                         "time": stamped.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+                        {"manager": "kubectl", "operation": "Update", "apiVersion": "v1",
+                         "time": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}
+                    ]
+                }
             }))
             .unwrap()
         };
-        let grace = Duration::from_secs(600);
-        assert!(in_use(
-            &namespace(now - chrono::Duration::seconds(30)),
-            now,
-            grace
-        ));
-        assert!(!in_use(
-            &namespace(now - chrono::Duration::hours(2)),
-            now,
-            grace
-        ));
+        let grace = Duration::from_secs(15 * 60);
+        let minutes = chrono::Duration::minutes;
+        // Renewed 30 s ago by the server's clock, by a writer 16 minutes off either way.
+        for skew in [minutes(16), minutes(-16)] {
+            let recent = now - chrono::Duration::seconds(30);
+            assert!(in_use(&namespace(recent, recent + skew), now, grace));
+        }
+        // Abandoned: the server stamped the last renewal 2 hours ago; another
+        // manager's recent change is not a heartbeat.
+        let old = now - chrono::Duration::hours(2);
+        assert!(!in_use(&namespace(old, now), now, grace));
     }
 }

@@ -84,9 +84,10 @@ pub(crate) fn marked_by(manifest: &Manifest) -> Option<&str> {
         .and_then(|(_, value)| value.as_str())
 }
 
-/// Deletes the marked cluster-scoped objects no existing namespace uses
-/// any more (a namespace being deleted counts as gone). Returns them as
-/// `Kind/name`.
+/// Deletes the cluster-scoped objects kindling created that no existing
+/// namespace uses any more (a namespace being deleted counts as gone).
+/// Objects it did not create are never deleted, whatever their labels.
+/// Returns them as `Kind/name`.
 pub async fn collect_cluster_garbage(client: &Client) -> Result<Vec<String>, NamespaceError> {
     let namespaces = Api::<Namespace>::all(client.clone())
         .list(&ListParams::default())
@@ -114,7 +115,18 @@ pub async fn collect_cluster_garbage(client: &Client) -> Result<Vec<String>, Nam
                     namespace: format!("(every {})", $name),
                     source,
                 })?;
-            for object in marked.items {
+            // Only objects kindling created: a label on an object someone
+            // else made (an older kindling labelled those too) is no
+            // creation record.
+            for object in marked.items.into_iter().filter(|object| {
+                object
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|annotations| {
+                        annotations.contains_key(super::adoption::CREATED_BY_ANNOTATION)
+                    })
+            }) {
                 let users: Vec<String> = object
                     .metadata
                     .annotations

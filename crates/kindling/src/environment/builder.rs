@@ -16,7 +16,7 @@ use super::{
     Environment, EnvironmentError, EnvironmentFingerprint, RecordedStage, client_for, session,
 };
 use crate::cluster::{self, Delivered, Provider, PullPolicy};
-use crate::deploy::namespace::{self, GcPolicy, NamespaceError};
+use crate::deploy::namespace::{self, GcPolicy};
 use crate::deploy::{DeliveredImages, DeployedObject, deployed_objects, resolve_and_check};
 use crate::image::{Builder, ImageRef, ImageSpec};
 use crate::wait::Waiter;
@@ -51,6 +51,7 @@ pub struct EnvironmentBuilder {
     pub(super) tls: Vec<crate::tls::TlsSecret>,
     pub(super) wait_timeout: Duration,
     pub(super) gc_grace: Duration,
+    pub(super) accepted: Vec<(String, String)>,
 }
 
 impl EnvironmentBuilder {
@@ -163,6 +164,16 @@ impl EnvironmentBuilder {
     /// How long workloads may take to become ready, per stage (default 180 s).
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
+        self
+    }
+
+    /// Uses the existing cluster-scoped object `kind`/`name` (or one in
+    /// another namespace) as it is, even when the manifests differ from
+    /// it, instead of stopping the setup. kindling never changes or
+    /// deletes an object it did not create: without this, a manifest that
+    /// would change such an object stops the setup, naming it.
+    pub fn accept_existing(mut self, kind: &str, name: &str) -> Self {
+        self.accepted.push((kind.to_owned(), name.to_owned()));
         self
     }
 
@@ -344,7 +355,7 @@ impl EnvironmentBuilder {
             .flat_map(|(_, manifests)| manifests.iter().cloned())
             .collect();
         let objects = deployed_objects(&all);
-        let plan = StagePlan::new(&namespace, known.as_deref(), &stages);
+        let plan = StagePlan::new(&namespace, &self.accepted, known.as_deref(), &stages);
         let outcome = stages::deploy(&setup, &client, &waiter, plan).await;
         let workloads = match outcome {
             Ok(workloads) => workloads,
@@ -409,7 +420,7 @@ impl EnvironmentBuilder {
         &self,
         client: &kube::Client,
         previous: Option<&Deployed>,
-    ) -> Result<String, NamespaceError> {
+    ) -> Result<String, crate::deploy::namespace::EnsureNamespaceError> {
         let suite = self.setup.suite();
         let run_id = self.setup.run_id();
         let reusable = match previous {

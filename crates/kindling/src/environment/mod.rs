@@ -64,6 +64,10 @@ pub enum EnvironmentError {
     /// failed.
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
+    /// The suite's (or a copy's) namespace name is a namespace kindling did
+    /// not make for the suite.
+    #[error(transparent)]
+    ForeignNamespace(#[from] crate::deploy::namespace::ForeignNamespace),
     /// The cluster's provider failed: choosing it, bringing the cluster up,
     /// delivering the images.
     #[error(transparent)]
@@ -190,6 +194,7 @@ impl Environment {
             tls: Vec::new(),
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             gc_grace: DEFAULT_GRACE,
+            accepted: Vec::new(),
         }
     }
 
@@ -403,7 +408,13 @@ pub async fn apply_and_wait(
     manifests: &mut [Manifest],
     waiter: &Waiter,
 ) -> Result<Vec<Applied>, EnvironmentError> {
-    let applied = apply_manifests(client, namespace, manifests).await?;
+    let applied = apply_manifests(
+        client,
+        namespace,
+        manifests,
+        &crate::deploy::Ownership::suite(namespace),
+    )
+    .await?;
     let workloads: Vec<Workload> = applied
         .iter()
         .filter(|applied| Workload::is_waitable(&applied.kind))
@@ -492,5 +503,14 @@ impl Environment {
     {
         let waiter = self.watching_waiter(timeout).await?;
         Ok(waiter.until(what, self.namespace(), condition).await?)
+    }
+}
+
+impl From<crate::deploy::namespace::EnsureNamespaceError> for EnvironmentError {
+    fn from(error: crate::deploy::namespace::EnsureNamespaceError) -> Self {
+        match error {
+            crate::deploy::namespace::EnsureNamespaceError::Request(error) => error.into(),
+            crate::deploy::namespace::EnsureNamespaceError::Foreign(error) => error.into(),
+        }
     }
 }

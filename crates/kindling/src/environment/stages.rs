@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams};
 use super::EnvironmentError;
 use crate::SetupContext;
 use crate::deploy::{
-    Changes, DeployedObject, Manifest, ObjectKey, apply_manifests, delete_objects,
+    Changes, DeployedObject, Manifest, ObjectKey, Ownership, apply_manifests, delete_objects,
     dry_run_manifests, plan_changes,
 };
 use crate::wait::{Waiter, Workload};
@@ -23,6 +23,7 @@ const JOB_GONE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What to deploy: each stage's manifests, and what the last setup applied.
 pub(crate) struct StagePlan<'a> {
     namespace: &'a str,
+    ownership: Ownership,
     known: Option<&'a [DeployedObject]>,
     stages: &'a [(String, Vec<Manifest>)],
 }
@@ -30,11 +31,16 @@ pub(crate) struct StagePlan<'a> {
 impl<'a> StagePlan<'a> {
     pub(crate) fn new(
         namespace: &'a str,
+        accepted: &[(String, String)],
         known: Option<&'a [DeployedObject]>,
         stages: &'a [(String, Vec<Manifest>)],
     ) -> Self {
         StagePlan {
             namespace,
+            ownership: Ownership::Suite {
+                namespace: namespace.to_owned(),
+                accepted: accepted.to_vec(),
+            },
             known,
             stages,
         }
@@ -86,7 +92,7 @@ pub(crate) async fn deploy(
         .filter(|manifest| manifest.kind() != "Job")
         .collect();
     if !changed.is_empty() {
-        dry_run_manifests(client, namespace, &changed)
+        dry_run_manifests(client, namespace, &changed, &plan.ownership)
             .await
             .map_err(|error| StageFailure {
                 phase: first.clone(),
@@ -100,6 +106,7 @@ pub(crate) async fn deploy(
         let stage = StageWork {
             client,
             namespace,
+            ownership: &plan.ownership,
             all: &all,
             changes: &changes,
             range,
@@ -139,6 +146,7 @@ pub(crate) async fn deploy(
 struct StageWork<'a> {
     client: &'a Client,
     namespace: &'a str,
+    ownership: &'a Ownership,
     all: &'a [Manifest],
     changes: &'a Changes,
     range: std::ops::Range<usize>,
@@ -160,7 +168,7 @@ impl StageWork<'_> {
             replace_job(self.client, self.namespace, job).await?;
         }
         if !changed.is_empty() {
-            apply_manifests(self.client, self.namespace, &mut changed).await?;
+            apply_manifests(self.client, self.namespace, &mut changed, self.ownership).await?;
         }
         let mut wait: Vec<Workload> = changed
             .iter()
@@ -197,7 +205,7 @@ impl StageWork<'_> {
                 })
                 .cloned()
                 .collect();
-            apply_manifests(self.client, self.namespace, &mut again).await?;
+            apply_manifests(self.client, self.namespace, &mut again, self.ownership).await?;
             wait.extend(stale);
         }
         if !wait.is_empty() {

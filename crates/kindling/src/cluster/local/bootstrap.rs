@@ -175,12 +175,17 @@ impl LocalCluster {
                 object,
             })
             .collect();
-        apply_manifests(client, "kube-system", &mut manifests)
-            .await
-            .map_err(|source| LocalError::Apply {
-                what: what.to_owned(),
-                source: Box::new(source),
-            })?;
+        apply_manifests(
+            client,
+            "kube-system",
+            &mut manifests,
+            &crate::deploy::Ownership::Cluster,
+        )
+        .await
+        .map_err(|source| LocalError::Apply {
+            what: what.to_owned(),
+            source: Box::new(source),
+        })?;
         Ok(())
     }
 
