@@ -596,6 +596,256 @@ struct Local {
     kubeconfig: PathBuf,
 }
 
+/// The CRD and ClusterRole someone else made before any suite ran, and
+/// that the suite's manifests ship too.
+const HOLDOUT_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.x.dev
+spec:
+  group: x.dev
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+      additionalPrinterColumns:
+        - {name: Size, type: string, jsonPath: .spec.size}
+"#;
+
+const HOLDOUT_ROLE: &str = r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: holdout-widget-reader
+rules:
+  - apiGroups: [x.dev]
+    resources: [widgets]
+    verbs: [get, list]
+"#;
+
+/// The web workload the `environment` fixture suite's test calls.
+const WEB: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: web
+          image: kindling:toolbox
+          args: [serve, "8080", web]
+          ports: [{name: http, containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 8080, targetPort: http}]
+"#;
+
+/// What must not change of an object kindling did not make: everything
+/// but its status (a CRD's status is the API server's own).
+fn fingerprint_of(object: &serde_json::Value) -> serde_json::Value {
+    let mut object = object.clone();
+    object.as_object_mut().map(|o| o.remove("status"));
+    object
+}
+
+/// A suite shipping a CRD and a ClusterRole that someone else made first,
+/// on the local cluster used as an existing one, with `KINDLING_KEEP=never`
+/// and then `kindling gc`: both, and an object of the CRD in another
+/// namespace, are untouched (labels, managers and resourceVersion); a
+/// manifest whose CRD differs stops the setup naming it.
+async fn objects_kindling_did_not_create_are_never_changed_or_deleted() -> Result<(), BoxError> {
+    use kube::api::{DynamicObject, PostParams};
+    use kube::discovery::ApiResource;
+    let registry = RegistryProcess::start()?;
+    let kubeconfig = local_kubeconfig();
+    let client = kindling::client_for(&kubeconfig, LOCAL_CLUSTER).await?;
+    let stamp = stamp();
+    let holdout_namespace = format!("prod-holdout-{stamp}");
+    let created_by_someone = PostParams {
+        field_manager: Some("holdout-admin".to_owned()),
+        ..Default::default()
+    };
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    // Left by an interrupted earlier run: start from someone else's objects only.
+    let _ = crds.delete("widgets.x.dev", &Default::default()).await;
+    let _ = roles
+        .delete("holdout-widget-reader", &Default::default())
+        .await;
+    poll("the old CRD to go", Duration::from_secs(60), || {
+        let crds = crds.clone();
+        async move {
+            Ok(match crds.get_opt("widgets.x.dev").await? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_owned()),
+            })
+        }
+    })
+    .await?;
+    let mut crd: serde_json::Value = serde_saphyr::from_str(HOLDOUT_CRD)?;
+    crd["metadata"]["labels"] = serde_json::json!({"owner": "holdout"});
+    crds.create(&created_by_someone, &serde_json::from_value(crd)?)
+        .await?;
+    roles
+        .create(&created_by_someone, &serde_saphyr::from_str(HOLDOUT_ROLE)?)
+        .await?;
+    namespaces
+        .create(
+            &created_by_someone,
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": holdout_namespace}}))?,
+        )
+        .await?;
+    poll(
+        "widgets.x.dev to be Established",
+        Duration::from_secs(60),
+        || {
+            let crds = crds.clone();
+            async move {
+                let crd = crds.get("widgets.x.dev").await?;
+                let established =
+                    crd.status
+                        .and_then(|status| status.conditions)
+                        .is_some_and(|conditions| {
+                            conditions
+                                .iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True")
+                        });
+                Ok(if established {
+                    Ok(())
+                } else {
+                    Err("not Established".to_owned())
+                })
+            }
+        },
+    )
+    .await?;
+    let widget_resource = ApiResource {
+        group: "x.dev".to_owned(),
+        version: "v1".to_owned(),
+        api_version: "x.dev/v1".to_owned(),
+        kind: "Widget".to_owned(),
+        plural: "widgets".to_owned(),
+    };
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &holdout_namespace, &widget_resource);
+    widgets
+        .create(
+            &created_by_someone,
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "x.dev/v1", "kind": "Widget",
+                "metadata": {"name": "prod-widget"}, "spec": {"size": "large"}
+            }))?,
+        )
+        .await?;
+    let snapshot = || async {
+        Ok::<_, BoxError>((
+            fingerprint_of(&serde_json::to_value(crds.get("widgets.x.dev").await?)?),
+            fingerprint_of(&serde_json::to_value(
+                roles.get("holdout-widget-reader").await?,
+            )?),
+            fingerprint_of(&serde_json::to_value(widgets.get("prod-widget").await?)?),
+        ))
+    };
+    let before = snapshot().await?;
+
+    let manifests = tempfile::tempdir()?;
+    std::fs::write(manifests.path().join("web.yaml"), WEB)?;
+    std::fs::write(manifests.path().join("crd.yaml"), HOLDOUT_CRD)?;
+    std::fs::write(manifests.path().join("role.yaml"), HOLDOUT_ROLE)?;
+    let run_suite = |manifests: PathBuf| {
+        let registry = registry.address.clone();
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            let scratch = support::Scratch::new();
+            support::run_binary(
+                &scratch,
+                "environment",
+                &[],
+                &[
+                    ("FIXTURE_MANIFESTS", manifests.to_str().expect("UTF-8 path")),
+                    ("KINDLING_PROVIDER", "existing"),
+                    (
+                        "KINDLING_KUBECONFIG",
+                        kubeconfig.to_str().expect("UTF-8 path"),
+                    ),
+                    ("KINDLING_CONTEXT", LOCAL_CLUSTER),
+                    ("KINDLING_REGISTRY", &registry),
+                    ("KINDLING_KEEP", "never"),
+                ],
+            )
+        })
+    };
+    let ran = run_suite(manifests.path().to_owned()).await?;
+    let text = ran.text();
+    ensure(
+        text.contains("failing on purpose after the service answered `web`"),
+        || format!("the suite's setup did not get to its test:\n{text}"),
+    )?;
+    let gc = support::cli(&["gc", "--grace", "1s"])
+        .env("KINDLING_KUBECONFIG", &kubeconfig)
+        .env("KINDLING_CONTEXT", LOCAL_CLUSTER)
+        .output()?;
+    ensure(gc.status.success(), || {
+        format!(
+            "kindling gc failed: {}",
+            String::from_utf8_lossy(&gc.stderr)
+        )
+    })?;
+    let after = snapshot().await?;
+    ensure(after == before, || {
+        format!("objects kindling did not create changed:\nbefore {before:#?}\nafter {after:#?}")
+    })?;
+
+    // A manifest that would change the CRD stops the setup, naming it,
+    // its manager and what differs; the CRD stays as it was.
+    let differing = tempfile::tempdir()?;
+    std::fs::write(differing.path().join("web.yaml"), WEB)?;
+    std::fs::write(
+        differing.path().join("crd.yaml"),
+        HOLDOUT_CRD.replace(".spec.size", ".spec.colour"),
+    )?;
+    let ran = run_suite(differing.path().to_owned()).await?;
+    let text = ran.text();
+    for expected in [
+        "CustomResourceDefinition `widgets.x.dev` exists and kindling did not create it",
+        "holdout-admin",
+        "/spec/versions/0/additionalPrinterColumns/0/jsonPath: \".spec.size\" → \".spec.colour\"",
+        "accept_existing(\"CustomResourceDefinition\", \"widgets.x.dev\")",
+    ] {
+        ensure(text.contains(expected), || {
+            format!("the refused setup does not say {expected:?}:\n{text}")
+        })?;
+    }
+    let unchanged = snapshot().await?;
+    ensure(unchanged == before, || {
+        format!("the refused setup changed the CRD:\nbefore {before:#?}\nafter {unchanged:#?}")
+    })?;
+
+    let _ = namespaces
+        .delete(&holdout_namespace, &Default::default())
+        .await;
+    let _ = crds.delete("widgets.x.dev", &Default::default()).await;
+    let _ = roles
+        .delete("holdout-widget-reader", &Default::default())
+        .await;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if std::env::var_os(FROM_ENV_PROBE).is_some() {
         return from_env_probe();
@@ -643,6 +893,11 @@ fn main() -> ExitCode {
         "a_registry_with_credentials_takes_them_and_refuses_without",
         needs_registry.clone(),
         |_: TestContext<Local>| a_registry_with_credentials_takes_them_and_refuses_without(),
+    );
+    suite = suite.test_with(
+        "objects_kindling_did_not_create_are_never_changed_or_deleted",
+        needs_registry.clone(),
+        |_: TestContext<Local>| objects_kindling_did_not_create_are_never_changed_or_deleted(),
     );
     suite = suite.standalone(
         "a_missing_kubeconfig_names_the_file",
