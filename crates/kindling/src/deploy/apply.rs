@@ -89,25 +89,8 @@ pub enum ApplyError {
     },
     /// An object outside the suite's namespace exists, kindling did not
     /// create it, and the manifest would change it.
-    #[error(
-        "{origin}: {kind} `{object}` exists and kindling did not create it (its field managers: {}), and the manifest differs from it: {}. kindling never changes or deletes an object it did not create: give the manifest's object another name, or use the existing one as it is with `EnvironmentBuilder::accept_existing(\"{kind}\", \"{name}\")`",
-        if managers.is_empty() { "none recorded".to_owned() } else { managers.join(", ") },
-        differences.join("; ")
-    )]
-    NotOurs {
-        /// Where the object was read: file, document and line.
-        origin: String,
-        /// The object's kind.
-        kind: String,
-        /// The object's name.
-        name: String,
-        /// `namespace/name`, or `name` for a cluster-scoped object.
-        object: String,
-        /// The field managers of the existing object.
-        managers: Vec<String>,
-        /// What the manifest would change: JSON paths, before → after.
-        differences: Vec<String>,
-    },
+    #[error(transparent)]
+    NotOurs(Box<NotOurs>),
     /// A CustomResourceDefinition applied was not Established within a minute.
     #[error(
         "CustomResourceDefinition `{name}` was not Established within {seconds}s: {conditions}",
@@ -120,6 +103,29 @@ pub enum ApplyError {
         /// joined by `; `.
         conditions: String,
     },
+}
+
+/// An object outside the suite's namespace exists, kindling did not
+/// create it, and the manifest would change it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{origin}: {kind} `{object}` exists and kindling did not create it (its field managers: {}), and the manifest differs from it: {}. kindling never changes or deletes an object it did not create: give the manifest's object another name, or use the existing one as it is with `EnvironmentBuilder::accept_existing(\"{kind}\", \"{name}\")`",
+    if managers.is_empty() { "none recorded".to_owned() } else { managers.join(", ") },
+    differences.join("; ")
+)]
+pub struct NotOurs {
+    /// Where the object was read: file, document and line.
+    pub origin: String,
+    /// The object's kind.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// `namespace/name`, or `name` for a cluster-scoped object.
+    pub object: String,
+    /// The field managers of the existing object.
+    pub managers: Vec<String>,
+    /// What the manifest would change: JSON paths, before → after.
+    pub differences: Vec<String>,
 }
 
 /// What was applied, in order.
@@ -656,14 +662,14 @@ async fn adopt(
         );
         return Ok(Adopted::Foreign);
     }
-    Err(ApplyError::NotOurs {
+    Err(ApplyError::NotOurs(Box::new(NotOurs {
         origin: manifest.origin().to_string(),
         kind: manifest.kind().to_owned(),
         name: manifest.name().to_owned(),
         object,
         managers: adoption::managers(&live),
         differences,
-    })
+    })))
 }
 
 async fn wait_for_crds(
