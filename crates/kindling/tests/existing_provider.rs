@@ -582,7 +582,7 @@ fn from_env_needs_the_registry_variable() -> Result<(), BoxError> {
 
 /// The child side of [`from_env_needs_the_registry_variable`].
 fn from_env_probe() -> ExitCode {
-    match kindling::cluster::from_env(&"probe".parse().expect("a valid name")) {
+    match kindling::cluster::from_env("probe") {
         Ok(provider) => println!("provider {}", provider.kind()),
         Err(error) => println!("error: {}", support::error_text(&error)),
     }

@@ -207,8 +207,10 @@ pub struct Delivered {
 /// The provider `KINDLING_PROVIDER` names (default `local`) for the
 /// cluster `KINDLING_CLUSTER` names (default `cluster`). A name in
 /// `KINDLING_CLUSTER` that is not a DNS-1123 label is refused before
-/// anything is touched.
-pub fn from_env(cluster: &ClusterName) -> Result<Box<dyn Provider>, ProviderError> {
+/// anything is touched, and so is a default `cluster` that is not one.
+pub fn from_env(cluster: impl AsRef<str>) -> Result<Box<dyn Provider>, ProviderError> {
+    let default = ClusterName::new(cluster.as_ref())?;
+    let cluster = &default;
     let named = std::env::var("KINDLING_CLUSTER")
         .ok()
         .filter(|name| !name.trim().is_empty())
