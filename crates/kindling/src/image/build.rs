@@ -331,7 +331,9 @@ impl Builder {
     }
 
     /// Reads every input of `spec` and works out the reference its build
-    /// gets, without building. Cheap: one pass over the context.
+    /// gets, without building. Cheap: one pass over the context (for a Go
+    /// binary, also over its other local modules, and `go env` once per
+    /// process).
     pub async fn plan(&self, spec: &ImageSpec) -> Result<BuildPlan, BuildError> {
         self.plan_with(spec, BTreeMap::new()).await
     }

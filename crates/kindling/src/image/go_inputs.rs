@@ -215,7 +215,7 @@ struct ToolchainKey {
 pub(crate) struct Toolchain {
     /// `go env`'s value of each of [`BUILD_SETTINGS`], in that order.
     pub(crate) settings: Vec<String>,
-    /// `go` looks for a go.work no higher than just below GOROOT.
+    /// Walking up from a module inside GOROOT, `go` stops below it.
     goroot: PathBuf,
 }
 
@@ -454,8 +454,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, GoInputsError> {
 
 /// The go.work `go` uses for a build in `module` (a canonical path), as
 /// `go` finds it: `GOWORK` when set to a file, none when `off`, else the
-/// first go.work in `module` or above it, not looking in GOROOT's parent
-/// or above.
+/// first go.work in `module` or a folder above it, stopping below GOROOT.
 fn workspace_file(
     module: &Path,
     env: &GoEnv,
