@@ -1,9 +1,11 @@
 //! Reuse and setup figures on the local cluster, printed as
 //! `bench: <metric> = <value> <unit>`:
 //!
-//! - `fingerprint_ms`: computing the datastorage environment's fingerprint
-//!   (its image's build inputs, its manifests, the provider), warm; median
-//!   of 21. Target at most 50 ms.
+//! - `fingerprint_ms`: computing the fingerprint of `e2e-datastorage`'s
+//!   environment (the DataStorage stack of `e2e/stacks`: its images' build
+//!   inputs or references, its stages' manifests, the provider), warm;
+//!   median of 21. Target at most 50 ms. Needs Docker (the third-party
+//!   images are looked up), not the cluster.
 //! - `changed_service_rerun_s`: the `stack` fixture suite (two images, a
 //!   Deployment and a StatefulSet) after one source file of its `web`
 //!   service changed, from starting `cargo nextest run` to its test body
@@ -13,8 +15,10 @@
 //!   down, `web` never built) divided by max(cluster, build) + images +
 //!   deploy, each phase's own time from the same setup. Target at most 1.1.
 //!
-//! Needs what the local provider needs; takes the cluster down once and
-//! leaves it up. Run with `cargo bench -p kindling --bench reuse`.
+//! The other two need what the local provider needs; they take the cluster
+//! down once and leave it up. Run with `cargo bench -p kindling --bench
+//! reuse`; `cargo bench -p kindling --bench reuse -- fingerprint_ms` runs
+//! only the figures whose names contain the words given.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -23,7 +27,6 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kindling::cluster::Provider as _;
-use kindling::image::ImageSpec;
 use kindling::{BoxError, Environment, SetupContext};
 use support::{Scratch, finish, spawn_nextest, workspace_root};
 
@@ -42,12 +45,8 @@ fn nanos_now() -> u128 {
 async fn fingerprint_ms() -> Result<f64, BoxError> {
     let package = workspace_root().join("e2e/datastorage");
     let setup = SetupContext::standalone("datastorage", &package);
-    let mut builder = Environment::builder(&setup)
-        .image(ImageSpec::go_binary(
-            "datastorage",
-            "../../fixtures/datastorage",
-        ))
-        .manifests("manifests");
+    // What the suite's own setup declares (e2e/datastorage/tests/datastorage/main.rs).
+    let mut builder = Environment::builder(&setup).stack(e2e_stacks::datastorage());
     builder.fingerprint().await?;
     let mut samples = Vec::new();
     for _ in 0..21 {
@@ -125,16 +124,27 @@ fn setup_seconds(scratch: &Scratch) -> Result<f64, BoxError> {
 }
 
 fn main() -> Result<(), BoxError> {
+    // `cargo bench` passes `--bench`; other arguments select figures by name.
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let wanted = |figure: &str| words.is_empty() || words.iter().any(|word| figure.contains(word));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if wanted("fingerprint_ms") {
+        let fingerprint = runtime.block_on(fingerprint_ms())?;
+        println!("bench: fingerprint_ms = {fingerprint:.1} ms (median of 21, warm; target 50)");
+    }
+    if !wanted("cold_setup_overlap_ratio") && !wanted("changed_service_rerun_s") {
+        return Ok(());
+    }
     let cluster = support::local_cluster("kindling");
     if let Err(reason) = cluster.requirement().check() {
         println!("bench: skipped, {reason}");
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let fingerprint = runtime.block_on(fingerprint_ms())?;
-    println!("bench: fingerprint_ms = {fingerprint:.1} ms (median of 21, warm; target 50)");
 
     // A cold setup: the cluster down, a `web` whose build is new.
     runtime.block_on(cluster.down())?;

@@ -1,7 +1,9 @@
 //! Deploying onto a real cluster: placeholders, preflight, apply errors,
 //! waits by diagnosis (scoped to an environment's own pods), artifacts,
 //! port-forwards and namespace collection, each scenario in a namespace of
-//! its own on the `local` cluster.
+//! its own on the `local` cluster; a Go service rolled out again for a
+//! change in a local module its go.mod or go.work names (the `stack`
+//! fixture suite, run twice).
 //!
 //! Written as a kindling suite: the setup brings the cluster up (or reuses
 //! it) and delivers the toolbox image (`fixtures/toolbox`). Needs what the
@@ -1032,6 +1034,144 @@ async fn another_tests_broken_pod_does_not_fail_an_environments_wait(
     Ok(())
 }
 
+/// How a Go service reaches the local module `common` beside it.
+#[derive(Clone, Copy)]
+enum GoLayout {
+    /// `replace example.com/common => ../common` in the service's go.mod.
+    Replace,
+    /// A go.work above both: `use (./web ./common)`.
+    Workspace,
+}
+
+/// A monorepo of two Go modules: `web`, serving at `/version` the version
+/// string of `common`, and `common`. `web` is what the `stack` fixture
+/// suite builds (`FIXTURE_WEB_DIR`).
+fn go_monorepo(layout: GoLayout, version: &str) -> Result<tempfile::TempDir, BoxError> {
+    let dir = tempfile::tempdir()?;
+    let write = |relative: &str, text: &str| -> Result<(), BoxError> {
+        let path = dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().ok_or("a file in a folder")?)?;
+        Ok(std::fs::write(path, text)?)
+    };
+    let web_mod = match layout {
+        GoLayout::Replace => {
+            "module example.com/web\n\ngo 1.22\n\nrequire example.com/common v0.0.0\n\nreplace example.com/common => ../common\n"
+        }
+        GoLayout::Workspace => {
+            write("go.work", "go 1.22\n\nuse (\n\t./web\n\t./common\n)\n")?;
+            "module example.com/web\n\ngo 1.22\n"
+        }
+    };
+    write("web/go.mod", web_mod)?;
+    write(
+        "web/main.go",
+        r#"// Command web serves the version of the module common it was built with.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+
+	"example.com/common"
+)
+
+func main() {
+	http.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	http.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, common.Version) })
+	if err := http.ListenAndServe(":8080", nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+"#,
+    )?;
+    write("common/go.mod", "module example.com/common\n\ngo 1.22\n")?;
+    set_common_version(dir.path(), version)?;
+    Ok(dir)
+}
+
+fn set_common_version(monorepo: &Path, version: &str) -> Result<(), BoxError> {
+    Ok(std::fs::write(
+        monorepo.join("common/version.go"),
+        format!("package common\n\nconst Version = \"{version}\"\n"),
+    )?)
+}
+
+/// Runs the `stack` fixture suite on `web` of `monorepo` and returns the
+/// report of its test: the version `web` served, its image, its pod.
+async fn run_stack_on(
+    scratch: &std::sync::Arc<Scratch>,
+    monorepo: &Path,
+    keep: &str,
+) -> Result<serde_json::Value, BoxError> {
+    let scratch = scratch.clone();
+    let web = monorepo.join("web").display().to_string();
+    let keep = keep.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<serde_json::Value, BoxError> {
+        let report = scratch.root.path().join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let ran = support::run_binary(
+            &scratch,
+            "stack",
+            &[],
+            &[
+                ("FIXTURE_WEB_DIR", &web),
+                ("FIXTURE_REPORT", report.to_str().ok_or("a UTF-8 path")?),
+                ("KINDLING_KEEP", &keep),
+            ],
+        );
+        ensure(ran.code == Some(0), || ran.text())?;
+        Ok(serde_json::from_str(&std::fs::read_to_string(&report)?)?)
+    })
+    .await?
+}
+
+/// A change in a local module the service's go.mod or go.work names, and
+/// nowhere in the service's own folder, rebuilds the service and rolls it
+/// out in the same namespace on the next run, the rest kept.
+async fn a_change_in_a_local_go_module_rolls_out_the_service(
+    ctx: &TestContext<Environment>,
+    layout: GoLayout,
+) -> Result<(), BoxError> {
+    let first = ctx.unique_name("common");
+    let second = format!("{first}-changed");
+    let monorepo = go_monorepo(layout, &first)?;
+    let scratch = std::sync::Arc::new(Scratch::new());
+    let before = run_stack_on(&scratch, monorepo.path(), "always").await?;
+    set_common_version(monorepo.path(), &second)?;
+    // KINDLING_KEEP=never: the second run deletes the namespace at its end.
+    let after = run_stack_on(&scratch, monorepo.path(), "never").await?;
+    ensure(before["version"] == first.as_str(), || {
+        format!("the first build served another version: {before}")
+    })?;
+    ensure(after["version"] == second.as_str(), || {
+        format!("a change in common was not rolled out (expected {second:?}): {after}")
+    })?;
+    ensure(before["web_image"] != after["web_image"], || {
+        format!("the image kept its tag: {before} then {after}")
+    })?;
+    ensure(
+        before["namespace"] == after["namespace"]
+            && before["web_pod"] != after["web_pod"]
+            && before["store_pod"] == after["store_pod"],
+        || format!("web was not rolled out alone in the same namespace: {before} then {after}"),
+    )?;
+    Ok(())
+}
+
+async fn a_change_in_a_replaced_go_module_rolls_out_the_service(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    a_change_in_a_local_go_module_rolls_out_the_service(&ctx, GoLayout::Replace).await
+}
+
+async fn a_change_in_a_go_workspace_member_rolls_out_the_service(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    a_change_in_a_local_go_module_rolls_out_the_service(&ctx, GoLayout::Workspace).await
+}
+
 fn main() -> std::process::ExitCode {
     let cluster = support::local_cluster(CLUSTER);
     let mut suite = Suite::with_setup(|setup| async move {
@@ -1085,6 +1225,14 @@ fn main() -> std::process::ExitCode {
     suite = suite.test(
         "another_tests_broken_pod_does_not_fail_an_environments_wait",
         another_tests_broken_pod_does_not_fail_an_environments_wait,
+    );
+    suite = suite.test(
+        "a_change_in_a_replaced_go_module_rolls_out_the_service",
+        a_change_in_a_replaced_go_module_rolls_out_the_service,
+    );
+    suite = suite.test(
+        "a_change_in_a_go_workspace_member_rolls_out_the_service",
+        a_change_in_a_go_workspace_member_rolls_out_the_service,
     );
     suite.run()
 }

@@ -13,6 +13,7 @@ use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 
 use super::archive::TarStream;
 use super::context::ContextError;
+use super::go_inputs::{GoEnv, GoInputsError};
 use super::plan::{self, BuildPlan};
 use super::recipes::{self, GENERATED_DOCKERFILE};
 use super::reference::{NormalizedReference, ReferenceError};
@@ -127,6 +128,15 @@ pub enum BuildError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// What a Go binary's build reads outside its module could not be read.
+    #[error("cannot read the Go toolchain and the local modules image `{image}` is built from")]
+    GoInputs {
+        /// The image's name in its spec.
+        image: String,
+        /// The underlying error.
+        #[source]
+        source: Box<GoInputsError>,
     },
     /// `go build` failed.
     #[error("`go build {package}` in `{}` failed for image `{image}`:\n{stderr}", module.display())]
@@ -321,7 +331,9 @@ impl Builder {
     }
 
     /// Reads every input of `spec` and works out the reference its build
-    /// gets, without building. Cheap: one pass over the context.
+    /// gets, without building. Cheap: one pass over the context (for a Go
+    /// binary, also over its other local modules, and `go env` once per
+    /// process).
     pub async fn plan(&self, spec: &ImageSpec) -> Result<BuildPlan, BuildError> {
         self.plan_with(spec, BTreeMap::new()).await
     }
@@ -334,9 +346,11 @@ impl Builder {
         let spec = spec.clone();
         let policy = self.tag_policy()?.clone();
         let run = self.run.clone();
-        tokio::task::spawn_blocking(move || plan::plan(spec, &policy, &run, &planned))
-            .await
-            .expect("plan task")
+        tokio::task::spawn_blocking(move || {
+            plan::plan(spec, &policy, &run, &planned, &GoEnv::current())
+        })
+        .await
+        .expect("plan task")
     }
 
     async fn execute(&self, plan: &BuildPlan) -> Result<BuildOutcome, BuildError> {
@@ -370,8 +384,9 @@ impl Builder {
         match &spec.recipe {
             Recipe::GoBinary { package } => {
                 let work = recipes::work_dir(&image)?;
-                recipes::go_build(&image, spec.context(), package, &work.path().join(&image))
-                    .await?;
+                let env = plan.go_env.clone().unwrap_or_else(GoEnv::current);
+                let out = work.path().join(&image);
+                recipes::go_build(&image, spec.context(), package, &out, &env).await?;
                 let archive = recipes::scratch_archive(&image, work.path()).await?;
                 self.run_build(spec, reference, archive, GENERATED_DOCKERFILE.to_owned())
                     .await?;

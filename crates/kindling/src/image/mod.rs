@@ -6,6 +6,7 @@ mod build;
 mod context;
 mod dockerignore;
 mod engine_storage;
+mod go_inputs;
 mod layout;
 mod loader;
 mod missing_layers;
@@ -20,6 +21,7 @@ mod whole_archive;
 
 pub use build::{BuildError, BuildOutcome, Builder};
 pub use context::ContextError;
+pub use go_inputs::GoInputsError;
 pub use layout::LayoutError;
 pub use loader::{LoadError, LoadReport, Loader, NodeLoad};
 pub use plan::BuildPlan;

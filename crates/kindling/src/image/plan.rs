@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::build::BuildError;
 use super::context::{BuildContext, ContextError};
+use super::go_inputs::{self, GoEnv, GoInputs};
 use super::reference::{NormalizedReference, normalize};
 use super::spec::{ImageSpec, Recipe, TagPolicy};
 
@@ -32,6 +33,8 @@ pub struct BuildPlan {
     pub(crate) inside: Option<String>,
     /// Images of the same build this one starts from.
     pub(crate) bases: Vec<String>,
+    /// The environment a Go binary's inputs were read in, and its build runs in.
+    pub(crate) go_env: Option<GoEnv>,
 }
 
 impl BuildPlan {
@@ -152,12 +155,14 @@ pub(crate) fn build_order(specs: &[(ImageSpec, Vec<String>)]) -> Result<Vec<usiz
 }
 
 /// Reads the inputs of `spec` and names what its build will be. `built`
-/// holds the planned references of the images it may start from.
+/// holds the planned references of the images it may start from; a Go
+/// binary is planned, and later built, in `go_env`.
 pub(crate) fn plan(
     spec: ImageSpec,
     policy: &TagPolicy,
     run: &str,
     built: &BTreeMap<String, NormalizedReference>,
+    go_env: &GoEnv,
 ) -> Result<BuildPlan, BuildError> {
     let image = spec.name().to_owned();
     let context_error = |source| BuildError::Context {
@@ -166,6 +171,7 @@ pub(crate) fn plan(
     };
     // Besides the context: the Dockerfile, or the binary of a static one.
     let mut digested = Vec::new();
+    let mut go = None;
     let (context, dockerfile, inside, bases) = match &spec.recipe {
         Recipe::StaticBinary { binary } => {
             digested = std::fs::read(binary).map_err(|source| BuildError::ReadBinary {
@@ -184,6 +190,12 @@ pub(crate) fn plan(
                 });
             }
             let context = BuildContext::scan(spec.context(), None).map_err(context_error)?;
+            go = Some(go_inputs::read(spec.context(), go_env).map_err(|source| {
+                BuildError::GoInputs {
+                    image: image.clone(),
+                    source: Box::new(source),
+                }
+            })?);
             (context, Vec::new(), None, Vec::new())
         }
         Recipe::Dockerfile => {
@@ -210,7 +222,8 @@ pub(crate) fn plan(
     if digested.is_empty() {
         digested.clone_from(&dockerfile);
     }
-    let input_digest = content_tag(&spec, &context, &digested).map_err(context_error)?;
+    let input_digest =
+        content_tag(&spec, &context, &digested, go.as_ref()).map_err(context_error)?;
     let tag = match policy {
         TagPolicy::Fixed(tag) => tag.clone(),
         TagPolicy::Content => input_digest.clone(),
@@ -230,6 +243,7 @@ pub(crate) fn plan(
         dockerfile,
         inside,
         bases,
+        go_env: go.map(|_| go_env.clone()),
     })
 }
 
@@ -250,12 +264,14 @@ fn frame(hasher: &mut Sha256, bytes: &[u8]) {
 /// after `.dockerignore`, `file` (the Dockerfile, also one outside the
 /// context, with the exact references of the images it starts from; the
 /// binary of a static one), build arguments, target and platform; for a Go
-/// binary its package, for a Debian root filesystem its release, variant
-/// and packages.
+/// binary its package and what else `go build` reads (`go`: the toolchain,
+/// its settings and the other local modules), for a Debian root
+/// filesystem its release, variant and packages.
 pub(crate) fn content_tag(
     spec: &ImageSpec,
     context: &BuildContext,
     file: &[u8],
+    go: Option<&GoInputs>,
 ) -> Result<String, ContextError> {
     let mut hasher = Sha256::new();
     frame(&mut hasher, b"kindling content tag v1");
@@ -264,9 +280,12 @@ pub(crate) fn content_tag(
     match &spec.recipe {
         Recipe::Dockerfile => {}
         Recipe::GoBinary { package } => {
-            frame(&mut hasher, b"go binary v1");
+            frame(&mut hasher, b"go binary v2");
             frame(&mut hasher, package.as_bytes());
             frame(&mut hasher, std::env::consts::ARCH.as_bytes());
+            if let Some(go) = go {
+                go.feed_digest(&mut hasher)?;
+            }
         }
         Recipe::StaticBinary { .. } => {
             frame(&mut hasher, b"static binary v1");

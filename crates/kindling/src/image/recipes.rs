@@ -14,6 +14,7 @@ use tokio::io::AsyncReadExt as _;
 use super::archive::TarStream;
 use super::build::BuildError;
 use super::context::BuildContext;
+use super::go_inputs::GoEnv;
 use super::plan::BuildPlan;
 
 /// The name of the generated Dockerfile inside a build's archive.
@@ -30,20 +31,22 @@ pub(crate) fn work_dir(image: &str) -> Result<tempfile::TempDir, BuildError> {
         })
 }
 
-/// `CGO_ENABLED=0 go build -trimpath -o <out> <package>` in the module.
+/// `CGO_ENABLED=0 go build -trimpath -o <out> <package>` in the module,
+/// in `env`: the environment its content tag was computed in.
 pub(crate) async fn go_build(
     image: &str,
     module: &Path,
     package: &str,
     out: &Path,
+    env: &GoEnv,
 ) -> Result<(), BuildError> {
     tracing::info!(image, package, "go build");
-    let output = tokio::process::Command::new("go")
+    let mut command = tokio::process::Command::from(env.command("go"));
+    let output = command
         .args(["build", "-trimpath", "-o"])
         .arg(out)
         .arg(package)
         .current_dir(module)
-        .env("CGO_ENABLED", "0")
         .kill_on_drop(true)
         .output()
         .await

@@ -118,8 +118,17 @@ impl ImageSpec {
     /// build -trimpath`, package `.` unless [`ImageSpec::go_package`] says
     /// otherwise) into a static binary `/<name>`, the entrypoint of a
     /// `FROM scratch` image. Needs Go on the host, no registry. The content
-    /// tag is a digest of the module's files (after its `.dockerignore`),
-    /// so an unchanged module is not even compiled again.
+    /// tag is a digest of everything the build reads: the module's files
+    /// (after its `.dockerignore`); every other local module, each read the
+    /// same way (the folders its `replace` directives name; when `go` finds
+    /// a `go.work`, which `GOWORK` decides as for `go`, that file, its
+    /// `go.work.sum`, every `use` member and the folders their `replace`
+    /// directives name); the toolchain's version and the `go env` settings
+    /// that change the binary (`GOFLAGS`, `GOOS`, `GOARCH` and its level such
+    /// as `GOAMD64`, `GOEXPERIMENT`, `GOTOOLCHAIN`, ...). So an unchanged
+    /// build is not even compiled again, and a changed one always is. A
+    /// `replace` of a required module, or a `use`, naming a folder that is
+    /// not there fails the plan naming the file, the line and the path.
     pub fn go_binary(name: impl Into<String>, module_dir: impl Into<PathBuf>) -> Self {
         let mut spec = ImageSpec::new(name, module_dir);
         spec.recipe = Recipe::GoBinary {
