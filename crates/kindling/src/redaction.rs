@@ -389,6 +389,22 @@ mod tests {
     }
 
     #[test]
+    fn secrets_of_manifests_are_learned_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: api}\ndata: {key: bWFuaWZlc3Qtc2VjcmV0LTE=}\nstringData: {other: manifest-secret-2}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {key: manifest-plain-3}\n",
+        )
+        .unwrap();
+        crate::deploy::read_manifests(&[file]).unwrap();
+        assert_eq!(
+            redact("manifest-secret-1 manifest-secret-2 manifest-plain-3"),
+            "<redacted: Secret api key key> <redacted: Secret api key other> manifest-plain-3"
+        );
+    }
+
+    #[test]
     fn minted_tokens_are_labelled_as_such() {
         let secret = secret(
             MINTED_TOKENS_SECRET,
