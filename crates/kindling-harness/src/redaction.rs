@@ -721,27 +721,46 @@ mod tests {
     }
 
     #[test]
-    fn ten_megabytes_with_a_thousand_values_take_well_under_seconds() {
-        let mut redactions = Redactions::new();
-        for index in 0..1000 {
-            redactions.add(
-                format!("secret-value-{index:04}-{}", "x".repeat(index % 40)),
-                "v",
-            );
-        }
-        let redactor = redactions.redactor();
+    fn ten_megabytes_take_one_pass_whatever_the_number_of_values() {
+        let redactor_of = |count: usize| {
+            let mut redactions = Redactions::new();
+            for index in 0..count {
+                redactions.add(
+                    format!("secret-value-{index:04}-{}", "x".repeat(index % 40)),
+                    "v",
+                );
+            }
+            redactions.redactor()
+        };
+        let (one, thousand) = (redactor_of(1), redactor_of(1000));
         let line = "2025-01-01T00:00:00Z INFO request served in 3ms from 10.0.0.1 to /api/v1/items?page=2\n";
         let mut text = line.repeat(10 * 1024 * 1024 / line.len());
         text.push_str("secret-value-0007-xxxxxxx\n");
-        let started = std::time::Instant::now();
-        let redacted = redactor.redact(&text);
-        let took = started.elapsed();
+        // The quickest of three, against a machine other work slows down.
+        let time = |redactor: &Redactor| {
+            (0..3)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    let redacted = redactor.redact(&text);
+                    (started.elapsed(), redacted.len())
+                })
+                .min()
+                .unwrap()
+        };
+        let (alone, _) = time(&one);
+        let (all, _) = time(&thousand);
+        let redacted = thousand.redact(&text);
         assert!(
             redacted.ends_with("<redacted: v>\n"),
             "{}",
             &redacted[redacted.len() - 60..]
         );
-        assert!(took < Duration::from_secs(5), "10 MB took {took:?}");
+        // A loop over the values would take about a thousand times as long.
+        assert!(
+            all < alone * 10 + Duration::from_millis(500),
+            "1000 values took {all:?}, one value {alone:?}"
+        );
+        assert!(all < Duration::from_secs(20), "10 MB took {all:?}");
     }
 
     #[test]
