@@ -43,7 +43,7 @@ const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
 
 /// The values of `secret` to redact, each labelled `Secret <name> key
 /// <key>`: every key but the literals of a [`crate::GeneratedSecret`]
-/// (named by its [`crate::NOT_SECRET_ANNOTATION`]) and the `namespace` key
+/// (named by its `kindling.dev/not-secret` annotation) and the `namespace` key
 /// of a ServiceAccount token Secret; `username` with `password` as a Basic
 /// authorization pair; the credentials of a Docker config. `stringData`
 /// (in a manifest) counts as data.
