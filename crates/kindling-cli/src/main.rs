@@ -563,14 +563,16 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Registry credentials and diagnoses of pods may be in there.
+            let redact = |text: String| kindling::redaction::redact_owned(text);
+            eprintln!("error: {}", redact(error.to_string()));
             let mut source = std::error::Error::source(&error);
             if source.is_some() {
                 eprintln!("\nCaused by:");
             }
             let mut index = 0;
             while let Some(cause) = source {
-                eprintln!("  {index}: {cause}");
+                eprintln!("  {index}: {}", redact(cause.to_string()));
                 index += 1;
                 source = cause.source();
             }

@@ -5,7 +5,9 @@
 //! `.in_current_span()`) lands in that test's buffer, so concurrent tests
 //! never mix. With `--nocapture` lines are also printed live to stderr.
 //! Spans opened under a test are tracked so a timeout can say what was
-//! still running.
+//! still running. Lines are kept as logged and redacted where they are
+//! written (with every value learned by then); lines printed live are
+//! redacted with what is known at that moment.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -178,11 +180,11 @@ where
         match sink {
             Some(sink) => {
                 if sink.live {
-                    eprintln!("[{}] {line}", sink.label);
+                    eprintln!("[{}] {}", sink.label, crate::redaction::redact(&line));
                 }
                 sink.lines.lock().expect("capture lines").push(line);
             }
-            None => eprintln!("{line}"),
+            None => eprintln!("{}", crate::redaction::redact(&line)),
         }
     }
 }

@@ -332,6 +332,10 @@ where
         Environment::Setup(driver) => driver.report(),
         Environment::Fixed(_) => None,
     };
+    let writes_junit = !identity.under_nextest || setup_report.is_some();
+    if writes_junit {
+        runtime.block_on(crate::redaction::refresh());
+    }
     let mut records = std::mem::take(&mut *records.lock().expect("test records"));
     records.extend(skipped.into_iter().map(|name| TestRecord {
         name,
@@ -489,9 +493,13 @@ where
         let clock = Instant::now();
         let capture = Capture::start(&test.name, self.live_log);
         let uses_environment = matches!(test.body, TestBody::WithEnv(_));
-        let result = self
-            .runtime
-            .block_on(self.execute(test.name.clone(), test.body, &capture));
+        let result = self.runtime.block_on(async {
+            let result = self.execute(test.name.clone(), test.body, &capture).await;
+            if result.is_err() {
+                crate::redaction::refresh().await;
+            }
+            result
+        });
         let elapsed = clock.elapsed();
         let log = capture.text();
         drop(capture);
@@ -514,14 +522,14 @@ where
                 .record_test(&self.identity.suite, &test_name, result.is_ok());
         }
         result.map_err(|failure| {
-            let mut message = failure.to_string();
+            let mut message = crate::redaction::redact_owned(failure.to_string());
             if uses_environment && let Some(fate) = self.end_of_run.fate_of(&self.identity.suite) {
                 message.push('\n');
                 message.push_str(&fate);
             }
             if !self.live_log && !log.is_empty() {
                 message.push_str("\n\n---- captured log ----\n");
-                message.push_str(&log);
+                message.push_str(&crate::redaction::redact(&log));
             }
             Failed::from(message)
         })
@@ -593,6 +601,16 @@ where
                 .await;
                 if collected.is_err() {
                     tracing::warn!("collecting artifacts took over {}s", budget.as_secs());
+                }
+                // The hook is the suite's: whatever it wrote is redacted
+                // with every value known once it is done.
+                crate::redaction::refresh().await;
+                let redactor = crate::redaction::redactor();
+                let folder = artifacts.clone();
+                let failed =
+                    tokio::task::spawn_blocking(move || redactor.redact_tree(&folder)).await;
+                for (path, error) in failed.unwrap_or_default() {
+                    tracing::warn!("cannot redact {}: {error}", path.display());
                 }
                 Err(TestFailure::WithArtifacts {
                     failure: Box::new(failure),

@@ -1,6 +1,7 @@
 //! JUnit reports in the shape nextest writes (through quick-junit, the
 //! crate nextest uses), plus the `@setup:<suite>` testsuite with one case
-//! per setup phase.
+//! per setup phase. Failures and captured output are redacted
+//! ([`crate::redaction`]) as the report is made.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use crate::error::first_line;
 use crate::identity::RunIdentity;
+use crate::redaction::redact;
 use crate::state::PhaseRecord;
 
 /// What the setup report (the `@setup:<suite>` JUnit suite) shows.
@@ -86,7 +88,7 @@ pub(crate) fn run_report(
             .set_timestamp(record.started)
             .set_time(record.elapsed);
         if !record.log.is_empty() {
-            case.set_system_out(record.log.as_str());
+            case.set_system_out(&*redact(&record.log));
         }
         suite.add_test_case(case);
     }
@@ -105,6 +107,8 @@ pub(crate) fn setup_report(identity: &RunIdentity, setup: &SetupReport) -> Repor
 }
 
 fn failure(message: &str) -> TestCaseStatus {
+    let message = redact(message);
+    let message = &*message;
     let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
     status
         .set_type("test failure")
@@ -143,7 +147,7 @@ fn setup_suite(identity: &RunIdentity, setup: &SetupReport) -> TestSuite {
         suite.add_test_case(case);
     }
     if !setup.log.is_empty() {
-        suite.set_system_out(setup.log.as_str());
+        suite.set_system_out(&*redact(&setup.log));
     }
     suite
 }
@@ -167,6 +171,54 @@ pub(crate) fn write(report: &Report, path: &Path, in_own_folder: bool) -> Result
 mod tests {
     use super::*;
     use crate::util::tests::{mode, plant_mode};
+
+    #[test]
+    fn learned_values_reach_no_report() {
+        crate::redaction::learn_value("junit-leak-7f3a", "Secret db key password");
+        let identity = RunIdentity {
+            run_id: "r1".to_owned(),
+            binary_id: "pkg::suite".to_owned(),
+            suite: "suite".to_owned(),
+            under_nextest: false,
+            target_dir: Ok(PathBuf::from("/t")),
+            package_dir: PathBuf::from("/p"),
+        };
+        let started = chrono::Local::now().fixed_offset();
+        let record = TestRecord {
+            name: "leaks".to_owned(),
+            outcome: TestOutcome::Failed {
+                message: "failed with junit-leak-7f3a\nsecond line".to_owned(),
+            },
+            started,
+            elapsed: Duration::ZERO,
+            log: "logged junit-leak-7f3a\n".to_owned(),
+        };
+        let setup = SetupReport {
+            run_id: "r1".to_owned(),
+            reused_from: None,
+            fingerprints: BTreeMap::new(),
+            phases: vec![PhaseRecord {
+                name: "deploy".to_owned(),
+                seconds: 1.0,
+                error: Some("pod printed junit-leak-7f3a".to_owned()),
+            }],
+            log: "setup saw junit-leak-7f3a\n".to_owned(),
+            error: Some("junit-leak-7f3a".to_owned()),
+            started,
+            elapsed: Duration::ZERO,
+        };
+        let text = run_report(&identity, started, Duration::ZERO, &[record], Some(&setup))
+            .to_string()
+            .unwrap();
+        assert!(!text.contains("junit-leak-7f3a"), "{text}");
+        assert_eq!(
+            text.matches("redacted: Secret db key password").count(),
+            // The failure's message and description, its log; the phase's
+            // message and description, the setup's log.
+            6,
+            "{text}"
+        );
+    }
 
     #[test]
     fn reports_are_0600_and_kindlings_own_folder_0700_also_over_older_ones() {

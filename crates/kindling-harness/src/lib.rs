@@ -40,9 +40,12 @@
 //!   the setup is a `@setup:<suite>` test suite with a case per phase.
 //! - **The end of the run.** What setups named is removed as
 //!   `KINDLING_KEEP` says, once the whole run (every nextest process) ends.
+//! - **Redaction.** Every text it writes (JUnit, state, stderr, a failed
+//!   test's message and artifacts) passes the [`redaction`] registry, which
+//!   whoever learns a secret value feeds.
 //!
 //! Modules, lowest first; each imports only those before it:
-//! [`util`] and [`error`]; `config`, `identity`, `capture`, `progress`,
+//! [`util`] and [`error`]; [`redaction`]; `config`, `identity`, `capture`, `progress`,
 //! [`interrupt`], [`engine`], [`requirement`], [`fingerprint`]; `state`,
 //! `run_ledger`; `junit`; [`end_of_run`]; [`extension`]; `setup`; `suite`;
 //! `registry`; `harness` (`Suite::run`).
@@ -52,6 +55,8 @@
 pub mod util;
 
 pub mod error;
+
+pub mod redaction;
 
 mod capture;
 pub mod config;

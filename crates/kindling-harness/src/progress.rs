@@ -35,6 +35,7 @@ impl Progress {
         if self.quiet {
             return;
         }
+        let message = crate::redaction::redact(message);
         let text = format!("setup `{}`: {message}", self.suite);
         match &self.bar {
             Some(slot) => match slot.lock().expect("progress bar").as_ref() {
@@ -65,7 +66,11 @@ impl Progress {
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
-                bar.set_message(format!("setup `{}`: {message}", self.suite));
+                bar.set_message(format!(
+                    "setup `{}`: {}",
+                    self.suite,
+                    crate::redaction::redact(message)
+                ));
             }
             None => self.line(message),
         }

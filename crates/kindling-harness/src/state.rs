@@ -258,9 +258,18 @@ impl StateStore {
         read_record(&self.state_path())
     }
 
+    /// Writes `record` with its errors redacted ([`crate::redaction`]): a
+    /// failed setup's error quotes what pods logged. The environment and
+    /// what the setup remembered are written as they are: they are the
+    /// setup's to choose, and the next run needs them intact.
     pub(crate) fn write(&self, record: &SetupRecord) -> Result<(), StateError> {
         let path = self.state_path();
-        let json = serde_json::to_vec_pretty(record).expect("state serialises");
+        let mut record = record.clone();
+        record.error = record.error.map(crate::redaction::redact_owned);
+        for phase in &mut record.phases {
+            phase.error = phase.error.take().map(crate::redaction::redact_owned);
+        }
+        let json = serde_json::to_vec_pretty(&record).expect("state serialises");
         write_atomically(&path, &json).map_err(|source| StateError::Write { path, source })
     }
 }
@@ -577,6 +586,32 @@ mod tests {
         assert_eq!(mode(&root.path().join("new/state")), 0o700);
         assert_eq!(mode(&fresh.state_path()), 0o600);
         assert_eq!(mode(&fresh.lock_path()), 0o600);
+    }
+
+    #[test]
+    fn errors_are_written_redacted() {
+        crate::redaction::learn_value("state-leak-91c2", "Secret db key password");
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().to_owned(), "suite");
+        let mut failed = record("r1", SetupStatus::Failed, "a");
+        failed.error = Some("the pod printed state-leak-91c2".to_owned());
+        failed.phases = vec![PhaseRecord {
+            name: "deploy".to_owned(),
+            seconds: 1.0,
+            error: Some("state-leak-91c2".to_owned()),
+        }];
+        store.write(&failed).unwrap();
+        let text = std::fs::read_to_string(store.state_path()).unwrap();
+        assert!(!text.contains("state-leak-91c2"), "{text}");
+        let read = store.read().unwrap().unwrap();
+        assert_eq!(
+            read.error.as_deref(),
+            Some("the pod printed <redacted: Secret db key password>")
+        );
+        assert_eq!(
+            read.phases[0].error.as_deref(),
+            Some("<redacted: Secret db key password>")
+        );
     }
 
     #[test]

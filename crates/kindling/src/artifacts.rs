@@ -1,10 +1,13 @@
 //! Artifacts of a failure, under `target/kindling/artifacts/<run>/<suite>/`:
 //! pods and workloads (YAML), events, logs (current and previous), each
 //! node's image list, the namespace's Secrets by name and key only, and the
-//! provider's own logs (`kind export logs`). Every file kindling writes has
-//! the values of the namespace's Secrets replaced by `<redacted …>`, so a
-//! password a service logs never reaches an artifact in clear.
-//! Collection is best effort: what cannot be read is listed in `errors.txt`.
+//! provider's own logs (`kind export logs`, the local cluster's component
+//! logs) without the pod logs of other namespaces. Every file is written
+//! through the redactor ([`crate::redaction`]): the values of the
+//! namespace's Secrets, and everything else this process learned, are
+//! replaced by `<redacted …>`, so a password a service logs never reaches
+//! an artifact in clear. Collection is best effort: what cannot be read is
+//! listed in `errors.txt`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,7 @@ use serde::Serialize;
 
 use crate::cluster::Provider;
 use crate::node::NodeStore;
+use crate::redaction::Redactor;
 use crate::wait::diagnosis::describe_event;
 
 /// Where a run's artifacts of `suite` go.
@@ -57,7 +61,11 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
             errors.push(format!("list secrets: {error}"));
             Vec::new()
         });
-    let redactor = Redactor::of(&secrets);
+    for secret in &secrets {
+        crate::redaction::learn_secret(secret);
+    }
+    crate::redaction::refresh().await;
+    let redactor = crate::redaction::redactor();
     let write = |dir: &Path, file: &str, text: &str, errors: &mut Vec<String>| {
         write(dir, file, &redactor.redact(text), errors)
     };
@@ -151,17 +159,7 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
         }
     }
     if let Some(provider) = sources.provider {
-        // Made here: the provider's tools (`kind export logs`) write files
-        // with modes of their own, which a private folder keeps private.
-        let cluster_logs = dir.join("cluster");
-        if let Err(error) = create_private_dir_all(&cluster_logs) {
-            errors.push(format!("create {}: {error}", cluster_logs.display()));
-        } else if let Err(error) = provider.collect_logs(&cluster_logs).await {
-            errors.push(format!(
-                "cluster logs: {}",
-                kindling_harness::render_chain(&error)
-            ));
-        }
+        collect_cluster_logs(provider, dir, namespace, &redactor, &mut errors).await;
     }
     if !errors.is_empty() {
         write(
@@ -221,55 +219,116 @@ fn to_yaml<T: Serialize>(objects: &[T]) -> String {
         .collect()
 }
 
-/// Replaces the values of Secrets in text.
-struct Redactor {
-    /// Each value (longest first, so none is left half shown) and its label.
-    values: Vec<(String, String)>,
+/// The provider's logs, into `cluster/`: exported into a private folder
+/// first (the provider's tools write files with modes of their own), then
+/// copied through the redactor, leaving out the pod logs of namespaces
+/// other than `namespace` (`kind export logs` copies each node's whole
+/// `/var/log`, every namespace's pods included).
+async fn collect_cluster_logs(
+    provider: &dyn Provider,
+    dir: &Path,
+    namespace: &str,
+    redactor: &Redactor,
+    errors: &mut Vec<String>,
+) {
+    let cluster_logs = dir.join("cluster");
+    let export = match tempfile::Builder::new()
+        .prefix(".cluster-export-")
+        .tempdir_in(dir)
+    {
+        Ok(export) => export,
+        Err(error) => {
+            errors.push(format!("create a folder in {}: {error}", dir.display()));
+            return;
+        }
+    };
+    if let Err(error) = provider.collect_logs(export.path()).await {
+        errors.push(format!(
+            "cluster logs: {}",
+            kindling_harness::render_chain(&error)
+        ));
+    }
+    copy_cluster_logs(export.path(), &cluster_logs, namespace, redactor, errors);
 }
 
-impl Redactor {
-    /// Values shorter than this are too likely to be ordinary words.
-    const SHORTEST: usize = 4;
-
-    fn of(secrets: &[Secret]) -> Self {
-        let mut values: Vec<(String, String)> = secrets
-            .iter()
-            .flat_map(|secret| {
-                let name = secret.metadata.name.clone().unwrap_or_default();
-                let literals: Vec<String> = secret
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|annotations| {
-                        annotations.get(crate::environment::NOT_SECRET_ANNOTATION)
-                    })
-                    .map(|keys| keys.split(',').map(str::to_owned).collect())
-                    .unwrap_or_default();
-                secret
-                    .data
-                    .iter()
-                    .flatten()
-                    .filter(move |(key, _)| !literals.contains(key))
-                    .filter_map(move |(key, value)| {
-                        let text = String::from_utf8(value.0.clone()).ok()?;
-                        (text.len() >= Self::SHORTEST)
-                            .then(|| (text, format!("<redacted: Secret {name} key {key}>")))
-                    })
-            })
-            .collect();
-        values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
-        Redactor { values }
-    }
-
-    fn redact(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for (value, label) in &self.values {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), label);
+/// Copies the tree `export` into `cluster_logs` through `redactor`, leaving
+/// out the pod logs of namespaces other than `namespace`.
+fn copy_cluster_logs(
+    export: &Path,
+    cluster_logs: &Path,
+    namespace: &str,
+    redactor: &Redactor,
+    errors: &mut Vec<String>,
+) {
+    let mut pending = vec![(export.to_owned(), cluster_logs.to_owned())];
+    while let Some((from, to)) = pending.pop() {
+        if let Err(error) = create_private_dir_all(&to) {
+            errors.push(format!("create {}: {error}", to.display()));
+            continue;
+        }
+        let entries = match std::fs::read_dir(&from) {
+            Ok(entries) => entries,
+            Err(error) => {
+                errors.push(format!("read {}: {error}", from.display()));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if of_another_namespace(&path, namespace) {
+                continue;
+            }
+            let target = to.join(entry.file_name());
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push((path, target)),
+                Ok(kind) if kind.is_file() => {
+                    if let Err(error) = copy_redacted(&path, &target, redactor) {
+                        errors.push(format!("copy {}: {error}", path.display()));
+                    }
+                }
+                _ => {}
             }
         }
-        text
     }
+}
+
+/// Whether `path` is a pod log (kubelet's `pods/<namespace>_<pod>_<uid>`
+/// folder, or `containers/<pod>_<namespace>_<container>-<id>.log`) of a
+/// namespace other than `namespace`. Names of namespaces, pods and
+/// containers hold no `_`, so the split is exact.
+fn of_another_namespace(path: &Path, namespace: &str) -> bool {
+    let (Some(name), Some(parent)) = (
+        path.file_name().and_then(|name| name.to_str()),
+        path.parent()
+            .and_then(|parent| parent.file_name())
+            .and_then(|parent| parent.to_str()),
+    ) else {
+        return false;
+    };
+    let parts: Vec<&str> = name.split('_').collect();
+    match (parent, parts.as_slice()) {
+        ("pods", [pod_namespace, _, uid]) if uid.len() == 36 => *pod_namespace != namespace,
+        ("containers", [_, pod_namespace, rest]) if rest.ends_with(".log") => {
+            *pod_namespace != namespace
+        }
+        _ => false,
+    }
+}
+
+fn copy_redacted(from: &Path, to: &Path, redactor: &Redactor) -> std::io::Result<()> {
+    let source = std::fs::File::open(from)?;
+    let target = kindling_harness::util::open_private(
+        to,
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true),
+    )?;
+    redactor.redact_stream(
+        std::io::BufReader::new(source),
+        std::io::BufWriter::new(target),
+    )?;
+    Ok(())
 }
 
 /// One line per Secret: its name, type and keys with their sizes.
@@ -350,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn secret_values_never_reach_an_artifact_in_clear() {
+    fn secrets_are_listed_by_name_key_and_size_only() {
         let secret = Secret {
             metadata: kube::api::ObjectMeta {
                 name: Some("db".to_owned()),
@@ -363,12 +422,6 @@ mod tests {
             ])),
             ..Default::default()
         };
-        let redactor = Redactor::of(std::slice::from_ref(&secret));
-        let redacted = redactor.redact("connecting as app with s3cr3t-Pa55 to db");
-        assert_eq!(
-            redacted,
-            "connecting as app with <redacted: Secret db key password> to db"
-        );
         assert_eq!(
             describe_secrets(&[secret]),
             "db (Opaque): password (11 bytes), user (3 bytes)\n"
@@ -376,27 +429,74 @@ mod tests {
     }
 
     #[test]
-    fn literal_values_of_a_generated_secret_stay_readable() {
-        let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some("db".to_owned()),
-                annotations: Some(std::collections::BTreeMap::from([(
-                    crate::environment::NOT_SECRET_ANNOTATION.to_owned(),
-                    "username,database".to_owned(),
-                )])),
-                ..Default::default()
-            },
-            data: Some(std::collections::BTreeMap::from([
-                ("username".to_owned(), ByteString(b"datastorage".to_vec())),
-                ("database".to_owned(), ByteString(b"audit".to_vec())),
-                ("password".to_owned(), ByteString(b"Zq81xPw0".to_vec())),
-            ])),
-            ..Default::default()
-        };
-        let redactor = Redactor::of(std::slice::from_ref(&secret));
-        assert_eq!(
-            redactor.redact("datastorage connects to audit with Zq81xPw0"),
-            "datastorage connects to audit with <redacted: Secret db key password>"
+    fn pod_logs_of_other_namespaces_are_recognised() {
+        let uid = "0b7a1c2e-4d5f-4a6b-8c9d-0e1f2a3b4c5d";
+        let id = "a".repeat(64);
+        let table = [
+            (format!("node/pods/mine_web-1_{uid}"), false),
+            (format!("node/pods/kube-system_coredns-1_{uid}"), true),
+            (format!("node/containers/web-1_mine_web-{id}.log"), false),
+            (
+                format!("node/containers/coredns-1_other_coredns-{id}.log"),
+                true,
+            ),
+            ("node/kubelet.log".to_owned(), false),
+            ("node/journal.log".to_owned(), false),
+            ("node/pods".to_owned(), false),
+            ("logs/other_web_x.log".to_owned(), false),
+        ];
+        for (path, foreign) in table {
+            assert_eq!(
+                of_another_namespace(Path::new(&path), "mine"),
+                foreign,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_logs_are_copied_redacted_without_other_namespaces_pods() {
+        let export = tempfile::tempdir().unwrap();
+        let uid = "0b7a1c2e-4d5f-4a6b-8c9d-0e1f2a3b4c5d";
+        let mine = export
+            .path()
+            .join(format!("node/pods/mine_web-1_{uid}/web"));
+        let other = export
+            .path()
+            .join(format!("node/pods/prod_api-1_{uid}/api"));
+        for folder in [&mine, &other] {
+            std::fs::create_dir_all(folder).unwrap();
+        }
+        std::fs::write(mine.join("0.log"), "web says artifacts-pw-1\n").unwrap();
+        std::fs::write(other.join("0.log"), "prod secret\n").unwrap();
+        std::fs::write(
+            export.path().join("node/kubelet.log"),
+            "kubelet artifacts-pw-1\n",
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let mut redactions = crate::redaction::Redactions::new();
+        redactions.add("artifacts-pw-1", "pw");
+        let mut errors = Vec::new();
+        copy_cluster_logs(
+            export.path(),
+            &root.path().join("cluster"),
+            "mine",
+            &redactions.redactor(),
+            &mut errors,
         );
+        assert!(errors.is_empty(), "{errors:?}");
+        let cluster = root.path().join("cluster/node");
+        assert_eq!(
+            std::fs::read_to_string(cluster.join(format!("pods/mine_web-1_{uid}/web/0.log")))
+                .unwrap(),
+            "web says <redacted: pw>\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(cluster.join("kubelet.log")).unwrap(),
+            "kubelet <redacted: pw>\n"
+        );
+        assert!(!cluster.join(format!("pods/prod_api-1_{uid}")).exists());
+        assert!(cluster.join("pods").is_dir());
     }
 }

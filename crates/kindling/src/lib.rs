@@ -30,6 +30,7 @@ mod extension;
 pub mod image;
 pub mod kubeconfig;
 pub mod node;
+pub mod redaction;
 pub mod tls;
 pub mod wait;
 

@@ -963,6 +963,313 @@ spec:
     Ok(())
 }
 
+/// The `secrets` fixture's basic-auth password (`fixture-suites/secrets.rs`).
+const LEAKY_BASIC_PASSWORD: &str = r#"p@ss/w0rd "q" & <more>"#;
+
+/// The forms a leaked value takes in logs and reports, made here apart
+/// from kindling's redactor: as it is, base64 (standard and URL-safe, with
+/// and without padding), URL-encoded (strict, with `+` for spaces, as Go
+/// escapes user info), JSON-escaped (also as Go escapes `<>&`) and
+/// XML-escaped (as JUnit holds it).
+fn leaked_forms(value: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let escape = |kept: &[u8], plus: bool| -> String {
+        value
+            .bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || kept.contains(&byte) {
+                    char::from(byte).to_string()
+                } else if byte == b' ' && plus {
+                    "+".to_owned()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect()
+    };
+    let json = serde_json::to_string(value).expect("a string serialises");
+    let json = json[1..json.len() - 1].to_owned();
+    let mut forms = vec![
+        ("as it is", value.to_owned()),
+        ("base64", STANDARD.encode(value)),
+        ("base64 without padding", STANDARD_NO_PAD.encode(value)),
+        ("URL-safe base64", URL_SAFE.encode(value)),
+        (
+            "URL-safe base64 without padding",
+            URL_SAFE_NO_PAD.encode(value),
+        ),
+        ("URL-encoded", escape(b"", false)),
+        ("URL-encoded with +", escape(b"", true)),
+        ("URL-encoded as user info", escape(b"$&+,;=", false)),
+        (
+            "JSON-escaped as Go does",
+            json.replace('<', "\\u003c")
+                .replace('>', "\\u003e")
+                .replace('&', "\\u0026"),
+        ),
+        ("JSON-escaped", json),
+        (
+            "XML-escaped",
+            value
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;"),
+        ),
+    ];
+    forms.sort_by(|a, b| a.1.cmp(&b.1));
+    forms.dedup_by(|a, b| a.1 == b.1);
+    forms
+}
+
+/// Every file under `root`, as text.
+fn files_under(root: &Path) -> Result<Vec<(String, String)>, BoxError> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let kind = std::fs::symlink_metadata(&path)?.file_type();
+        if kind.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)?
+                    .flatten()
+                    .map(|entry| entry.path()),
+            );
+        } else if kind.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+            files.push((path.display().to_string(), text));
+        }
+    }
+    Ok(files)
+}
+
+/// Fails naming the first place where a form of a value appears (never
+/// the value itself).
+fn ensure_nothing_leaked(
+    values: &[(&str, &str)],
+    places: &[(String, String)],
+) -> Result<(), String> {
+    for (what, value) in values {
+        for (form, text) in leaked_forms(value) {
+            for (place, content) in places {
+                ensure(!content.contains(&text), || {
+                    format!("{what} ({form}) appears in {place}")
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a run of the `secrets` fixture left, and the values it leaked.
+struct LeakyRun {
+    runs: Vec<support::Ran>,
+    scratch: Scratch,
+    namespace: String,
+    password: String,
+    token: String,
+}
+
+impl LeakyRun {
+    /// Runs the fixture's two tests in a process each, as nextest does (one
+    /// run id, the setup in the first), leaking at `when`; then reads the
+    /// values it leaked and deletes its namespace.
+    async fn run(ctx: &TestContext<Environment>, when: &str) -> Result<LeakyRun, BoxError> {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let work = tempfile::tempdir()?;
+        let scratch = Scratch::new();
+        let target = scratch.root.path().join("target");
+        let env = [
+            ("NEXTEST", "1".to_owned()),
+            ("NEXTEST_RUN_ID", run_id.clone()),
+            ("CARGO_TARGET_DIR", target.display().to_string()),
+            ("FIXTURE_LEAK", when.to_owned()),
+            ("FIXTURE_WORK", work.path().display().to_string()),
+        ];
+        let (runs, scratch) = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env
+                .iter()
+                .map(|(key, value)| (*key, value.as_str()))
+                .collect();
+            let runs = ["first::leaks", "second::leaks"]
+                .map(|test| support::run_binary(&scratch, "secrets", &["--exact", test], &env));
+            (runs.into(), scratch)
+        })
+        .await?;
+        let namespace = kindling::deploy::namespace::suite_namespace("secrets", &run_id);
+        let client = ctx.client().await?;
+        let password =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &namespace)
+                .get_opt("leaky-db")
+                .await;
+        let leaker =
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &namespace)
+                .get_opt("leaker")
+                .await;
+        let _ = Api::<Namespace>::all(client)
+            .delete(&namespace, &DeleteParams::background())
+            .await;
+        let token = leaker?
+            .and_then(|leaker| leaker.spec?.template.spec?.containers.first()?.args.clone())
+            .into_iter()
+            .flatten()
+            .find_map(|arg| arg.strip_prefix("token ").map(str::to_owned))
+            .ok_or("the leaker Deployment names no token: the setup did not get that far")?;
+        let password = password?
+            .and_then(|secret| secret.data?.remove("password"))
+            .map(|value| String::from_utf8_lossy(&value.0).into_owned())
+            .ok_or("the setup made no Secret `leaky-db`")?;
+        Ok(LeakyRun {
+            runs,
+            scratch,
+            namespace,
+            password,
+            token,
+        })
+    }
+
+    fn output(&self) -> String {
+        self.runs
+            .iter()
+            .map(support::Ran::text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Fails if a value appears, in any form, in what the processes printed
+    /// or in any file the run left (state, JUnit, artifacts).
+    fn ensure_nothing_leaked(&self) -> Result<(), BoxError> {
+        let header = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("leaky-user:{LEAKY_BASIC_PASSWORD}"))
+        };
+        let mut places = files_under(self.scratch.root.path())?;
+        for (index, ran) in self.runs.iter().enumerate() {
+            places.push((
+                format!("the stdout of process {}", index + 1),
+                ran.stdout.clone(),
+            ));
+            places.push((
+                format!("the stderr of process {}", index + 1),
+                ran.stderr.clone(),
+            ));
+        }
+        ensure(places.len() > 4, || {
+            format!("the run left no files:\n{}", self.output())
+        })?;
+        ensure_nothing_leaked(
+            &[
+                ("the generated password", &self.password),
+                ("the minted token", &self.token),
+                ("the basic-auth password", LEAKY_BASIC_PASSWORD),
+                ("the Basic authorization header", &header),
+            ],
+            &places,
+        )?;
+        Ok(())
+    }
+}
+
+async fn leaked_secrets_reach_no_output_when_the_setup_fails(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    let run = LeakyRun::run(&ctx, "setup").await?;
+    let output = run.output();
+    let [first, second] = &run.runs[..] else {
+        unreachable!("two processes ran");
+    };
+    ensure(first.code == Some(101) && second.code == Some(101), || {
+        format!("both tests must fail with the setup:\n{output}")
+    })?;
+    // The leaks were there to redact: the crash's log is in the error,
+    // every value in its place.
+    for expected in [
+        "CrashLoopBackOff",
+        "generated password <redacted: Secret leaky-db key password>",
+        "token <redacted: token of ServiceAccount",
+        "Authorization: Basic <redacted: Secret leaky-basic",
+        "url: https://<redacted: Secret leaky-basic key username>:<redacted: Secret leaky-basic key password, URL-encoded>@db.example/",
+    ] {
+        ensure(first.text().contains(expected), || {
+            format!("the setup's error lacks {expected:?}:\n{output}")
+        })?;
+    }
+    ensure(second.text().contains("failed in another process"), || {
+        format!("the second process did not take the recorded failure:\n{output}")
+    })?;
+    let state = run.scratch.state("secrets");
+    ensure(
+        state["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("<redacted: Secret leaky-db key password>")),
+        || format!("the state's error lacks the redacted log: {state}"),
+    )?;
+    let kindling_dir = run.scratch.root.path().join("target/kindling");
+    let junit = std::fs::read_dir(kindling_dir.join("junit"))?
+        .flatten()
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect::<String>();
+    ensure(
+        junit.contains("redacted: Secret leaky-db key password"),
+        || format!("the setup's JUnit lacks the redacted log:\n{junit}"),
+    )?;
+    let artifacts = artifacts_folder(&first.text())?;
+    let logs = files_under(&artifacts.join("logs"))?;
+    ensure(
+        logs.iter().any(|(_, log)| {
+            log.contains("generated password <redacted: Secret leaky-db key password>")
+        }),
+        || {
+            format!(
+                "the leaker's log is not among the artifacts in {}",
+                artifacts.display()
+            )
+        },
+    )?;
+    ensure(artifacts.join("cluster").is_dir(), || {
+        format!("no cluster logs in {}", artifacts.display())
+    })?;
+    run.ensure_nothing_leaked()?;
+    tracing::info!("namespace {} checked and deleted", run.namespace);
+    Ok(())
+}
+
+/// The tests run in processes that never saw the setup mint its token:
+/// each learns it from the cluster, and its artifacts hold it redacted.
+async fn leaked_secrets_reach_no_output_from_tests_in_other_processes(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    let run = LeakyRun::run(&ctx, "test").await?;
+    let output = run.output();
+    for (index, ran) in run.runs.iter().enumerate() {
+        let text = ran.text();
+        ensure(
+            ran.code == Some(101)
+                && text
+                    .contains("failing on purpose with <redacted: Secret leaky-db key password>"),
+            || format!("process {} did not fail as written:\n{output}", index + 1),
+        )?;
+        let artifacts = artifacts_folder(&text)?;
+        let logs = files_under(&artifacts.join("logs"))?;
+        // The second process learned the setup's token from the cluster.
+        let token = if index == 0 {
+            "token <redacted: token of ServiceAccount"
+        } else {
+            "token <redacted: a token kindling minted>"
+        };
+        ensure(logs.iter().any(|(_, log)| log.contains(token)), || {
+            format!(
+                "no leaker log with {token:?} in the artifacts of process {} ({})",
+                index + 1,
+                artifacts.display()
+            )
+        })?;
+    }
+    run.ensure_nothing_leaked()?;
+    Ok(())
+}
+
 /// One test's broken pod must not fail another test's wait in the same
 /// namespace: an environment's waits diagnose only its own workloads' pods.
 async fn another_tests_broken_pod_does_not_fail_an_environments_wait(
@@ -1233,6 +1540,14 @@ fn main() -> std::process::ExitCode {
     suite = suite.test(
         "a_change_in_a_go_workspace_member_rolls_out_the_service",
         a_change_in_a_go_workspace_member_rolls_out_the_service,
+    );
+    suite = suite.test(
+        "leaked_secrets_reach_no_output_when_the_setup_fails",
+        leaked_secrets_reach_no_output_when_the_setup_fails,
+    );
+    suite = suite.test(
+        "leaked_secrets_reach_no_output_from_tests_in_other_processes",
+        leaked_secrets_reach_no_output_from_tests_in_other_processes,
     );
     suite.run()
 }

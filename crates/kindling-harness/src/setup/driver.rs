@@ -446,6 +446,11 @@ where
             }
         })
         .await;
+        if !matches!(finished, Ok(Ok(Ok(Ok(_))))) {
+            // What the setup's sources know now is redacted from its error
+            // everywhere it goes: state, JUnit, stderr, the tests' failures.
+            crate::redaction::refresh().await;
+        }
         let outcome = match finished {
             Ok(Ok(Ok(Ok(environment)))) => match serde_json::to_value(&environment) {
                 Ok(json) => Ok((environment, json)),
@@ -456,7 +461,7 @@ where
             },
             Ok(Ok(Ok(Err(error)))) => Err(SetupError::Failed {
                 suite: suite.clone(),
-                message: render_chain(error.as_ref()),
+                message: crate::redaction::redact_owned(render_chain(error.as_ref())),
             }),
             Ok(Ok(Err(join))) => Err(SetupError::Panicked {
                 suite: suite.clone(),
@@ -495,7 +500,7 @@ where
                 Ok(Arc::new(environment))
             }
             Err(error) => {
-                let message = render_chain(&error);
+                let message = crate::redaction::redact_owned(render_chain(&error));
                 if let SetupError::TimedOut {
                     phases: running, ..
                 }

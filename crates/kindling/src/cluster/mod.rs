@@ -151,7 +151,9 @@ pub trait Provider: Send + Sync {
     /// Deletes the cluster; deleting one that does not exist is not an error.
     fn delete(&self) -> BoxFuture<Result<(), ProviderError>>;
 
-    /// Copies the cluster's logs into `dir` (for artifacts on failure).
+    /// Copies the cluster's logs into `dir` as they are (for artifacts on
+    /// failure, which leave out the pod logs of other namespaces and redact
+    /// the rest: [`crate::artifacts`]).
     fn collect_logs(&self, dir: &Path) -> BoxFuture<Result<(), ProviderError>>;
 
     /// Checks that a cluster set up earlier still answers (a reuse check).

@@ -116,7 +116,9 @@ pub enum ManifestError {
 }
 
 /// Reads every manifest in `paths`: files, or directories whose `.yaml`,
-/// `.yml` and `.json` files are read in name order, recursively.
+/// `.yml` and `.json` files are read in name order, recursively. The values
+/// of the Secrets among them are redacted from then on
+/// ([`crate::redaction`]).
 pub fn read_manifests(paths: &[PathBuf]) -> Result<Vec<Manifest>, ManifestError> {
     let mut manifests = Vec::new();
     for path in paths {
@@ -133,6 +135,7 @@ pub fn read_manifests(paths: &[PathBuf]) -> Result<Vec<Manifest>, ManifestError>
             return Err(ManifestError::Empty { path: path.clone() });
         }
     }
+    crate::redaction::learn_manifests(&manifests);
     Ok(manifests)
 }
 

@@ -44,7 +44,10 @@ pub enum CredentialError {
 impl Environment {
     /// A token (valid an hour) for the ServiceAccount `account` of the
     /// suite's namespace, minted through the TokenRequest API: a test calls
-    /// a service that authenticates with TokenReview as that identity.
+    /// a service that authenticates with TokenReview as that identity. It is
+    /// redacted from everything kindling writes, in every process of the
+    /// run (it is kept in the namespace's Secret
+    /// [`crate::redaction::MINTED_TOKENS_SECRET`] for them).
     pub async fn token(&self, account: &str) -> Result<String, EnvironmentError> {
         let client = self.client().await?;
         let api: Api<ServiceAccount> = Api::namespaced(client, &self.namespace);
@@ -63,17 +66,23 @@ impl Environment {
                 account: account.to_owned(),
                 source,
             })?;
-        minted
+        let token = minted
             .status
             .map(|status| status.token)
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                CredentialError::NoToken {
-                    namespace: self.namespace.clone(),
-                    account: account.to_owned(),
-                }
-                .into()
-            })
+            .ok_or_else(|| CredentialError::NoToken {
+                namespace: self.namespace.clone(),
+                account: account.to_owned(),
+            })?;
+        crate::redaction::remember_token(
+            &self.client().await?,
+            &self.namespace,
+            account,
+            &token,
+            TOKEN_SECONDS,
+        )
+        .await;
+        Ok(token)
     }
 
     /// The value of `key` in Secret `name` of the suite's namespace (one of
@@ -88,6 +97,7 @@ impl Environment {
                 name: name.to_owned(),
                 source,
             })?;
+        crate::redaction::learn_secret(&secret);
         let data = secret.data.unwrap_or_default();
         match data.get(key) {
             Some(value) => Ok(String::from_utf8_lossy(&value.0).into_owned()),

@@ -387,7 +387,8 @@ impl Environment {
 }
 
 /// Makes the environment's generated Secrets and TLS Secrets in
-/// `namespace` (keeping what is there); returns its CA, if it has one.
+/// `namespace` (keeping what is there) and learns every Secret value there
+/// for redaction; returns its CA, if it has one.
 async fn prepare_namespace(
     client: &Client,
     namespace: &str,
@@ -398,7 +399,9 @@ async fn prepare_namespace(
     secrets::ensure(client, namespace, generated, labels)
         .await
         .map_err(Box::new)?;
-    secrets::ensure_tls(client, namespace, tls, labels).await
+    let ca = secrets::ensure_tls(client, namespace, tls, labels).await?;
+    crate::redaction::watch_namespace(client, namespace).await;
+    Ok(ca)
 }
 
 /// Applies checked manifests into `namespace` and waits for every workload.

@@ -16,9 +16,11 @@ use crate::deploy::namespace;
 pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// Marks this process as using `namespace` on the cluster, once per
-/// process: holds the cluster's users lock and renews the namespace's
-/// heartbeat every minute until the process ends. Failures only log: a
-/// heartbeat that cannot be written must not fail a test.
+/// process: learns the namespace's Secrets for redaction (and lists them
+/// again before a failure is written), holds the cluster's users lock and
+/// renews the namespace's heartbeat every minute until the process ends.
+/// Failures only log: a heartbeat that cannot be written must not fail a
+/// test.
 pub(crate) async fn enter(provider: &str, cluster: &str, client: &Client, namespace: &str) {
     static ENTERED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let first = ENTERED
@@ -29,6 +31,7 @@ pub(crate) async fn enter(provider: &str, cluster: &str, client: &Client, namesp
     if !first {
         return;
     }
+    crate::redaction::watch_namespace(client, namespace).await;
     if let Err(error) = crate::cluster::lock::use_cluster(provider, cluster).await {
         tracing::warn!(
             "cannot mark cluster `{cluster}` as in use: {}",

@@ -151,7 +151,15 @@ impl Registry {
     }
 
     /// Logs in to the registry with `credentials` for every push.
+    /// The password (and `base64(user:password)`) is redacted from
+    /// everything this process writes from then on ([`crate::redaction`]).
     pub fn with_credentials(mut self, credentials: RegistryCredentials) -> Self {
+        let label = format!("password of registry {}", self.address);
+        let mut redactions = crate::redaction::Redactions::new();
+        redactions
+            .add(&credentials.password, &label)
+            .add_basic_auth(&credentials.username, &credentials.password, &label);
+        crate::redaction::learn(redactions);
         self.credentials = Some(credentials);
         self
     }

@@ -1,6 +1,7 @@
 //! One readable diagnosis of a pod that cannot become ready: which
 //! workload and container, the reason and message, the image asked for
-//! and what each node's store holds, recent events and the last log lines.
+//! and what each node's store holds, recent events and the last log lines,
+//! the pod's own text redacted ([`crate::redaction`]).
 
 use std::fmt;
 
@@ -305,7 +306,7 @@ pub async fn diagnose(client: &Client, stores: &[NodeStore], pod: &Pod, fatal: F
         }
     };
     let wants_previous = fatal.restarts > 0;
-    let (workload, events, logs, previous_logs, nodes) = tokio::join!(
+    let (workload, events, logs, previous_logs, nodes, ()) = tokio::join!(
         owning_workload(client, pod),
         recent_events(client, &namespace, &pod_name),
         logs(false),
@@ -317,7 +318,16 @@ pub async fn diagnose(client: &Client, stores: &[NodeStore], pod: &Pod, fatal: F
             }
         },
         held_images(stores, &fatal.image),
+        crate::redaction::learn_namespace(client, &namespace),
     );
+    // What the pod printed goes into errors, JUnit and state files: it is
+    // redacted here, with the namespace's Secrets as they are now.
+    let redactor = crate::redaction::redactor();
+    let clean = |text: String| redactor.redact_owned(text);
+    let fatal = Fatal {
+        message: clean(fatal.message),
+        ..fatal
+    };
     Diagnosis {
         workload,
         namespace,
@@ -325,9 +335,9 @@ pub async fn diagnose(client: &Client, stores: &[NodeStore], pod: &Pod, fatal: F
         node: pod.spec.as_ref().and_then(|spec| spec.node_name.clone()),
         fatal,
         nodes,
-        events,
-        logs,
-        previous_logs,
+        events: events.into_iter().map(clean).collect(),
+        logs: logs.map(clean),
+        previous_logs: previous_logs.map(clean),
     }
 }
 

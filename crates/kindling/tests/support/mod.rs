@@ -37,6 +37,7 @@ pub const KINDLING_FIXTURE_SUITES: &[&str] = &[
     "stack_third",
     "stack_fourth",
     "tags",
+    "secrets",
 ];
 
 /// The package a fixture suite is a target of.
