@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod node_image;
 mod provider;
 pub mod ready;
 
