@@ -17,6 +17,7 @@ use kindling::cluster::{ClusterName, Provider, ReadyCluster};
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
 /// (clap's own code for argument errors).
 const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,17 +58,21 @@ enum ProviderKind {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Obtain what the local cluster needs without starting it: install
+    /// Obtain what a cluster needs without starting it. `local`: install
     /// the runtime pieces missing from PATH (containerd, ctr, runc,
     /// iptables) and the CNI plugins (/usr/lib/cni or /opt/cni/bin) from
     /// Debian's packages, as root on Debian unless KINDLING_INSTALL=never,
     /// never removing a package (Docker's containerd.io provides
     /// containerd, ctr and runc); then build the pinned components into the
-    /// cache.
+    /// cache. `kind`: make kindling's Kind node image (its components
+    /// first, into the cache) unless KINDLING_KIND_NODE_IMAGE names another,
+    /// and find out whether the engine starts privileged containers.
     Prepare {
-        /// Only find and install the runtime pieces; build nothing.
+        /// `local` only: find and install the runtime pieces; build nothing.
         #[arg(long)]
         packages_only: bool,
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
+        provider: ProviderKind,
     },
     /// Create the cluster, or check that it runs; prints each phase's time.
     Up {
@@ -166,6 +171,8 @@ enum CliError {
     NotASetupScript,
     #[error(transparent)]
     Load(Box<load::LoadCommandError>),
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write the cluster's coordinates to $NEXTEST_ENV ({})", path.display())]
     NextestEnv {
         path: PathBuf,
@@ -194,6 +201,7 @@ impl CliError {
             | CliError::NotASetupScript
             | CliError::Load(_)
             | CliError::NextestEnv { .. } => ExitCode::from(EXIT_FAILED),
+            CliError::Usage(_) => ExitCode::from(EXIT_USAGE),
         }
     }
 }
@@ -242,7 +250,23 @@ fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
     Ok(Box::new(cluster))
 }
 
-fn prepare(cli: &Cli, packages_only: bool) -> Result<(), CliError> {
+fn prepare(cli: &Cli, packages_only: bool, provider: ProviderKind) -> Result<(), CliError> {
+    match provider {
+        ProviderKind::Local => {}
+        ProviderKind::Kind if packages_only => {
+            return Err(CliError::Usage(
+                "--packages-only is for the local provider: the kind provider installs no runtime packages (run `kindling prepare --provider kind` to make its node image)".to_owned(),
+            ));
+        }
+        ProviderKind::Kind => return prepare_kind(cli),
+        ProviderKind::Existing => {
+            println!(
+                "existing cluster `{}`: nothing to prepare, kindling does not own it",
+                cli.cluster
+            );
+            return Ok(());
+        }
+    }
     let cluster = local_cluster(cli)?;
     let started = Instant::now();
     let runtime = block_on(async {
@@ -269,6 +293,42 @@ fn prepare(cli: &Cli, packages_only: bool) -> Result<(), CliError> {
         runtime.runc.display(),
         runtime.iptables.display(),
         runtime.cni_bin_dir.display(),
+    );
+    Ok(())
+}
+
+fn prepare_kind(cli: &Cli) -> Result<(), CliError> {
+    let cluster = kind_cluster(cli);
+    let started = Instant::now();
+    let (image, privileges) = block_on(async { cluster.prepare().await.map_err(kind_error(cli)) })?;
+    let image = match image {
+        Some(image) => format!(
+            "kindling's node image `{}` is {}",
+            image.reference,
+            if image.built {
+                "built"
+            } else {
+                "in the engine"
+            }
+        ),
+        None => format!(
+            "its nodes use `{}` (kind pulls it when the engine lacks it)",
+            cluster.node_image_choice().reference()
+        ),
+    };
+    let engine = match privileges {
+        None => "Podman is not asked about privileged containers".to_owned(),
+        Some(privileges) => match &privileges.record.refusal {
+            None => "the engine starts privileged containers".to_owned(),
+            Some(refusal) => format!(
+                "the engine refuses privileged containers (`{refusal}`): kind runs through kindling's docker shim"
+            ),
+        },
+    };
+    println!(
+        "kind cluster `{}` prepared ({:.2}s): {image}; {engine}",
+        cli.cluster,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }
@@ -536,7 +596,10 @@ fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Prepare { packages_only } => prepare(&cli, *packages_only),
+        Command::Prepare {
+            packages_only,
+            provider,
+        } => prepare(&cli, *packages_only, *provider),
         Command::Up { provider } => up(&cli, *provider),
         Command::Down { provider } => down(&cli, *provider),
         Command::Status { provider } => status(&cli, *provider),

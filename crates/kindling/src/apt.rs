@@ -71,6 +71,15 @@ pub enum Find {
         /// The files' names.
         files: Vec<String>,
     },
+    /// Files, executable or not (a static library, a header), that must
+    /// all be in one directory: the first of `dirs` that holds every one
+    /// of `files`.
+    Data {
+        /// The directories, in the order they are tried.
+        dirs: Vec<PathBuf>,
+        /// The files' names.
+        files: Vec<String>,
+    },
 }
 
 impl Piece {
@@ -99,6 +108,20 @@ impl Piece {
         }
     }
 
+    /// `files` (executable or not), all in one of `dirs`, from Debian's
+    /// `package`; messages call them `name`.
+    pub fn data(name: &str, dirs: &[PathBuf], files: &[&str], package: &str) -> Self {
+        Piece {
+            name: name.to_owned(),
+            find: Find::Data {
+                dirs: dirs.to_vec(),
+                files: files.iter().map(|file| (*file).to_owned()).collect(),
+            },
+            package: package.to_owned(),
+            also_from: Vec::new(),
+        }
+    }
+
     /// Another package that provides it, e.g. `Docker's containerd.io`.
     #[must_use]
     pub fn also_from(mut self, provider: &str) -> Self {
@@ -111,7 +134,7 @@ impl Piece {
     fn looked_for(&self) -> String {
         match &self.find {
             Find::Program(program) => format!("`{program}` on PATH"),
-            Find::Files { dirs, files } => format!(
+            Find::Files { dirs, files } | Find::Data { dirs, files } => format!(
                 "{} ({}) in {}",
                 self.name,
                 files.join(", "),
@@ -205,6 +228,10 @@ impl SearchPath {
             Find::Files { dirs, files } => dirs
                 .iter()
                 .find(|dir| files.iter().all(|file| executable(&dir.join(file))))
+                .cloned(),
+            Find::Data { dirs, files } => dirs
+                .iter()
+                .find(|dir| files.iter().all(|file| dir.join(file).is_file()))
                 .cloned(),
         }
     }
@@ -445,7 +472,7 @@ fn would_remove_message(
         .iter()
         .map(|piece| {
             let mut hint = format!("{} (from {}", piece.looked_for(), piece.providers());
-            if let Find::Files { dirs, .. } = &piece.find
+            if let Find::Files { dirs, .. } | Find::Data { dirs, .. } = &piece.find
                 && let Some(dir) = dirs.last()
             {
                 hint.push_str(&format!(", or put them in {}", dir.display()));
@@ -648,6 +675,27 @@ async fn owner(path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_files_count_whatever_their_mode_and_programs_only_when_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("libseccomp.a"), b"!<arch>\n").unwrap();
+        let dirs = [PathBuf::from("/nonexistent"), dir.path().to_owned()];
+        let search = SearchPath::new(Vec::new());
+        let library = Piece::data("libseccomp", &dirs, &["libseccomp.a"], "libseccomp-dev");
+        assert_eq!(search.find(&library), Some(dir.path().to_owned()));
+        let as_program = Piece::files("libseccomp", &dirs, &["libseccomp.a"], "libseccomp-dev");
+        assert_eq!(search.find(&as_program), None, "not executable");
+        let missing = Piece::data("libc", &dirs, &["libc.a"], "libc6-dev");
+        assert_eq!(search.find(&missing), None);
+        assert!(
+            missing
+                .looked_for()
+                .starts_with("libc (libc.a) in /nonexistent or "),
+            "{}",
+            missing.looked_for()
+        );
+    }
 
     /// An `apt-get install -s runc containernetworking-plugins` on a host
     /// with Docker's packages, as bookworm's apt 2.6 prints it.

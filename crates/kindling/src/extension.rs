@@ -80,6 +80,12 @@ pub const VARIABLES: &[Variable] = &[
         check: None,
     },
     Variable {
+        name: "KINDLING_KIND_NODE_IMAGE",
+        description: "the node image of kind nodes whose configuration names none, e.g. a pulled `kindest/node:v1.34.0` (default: kindling's own, localhost/kindling-kind/node, built on first use)",
+        choices: &[],
+        check: Some(crate::cluster::kind::node_image::check_variable),
+    },
+    Variable {
         name: "KINDLING_CLUSTER",
         description: "cluster name, a DNS-1123 label (default `kindling`)",
         choices: &[],
@@ -195,6 +201,16 @@ mod tests {
             ("KINDLING_LOCAL_POD_CIDR", "10.0.0.0/8", "an IPv4 range"),
             ("KINDLING_LOCAL_NODE_IP", "localhost", "an IPv4 address"),
             ("KINDLING_LOCK_TIMEOUT", "soon", "a positive duration"),
+            (
+                "KINDLING_KIND_NODE_IMAGE",
+                "kindest/Node:v1",
+                "an image reference such as `kindest/node:v1.34.0` (image reference `kindest/Node:v1`",
+            ),
+            (
+                "KINDLING_KIND_NODE_IMAGE",
+                "kindest/node:v1 extra",
+                "an image reference such as",
+            ),
         ];
         for (key, value, expected) in table {
             let error = parse(&[(key, value)]).unwrap_err();
@@ -202,6 +218,17 @@ mod tests {
             assert_eq!(error.value, *value);
             assert!(error.expected.starts_with(expected), "{}", error.expected);
         }
+    }
+
+    #[test]
+    fn a_node_image_reference_is_accepted() {
+        let config = parse(&[
+            ("KINDLING_KIND_NODE_IMAGE", "kindest/node:v1.34.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+            ("KINDLING_PROVIDER", "kind"),
+        ])
+        .unwrap();
+        assert!(config.unknown_variables.is_empty(), "{config:?}");
+        parse(&[("KINDLING_KIND_NODE_IMAGE", "")]).unwrap();
     }
 
     #[test]

@@ -1,24 +1,24 @@
 //! The kind provider against a real `kind` binary (the pinned one built by
-//! `fixtures/kind/build.sh`) on kind-like node containers: kind lists them,
-//! reads their kubeconfig, deletes them and exports their logs as for a
-//! real cluster. `kind create` itself cannot succeed on these machines (no
-//! privileged containers, no registry for node images), so creation is
-//! proven only up to kind's own failure.
+//! `fixtures/kind/build.sh`): a real two-node cluster from the node image
+//! kindling made (`kindling prepare --provider kind`), created through the
+//! docker shim where the engine refuses privileged containers; and
+//! kind-like node containers, which kind lists, reads the kubeconfig of,
+//! deletes and exports the logs of as for a real cluster.
 //!
-//! Without the pinned kind or a Docker engine these tests are reported as
-//! ignored, and fail when `CI` is set.
+//! Without the pinned kind, a Docker engine or kindling's node image these
+//! tests are reported as skipped, and fail when `CI` is set.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kindling::cluster::Provider as _;
 use kindling::cluster::PullPolicy;
 use kindling::cluster::kind::config::{read_recorded, write_recorded};
 use kindling::cluster::kind::{
-    ClusterConfig, KindCli, KindCluster, KindError, KindVersion, PINNED_VERSION,
+    ClusterConfig, KindCli, KindCluster, KindError, KindVersion, PINNED_VERSION, node_image,
 };
 use kindling::image::{Builder, ImageSpec};
 use kindling::{Requirement, Suite, TestOptions};
@@ -107,7 +107,8 @@ impl World {
 /// a successful `ensure` would have.
 fn record_created_from(cluster: &KindCluster, config: &Path) -> TestResult {
     std::fs::create_dir_all(cluster.state_dir())?;
-    let fingerprint = ClusterConfig::from_file(config)?.fingerprint(PINNED_VERSION);
+    let fingerprint = ClusterConfig::from_file(config)?
+        .fingerprint(PINNED_VERSION, &cluster.node_image_choice())?;
     write_recorded(&cluster.fingerprint_record(), &fingerprint)?;
     Ok(())
 }
@@ -522,6 +523,143 @@ async fn logs_export_what_kind_can_read() -> TestResult {
     Ok(())
 }
 
+/// Removes the cluster's node containers when dropped (a failed test
+/// leaves nothing running).
+struct RemoveNodes(String);
+
+impl Drop for RemoveNodes {
+    fn drop(&mut self) {
+        remove_cluster_containers(&self.0);
+    }
+}
+
+/// The node containers labelled for `cluster`, with their images.
+fn node_containers(cluster: &str) -> Result<Vec<(String, String)>, kindling::BoxError> {
+    let output = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.x-k8s.kind.cluster={cluster}"),
+            "--format",
+            "{{.Names}} {{.Image}}",
+        ])
+        .output()?;
+    ensure(output.status.success(), || {
+        format!(
+            "`docker ps` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    let mut containers: Vec<(String, String)> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, image)| (name.to_owned(), image.to_owned()))
+        .collect();
+    containers.sort();
+    Ok(containers)
+}
+
+async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it() -> TestResult {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, ListParams};
+
+    let world = tempfile::tempdir()?;
+    let name = format!("kn-two-{}", std::process::id());
+    let _cleanup = RemoveNodes(name.clone());
+    remove_cluster_containers(&name);
+    let state_home = world.path().join("state");
+    let config = world.path().join("two-nodes.yaml");
+    std::fs::write(&config, TWO_NODES)?;
+    let cluster = KindCluster::new(&name.parse()?, &state_home, &cache())
+        .binary(real_kind())
+        .config_file(&config)
+        .ready_timeout(Duration::from_secs(300));
+
+    let started = Instant::now();
+    let info = cluster.ensure().await?;
+    eprintln!(
+        "kind_create_s={:.1} (two nodes, from `{}`, readiness included)",
+        started.elapsed().as_secs_f64(),
+        node_image::reference()
+    );
+    ensure(info.created, || {
+        "the cluster was reused, not created".to_owned()
+    })?;
+
+    let nodes = [format!("{name}-control-plane"), format!("{name}-worker")];
+    let containers = node_containers(&name)?;
+    ensure(
+        containers
+            == nodes
+                .iter()
+                .map(|node| (node.clone(), node_image::reference()))
+                .collect::<Vec<_>>(),
+        || format!("node containers and their images: {containers:?}"),
+    )?;
+
+    let client = kindling::client_for(&info.kubeconfig, &info.context).await?;
+    let listed = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut ready: Vec<String> = listed
+        .items
+        .iter()
+        .filter(|node| {
+            node.status
+                .as_ref()
+                .and_then(|status| status.conditions.as_ref())
+                .is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+                })
+        })
+        .filter_map(|node| node.metadata.name.clone())
+        .collect();
+    ready.sort();
+    ensure(ready == nodes, || {
+        format!("Ready nodes: {ready:?} of {} listed", listed.items.len())
+    })?;
+    let coredns = Api::<Deployment>::namespaced(client, "kube-system")
+        .get("coredns")
+        .await?;
+    let available = coredns
+        .status
+        .as_ref()
+        .and_then(|status| status.available_replicas)
+        .unwrap_or(0);
+    ensure(available >= 1, || {
+        format!(
+            "CoreDNS has {available} replicas available: {:?}",
+            coredns.status
+        )
+    })?;
+
+    let down = support::cli(&["down", "--provider", "kind", "--cluster", &name])
+        .env("KINDLING_HOME", &state_home)
+        .env("KINDLING_KIND_BINARY", real_kind())
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&down.stdout),
+        String::from_utf8_lossy(&down.stderr)
+    );
+    ensure(
+        down.status.success() && text.contains(&format!("kind cluster `{name}` deleted")),
+        || format!("`kindling down --provider kind` failed: {text}"),
+    )?;
+    let left = node_containers(&name)?;
+    ensure(left.is_empty(), || {
+        format!("`kindling down --provider kind` left {left:?}")
+    })?;
+    ensure(!cluster.fingerprint_record().exists(), || {
+        "the cluster's record survived its deletion".to_owned()
+    })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let kind = Requirement::file(
         real_kind(),
@@ -529,7 +667,27 @@ fn main() -> ExitCode {
     );
     let needs_kind = TestOptions::new().requires(kind.clone());
     let needs_docker = needs_kind.clone().requires(Requirement::docker());
+    let node_image = Requirement::new("kindling's Kind node image", || {
+        let reference = node_image::reference();
+        let found = std::process::Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", &reference])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "the engine has no `{reference}`: make it with `cargo run -p kindling-cli -- prepare --provider kind`"
+            ))
+        }
+    });
+    let needs_node_image = needs_docker.clone().requires(node_image);
     let mut suite = Suite::new();
+    suite = suite.standalone(
+        "two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it",
+        needs_node_image,
+        two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it,
+    );
     suite = suite.standalone(
         "version_check_passes_on_the_pinned_kind",
         needs_kind.clone(),

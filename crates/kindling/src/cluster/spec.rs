@@ -52,6 +52,10 @@ pub enum ProviderSpec {
         /// Whether a cluster with another fingerprint is deleted and created
         /// again, rather than refused.
         recreate_on_change: bool,
+        /// The node image of nodes whose configuration names none
+        /// (`KINDLING_KIND_NODE_IMAGE`); `None` for kindling's own.
+        #[serde(default)]
+        node_image: Option<String>,
     },
     /// A cluster kindling does not own; images pushed to `registry`.
     Existing {
@@ -105,9 +109,13 @@ impl ProviderSpec {
                 binary,
                 engine,
                 recreate_on_change,
+                node_image,
             } => {
                 let mut kind = KindCluster::new(cluster, state_home, cache)
                     .recreate_on_change(*recreate_on_change);
+                if let Some(image) = node_image {
+                    kind = kind.node_image(image);
+                }
                 if let Some(config) = config_file {
                     kind = kind.config_file(config);
                 }
@@ -166,6 +174,13 @@ impl ProviderSpec {
             hasher.update([0]);
             hasher.update(std::fs::read(path).unwrap_or_default());
         }
+        if let ProviderSpec::Kind {
+            node_image: None, ..
+        } = self
+        {
+            hasher.update([0]);
+            hasher.update(super::kind::node_image::reference().as_bytes());
+        }
         if let ProviderSpec::Local { .. } = self {
             hasher.update([0]);
             hasher.update(super::local::component_versions().as_bytes());
@@ -202,6 +217,7 @@ mod tests {
             binary: None,
             engine: None,
             recreate_on_change: false,
+            node_image: None,
         };
         let before = kind.fingerprint();
         std::fs::write(&config, "kind: Cluster\nnodes: [{role: worker}]\n").unwrap();

@@ -32,6 +32,14 @@ pub use spec::{ImageSpec, TagPolicy, TagPolicyError};
 use bollard::Docker;
 use serde::Serialize;
 
+pub(crate) use archive::TarStream;
+
+/// The tar archive of everything under `dir` (modes kept, owned by root),
+/// streamed as it is written: what `PUT /containers/{id}/archive` takes.
+pub(crate) fn tar_of(dir: &std::path::Path) -> Result<TarStream, ContextError> {
+    Ok(context::BuildContext::scan(dir, None)?.stream_tar(None))
+}
+
 /// An image that exists in the local engine, by its exact normalised
 /// reference and its image ID.
 ///

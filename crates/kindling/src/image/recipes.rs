@@ -91,6 +91,10 @@ pub(crate) async fn scratch_archive(image: &str, work: &Path) -> Result<TarStrea
     Ok(context.stream_tar(Some((GENERATED_DOCKERFILE, dockerfile.into_bytes()))))
 }
 
+/// How long an import may wait for the engine's answer (from the start of
+/// mmdebstrap).
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
 /// How much of mmdebstrap's stderr an error keeps: its end, where the reason is.
 const STDERR_TAIL: usize = 64 * 1024;
 
@@ -171,6 +175,10 @@ pub(crate) async fn import_debian(
         tag: Some(reference.tag().unwrap_or("latest").to_owned()),
         ..Default::default()
     };
+    // The engine answers once the whole tar is in, and mmdebstrap starts
+    // writing it only when the root filesystem is complete: minutes on a
+    // busy machine, past the client's usual two-minute timeout.
+    let docker = docker.clone().with_timeout(IMPORT_TIMEOUT);
     let mut import =
         docker.create_image(Some(options), Some(bollard::body_try_stream(chunks)), None);
     let mut failure = None;

@@ -78,6 +78,8 @@ pub struct ImageSpec {
     pub(crate) target: Option<String>,
     pub(crate) platform: Option<String>,
     pub(crate) recipe: Recipe,
+    /// Where kindling's own images go instead of `localhost/kindling`.
+    pub(crate) namespace: Option<&'static str>,
 }
 
 /// How an image is made from its inputs.
@@ -111,6 +113,7 @@ impl ImageSpec {
             target: None,
             platform: None,
             recipe: Recipe::Dockerfile,
+            namespace: None,
         }
     }
 
@@ -190,6 +193,23 @@ impl ImageSpec {
         self
     }
 
+    /// The Debian variant of a [`ImageSpec::debian`] root filesystem
+    /// (mmdebstrap's `--variant`, `apt` unless set).
+    pub(crate) fn debian_variant(mut self, name: &str) -> Self {
+        if let Recipe::DebianRootfs { variant, .. } = &mut self.recipe {
+            name.clone_into(variant);
+        }
+        self
+    }
+
+    /// This spec built into `<namespace>/<name>` instead of
+    /// `localhost/kindling/<name>`: images kindling makes for itself keep
+    /// out of the names a suite's images get.
+    pub(crate) fn in_namespace(mut self, namespace: &'static str) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+
     /// This spec under another logical name.
     pub(crate) fn renamed(mut self, name: &str) -> ImageSpec {
         name.clone_into(&mut self.name);
@@ -252,7 +272,11 @@ impl ImageSpec {
     /// The repository kindling builds this image into: `localhost/kindling/<name>`.
     /// Kept with its `localhost/` prefix everywhere, as containerd keeps it.
     pub fn repository(&self) -> String {
-        format!("localhost/kindling/{}", self.name)
+        format!(
+            "{}/{}",
+            self.namespace.unwrap_or("localhost/kindling"),
+            self.name
+        )
     }
 }
 

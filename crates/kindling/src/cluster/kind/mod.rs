@@ -1,10 +1,15 @@
 //! The `kind` provider: clusters of Kind node containers, driven through
 //! the real `kind` CLI. kindling adds what kind leaves out: a kubeconfig of
 //! the cluster's own (never `~/.kube/config`), readiness it checks itself,
-//! and refusing to reuse a cluster created from another configuration.
+//! refusing to reuse a cluster created from another configuration, a node
+//! image made on this machine ([`node_image`]) where none can be pulled,
+//! and a `docker` shim for engines that refuse privileged containers
+//! ([`privileged`]).
 
 pub mod cli;
 pub mod config;
+pub mod node_image;
+pub mod privileged;
 mod provider;
 pub mod ready;
 
@@ -12,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cli::{KindCli, KindVersion, MINIMUM_VERSION, PINNED_VERSION};
-pub use config::{ClusterConfig, DEFAULT_CONFIG, Fingerprint};
+pub use config::{ClusterConfig, DEFAULT_CONFIG, EffectiveConfig, Fingerprint, NodeImageChoice};
 pub use provider::{KindCluster, KindEngine};
 
 /// The kind provider failed.
@@ -51,6 +56,23 @@ pub enum KindError {
         /// What it printed on stdout, trimmed.
         output: String,
     },
+    /// The kind configuration is not YAML kindling can put the node image in.
+    #[error(
+        "the kind configuration {config} cannot be read ({message}): kind takes YAML with a mapping at the top, `nodes` a list of mappings"
+    )]
+    ParseConfig {
+        /// The configuration, in words (its file, or kindling's default).
+        config: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// kindling's node image could not be made.
+    #[error(transparent)]
+    NodeImage(Box<node_image::NodeImageError>),
+    /// Whether the engine starts privileged containers could not be found
+    /// out, or the shim not written.
+    #[error(transparent)]
+    Privileged(#[from] privileged::PrivilegedError),
     /// A kind command could not be started.
     #[error("cannot run `{command}`")]
     Spawn {

@@ -7,8 +7,9 @@ use bollard::Docker;
 use kindling_harness::util::{create_private_tree, write_private};
 
 use super::cli::KindCli;
-use super::config::{self, ClusterConfig, Fingerprint};
-use super::{KindError, ready};
+use super::config::{self, ClusterConfig, EffectiveConfig, Fingerprint, NodeImageChoice};
+use super::privileged::{self, Privileges};
+use super::{KindError, node_image, ready};
 use crate::BoxFuture;
 use crate::Requirement;
 use crate::cluster::{
@@ -74,6 +75,7 @@ pub struct KindCluster {
     engine: Option<KindEngine>,
     recreate_on_change: bool,
     ready_timeout: Duration,
+    node_image: Option<String>,
 }
 
 impl KindCluster {
@@ -89,13 +91,15 @@ impl KindCluster {
             engine: None,
             recreate_on_change: false,
             ready_timeout: Duration::from_secs(180),
+            node_image: None,
         }
     }
 
     /// The cluster `name` as the environment describes it: state under
     /// `KINDLING_HOME`, kind from `KINDLING_KIND_BINARY` or the cache,
     /// the configuration from `KINDLING_KIND_CONFIG`, recreation allowed by
-    /// `KINDLING_KIND_RECREATE=1`, the engine from `KIND_EXPERIMENTAL_PROVIDER`.
+    /// `KINDLING_KIND_RECREATE=1`, the engine from `KIND_EXPERIMENTAL_PROVIDER`,
+    /// the node image from `KINDLING_KIND_NODE_IMAGE` (kindling's own when unset).
     pub fn with_defaults(name: &ClusterName) -> Self {
         let mut cluster = KindCluster::new(
             name,
@@ -108,6 +112,10 @@ impl KindCluster {
         cluster.recreate_on_change = std::env::var("KINDLING_KIND_RECREATE")
             .is_ok_and(|value| matches!(value.trim(), "1" | "true"));
         cluster.engine = KindEngine::from_env();
+        cluster.node_image = std::env::var("KINDLING_KIND_NODE_IMAGE")
+            .ok()
+            .map(|image| image.trim().to_owned())
+            .filter(|image| !image.is_empty());
         cluster
     }
 
@@ -135,6 +143,22 @@ impl KindCluster {
     pub fn recreate_on_change(mut self, recreate: bool) -> Self {
         self.recreate_on_change = recreate;
         self
+    }
+
+    /// Gives nodes whose configuration names no image this one (e.g. a
+    /// pulled `kindest/node`) instead of kindling's node image.
+    pub fn node_image(mut self, reference: impl Into<String>) -> Self {
+        self.node_image = Some(reference.into());
+        self
+    }
+
+    /// The node image of nodes whose configuration names none: the one
+    /// [`KindCluster::node_image`] names, else kindling's own.
+    pub fn node_image_choice(&self) -> NodeImageChoice {
+        match &self.node_image {
+            Some(image) => NodeImageChoice::Named(image.clone()),
+            None => NodeImageChoice::Kindling(node_image::reference()),
+        }
     }
 
     /// How long `ensure` waits for every node Ready and CoreDNS available.
@@ -194,14 +218,17 @@ impl KindCluster {
     }
 
     /// Creates the cluster, or reuses it when its recorded fingerprint
-    /// matches; returns once it is ready.
+    /// matches; returns once it is ready. Creating it first makes
+    /// kindling's node image when its nodes need it and the engine lacks it.
     pub async fn ensure_ready(&self) -> Result<ClusterInfo, KindError> {
         let cli = self.cli()?;
         let version = cli.checked_version().await?;
         let config = self.cluster_config()?;
-        let current = config.fingerprint(version);
+        let effective = config.effective(&self.node_image_choice())?;
+        let current = effective.fingerprint(version, &config);
         let _lock = self.lock().await?;
         self.create_state_dir()?;
+        let (cli, privileges) = self.engine_cli(cli).await?;
         if cli
             .clusters()
             .await?
@@ -225,10 +252,104 @@ impl KindCluster {
         } else {
             config::forget_recorded(&self.fingerprint_record())?;
         }
-        self.create(&cli, &config).await?;
+        if let Some(NodeImageChoice::Kindling(_)) = &effective.node_image {
+            self.ensure_node_image().await?;
+        }
+        if let Some(privileges) = privileges
+            .as_ref()
+            .filter(|privileges| privileges.refused())
+        {
+            self.say(&shim_notice(privileges, &self.state_home()));
+        }
+        self.create(&cli, &effective).await?;
         self.wait_ready(&cli).await?;
         config::write_recorded(&self.fingerprint_record(), &current)?;
         Ok(self.info(&current, true))
+    }
+
+    /// Obtains what creating the cluster needs and can be made here, without
+    /// creating it: kindling's node image when the configuration's nodes
+    /// need it (its reference, else `None`), and whether the engine starts
+    /// privileged containers (`None` for Podman, which kindling does not probe).
+    pub async fn prepare(
+        &self,
+    ) -> Result<(Option<node_image::NodeImage>, Option<Privileges>), KindError> {
+        let config = self.cluster_config()?;
+        let effective = config.effective(&self.node_image_choice())?;
+        let image = match &effective.node_image {
+            Some(NodeImageChoice::Kindling(_)) => Some(self.ensure_node_image().await?),
+            _ => None,
+        };
+        let privileges = match &self.engine {
+            Some(KindEngine::Podman) => None,
+            _ => {
+                let docker = self.connect().await?;
+                Some(privileged::check(&docker, &self.state_home()).await?)
+            }
+        };
+        Ok((image, privileges))
+    }
+
+    /// `Ok` when nodes get another image than kindling's, or kindling's can
+    /// be made: its components are built, or Go is there to build them
+    /// (cheap: no image is looked up, no binary read).
+    fn node_image_buildable(&self) -> Result<(), String> {
+        if self.node_image.is_some()
+            || kindling_harness::requirement::find_program("go").is_some()
+            || node_image::NodeBinaries::in_cache(&self.cache)
+                .first_missing()
+                .is_none()
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "its components are not built in `{}` and Go is not installed to build them: install Go (https://go.dev/dl), or set KINDLING_KIND_NODE_IMAGE to a node image you have",
+            self.cache.display()
+        ))
+    }
+
+    /// kindling's node image, made when the engine lacks it.
+    async fn ensure_node_image(&self) -> Result<node_image::NodeImage, KindError> {
+        let docker = self.connect().await?;
+        let say = |line: &str| self.say(line);
+        node_image::ensure(&docker, &self.cache, &say)
+            .await
+            .map_err(|error| KindError::NodeImage(Box::new(error)))
+    }
+
+    fn say(&self, line: &str) {
+        eprintln!("kindling: kind cluster `{}`: {line}", self.name);
+    }
+
+    /// `<state home>`, above `<state home>/kind/<name>`.
+    fn state_home(&self) -> PathBuf {
+        self.state_dir
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// `cli`, with the docker shim first on its `PATH` when the engine
+    /// refuses privileged containers (asked once per engine); with what the
+    /// engine answered (`None` for Podman, which kindling does not probe).
+    async fn engine_cli(&self, cli: KindCli) -> Result<(KindCli, Option<Privileges>), KindError> {
+        if let Some(KindEngine::Podman) = &self.engine {
+            return Ok((cli, None));
+        }
+        let docker = self.connect().await?;
+        let state_home = self.state_home();
+        let privileges = privileged::check(&docker, &state_home).await?;
+        if !privileges.refused() {
+            return Ok((cli, Some(privileges)));
+        }
+        let path = std::env::var_os("PATH");
+        let dir = privileged::write_shim(&state_home, path.as_deref())?;
+        let shimmed = privileged::path_with_shim(&dir, path.as_deref());
+        Ok((
+            cli.env("PATH", &shimmed.to_string_lossy()),
+            Some(privileges),
+        ))
     }
 
     /// Deletes the cluster and what kindling recorded about it.
@@ -243,7 +364,8 @@ impl KindCluster {
     /// `kind export logs <dir>`. kind writes what it could and fails for the
     /// rest; a partial export is an error naming the directory it filled.
     pub async fn export_logs(&self, dir: &Path) -> Result<(), KindError> {
-        self.export_logs_with(&self.cli()?, dir).await
+        let (cli, _) = self.engine_cli(self.cli()?).await?;
+        self.export_logs_with(&cli, dir).await
     }
 
     async fn export_logs_with(&self, cli: &KindCli, dir: &Path) -> Result<(), KindError> {
@@ -320,7 +442,7 @@ impl KindCluster {
         })
     }
 
-    async fn create(&self, cli: &KindCli, config: &ClusterConfig) -> Result<(), KindError> {
+    async fn create(&self, cli: &KindCli, config: &EffectiveConfig) -> Result<(), KindError> {
         // kind reads the exact text that was fingerprinted, not a file that
         // may change between fingerprinting and creating.
         let config_path = self.state_dir.join("kind-config.yaml");
@@ -491,6 +613,17 @@ impl KindCluster {
     }
 }
 
+/// The stderr line saying kind runs through the shim, and why.
+fn shim_notice(privileges: &Privileges, state_home: &Path) -> String {
+    format!(
+        "this engine refuses privileged containers (`{}`): kind runs with the docker shim `{}`, which starts nodes with every capability but CAP_{} instead (the engine's answer is recorded in `{}`; remove it to ask again)",
+        privileges.record.refusal.as_deref().unwrap_or_default(),
+        privileged::shim_dir(state_home).join("docker").display(),
+        privileged::DROPPED_CAPABILITY,
+        privileges.record_path.display()
+    )
+}
+
 fn remove_if_present(path: &Path) -> Result<(), KindError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -510,17 +643,13 @@ impl Provider for KindCluster {
     fn spec(&self) -> ProviderSpec {
         ProviderSpec::Kind {
             cluster: self.name.clone(),
-            state_home: self
-                .state_dir
-                .parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
+            state_home: self.state_home(),
             cache: self.cache.clone(),
             config_file: self.config_file.clone(),
             binary: self.binary.clone(),
             engine: self.engine.as_ref().map(|engine| engine.name().to_owned()),
             recreate_on_change: self.recreate_on_change,
+            node_image: self.node_image.clone(),
         }
     }
 
@@ -529,10 +658,14 @@ impl Provider for KindCluster {
         Requirement::all(
             "the kind provider",
             vec![
-                Requirement::new("the kind CLI", move || {
-                    cluster.cli().map(drop).map_err(|error| error.to_string())
+                Requirement::new("the kind CLI", {
+                    let cluster = cluster.clone();
+                    move || cluster.cli().map(drop).map_err(|error| error.to_string())
                 }),
                 Requirement::docker(),
+                Requirement::new("kindling's Kind node image", move || {
+                    cluster.node_image_buildable()
+                }),
             ],
         )
     }

@@ -28,7 +28,9 @@ pub const KUBERNETES_BINARIES: &[&str] = &[
     "kube-proxy",
 ];
 
-const KUBERNETES_MODULE: &[(&str, &str)] = &[
+/// The Go module pinning Kubernetes (its `tool` lines also name kubeadm
+/// and kubectl, which the kind node image takes from it).
+pub(crate) const KUBERNETES_MODULE: &[(&str, &str)] = &[
     (
         "go.mod",
         include_str!("../../../local-cluster/kubernetes/go.mod"),
@@ -39,7 +41,8 @@ const KUBERNETES_MODULE: &[(&str, &str)] = &[
     ),
 ];
 
-const ETCD_MODULE: &[(&str, &str)] = &[
+/// The Go module pinning etcd.
+pub(crate) const ETCD_MODULE: &[(&str, &str)] = &[
     ("go.mod", include_str!("../../../local-cluster/etcd/go.mod")),
     ("go.sum", include_str!("../../../local-cluster/etcd/go.sum")),
     (
@@ -53,10 +56,12 @@ const ETCD_MODULE: &[(&str, &str)] = &[
 pub enum ComponentBuildError {
     /// A component is missing from the cache and `go` is not on `PATH`.
     #[error(
-        "the local cluster's components are missing from `{}` and Go is not installed to build them: install Go (https://go.dev/dl) and run again",
+        "the components of {what} are missing from `{}` and Go is not installed to build them: install Go (https://go.dev/dl) and run again",
         cache.display()
     )]
     NoGo {
+        /// Whose components, e.g. `the local cluster`.
+        what: String,
         /// The cache the components are missing from.
         cache: PathBuf,
     },
@@ -131,7 +136,7 @@ impl Unverified {
 }
 
 /// The SHA-256 of the file at `path`, hex.
-fn file_digest(path: &Path) -> std::io::Result<String> {
+pub(crate) fn file_digest(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest as _, Sha256};
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
@@ -140,7 +145,7 @@ fn file_digest(path: &Path) -> std::io::Result<String> {
 }
 
 /// Records the digest of every regular file of `dir` in [`DIGESTS_FILE`].
-fn record_digests(dir: &Path) -> Result<(), ComponentBuildError> {
+pub(crate) fn record_digests(dir: &Path) -> Result<(), ComponentBuildError> {
     let read_error = |path: &Path| {
         let path = path.to_owned();
         move |source| ComponentBuildError::Read { path, source }
@@ -275,6 +280,7 @@ pub async fn ensure_built(
     }
     if kindling_harness::requirement::find_program("go").is_none() {
         return Err(ComponentBuildError::NoGo {
+            what: "the local cluster".to_owned(),
             cache: cache.to_owned(),
         });
     }
@@ -290,16 +296,7 @@ pub async fn ensure_built(
         .iter()
         .any(|name| stale(binaries.kubernetes(name)));
     if kubernetes_missing {
-        let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
-        let mut ldflags = String::new();
-        for package in [
-            "k8s.io/component-base/version",
-            "k8s.io/client-go/pkg/version",
-        ] {
-            ldflags.push_str(&format!(
-                " -X {package}.gitVersion={KUBERNETES_VERSION} -X {package}.gitMajor=1 -X {package}.gitMinor={minor}"
-            ));
-        }
+        let ldflags = kubernetes_ldflags();
         let module = write_module(
             cache,
             &format!("kubernetes-{KUBERNETES_VERSION}"),
@@ -380,15 +377,31 @@ pub async fn ensure_built(
     Ok(binaries)
 }
 
-fn create_dir(path: &Path) -> Result<(), ComponentBuildError> {
+/// The `-ldflags` that give Kubernetes binaries their version, as
+/// upstream's release build sets it.
+pub(crate) fn kubernetes_ldflags() -> String {
+    let minor = KUBERNETES_VERSION.split('.').nth(1).unwrap_or_default();
+    let mut ldflags = String::new();
+    for package in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
+        ldflags.push_str(&format!(
+            " -X {package}.gitVersion={KUBERNETES_VERSION} -X {package}.gitMajor=1 -X {package}.gitMinor={minor}"
+        ));
+    }
+    ldflags
+}
+
+pub(crate) fn create_dir(path: &Path) -> Result<(), ComponentBuildError> {
     std::fs::create_dir_all(path).map_err(|source| ComponentBuildError::Write {
         path: path.to_owned(),
         source,
     })
 }
 
-/// Writes a Go module's files into `<cache>/src/<name>`.
-fn write_module(
+/// Writes a Go module's files (paths relative to it) into `<cache>/src/<name>`.
+pub(crate) fn write_module(
     cache: &Path,
     name: &str,
     files: &[(&str, &str)],
@@ -397,18 +410,22 @@ fn write_module(
     create_dir(&dir)?;
     for (file, contents) in files {
         let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            create_dir(parent)?;
+        }
         std::fs::write(&path, contents)
             .map_err(|source| ComponentBuildError::Write { path, source })?;
     }
     Ok(dir)
 }
 
-/// Arguments and extra environment of one `go` command.
-type GoCommand = (Vec<String>, Vec<(String, String)>);
+/// Arguments and extra environment of one `go` command (`CGO_ENABLED=0`
+/// unless the environment given sets it).
+pub(crate) type GoCommand = (Vec<String>, Vec<(String, String)>);
 
 /// Runs `go <command(out)>` in `dir` with `out` a fresh folder beside
 /// `target`, then renames it to `target`.
-async fn build_into(
+pub(crate) async fn build_into(
     what: &str,
     expected: &str,
     dir: &Path,
@@ -427,9 +444,9 @@ async fn build_into(
     let output = tokio::process::Command::new("nice")
         .args(["-n", "10", "go"])
         .args(&args)
+        .env("CGO_ENABLED", "0")
         .envs(env)
         .current_dir(dir)
-        .env("CGO_ENABLED", "0")
         .kill_on_drop(true)
         .output()
         .await

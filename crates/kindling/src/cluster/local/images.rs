@@ -33,7 +33,7 @@ pub enum ComponentImageError {
 
 /// The Go sources of the pause and smoke images, compiled into kindling
 /// so the provider works from any directory.
-const IMAGE_SOURCES: &[(&str, &str)] = &[
+pub(crate) const IMAGE_SOURCES: &[(&str, &str)] = &[
     (
         "go.mod",
         include_str!("../../../local-cluster/images/go.mod"),

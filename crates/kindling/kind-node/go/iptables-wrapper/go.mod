@@ -1,0 +1,3 @@
+module github.com/kubernetes-sigs/iptables-wrappers
+
+go 1.19
