@@ -250,7 +250,7 @@ pub fn from_env(cluster: impl AsRef<str>) -> Result<Box<dyn Provider>, ProviderE
 /// [`crate::Suite::requires`]. An unknown provider is a requirement that is
 /// never met, naming the accepted values.
 pub fn requirement() -> Requirement {
-    match from_env(&ClusterName::default()) {
+    match from_env(ClusterName::default()) {
         Ok(provider) => provider.requirement(),
         Err(error) => {
             let reason = kindling_harness::render_chain(&error).replace('\n', " ");

@@ -187,7 +187,7 @@ impl EnvironmentBuilder {
     fn take_provider(&mut self) -> Result<Box<dyn Provider>, EnvironmentError> {
         match self.provider.take() {
             Some(provider) => Ok(provider),
-            None => Ok(cluster::from_env(&cluster::ClusterName::default())?),
+            None => Ok(cluster::from_env(cluster::ClusterName::default())?),
         }
     }
 

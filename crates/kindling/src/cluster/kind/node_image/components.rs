@@ -425,11 +425,7 @@ pub async fn ensure_built(
     let _lock = crate::cluster::lock::exclusive(
         &cache.join("kind-node-build.lock"),
         "building the Kind node image's components",
-        |holder| {
-            eprintln!(
-                "kindling: waiting for another process to build the Kind node image's components ({holder})"
-            );
-        },
+        "waiting for another process to build the Kind node image's components",
     )
     .await
     .map_err(ComponentBuildError::from)?;

@@ -294,11 +294,7 @@ pub async fn ensure(
     let _lock = crate::cluster::lock::exclusive(
         &cache.join("kind-node-image.lock"),
         "building the Kind node image",
-        |holder| {
-            eprintln!(
-                "kindling: waiting for another process to build the Kind node image ({holder})"
-            );
-        },
+        "waiting for another process to build the Kind node image",
     )
     .await?;
     if let Ok(found) = ImageRef::existing(docker, "kind-node", &image).await {
