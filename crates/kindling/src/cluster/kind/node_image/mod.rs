@@ -186,7 +186,7 @@ pub(crate) fn check_variable(value: &str) -> Result<(), String> {
 /// kindling's node image in the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeImage {
-    /// Its reference, [`reference`].
+    /// Its reference, [`reference()`].
     pub reference: String,
     /// Its image ID.
     pub id: String,
@@ -274,7 +274,7 @@ pub enum NodeImageError {
     Lock(#[from] crate::cluster::lock::LockError),
 }
 
-/// kindling's node image: found in the engine under [`reference`], or
+/// kindling's node image: found in the engine under [`reference()`], or
 /// built now (its components first, when missing from `cache`), one
 /// process at a time per cache. `say` gets a line per step with the
 /// expected time.
