@@ -45,8 +45,14 @@ pub struct Fatal {
     pub restarts: i32,
 }
 
-/// Finds the first container of `pod` in a fatal state.
+/// Finds the first container of `pod` in a fatal state. A pod being
+/// deleted has none: its containers are stopped on purpose (an earlier
+/// rollout's pod, say), and an exit with an error while stopping is not a
+/// crash of the workload.
 pub fn fatal_container(pod: &Pod) -> Option<Fatal> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
     let status = pod.status.as_ref()?;
     let statuses = status
         .init_container_statuses
@@ -462,5 +468,28 @@ mod tests {
             serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}}),
         );
         assert!(fatal_container(&restarted_and_running).is_none());
+    }
+
+    #[test]
+    fn a_pod_being_deleted_is_not_diagnosed_as_crashing() {
+        let mut stopping: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "smoke-old"},
+            "spec": {"containers": [{"name": "smoke", "image": "localhost/kindling/smoke:c-1"}]},
+            "status": {"containerStatuses": [{
+                "name": "smoke", "ready": false, "restartCount": 1, "image": "", "imageID": "",
+                "state": {"terminated": {"reason": "Error", "exitCode": 2}},
+                "lastState": {"terminated": {"reason": "Unknown", "exitCode": 255}}
+            }]}
+        }))
+        .unwrap();
+        assert_eq!(
+            fatal_container(&stopping).unwrap().reason,
+            "CrashLoopBackOff"
+        );
+        stopping.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-12-07T04:52:14Z".parse().unwrap(),
+            ));
+        assert!(fatal_container(&stopping).is_none());
     }
 }
