@@ -49,6 +49,16 @@ pub fn fixture_package(suite: &str) -> &'static str {
     }
 }
 
+/// The folder of the package a fixture suite is a target of.
+pub fn fixture_package_dir(suite: &str) -> PathBuf {
+    let crate_dir = if HARNESS_FIXTURE_SUITES.contains(&suite) {
+        "crates/kindling-harness"
+    } else {
+        "crates/kindling"
+    };
+    workspace_root().join(crate_dir).join("tests/fixture-suites")
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -308,6 +318,9 @@ pub fn send_signal(child: &std::process::Child, signal: &str) {
 /// Runs a fixture binary directly with `args`.
 pub fn run_binary(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut command = clean_command(fixture(suite));
+    // As cargo and nextest run it: relative paths of the suite resolve
+    // against its own package, not the calling test's.
+    command.env("CARGO_MANIFEST_DIR", fixture_package_dir(suite));
     scratch
         .apply(&mut command)
         .args(args)
