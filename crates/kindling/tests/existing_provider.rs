@@ -386,9 +386,21 @@ async fn ensure_reads_the_context_and_never_touches_nodes() -> Result<(), BoxErr
     ensure(info.kubeconfig == local_kubeconfig(), || {
         format!("kubeconfig {}", info.kubeconfig.display())
     })?;
-    ensure(info.fingerprint.contains("https://127.0.0.1:6443"), || {
-        format!("fingerprint {}", info.fingerprint)
-    })?;
+    let server = kube::config::Kubeconfig::read_from(local_kubeconfig())?
+        .clusters
+        .into_iter()
+        .find_map(|named| named.cluster?.server)
+        .ok_or("the local kubeconfig names no server")?;
+    ensure(
+        info.fingerprint
+            .contains(&format!("{}/", server.trim_end_matches('/'))),
+        || {
+            format!(
+                "fingerprint {} names another server than {server}",
+                info.fingerprint
+            )
+        },
+    )?;
     cluster.healthy().await?;
     ensure(cluster.node_stores().await?.is_empty(), || {
         "the existing provider offered node stores".to_owned()

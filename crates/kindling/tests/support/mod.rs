@@ -56,7 +56,9 @@ pub fn fixture_package_dir(suite: &str) -> PathBuf {
     } else {
         "crates/kindling"
     };
-    workspace_root().join(crate_dir).join("tests/fixture-suites")
+    workspace_root()
+        .join(crate_dir)
+        .join("tests/fixture-suites")
 }
 
 pub fn workspace_root() -> PathBuf {
