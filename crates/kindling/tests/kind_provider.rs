@@ -637,6 +637,9 @@ async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it
         )
     })?;
 
+    delivered_images_are_what_crictl_lists(&cluster, world.path(), &nodes).await?;
+    a_never_loaded_tag_is_diagnosed_naming_the_node(&cluster, &info, &nodes[1]).await?;
+
     let down = support::cli(&["down", "--provider", "kind", "--cluster", &name])
         .env("KINDLING_HOME", &state_home)
         .env("KINDLING_KIND_BINARY", real_kind())
@@ -657,6 +660,107 @@ async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it
     ensure(!cluster.fingerprint_record().exists(), || {
         "the cluster's record survived its deletion".to_owned()
     })?;
+    Ok(())
+}
+
+/// An image delivered into both real nodes is in each node's store under
+/// its exact reference and ID, and `crictl images` there (what the kubelet
+/// sees) lists that reference.
+async fn delivered_images_are_what_crictl_lists(
+    cluster: &KindCluster,
+    scratch: &Path,
+    nodes: &[String],
+) -> TestResult {
+    let docker = kindling::docker::connect().await?;
+    let context = write_data_image(&scratch.join("image"), 11, 1, "kind-real")?;
+    let image = Builder::new(docker.clone())
+        .build(&ImageSpec::new("kind-real", &context))
+        .await?
+        .image;
+    cluster.deliver(docker, vec![image.clone()]).await?;
+    ensure_nodes_hold(&cluster.node_stores().await?, &image).await?;
+    for node in nodes {
+        let listed = std::process::Command::new("docker")
+            .args(["exec", node, "crictl", "images", "-o", "json"])
+            .output()?;
+        ensure(listed.status.success(), || {
+            format!(
+                "`crictl images` in {node} failed: {}",
+                String::from_utf8_lossy(&listed.stderr)
+            )
+        })?;
+        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
+        let reference = image.reference().as_str();
+        let found = listed["images"].as_array().is_some_and(|images| {
+            images.iter().any(|entry| {
+                entry["repoTags"]
+                    .as_array()
+                    .is_some_and(|tags| tags.iter().any(|tag| tag == reference))
+            })
+        });
+        ensure(found, || {
+            format!("`crictl images` in {node} does not list {reference}: {listed}")
+        })?;
+    }
+    Ok(())
+}
+
+/// A Deployment naming a tag that was never loaded is diagnosed within
+/// seconds as on `local`: `ErrImageNeverPull`, naming the real node.
+async fn a_never_loaded_tag_is_diagnosed_naming_the_node(
+    cluster: &KindCluster,
+    info: &kindling::cluster::ClusterInfo,
+    worker: &str,
+) -> TestResult {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kindling::wait::{WaitError, Waiter, Workload};
+    use kube::api::{Api, PostParams};
+
+    let client = kindling::client_for(&info.kubeconfig, &info.context).await?;
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "never-loaded", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "never-loaded"}},
+            "template": {
+                "metadata": {"labels": {"app": "never-loaded"}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "image": "localhost/kindling/kind-real:never-loaded",
+                    "imagePullPolicy": "Never"
+                }]}
+            }
+        }
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &deployment)
+        .await?;
+    let started = Instant::now();
+    let waited = Waiter::new(
+        client,
+        cluster.node_stores().await?,
+        Duration::from_secs(120),
+    )
+    .wait(&[Workload::new("Deployment", "default", "never-loaded")])
+    .await;
+    let Err(WaitError::Diagnosed(diagnosis)) = waited else {
+        return Err(format!("the wait was not diagnosed: {waited:?}").into());
+    };
+    eprintln!(
+        "never_loaded_tag_diagnosed_s={:.1}",
+        started.elapsed().as_secs_f64()
+    );
+    ensure(
+        diagnosis.fatal.reason == "ErrImageNeverPull"
+            && diagnosis.node.as_deref() == Some(worker),
+        || format!("diagnosis: {diagnosis}"),
+    )?;
+    let text = diagnosis.to_string();
+    ensure(
+        text.contains(worker) && text.contains("localhost/kindling/kind-real:never-loaded"),
+        || format!("the diagnosis names neither the node nor the image: {text}"),
+    )?;
     Ok(())
 }
 
