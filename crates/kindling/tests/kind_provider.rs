@@ -752,8 +752,7 @@ async fn a_never_loaded_tag_is_diagnosed_naming_the_node(
         started.elapsed().as_secs_f64()
     );
     ensure(
-        diagnosis.fatal.reason == "ErrImageNeverPull"
-            && diagnosis.node.as_deref() == Some(worker),
+        diagnosis.fatal.reason == "ErrImageNeverPull" && diagnosis.node.as_deref() == Some(worker),
         || format!("diagnosis: {diagnosis}"),
     )?;
     let text = diagnosis.to_string();
