@@ -22,8 +22,7 @@ use std::time::Instant;
 
 use bollard::Docker;
 use kindling::BoxError;
-use kindling::image::{Builder, ImageSpec};
-use support::kind_like::{KindLikeCluster, kind_wrapper, pinned_kind, tag_image, write_data_image};
+use support::kind_like::{KindLikeCluster, data_image, kind_wrapper, layered_image, pinned_kind};
 
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -69,41 +68,6 @@ fn kind_load(kind: &Path, cluster: &str, images: &[&str]) -> Command {
         .args(["load", "docker-image", "--name", cluster])
         .args(images);
     command
-}
-
-/// Builds a data image and tags it `reference`.
-async fn image(
-    docker: &Docker,
-    dir: &Path,
-    seed: u64,
-    megabytes: usize,
-    reference: &str,
-) -> Result<(), BoxError> {
-    let context = write_data_image(dir, seed, megabytes, reference)?;
-    let built = Builder::new(docker.clone())
-        .build(&ImageSpec::new("load-bench", &context))
-        .await?;
-    tag_image(docker, built.image.reference().as_str(), reference).await
-}
-
-/// A `base` image plus a top layer of `megabytes` MB from `seed`.
-async fn layered(
-    docker: &Docker,
-    dir: &Path,
-    base: &str,
-    seed: u64,
-    megabytes: usize,
-    reference: &str,
-) -> Result<(), BoxError> {
-    let context = write_data_image(dir, seed, megabytes, reference)?;
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!("FROM {base}\nCOPY data /top\n"),
-    )?;
-    let built = Builder::new(docker.clone())
-        .build(&ImageSpec::new("load-bench-top", &context))
-        .await?;
-    tag_image(docker, built.image.reference().as_str(), reference).await
 }
 
 struct Bench {
@@ -167,7 +131,7 @@ async fn main() -> Result<(), BoxError> {
 
     for (megabytes, rounds) in [(50, 3), (500, 3)] {
         let reference = format!("localhost/load-bench:cold{megabytes}-{tag}");
-        image(
+        data_image(
             &docker,
             &scratch.path().join(format!("cold{megabytes}")),
             megabytes as u64,
@@ -183,11 +147,11 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let base = format!("localhost/load-bench:base-{tag}");
-    image(&docker, &scratch.path().join("base"), 7, 195, &base).await?;
+    data_image(&docker, &scratch.path().join("base"), 7, 195, &base).await?;
     let previous = format!("localhost/load-bench:v1-{tag}");
     let changed = format!("localhost/load-bench:v2-{tag}");
-    layered(&docker, &scratch.path().join("v1"), &base, 8, 5, &previous).await?;
-    layered(&docker, &scratch.path().join("v2"), &base, 9, 5, &changed).await?;
+    layered_image(&docker, &scratch.path().join("v1"), &base, 8, 5, &previous).await?;
+    layered_image(&docker, &scratch.path().join("v2"), &base, 9, 5, &changed).await?;
 
     let (mut ours, mut theirs, mut present, mut kind_present) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

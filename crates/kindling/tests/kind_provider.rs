@@ -20,11 +20,12 @@ use kindling::cluster::kind::config::{read_recorded, write_recorded};
 use kindling::cluster::kind::{
     ClusterConfig, KindCli, KindCluster, KindError, KindVersion, PINNED_VERSION, node_image,
 };
-use kindling::image::{Builder, ImageSpec};
+use kindling::image::{Builder, ImageSpec, Loader};
 use kindling::{Requirement, Suite, TestOptions};
 use support::ensure;
 use support::kind_like::{
-    KindLikeCluster, ensure_nodes_hold, remove_cluster_containers, write_data_image,
+    KindLikeCluster, data_image, ensure_nodes_hold, references_held, remove_cluster_containers,
+    write_data_image,
 };
 
 type TestResult = Result<(), kindling::BoxError>;
@@ -638,6 +639,16 @@ async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it
     })?;
 
     delivered_images_are_what_crictl_lists(&cluster, world.path(), &nodes).await?;
+    a_rebuilt_image_sends_only_its_new_layers_into_each_node(&cluster, world.path(), &nodes)
+        .await?;
+    kind_load_and_kindling_load_leave_the_same_references(
+        &cluster,
+        &state_home,
+        world.path(),
+        &nodes,
+    )
+    .await?;
+    kind_export_logs_is_complete(&cluster, world.path(), &nodes).await?;
     a_never_loaded_tag_is_diagnosed_naming_the_node(&cluster, &info, &nodes[1]).await?;
 
     let down = support::cli(&["down", "--provider", "kind", "--cluster", &name])
@@ -680,26 +691,206 @@ async fn delivered_images_are_what_crictl_lists(
     cluster.deliver(docker, vec![image.clone()]).await?;
     ensure_nodes_hold(&cluster.node_stores().await?, &image).await?;
     for node in nodes {
-        let listed = std::process::Command::new("docker")
-            .args(["exec", node, "crictl", "images", "-o", "json"])
-            .output()?;
-        ensure(listed.status.success(), || {
-            format!(
-                "`crictl images` in {node} failed: {}",
-                String::from_utf8_lossy(&listed.stderr)
-            )
-        })?;
-        let listed: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
-        let reference = image.reference().as_str();
-        let found = listed["images"].as_array().is_some_and(|images| {
-            images.iter().any(|entry| {
-                entry["repoTags"]
-                    .as_array()
-                    .is_some_and(|tags| tags.iter().any(|tag| tag == reference))
+        crictl_lists(node, image.reference().as_str())?;
+    }
+    Ok(())
+}
+
+/// Fails unless `crictl images` in `node` (what its kubelet sees) lists
+/// `reference`.
+fn crictl_lists(node: &str, reference: &str) -> TestResult {
+    let listed = std::process::Command::new("docker")
+        .args(["exec", node, "crictl", "images", "-o", "json"])
+        .output()?;
+    ensure(listed.status.success(), || {
+        format!(
+            "`crictl images` in {node} failed: {}",
+            String::from_utf8_lossy(&listed.stderr)
+        )
+    })?;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout)?;
+    let found = listed["images"].as_array().is_some_and(|images| {
+        images.iter().any(|entry| {
+            entry["repoTags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|tag| tag == reference))
+        })
+    });
+    ensure(found, || {
+        format!("`crictl images` in {node} does not list {reference}: {listed}")
+    })?;
+    Ok(())
+}
+
+/// A rebuilt image on a base both real nodes hold: each node gets only the
+/// two new layers, read from the engine's storage, and its kubelet lists
+/// the exact reference.
+async fn a_rebuilt_image_sends_only_its_new_layers_into_each_node(
+    cluster: &KindCluster,
+    scratch: &Path,
+    nodes: &[String],
+) -> TestResult {
+    let docker = kindling::docker::connect().await?;
+    let stores = cluster.node_stores().await?;
+    let tag = std::process::id();
+    let base = format!("localhost/kind-real-base:{tag}");
+    data_image(&docker, &scratch.join("base"), 31, 30, &base).await?;
+    let builder = Builder::new(docker.clone());
+    let version = |name: &str, seed: u64, megabytes: usize| {
+        let context = write_data_image(&scratch.join(name), seed, megabytes, name)?;
+        std::fs::write(
+            context.join("Dockerfile"),
+            format!("FROM {base}\nCOPY data /top-data\nCOPY marker /marker\n"),
+        )?;
+        Ok::<_, std::io::Error>(ImageSpec::new("kind-real-layers", context))
+    };
+    let v1 = builder.build(&version("v1", 32, 2)?).await?.image;
+    let loader = Loader::new(docker.clone());
+    let first = loader.load(std::slice::from_ref(&v1), &stores).await?;
+    ensure(
+        first.nodes.len() == nodes.len() && first.nodes.iter().all(|node| node.bytes > 30_000_000),
+        || format!("the first load did not send the base to every node: {first:?}"),
+    )?;
+
+    let v2 = builder.build(&version("v2", 33, 3)?).await?.image;
+    let second = loader.load(std::slice::from_ref(&v2), &stores).await?;
+    // The new layers: 3 MB of data and the marker; the base's two are held.
+    let limit = 3 * 1024 * 1024 + 1_000_000;
+    ensure(second.nodes.len() == nodes.len(), || {
+        format!("loaded into {} nodes: {second:?}", second.nodes.len())
+    })?;
+    for node in &second.nodes {
+        ensure(
+            node.imported == [v2.reference().to_string()]
+                && node.bytes <= limit
+                && node.layers_sent == 2
+                && node.layers_skipped == 2
+                && node.from_engine_storage,
+            || format!("node {} got more than the new layers: {node:?}", node.node),
+        )?;
+    }
+    eprintln!(
+        "one changed layer into the real nodes: {:?} bytes",
+        second
+            .nodes
+            .iter()
+            .map(|node| (node.node.as_str(), node.bytes))
+            .collect::<Vec<_>>()
+    );
+    ensure_nodes_hold(&stores, &v2).await?;
+    for node in nodes {
+        crictl_lists(node, v2.reference().as_str())?;
+    }
+    Ok(())
+}
+
+/// The real `kind load docker-image` and `kindling load` leave the same
+/// references on the same real nodes.
+async fn kind_load_and_kindling_load_leave_the_same_references(
+    cluster: &KindCluster,
+    state_home: &Path,
+    scratch: &Path,
+    nodes: &[String],
+) -> TestResult {
+    let docker = kindling::docker::connect().await?;
+    let stores = cluster.node_stores().await?;
+    let tag = std::process::id();
+    let prefix = "localhost/kind-real-vs-kind:";
+    let images = [format!("{prefix}a{tag}"), format!("{prefix}b{tag}")];
+    data_image(&docker, &scratch.join("a"), 34, 3, &images[0]).await?;
+    data_image(&docker, &scratch.join("b"), 35, 3, &images[1]).await?;
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+
+    let home = scratch.join("kind-home");
+    std::fs::create_dir_all(&home)?;
+    let kind = support::kind_like::kind_wrapper(
+        &scratch.join("kind-wrapper"),
+        &home,
+        &scratch.join("kind-kubeconfig"),
+    )?;
+    let by_kind = std::process::Command::new(&kind)
+        .args(["load", "docker-image", "--name", cluster.name()])
+        .args(&refs)
+        .output()?;
+    ensure(by_kind.status.success(), || {
+        format!(
+            "`kind load docker-image` failed: {}",
+            String::from_utf8_lossy(&by_kind.stderr)
+        )
+    })?;
+    let after_kind = references_held(&stores, prefix).await?;
+    for store in &stores {
+        store.remove(&refs).await?;
+    }
+    let ours = support::cli(&["load", "--provider", "kind", "--cluster", cluster.name()])
+        .args(&refs)
+        .env("KINDLING_HOME", state_home)
+        .env("KINDLING_KIND_BINARY", real_kind())
+        .output()?;
+    ensure(ours.status.success(), || {
+        format!(
+            "`kindling load` failed: {}{}",
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&ours.stderr)
+        )
+    })?;
+    let after_ours = references_held(&stores, prefix).await?;
+    let mut expected: Vec<String> = images.to_vec();
+    expected.sort();
+    ensure(
+        after_kind == after_ours
+            && after_ours.len() == nodes.len()
+            && after_ours.iter().all(|node| node == &expected),
+        || format!("kind left {after_kind:?}, kindling {after_ours:?}"),
+    )?;
+    for node in nodes {
+        for reference in &refs {
+            crictl_lists(node, reference)?;
+        }
+    }
+    Ok(())
+}
+
+/// `kind export logs` through kindling is complete on real nodes: every
+/// node's journal, kubelet and containerd logs, images and pod logs.
+async fn kind_export_logs_is_complete(
+    cluster: &KindCluster,
+    scratch: &Path,
+    nodes: &[String],
+) -> TestResult {
+    let dir = scratch.join("kind-logs");
+    cluster.collect_logs(&dir).await?;
+    for node in nodes {
+        for file in [
+            "journal.log",
+            "kubelet.log",
+            "containerd.log",
+            "images.log",
+            "kubernetes-version.txt",
+            "inspect.json",
+        ] {
+            let path = dir.join(node).join(file);
+            let size = std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+            ensure(size > 0, || {
+                format!("`kind export logs` wrote no {}", path.display())
+            })?;
+        }
+        let pods = dir.join(node).join("pods");
+        let kube_system = std::fs::read_dir(&pods)
+            .map(|entries| {
+                entries.filter_map(Result::ok).any(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("kube-system_")
+                })
             })
-        });
-        ensure(found, || {
-            format!("`crictl images` in {node} does not list {reference}: {listed}")
+            .unwrap_or(false);
+        ensure(kube_system, || {
+            format!(
+                "`kind export logs` wrote no kube-system pod logs under {}",
+                pods.display()
+            )
         })?;
     }
     Ok(())

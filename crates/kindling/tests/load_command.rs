@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,7 +19,9 @@ use kindling::cluster::Provider as _;
 use kindling::image::{Builder, ImageSpec, Loader};
 use kindling::{BoxError, Requirement, Suite, TestOptions};
 use kube::api::{Api, DeleteParams, PostParams};
-use support::kind_like::{KindLikeCluster, kind_wrapper, pinned_kind, references_held, tag_image};
+use support::kind_like::{
+    KindLikeCluster, data_image, kind_wrapper, pinned_kind, references_held, tag_image,
+};
 use support::{Ran, ensure};
 
 type Outcome = Result<(), BoxError>;
@@ -51,21 +52,6 @@ fn node_section(ran: &Ran, node: &str) -> String {
         .take_while(|line| line.starts_with("  "))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// A data image of `megabytes` MB, tagged `reference` in the engine.
-async fn data_image(
-    docker: &Docker,
-    dir: &Path,
-    seed: u64,
-    megabytes: usize,
-    reference: &str,
-) -> Outcome {
-    let context = support::kind_like::write_data_image(dir, seed, megabytes, reference)?;
-    let built = Builder::new(docker.clone())
-        .build(&ImageSpec::new("load-data", &context))
-        .await?;
-    tag_image(docker, built.image.reference().as_str(), reference).await
 }
 
 async fn skipped_on_a_second_run_and_retagged_when_only_the_name_is_new() -> Outcome {

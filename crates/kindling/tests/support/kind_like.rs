@@ -308,6 +308,43 @@ pub fn write_data_image(
     Ok(dir.to_owned())
 }
 
+/// Builds a data image of about `megabytes` MB ([`write_data_image`] in
+/// `dir`) and tags it `reference` in the engine.
+pub async fn data_image(
+    docker: &Docker,
+    dir: &Path,
+    seed: u64,
+    megabytes: usize,
+    reference: &str,
+) -> Result<(), kindling::BoxError> {
+    let context = write_data_image(dir, seed, megabytes, reference)?;
+    let built = kindling::image::Builder::new(docker.clone())
+        .build(&kindling::image::ImageSpec::new("load-data", &context))
+        .await?;
+    tag_image(docker, built.image.reference().as_str(), reference).await
+}
+
+/// An image of `base` plus a top layer of about `megabytes` MB of data
+/// from `seed` and a marker (two new layers), tagged `reference`.
+pub async fn layered_image(
+    docker: &Docker,
+    dir: &Path,
+    base: &str,
+    seed: u64,
+    megabytes: usize,
+    reference: &str,
+) -> Result<(), kindling::BoxError> {
+    let context = write_data_image(dir, seed, megabytes, reference)?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!("FROM {base}\nCOPY data /top\nCOPY marker /marker\n"),
+    )?;
+    let built = kindling::image::Builder::new(docker.clone())
+        .build(&kindling::image::ImageSpec::new("load-data-top", &context))
+        .await?;
+    tag_image(docker, built.image.reference().as_str(), reference).await
+}
+
 /// Fails unless every store holds `image` under its exact reference and ID.
 pub async fn ensure_nodes_hold(
     stores: &[NodeStore],
