@@ -71,23 +71,23 @@ enum Command {
         /// `local` only: find and install the runtime pieces; build nothing.
         #[arg(long)]
         packages_only: bool,
-        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
-        provider: ProviderKind,
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum)]
+        provider: Option<ProviderKind>,
     },
     /// Create the cluster, or check that it runs; prints each phase's time.
     Up {
-        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
-        provider: ProviderKind,
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum)]
+        provider: Option<ProviderKind>,
     },
     /// Stop the cluster and remove what it left on the host.
     Down {
-        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
-        provider: ProviderKind,
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum)]
+        provider: Option<ProviderKind>,
     },
     /// Show the cluster and each suite's recorded setup.
     Status {
-        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
-        provider: ProviderKind,
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum)]
+        provider: Option<ProviderKind>,
     },
     /// Delete the namespaces of earlier runs: those whose heartbeat is older
     /// than the grace period, except the ones this target directory's
@@ -121,8 +121,8 @@ enum Command {
         images: Vec<String>,
         /// `kind`: the node containers labelled with the cluster's name;
         /// `local`: the local cluster's node.
-        #[arg(long, env = "KINDLING_PROVIDER", value_enum, default_value = "local")]
-        provider: ProviderKind,
+        #[arg(long, env = "KINDLING_PROVIDER", value_enum)]
+        provider: Option<ProviderKind>,
         /// Send each missing image's whole `docker save`, every platform the
         /// engine exports, as `kind load docker-image` does.
         #[arg(long)]
@@ -204,6 +204,26 @@ impl CliError {
             CliError::Usage(_) => ExitCode::from(EXIT_USAGE),
         }
     }
+}
+
+/// The provider `--provider` or KINDLING_PROVIDER names, else the one this
+/// machine offers (Kind where an engine can run its nodes, else `local` as
+/// root), said on stderr.
+fn chosen(cli: &Cli, named: Option<ProviderKind>) -> Result<ProviderKind, CliError> {
+    if let Some(provider) = named {
+        return Ok(provider);
+    }
+    let choice = kindling::cluster::MachineOffer::of_this_machine(&cli.cluster)
+        .choose()
+        .map_err(|source| kindling::cluster::ProviderError::NoProvider {
+            cluster: cli.cluster.to_string(),
+            source,
+        })?;
+    eprintln!("kindling: {choice}");
+    Ok(match choice.name {
+        "kind" => ProviderKind::Kind,
+        _ => ProviderKind::Local,
+    })
 }
 
 fn state_dir(cli: &Cli) -> PathBuf {
@@ -529,7 +549,10 @@ fn nextest_setup(cli: &Cli) -> Result<(), CliError> {
     let Some(env_file) = std::env::var_os("NEXTEST_ENV") else {
         return Err(CliError::NotASetupScript);
     };
-    let provider = kindling::cluster::from_env(&cli.cluster)?;
+    let (provider, choice) = kindling::cluster::from_env_choosing(&cli.cluster)?;
+    if let Some(choice) = choice {
+        println!("kindling: {choice}");
+    }
     let started = Instant::now();
     let ready = block_on(async { Ok(ReadyCluster::ensure(provider.as_ref()).await?) })?;
     let mut file = std::fs::OpenOptions::new()
@@ -599,17 +622,22 @@ fn main() -> ExitCode {
         Command::Prepare {
             packages_only,
             provider,
-        } => prepare(&cli, *packages_only, *provider),
-        Command::Up { provider } => up(&cli, *provider),
-        Command::Down { provider } => down(&cli, *provider),
-        Command::Status { provider } => status(&cli, *provider),
+        } => chosen(&cli, *provider).and_then(|provider| prepare(&cli, *packages_only, provider)),
+        Command::Up { provider } => chosen(&cli, *provider).and_then(|provider| up(&cli, provider)),
+        Command::Down { provider } => {
+            chosen(&cli, *provider).and_then(|provider| down(&cli, provider))
+        }
+        Command::Status { provider } => {
+            chosen(&cli, *provider).and_then(|provider| status(&cli, provider))
+        }
         Command::Reset { suite } => reset(&cli, suite),
         Command::NextestSetup => nextest_setup(&cli),
         Command::Load {
             images,
             provider,
             all_platforms,
-        } => load_images(&cli, *provider, images, *all_platforms),
+        } => chosen(&cli, *provider)
+            .and_then(|provider| load_images(&cli, provider, images, *all_platforms)),
         Command::Gc {
             grace,
             suite,

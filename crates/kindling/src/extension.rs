@@ -27,7 +27,7 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "KINDLING_PROVIDER",
-        description: "cluster provider: local (upstream components on this host), kind (the kind CLI), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY)",
+        description: "cluster provider: local (upstream components on this host), kind (the kind CLI), existing (a kubeconfig context; images pushed to KINDLING_REGISTRY); unset: kind where an engine can run Kind nodes, else local as root on Linux",
         choices: &["local", "kind", "existing"],
         check: None,
     },

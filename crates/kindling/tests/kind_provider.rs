@@ -954,6 +954,106 @@ async fn a_never_loaded_tag_is_diagnosed_naming_the_node(
     Ok(())
 }
 
+/// With no kind installed or named, the kind provider builds the pinned
+/// kind from the Go module proxy into its cache, and says so.
+async fn a_missing_kind_is_built_into_the_cache() -> TestResult {
+    let world = World::new()?;
+    let cache = world.dir.path().join("cache");
+    let cluster = KindCluster::new(&cluster_name("build").parse()?, &world.state_home(), &cache);
+    let started = Instant::now();
+    let cli = cluster.cli_or_build().await?;
+    eprintln!("kind_build_s={:.1}", started.elapsed().as_secs_f64());
+    let pinned = kindling::cluster::kind::cli::pinned_binary(&cache);
+    ensure(cli.binary() == pinned, || {
+        format!(
+            "kind is `{}`, not the pinned build `{}`",
+            cli.binary().display(),
+            pinned.display()
+        )
+    })?;
+    let version = cli.checked_version().await?;
+    ensure(version == PINNED_VERSION, || {
+        format!("the build is kind {version}, not {PINNED_VERSION}")
+    })?;
+    // Found, not built, the second time.
+    let built = std::fs::metadata(&pinned)?.modified()?;
+    cluster.cli_or_build().await?;
+    ensure(std::fs::metadata(&pinned)?.modified()? == built, || {
+        "the second lookup built kind again".to_owned()
+    })?;
+    Ok(())
+}
+
+/// With `KINDLING_PROVIDER` unset the provider follows what the machine
+/// offers, said on stderr with the reason: Kind where an engine answers
+/// that can run Kind nodes, `local` as root when none answers, and neither
+/// (an error naming both ways) for a user who is not root without an engine.
+async fn the_default_provider_follows_what_the_machine_offers() -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = World::new()?;
+    let name = cluster_name("default");
+    let status = |env: &[(&str, &str)]| {
+        let mut command = support::cli(&["status", "--cluster", &name]);
+        command
+            .env_remove("KINDLING_PROVIDER")
+            .env("KINDLING_HOME", world.state_home())
+            .envs(env.iter().copied());
+        support::Ran::from(command.output().expect("the kindling CLI runs"))
+    };
+
+    let kind = status(&[("KINDLING_KIND_BINARY", real_kind().to_str().ok_or("path")?)]);
+    ensure(
+        kind.stderr.contains(
+            "kindling: provider `kind`: KINDLING_PROVIDER is unset and a container engine answers that can run Kind nodes",
+        ) && kind.stdout.contains(&format!("kind cluster `{name}`")),
+        || format!("with an engine: {}", kind.text()),
+    )?;
+
+    let no_engine = "unix:///nonexistent/kindling-default.sock";
+    let local = status(&[("DOCKER_HOST", no_engine)]);
+    ensure(
+        local.stderr.contains(
+            "kindling: provider `local`: KINDLING_PROVIDER is unset, no engine can run Kind nodes",
+        ) && local.stderr.contains(no_engine)
+            && local.stderr.contains("this process is root on Linux")
+            && local.stdout.contains(&format!("cluster `{name}` (local)")),
+        || format!("without an engine, as root: {}", local.text()),
+    )?;
+
+    // As a user who is not root: the CLI copied where `nobody` may run it.
+    let bin = tempfile::tempdir()?;
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755))?;
+    let cli = bin.path().join("kindling");
+    std::fs::copy(support::cli_binary(), &cli)?;
+    let nobody = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(&cli)
+        .args(["status", "--cluster", &name])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", bin.path())
+        .env("DOCKER_HOST", no_engine)
+        .output()?;
+    let nobody = support::Ran::from(nobody);
+    ensure(
+        nobody.code == Some(1)
+            && nobody.stderr.contains("no cluster provider can run here")
+            && nobody.stderr.contains(no_engine)
+            && nobody.stderr.contains("start Docker or Podman")
+            && nobody.stderr.contains("run the tests as root on Linux")
+            && !nobody.stderr.contains("kindling: provider"),
+        || format!("as nobody without an engine: {}", nobody.text()),
+    )?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let kind = Requirement::file(
         real_kind(),
@@ -1026,6 +1126,26 @@ fn main() -> ExitCode {
         "delete_removes_the_nodes_and_the_record",
         needs_docker.clone(),
         delete_removes_the_nodes_and_the_record,
+    );
+    let no_kind_installed = Requirement::new("no kind on PATH or in KINDLING_KIND_BINARY", || {
+        let named = std::env::var_os("KINDLING_KIND_BINARY").is_some_and(|value| !value.is_empty());
+        if named || kindling_harness::requirement::find_program("kind").is_some() {
+            Err("a kind is installed, so kindling would use it rather than build one".to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    suite = suite.standalone(
+        "a_missing_kind_is_built_into_the_cache",
+        TestOptions::new()
+            .requires(Requirement::program("go", "install Go (https://go.dev/dl)"))
+            .requires(no_kind_installed),
+        a_missing_kind_is_built_into_the_cache,
+    );
+    suite = suite.standalone(
+        "the_default_provider_follows_what_the_machine_offers",
+        needs_docker.clone().requires(Requirement::root()),
+        the_default_provider_follows_what_the_machine_offers,
     );
     suite = suite.standalone(
         "logs_export_what_kind_can_read",

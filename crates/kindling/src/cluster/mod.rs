@@ -2,6 +2,7 @@
 //! (a local one of upstream components, Kind, an existing one), and the
 //! pieces providers share.
 
+mod choice;
 pub mod existing;
 pub mod kind;
 pub mod local;
@@ -11,6 +12,7 @@ pub mod pki;
 mod ready;
 mod spec;
 
+pub use choice::{DefaultProvider, MachineOffer, NoProvider};
 pub use lock::{LockError, users_lock_path};
 pub(crate) use name::check_variable as check_cluster_variable;
 pub use name::{ClusterName, InvalidClusterName, MAX_CLUSTER_NAME};
@@ -78,6 +80,16 @@ pub enum ProviderError {
         /// The cluster's name.
         cluster: String,
     },
+    /// `KINDLING_PROVIDER` is unset and neither Kind nor the local
+    /// provider can run on this machine.
+    #[error("cluster `{cluster}`: {source}")]
+    NoProvider {
+        /// The cluster's name.
+        cluster: String,
+        /// Why neither can.
+        #[source]
+        source: NoProvider,
+    },
 }
 
 impl ProviderError {
@@ -89,6 +101,7 @@ impl ProviderError {
             ProviderError::Kind { .. } => "kind",
             ProviderError::Existing { .. } => "existing",
             ProviderError::UnknownProvider { name, .. } => name,
+            ProviderError::NoProvider { .. } => "none",
             ProviderError::InvalidName(_) => "unknown",
         }
     }
@@ -99,7 +112,8 @@ impl ProviderError {
             ProviderError::Local { cluster, .. }
             | ProviderError::Kind { cluster, .. }
             | ProviderError::Existing { cluster, .. }
-            | ProviderError::UnknownProvider { cluster, .. } => cluster,
+            | ProviderError::UnknownProvider { cluster, .. }
+            | ProviderError::NoProvider { cluster, .. } => cluster,
             ProviderError::InvalidName(error) => &error.value,
         }
     }
@@ -206,11 +220,22 @@ pub struct Delivered {
     pub pull_policy: PullPolicy,
 }
 
-/// The provider `KINDLING_PROVIDER` names (default `local`) for the
-/// cluster `KINDLING_CLUSTER` names (default `cluster`). A name in
-/// `KINDLING_CLUSTER` that is not a DNS-1123 label is refused before
-/// anything is touched, and so is a default `cluster` that is not one.
+/// The provider `KINDLING_PROVIDER` names for the cluster
+/// `KINDLING_CLUSTER` names (default `cluster`). With `KINDLING_PROVIDER`
+/// unset, the one this machine offers ([`MachineOffer::choose`]): Kind
+/// when an engine can run Kind nodes, else `local` as root on Linux, else
+/// [`ProviderError::NoProvider`]. A name in `KINDLING_CLUSTER` that is not
+/// a DNS-1123 label is refused before anything is touched, and so is a
+/// default `cluster` that is not one.
 pub fn from_env(cluster: impl AsRef<str>) -> Result<Box<dyn Provider>, ProviderError> {
+    from_env_choosing(cluster).map(|(provider, _)| provider)
+}
+
+/// [`from_env`], with the choice made when `KINDLING_PROVIDER` is unset
+/// (`None` when it names the provider).
+pub fn from_env_choosing(
+    cluster: impl AsRef<str>,
+) -> Result<(Box<dyn Provider>, Option<DefaultProvider>), ProviderError> {
     let default = ClusterName::new(cluster.as_ref())?;
     let cluster = &default;
     let named = std::env::var("KINDLING_CLUSTER")
@@ -219,31 +244,46 @@ pub fn from_env(cluster: impl AsRef<str>) -> Result<Box<dyn Provider>, ProviderE
         .map(|name| ClusterName::new(name.trim()))
         .transpose()?;
     let cluster = named.as_ref().unwrap_or(cluster);
-    let provider = std::env::var("KINDLING_PROVIDER")
+    let named_provider = std::env::var("KINDLING_PROVIDER")
         .ok()
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or_else(|| "local".to_owned());
-    match provider.trim() {
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty());
+    let (provider, choice) = match named_provider {
+        Some(name) => (name, None),
+        None => {
+            let choice = MachineOffer::of_this_machine(cluster)
+                .choose()
+                .map_err(|source| ProviderError::NoProvider {
+                    cluster: cluster.to_string(),
+                    source,
+                })?;
+            (choice.name.to_owned(), Some(choice))
+        }
+    };
+    let provider: Box<dyn Provider> = match provider.as_str() {
         "local" => local::LocalCluster::with_defaults(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
             .map_err(|error| ProviderError::Local {
                 cluster: cluster.to_string(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
-            }),
+            })?,
         "existing" => existing::ExistingCluster::from_env(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
             .map_err(|error| ProviderError::Existing {
                 cluster: cluster.to_string(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
-            }),
-        "kind" => Ok(Box::new(kind::KindCluster::with_defaults(cluster))),
-        other => Err(ProviderError::UnknownProvider {
-            name: other.to_owned(),
-            cluster: cluster.to_string(),
-        }),
-    }
+            })?,
+        "kind" => Box::new(kind::KindCluster::with_defaults(cluster)),
+        other => {
+            return Err(ProviderError::UnknownProvider {
+                name: other.to_owned(),
+                cluster: cluster.to_string(),
+            });
+        }
+    };
+    Ok((provider, choice))
 }
 
 /// What the provider `KINDLING_PROVIDER` names needs from this machine, for

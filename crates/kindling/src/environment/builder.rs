@@ -40,10 +40,19 @@ struct Deployed {
     objects: Vec<DeployedObject>,
 }
 
+/// Prints the provider chosen for this machine, once per process.
+fn announce_choice(choice: &cluster::DefaultProvider) {
+    static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+    ANNOUNCED.call_once(|| eprintln!("kindling: {choice}"));
+}
+
 /// Builds an [`Environment`] in a suite's setup.
 pub struct EnvironmentBuilder {
     pub(super) setup: SetupContext,
     pub(super) provider: Option<Box<dyn Provider>>,
+    /// The provider chosen for this machine, when `KINDLING_PROVIDER` was
+    /// unset and the suite named none.
+    pub(super) provider_choice: Option<cluster::DefaultProvider>,
     pub(super) images: Vec<ImageInput>,
     pub(super) bases: Vec<ImageSpec>,
     pub(super) stages: Vec<Stage>,
@@ -187,7 +196,15 @@ impl EnvironmentBuilder {
     fn take_provider(&mut self) -> Result<Box<dyn Provider>, EnvironmentError> {
         match self.provider.take() {
             Some(provider) => Ok(provider),
-            None => Ok(cluster::from_env(cluster::ClusterName::default())?),
+            None => {
+                let (provider, choice) =
+                    cluster::from_env_choosing(cluster::ClusterName::default())?;
+                if let Some(choice) = &choice {
+                    announce_choice(choice);
+                }
+                self.provider_choice = choice;
+                Ok(provider)
+            }
         }
     }
 
@@ -392,6 +409,7 @@ impl EnvironmentBuilder {
             .map_err(|error| phase_error("deploy", error))?;
         session::enter(spec.kind(), spec.cluster(), &client, &namespace).await;
         Ok(Environment {
+            provider_choice: self.provider_choice.as_ref().map(ToString::to_string),
             provider: spec,
             cluster: info.name,
             kubeconfig: info.kubeconfig,

@@ -165,6 +165,9 @@ pub struct Environment {
     secrets: Vec<GeneratedSecret>,
     #[serde(default)]
     tls: Vec<crate::tls::TlsSecret>,
+    /// Why the provider was chosen, when `KINDLING_PROVIDER` was unset.
+    #[serde(default)]
+    provider_choice: Option<String>,
 }
 
 /// A stage of an environment, as recorded.
@@ -187,6 +190,7 @@ impl Environment {
         EnvironmentBuilder {
             setup: setup.clone(),
             provider: None,
+            provider_choice: None,
             images: Vec::new(),
             bases: Vec::new(),
             stages: Vec::new(),
@@ -242,6 +246,13 @@ impl Environment {
     /// recorded it (not as this process's `KINDLING_PROVIDER` says).
     pub fn provider(&self) -> Result<Box<dyn Provider>, ProviderError> {
         self.provider.provider()
+    }
+
+    /// The provider chosen and why (`provider `kind`: KINDLING_PROVIDER is
+    /// unset and …`), when `KINDLING_PROVIDER` was unset at setup; `None`
+    /// when it or the suite named the provider.
+    pub fn provider_choice(&self) -> Option<&str> {
+        self.provider_choice.as_deref()
     }
 
     /// The recorded provider and its configuration.

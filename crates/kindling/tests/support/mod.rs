@@ -99,6 +99,10 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
         }
     }
     command.env("KINDLING_PROGRESS", "plain");
+    // The project's own tests of suites and the CLI run on the local
+    // provider, whatever this machine would default to; a test of another
+    // provider, or of the default choice, sets or removes it.
+    command.env("KINDLING_PROVIDER", "local");
     command
 }
 

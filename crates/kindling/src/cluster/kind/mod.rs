@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod node_image;
+pub mod pinned;
 pub mod privileged;
 mod provider;
 pub mod ready;
@@ -29,16 +30,20 @@ pub enum KindError {
     Lock(#[from] crate::cluster::LockError),
     /// No `kind` binary was found, or the one named is not an executable file.
     #[error(
-        "kind is not installed (looked for {searched}): install it with `go install sigs.k8s.io/kind@{}`, build the pinned one with `bash fixtures/kind/build.sh`, or set KINDLING_KIND_BINARY",
+        "kind is not installed (looked for {searched}) and Go is not there to build the pinned one: install Go (kindling then builds kind {} itself), install kind (`go install sigs.k8s.io/kind@{}`), or set KINDLING_KIND_BINARY",
+        PINNED_VERSION,
         PINNED_VERSION
     )]
     BinaryMissing {
         /// Where kindling looked, in words.
         searched: String,
     },
+    /// Building the pinned kind into the cache failed.
+    #[error("cannot build the pinned kind {}", PINNED_VERSION)]
+    BuildKind(#[source] Box<crate::cluster::local::components::ComponentBuildError>),
     /// The `kind` binary is older than [`MINIMUM_VERSION`].
     #[error(
-        "`{binary}` is kind {found}, older than the minimum {}: upgrade with `go install sigs.k8s.io/kind@{}` (or `bash fixtures/kind/build.sh`) and put it first on PATH or in KINDLING_KIND_BINARY",
+        "`{binary}` is kind {found}, older than the minimum {}: upgrade with `go install sigs.k8s.io/kind@{}` and put it first on PATH or in KINDLING_KIND_BINARY, or remove it from PATH so that kindling builds the pinned kind",
         MINIMUM_VERSION,
         PINNED_VERSION
     )]

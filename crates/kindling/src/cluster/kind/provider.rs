@@ -209,6 +209,27 @@ impl KindCluster {
         })
     }
 
+    /// [`KindCluster::cli`], building the pinned kind into the cache first
+    /// when no kind is found, none was named and Go is there.
+    pub async fn cli_or_build(&self) -> Result<KindCli, KindError> {
+        match self.cli() {
+            Err(KindError::BinaryMissing { .. }) if self.may_build_kind() => {
+                super::pinned::ensure_built(&self.cache, &|line| self.say(line))
+                    .await
+                    .map_err(|error| KindError::BuildKind(Box::new(error)))?;
+                self.cli()
+            }
+            other => other,
+        }
+    }
+
+    /// No kind binary was named, and Go is there to build the pinned one.
+    fn may_build_kind(&self) -> bool {
+        self.binary.is_none()
+            && std::env::var_os("KINDLING_KIND_BINARY").is_none_or(|value| value.is_empty())
+            && kindling_harness::requirement::find_program("go").is_some()
+    }
+
     /// The configuration the cluster is (to be) created from.
     pub fn cluster_config(&self) -> Result<ClusterConfig, KindError> {
         match &self.config_file {
@@ -221,7 +242,7 @@ impl KindCluster {
     /// matches; returns once it is ready. Creating it first makes
     /// kindling's node image when its nodes need it and the engine lacks it.
     pub async fn ensure_ready(&self) -> Result<ClusterInfo, KindError> {
-        let cli = self.cli()?;
+        let cli = self.cli_or_build().await?;
         let version = cli.checked_version().await?;
         let config = self.cluster_config()?;
         let effective = config.effective(&self.node_image_choice())?;
@@ -268,12 +289,13 @@ impl KindCluster {
     }
 
     /// Obtains what creating the cluster needs and can be made here, without
-    /// creating it: kindling's node image when the configuration's nodes
+    /// creating it: the pinned kind when no kind is found, kindling's node image when the configuration's nodes
     /// need it (its reference, else `None`), and whether the engine starts
     /// privileged containers (`None` for Podman, which kindling does not probe).
     pub async fn prepare(
         &self,
     ) -> Result<(Option<node_image::NodeImage>, Option<Privileges>), KindError> {
+        self.cli_or_build().await?.checked_version().await?;
         let config = self.cluster_config()?;
         let effective = config.effective(&self.node_image_choice())?;
         let image = match &effective.node_image {
@@ -660,7 +682,10 @@ impl Provider for KindCluster {
             vec![
                 Requirement::new("the kind CLI", {
                     let cluster = cluster.clone();
-                    move || cluster.cli().map(drop).map_err(|error| error.to_string())
+                    move || match cluster.cli() {
+                        Err(KindError::BinaryMissing { .. }) if cluster.may_build_kind() => Ok(()),
+                        other => other.map(drop).map_err(|error| error.to_string()),
+                    }
                 }),
                 Requirement::docker(),
                 Requirement::new("kindling's Kind node image", move || {
