@@ -54,6 +54,7 @@ fn nextest(packages: &[&str], state: &Path, extra: &[&str]) -> Command {
         .args(packages.iter().flat_map(|package| ["-p", package]))
         .env("CARGO_TARGET_DIR", fixture_target_dir())
         .env("KINDLING_STATE_DIR", state)
+        .env("KINDLING_PROVIDER", "local")
         .env(
             "KINDLING_JUNIT",
             state.join(format!("{}.xml", packages.join("+"))),

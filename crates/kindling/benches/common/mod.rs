@@ -46,6 +46,7 @@ impl SuiteUnderBench {
             .current_dir(package_dir)
             .args(["--exact", self.test])
             .env("KINDLING_STATE_DIR", state)
+            .env("KINDLING_PROVIDER", "local")
             .env("KINDLING_PROGRESS", "none")
             .output()?;
         let seconds = started.elapsed().as_secs_f64();

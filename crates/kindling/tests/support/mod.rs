@@ -99,11 +99,16 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
         }
     }
     command.env("KINDLING_PROGRESS", "plain");
-    // The project's own tests of suites and the CLI run on the local
-    // provider, whatever this machine would default to; a test of another
-    // provider, or of the default choice, sets or removes it.
-    command.env("KINDLING_PROVIDER", "local");
     command
+}
+
+/// Runs a kindling fixture suite on the local provider, whatever this
+/// machine would default to (a test of another provider, or of the default
+/// choice, sets or removes it); a harness-only suite knows no such variable.
+pub fn on_local_provider(command: &mut Command, suite: &str) {
+    if KINDLING_FIXTURE_SUITES.contains(&suite) {
+        command.env("KINDLING_PROVIDER", "local");
+    }
 }
 
 /// Every fixture suite's target name.
@@ -324,6 +329,7 @@ pub fn send_signal(child: &std::process::Child, signal: &str) {
 /// Runs a fixture binary directly with `args`.
 pub fn run_binary(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let mut command = clean_command(fixture(suite));
+    on_local_provider(&mut command, suite);
     // As cargo and nextest run it: relative paths of the suite resolve
     // against its own package, not the calling test's.
     command.env("CARGO_MANIFEST_DIR", fixture_package_dir(suite));
@@ -342,6 +348,7 @@ pub fn cargo_test(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> Ran {
         .current_dir(workspace_root())
         .args(["test", "-q", "-p", fixture_package(suite), "--test", suite])
         .env("CARGO_TARGET_DIR", fixture_target_dir());
+    on_local_provider(&mut command, suite);
     scratch.apply(&mut command).envs(env.iter().copied());
     Ran::from(command.output().expect("cargo test runs"))
 }
@@ -380,6 +387,7 @@ pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran
         .arg(workspace_root().join("crates/kindling/tests/fixture-suites/nextest.toml"))
         .args(["-p", fixture_package(suite), "--test", suite])
         .env("CARGO_TARGET_DIR", fixture_target_dir());
+    on_local_provider(&mut command, suite);
     scratch.apply(&mut command).envs(env.iter().copied());
     let ran = Ran::from(command.output().expect("cargo nextest runs"));
     let junit = std::fs::read_to_string(&junit_path).unwrap_or_default();
@@ -439,6 +447,7 @@ pub fn spawn_nextest_with(
         .env("CARGO_TARGET_DIR", fixture_target_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    on_local_provider(&mut command, suite);
     scratch.apply(&mut command).envs(env.iter().copied());
     command.spawn().expect("cargo nextest starts")
 }
@@ -460,7 +469,7 @@ pub fn cli_binary() -> &'static PathBuf {
 /// `kindling <args>` with a clean environment.
 pub fn cli(args: &[&str]) -> Command {
     let mut command = clean_command(cli_binary());
-    command.args(args);
+    command.args(args).env("KINDLING_PROVIDER", "local");
     command
 }
 
