@@ -16,7 +16,15 @@
 //! - one run: `cargo nextest run -p …` naming all four, as `--workspace`.
 //!
 //! The end-of-run cleanup of each form is waited for outside its time.
-//! Run with `cargo bench -p kindling --bench four_suites`.
+//!
+//! `-- kind` instead runs the four suites in one `cargo nextest run` on a
+//! fresh two-node Kind cluster and on a fresh local cluster (each created
+//! outside the time; the images built in the engine, none of kindling's
+//! in the nodes),
+//! printed as `four_suites_kind_s` beside `four_suites_local_s`, with each
+//! suite's recorded cold setup on both.
+//!
+//! Run with `cargo bench -p kindling --bench four_suites [-- kind]`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -40,8 +48,19 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
-/// `cargo nextest run -p <packages>` with the bench's state in `state`.
+/// `cargo nextest run -p <packages>` with the bench's state in `state`, on
+/// the local provider.
 fn nextest(packages: &[&str], state: &Path, extra: &[&str]) -> Command {
+    on_provider(packages, state, extra, &[("KINDLING_PROVIDER", "local")])
+}
+
+/// [`nextest`] with the provider's variables `provider`.
+fn on_provider(
+    packages: &[&str],
+    state: &Path,
+    extra: &[&str],
+    provider: &[(&str, &str)],
+) -> Command {
     let mut command = clean_command(cargo());
     command
         .current_dir(workspace_root())
@@ -54,7 +73,7 @@ fn nextest(packages: &[&str], state: &Path, extra: &[&str]) -> Command {
         .args(packages.iter().flat_map(|package| ["-p", package]))
         .env("CARGO_TARGET_DIR", fixture_target_dir())
         .env("KINDLING_STATE_DIR", state)
-        .env("KINDLING_PROVIDER", "local")
+        .envs(provider.iter().copied())
         .env(
             "KINDLING_JUNIT",
             state.join(format!("{}.xml", packages.join("+"))),
@@ -121,11 +140,120 @@ fn concurrent(state: &Path) -> Result<f64, BoxError> {
     Ok(seconds)
 }
 
+/// Each suite's recorded setup in `state`, start to finish.
+fn setups(state: &Path) -> Result<Vec<(&'static str, f64)>, BoxError> {
+    SUITES
+        .iter()
+        .map(|package| {
+            let target = package.trim_start_matches("e2e-");
+            let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+                state.join(format!("{target}.json")),
+            )?)?;
+            let at = |key: &str| -> Result<chrono::DateTime<chrono::FixedOffset>, BoxError> {
+                Ok(chrono::DateTime::parse_from_rfc3339(
+                    record[key].as_str().ok_or("no time recorded")?,
+                )?)
+            };
+            Ok((
+                target,
+                (at("finished_at")? - at("started_at")?).as_seconds_f64(),
+            ))
+        })
+        .collect()
+}
+
+/// The four suites in one nextest run on a fresh two-node Kind cluster
+/// and on a fresh local cluster.
+fn kind_beside_local(local: &kindling::cluster::local::LocalCluster) -> Result<(), BoxError> {
+    use kindling::cluster::kind::KindCluster;
+    let kind_config = support::workspace_root().join("fixtures/kind/two-nodes.yaml");
+    let kind = KindCluster::with_defaults(&"kindling-bench".parse()?).config_file(&kind_config);
+    if let Err(reason) = kind.requirement().check() {
+        println!("bench: skipped, {reason}");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let kind_env = [
+        ("KINDLING_PROVIDER", "kind"),
+        ("KINDLING_CLUSTER", "kindling-bench"),
+        ("KINDLING_KIND_CONFIG", kind_config.to_str().ok_or("path")?),
+    ];
+    // Builds the suites and their images once, on the local cluster.
+    runtime.block_on(local.up())?;
+    let warm = tempfile::tempdir()?;
+    finish(SUITES, nextest(SUITES, warm.path(), &[]).spawn()?)?;
+    await_cleanups(warm.path(), 1)?;
+
+    runtime.block_on(async {
+        kind.delete_cluster().await?;
+        kind.ensure().await?;
+        Ok::<(), BoxError>(())
+    })?;
+    let kind_state = tempfile::tempdir()?;
+    let started = Instant::now();
+    finish(
+        SUITES,
+        on_provider(SUITES, kind_state.path(), &[], &kind_env).spawn()?,
+    )?;
+    let on_kind = started.elapsed().as_secs_f64();
+    await_cleanups(kind_state.path(), 1)?;
+    runtime.block_on(kind.delete_cluster())?;
+
+    // As on the fresh Kind nodes: no image of the suites in the node (a
+    // local `down` keeps the node's image store).
+    runtime.block_on(async {
+        local.down().await?;
+        local.up().await?;
+        let store = local.node_store();
+        let held: Vec<String> = store
+            .list()
+            .await?
+            .into_iter()
+            .map(|image| image.reference)
+            .filter(|reference| reference.starts_with("localhost/kindling/"))
+            .collect();
+        let held: Vec<&str> = held.iter().map(String::as_str).collect();
+        store.remove(&held).await?;
+        Ok::<(), BoxError>(())
+    })?;
+    let local_state = tempfile::tempdir()?;
+    let started = Instant::now();
+    finish(SUITES, nextest(SUITES, local_state.path(), &[]).spawn()?)?;
+    let on_local = started.elapsed().as_secs_f64();
+    await_cleanups(local_state.path(), 1)?;
+
+    let describe = |setups: Vec<(&str, f64)>| {
+        setups
+            .iter()
+            .map(|(suite, seconds)| format!("{suite} {seconds:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "bench: four_suites_kind_s = {on_kind:.1} s (two nodes, created beforehand; cold setups: {})",
+        describe(setups(kind_state.path())?)
+    );
+    println!(
+        "bench: four_suites_local_s = {on_local:.1} s (brought up beforehand; cold setups: {})",
+        describe(setups(local_state.path())?)
+    );
+    println!(
+        "bench: four_suites_kind_vs_local_ratio = {:.2}",
+        on_kind / on_local
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), BoxError> {
     let cluster = support::local_cluster("kindling");
     if let Err(reason) = cluster.requirement().check() {
         println!("bench: skipped, {reason}");
         return Ok(());
+    }
+    if std::env::args().skip(1).any(|arg| arg == "kind") {
+        return kind_beside_local(&cluster);
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
