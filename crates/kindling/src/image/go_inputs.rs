@@ -1112,22 +1112,30 @@ mod tag_tests {
         dir
     }
 
-    #[test]
-    fn a_change_in_a_replaced_module_changes_the_tag_and_one_elsewhere_does_not() {
-        let dir = replace_layout();
-        let web = dir.path().join("web");
+    /// Changes files in `unrelated/` (the tag of `dir/web` must stay) and
+    /// then `common/common.go` (it must change); returns the new tag.
+    fn only_common_counts(dir: &Path) -> String {
+        let web = dir.join("web");
         let before = tag(&web);
         assert_eq!(before, tag(&web));
-        write(dir.path(), "unrelated/notes.txt", b"two");
-        write(dir.path(), "unrelated/new.go", b"package unrelated\n");
+        write(dir, "unrelated/notes.txt", b"two");
+        write(dir, "unrelated/new.go", b"package unrelated\n");
         assert_eq!(before, tag(&web), "an unrelated folder changed the tag");
         write(
-            dir.path(),
+            dir,
             "common/common.go",
             b"package common\n\nconst Version = \"common-v2\"\n",
         );
         let changed = tag(&web);
-        assert_ne!(before, changed, "a change in ../common kept the tag");
+        assert_ne!(before, changed, "a change in common/ kept the tag");
+        changed
+    }
+
+    #[test]
+    fn a_change_in_a_replaced_module_changes_the_tag_and_one_elsewhere_does_not() {
+        let dir = replace_layout();
+        let web = dir.path().join("web");
+        let changed = only_common_counts(dir.path());
         write(dir.path(), "common/extra.go", b"package common\n");
         assert_ne!(changed, tag(&web), "a file added to ../common kept the tag");
     }
@@ -1136,16 +1144,7 @@ mod tag_tests {
     fn a_change_in_a_workspace_member_or_its_sums_changes_the_tag() {
         let dir = workspace_layout();
         let web = dir.path().join("web");
-        let before = tag(&web);
-        write(dir.path(), "unrelated/notes.txt", b"two");
-        assert_eq!(before, tag(&web), "an unrelated folder changed the tag");
-        write(
-            dir.path(),
-            "common/common.go",
-            b"package common\n\nconst Version = \"common-v2\"\n",
-        );
-        let changed = tag(&web);
-        assert_ne!(before, changed, "a change in a member kept the tag");
+        let changed = only_common_counts(dir.path());
         write(dir.path(), "go.work.sum", b"example.com/x v1.0.0 h1:x=\n");
         let summed = tag(&web);
         assert_ne!(changed, summed, "a new go.work.sum kept the tag");
