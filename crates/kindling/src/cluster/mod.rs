@@ -302,6 +302,17 @@ pub fn requirement() -> Requirement {
 /// The cluster name when neither the suite nor `KINDLING_CLUSTER` names one.
 pub const DEFAULT_CLUSTER: &str = "kindling";
 
+/// What every provider builds once per host (components, kind, images'
+/// sources): `KINDLING_CACHE_DIR`, default `~/.cache/kindling`.
+pub fn cache_home() -> PathBuf {
+    std::env::var_os("KINDLING_CACHE_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kindling")
+        })
+}
+
 /// Per-host cluster state: `KINDLING_HOME`, default `~/.local/state/kindling`.
 pub fn state_home() -> PathBuf {
     std::env::var_os("KINDLING_HOME")

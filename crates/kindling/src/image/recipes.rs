@@ -128,7 +128,7 @@ pub(crate) async fn import_debian(
         &[crate::apt::Piece::program("mmdebstrap", "mmdebstrap")],
         &crate::apt::SearchPath::from_env(),
         crate::apt::InstallPolicy::from_env(),
-        &crate::cluster::local::ComponentBinaries::default_cache(),
+        &crate::cluster::cache_home(),
         &say,
     )
     .await

@@ -104,7 +104,7 @@ impl KindCluster {
         let mut cluster = KindCluster::new(
             name,
             &crate::cluster::state_home(),
-            &crate::cluster::local::ComponentBinaries::default_cache(),
+            &crate::cluster::cache_home(),
         );
         if let Some(path) = std::env::var_os("KINDLING_KIND_CONFIG").filter(|v| !v.is_empty()) {
             cluster.config_file = Some(PathBuf::from(path));

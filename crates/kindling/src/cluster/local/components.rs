@@ -212,14 +212,9 @@ impl ComponentBinaries {
         }
     }
 
-    /// `~/.cache/kindling`, or `KINDLING_CACHE_DIR`.
+    /// `~/.cache/kindling`, or `KINDLING_CACHE_DIR` ([`crate::cluster::cache_home`]).
     pub fn default_cache() -> PathBuf {
-        std::env::var_os("KINDLING_CACHE_DIR")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kindling")
-            })
+        crate::cluster::cache_home()
     }
 
     /// The path of a Kubernetes binary.
