@@ -819,30 +819,41 @@ async fn kind_load_and_kindling_load_leave_the_same_references(
         )
     })?;
     let after_kind = references_held(&stores, prefix).await?;
-    for store in &stores {
-        store.remove(&refs).await?;
-    }
-    let ours = support::cli(&["load", "--provider", "kind", "--cluster", cluster.name()])
-        .args(&refs)
-        .env("KINDLING_HOME", state_home)
-        .env("KINDLING_KIND_BINARY", real_kind())
-        .output()?;
-    ensure(ours.status.success(), || {
-        format!(
-            "`kindling load` failed: {}{}",
-            String::from_utf8_lossy(&ours.stdout),
-            String::from_utf8_lossy(&ours.stderr)
-        )
-    })?;
-    let after_ours = references_held(&stores, prefix).await?;
     let mut expected: Vec<String> = images.to_vec();
     expected.sort();
-    ensure(
-        after_kind == after_ours
-            && after_ours.len() == nodes.len()
-            && after_ours.iter().all(|node| node == &expected),
-        || format!("kind left {after_kind:?}, kindling {after_ours:?}"),
-    )?;
+    // The layer loader, then the fallback that streams each image's whole
+    // `docker save` as kind does (`--all-platforms`).
+    for extra in [&[][..], &["--all-platforms"][..]] {
+        for store in &stores {
+            store.remove(&refs).await?;
+        }
+        let ours = support::cli(&["load", "--provider", "kind", "--cluster", cluster.name()])
+            .args(extra)
+            .args(&refs)
+            .env("KINDLING_HOME", state_home)
+            .env("KINDLING_KIND_BINARY", real_kind())
+            .output()?;
+        ensure(ours.status.success(), || {
+            format!(
+                "`kindling load {}` failed: {}{}",
+                extra.join(" "),
+                String::from_utf8_lossy(&ours.stdout),
+                String::from_utf8_lossy(&ours.stderr)
+            )
+        })?;
+        let after_ours = references_held(&stores, prefix).await?;
+        ensure(
+            after_kind == after_ours
+                && after_ours.len() == nodes.len()
+                && after_ours.iter().all(|node| node == &expected),
+            || {
+                format!(
+                    "kind left {after_kind:?}, `kindling load {}` {after_ours:?}",
+                    extra.join(" ")
+                )
+            },
+        )?;
+    }
     for node in nodes {
         for reference in &refs {
             crictl_lists(node, reference)?;
