@@ -33,8 +33,6 @@ pub const KINDNETD_KIND_VERSION: &str = "v0.30.0";
 /// The pause image's tag, as kubeadm 1.34 and containerd's
 /// `sandbox_image` name it (the binary is kindling's own pause).
 pub const PAUSE_VERSION: &str = "3.10.1";
-/// The kubernetes-sigs/iptables-wrappers tag copied.
-pub const IPTABLES_WRAPPER_VERSION: &str = "v3";
 
 /// One Go build: its module, what it builds and where to.
 struct Component {
@@ -93,9 +91,6 @@ mod dirs {
     }
     pub(super) fn kindnetd() -> String {
         format!("kindnetd-kind-{KINDNETD_KIND_VERSION}")
-    }
-    pub(super) fn iptables_wrapper() -> String {
-        format!("iptables-wrapper-{IPTABLES_WRAPPER_VERSION}")
     }
     pub(super) fn pause() -> String {
         format!("pause-{PAUSE_VERSION}")
@@ -217,18 +212,6 @@ fn components() -> Vec<Component> {
             cgo: false,
         },
         Component {
-            dir: dirs::iptables_wrapper(),
-            what: format!("iptables-wrapper {IPTABLES_WRAPPER_VERSION}"),
-            expected: "about 10 s",
-            module_dir: dirs::iptables_wrapper(),
-            module: module("iptables-wrapper"),
-            packages: vec!["."],
-            binaries: vec!["iptables-wrapper"],
-            tags: "",
-            ldflags: stripped.to_owned(),
-            cgo: false,
-        },
-        Component {
             dir: dirs::pause(),
             what: "kindling's pause".to_owned(),
             expected: "about 10 s",
@@ -300,11 +283,6 @@ impl NodeBinaries {
     /// kindnetd.
     pub fn kindnetd(&self) -> PathBuf {
         self.own(dirs::kindnetd(), "kindnetd")
-    }
-
-    /// iptables-wrapper.
-    pub fn iptables_wrapper(&self) -> PathBuf {
-        self.own(dirs::iptables_wrapper(), "iptables-wrapper")
     }
 
     /// pause.

@@ -29,9 +29,9 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 pub use components::{
-    CNI_PLUGINS, CNI_PLUGINS_VERSION, CONTAINERD_VERSION, CRICTL_VERSION, IPTABLES_WRAPPER_VERSION,
-    KINDNETD_KIND_VERSION, LOCAL_PATH_PROVISIONER_VERSION, NodeBinaries, NodeComponentsError,
-    PAUSE_VERSION, RUNC_VERSION, ensure_built as ensure_components,
+    CNI_PLUGINS, CNI_PLUGINS_VERSION, CONTAINERD_VERSION, CRICTL_VERSION, KINDNETD_KIND_VERSION,
+    LOCAL_PATH_PROVISIONER_VERSION, NodeBinaries, NodeComponentsError, PAUSE_VERSION, RUNC_VERSION,
+    ensure_built as ensure_components,
 };
 
 use crate::cluster::local::components::{COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION};
@@ -75,7 +75,10 @@ const NODE_PACKAGES: &[&str] = &[
     "findutils",
 ];
 
-/// The Debian packages under kube-proxy, kindnetd and the local-path helper.
+/// The Debian packages under kube-proxy, kindnetd and the local-path
+/// helper. Their `iptables` is Debian's default, the nft backend, and so is
+/// the node's (see `images/iptables-base/Dockerfile` and the entrypoint's
+/// `select_iptables`).
 const IPTABLES_PACKAGES: &[&str] = &["iptables", "nftables", "conntrack", "kmod", "ipset"];
 
 /// Bump when the way the image is put together changes.
@@ -451,11 +454,7 @@ fn stage_specs(work: &Path, binaries: &NodeBinaries) -> StageResult<Vec<ImageSpe
     let kubernetes = |name: &str| local.kubernetes(name);
     let images: Vec<(&str, &str, Vec<PathBuf>)> = vec![
         ("static-base", "static-base", vec![]),
-        (
-            "iptables-base",
-            "iptables-base",
-            vec![binaries.iptables_wrapper()],
-        ),
+        ("iptables-base", "iptables-base", vec![]),
         (
             "kube-apiserver",
             "k8s-static",
