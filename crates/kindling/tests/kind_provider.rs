@@ -638,6 +638,7 @@ async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it
         )
     })?;
 
+    pods_reach_across_nodes_and_resolve_names(&info, &nodes).await?;
     delivered_images_are_what_crictl_lists(&cluster, world.path(), &nodes).await?;
     a_rebuilt_image_sends_only_its_new_layers_into_each_node(&cluster, world.path(), &nodes)
         .await?;
@@ -671,6 +672,123 @@ async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it
     ensure(!cluster.fingerprint_record().exists(), || {
         "the cluster's record survived its deletion".to_owned()
     })?;
+    Ok(())
+}
+
+/// The pod network (kindling-cni): a pod on the worker reaches a pod on
+/// the control-plane node by its pod IP (TCP to a CoreDNS serving its
+/// default `whoami` on port 53), and CoreDNS answers it for
+/// `kubernetes.default` with the `kubernetes` Service's IP. The pods run
+/// images the node image holds.
+async fn pods_reach_across_nodes_and_resolve_names(
+    info: &kindling::cluster::ClusterInfo,
+    nodes: &[String],
+) -> TestResult {
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    use kube::api::{Api, DeleteParams, LogParams, PostParams};
+
+    let client = kindling::client_for(&info.kubeconfig, &info.context).await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), "default");
+    let pod = |name: &str, node: &str, image: String, command: serde_json::Value| {
+        serde_json::from_value::<Pod>(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "nodeName": node,
+                "tolerations": [{"operator": "Exists"}],
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "net",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": command
+                }]
+            }
+        }))
+    };
+    let coredns = format!(
+        "registry.k8s.io/coredns/coredns:{}",
+        kindling::cluster::local::components::COREDNS_VERSION
+    );
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "net-server",
+            &nodes[0],
+            coredns,
+            serde_json::json!(["/coredns"]),
+        )?,
+    )
+    .await?;
+    let started = Instant::now();
+    let server_ip = loop {
+        let server = pods.get("net-server").await?;
+        let status = server.status.unwrap_or_default();
+        if status.phase.as_deref() == Some("Running")
+            && let Some(ip) = status.pod_ip
+        {
+            break ip;
+        }
+        ensure(started.elapsed() < Duration::from_secs(120), || {
+            format!("the server pod on {} is not running: {status:?}", nodes[0])
+        })?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let api_ip = Api::<Service>::namespaced(client, "default")
+        .get("kubernetes")
+        .await?
+        .spec
+        .and_then(|spec| spec.cluster_ip)
+        .unwrap_or_default();
+    let helper = format!(
+        "{}/local-path-helper:{}",
+        node_image::NAMESPACE,
+        node_image::DEBIAN_RELEASE
+    );
+    let script = format!(
+        "getent hosts kubernetes.default | grep -qw {api_ip} || exit 2; \
+         exec 3<>/dev/tcp/{server_ip}/53 || exit 3; echo reached"
+    );
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "net-client",
+            &nodes[1],
+            helper,
+            serde_json::json!(["bash", "-c", script]),
+        )?,
+    )
+    .await?;
+    let phase = loop {
+        let phase = pods.get("net-client").await?.status.and_then(|s| s.phase);
+        if let Some(done @ ("Succeeded" | "Failed")) = phase.as_deref() {
+            break done.to_owned();
+        }
+        ensure(started.elapsed() < Duration::from_secs(180), || {
+            format!("the client pod on {} did not finish: {phase:?}", nodes[1])
+        })?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let logs = pods
+        .logs("net-client", &LogParams::default())
+        .await
+        .unwrap_or_default();
+    eprintln!(
+        "cross_node_pod_network_s={:.1} (server {server_ip} on {}, {phase})",
+        started.elapsed().as_secs_f64(),
+        nodes[0]
+    );
+    ensure(phase == "Succeeded" && logs.contains("reached"), || {
+        format!(
+            "a pod on {} did not resolve kubernetes.default to {api_ip} (exit 2) or reach \
+             {server_ip} on {} (exit 3): {phase}, logs: {logs}",
+            nodes[1], nodes[0]
+        )
+    })?;
+    for name in ["net-client", "net-server"] {
+        pods.delete(name, &DeleteParams::default()).await?;
+    }
     Ok(())
 }
 

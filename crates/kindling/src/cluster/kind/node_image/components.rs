@@ -26,15 +26,25 @@ pub const CNI_PLUGINS_VERSION: &str = "v1.9.1";
 /// The pinned local-path-provisioner (the one version the module proxy
 /// serves; kind v0.33.0 ships v0.0.34).
 pub const LOCAL_PATH_PROVISIONER_VERSION: &str = "v0.0.30";
-/// The kind release whose kindnetd is built: v0.30.0, the last kind that
-/// defaulted to Kubernetes 1.34 (v0.33.0's needs a module version the
-/// proxy refuses).
-pub const KINDNETD_KIND_VERSION: &str = "v0.30.0";
 /// The pause image's tag, as kubeadm 1.34 and containerd's
 /// `sandbox_image` name it (the binary is kindling's own pause).
 pub const PAUSE_VERSION: &str = "3.10.1";
-/// The kubernetes-sigs/iptables-wrappers tag copied.
-pub const IPTABLES_WRAPPER_VERSION: &str = "v3";
+
+/// The version of kindling's own CNI daemon (`go/kindling-cni`, in place
+/// of kind's kindnetd): the first 12 hex digits of a digest of its
+/// module's files, so the cached binary and the image's tag change with
+/// its source.
+pub fn kindling_cni_version() -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for (path, contents) in module("kindling-cni") {
+        hasher.update((path.len() as u64).to_le_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update((contents.len() as u64).to_le_bytes());
+        hasher.update(contents.as_bytes());
+    }
+    hex::encode(hasher.finalize())[..12].to_owned()
+}
 
 /// One Go build: its module, what it builds and where to.
 struct Component {
@@ -91,11 +101,8 @@ mod dirs {
     pub(super) fn local_path_provisioner() -> String {
         format!("local-path-provisioner-{LOCAL_PATH_PROVISIONER_VERSION}")
     }
-    pub(super) fn kindnetd() -> String {
-        format!("kindnetd-kind-{KINDNETD_KIND_VERSION}")
-    }
-    pub(super) fn iptables_wrapper() -> String {
-        format!("iptables-wrapper-{IPTABLES_WRAPPER_VERSION}")
+    pub(super) fn kindling_cni() -> String {
+        format!("kindling-cni-{}", kindling_cni_version())
     }
     pub(super) fn pause() -> String {
         format!("pause-{PAUSE_VERSION}")
@@ -205,25 +212,13 @@ fn components() -> Vec<Component> {
             cgo: false,
         },
         Component {
-            dir: dirs::kindnetd(),
-            what: format!("kindnetd (kind {KINDNETD_KIND_VERSION})"),
-            expected: "about 6 min on two cores",
-            module_dir: dirs::kindnetd(),
-            module: module("kindnetd"),
-            packages: vec!["./cmd/kindnetd"],
-            binaries: vec!["kindnetd"],
-            tags: "",
-            ldflags: stripped.to_owned(),
-            cgo: false,
-        },
-        Component {
-            dir: dirs::iptables_wrapper(),
-            what: format!("iptables-wrapper {IPTABLES_WRAPPER_VERSION}"),
-            expected: "about 10 s",
-            module_dir: dirs::iptables_wrapper(),
-            module: module("iptables-wrapper"),
+            dir: dirs::kindling_cni(),
+            what: "kindling's CNI daemon (kindling-cni)".to_owned(),
+            expected: "about 2 min on two cores",
+            module_dir: dirs::kindling_cni(),
+            module: module("kindling-cni"),
             packages: vec!["."],
-            binaries: vec!["iptables-wrapper"],
+            binaries: vec!["kindling-cni"],
             tags: "",
             ldflags: stripped.to_owned(),
             cgo: false,
@@ -297,14 +292,9 @@ impl NodeBinaries {
         self.own(dirs::local_path_provisioner(), "local-path-provisioner")
     }
 
-    /// kindnetd.
-    pub fn kindnetd(&self) -> PathBuf {
-        self.own(dirs::kindnetd(), "kindnetd")
-    }
-
-    /// iptables-wrapper.
-    pub fn iptables_wrapper(&self) -> PathBuf {
-        self.own(dirs::iptables_wrapper(), "iptables-wrapper")
+    /// kindling-cni, the node's CNI daemon.
+    pub fn kindling_cni(&self) -> PathBuf {
+        self.own(dirs::kindling_cni(), "kindling-cni")
     }
 
     /// pause.
@@ -546,19 +536,29 @@ mod tests {
             binaries.kubernetes_tool("kubeadm"),
             Path::new("/c/bin/kubernetes-tools-v1.34.12/kubeadm")
         );
+        let cni: Vec<_> = module("kindling-cni")
+            .iter()
+            .map(|(path, _)| *path)
+            .collect();
         assert_eq!(
-            module("kindnetd")
-                .iter()
-                .map(|(path, _)| *path)
-                .collect::<Vec<_>>(),
+            cni,
             [
                 "go.mod",
                 "go.sum",
-                "cmd/kindnetd/cni.go",
-                "cmd/kindnetd/main.go",
-                "cmd/kindnetd/masq.go",
-                "cmd/kindnetd/routes.go"
+                "cni.go",
+                "cni_test.go",
+                "main.go",
+                "masq.go",
+                "masq_test.go",
+                "routes.go",
+                "routes_test.go"
             ]
+        );
+        let version = kindling_cni_version();
+        assert_eq!(version.len(), 12);
+        assert_eq!(
+            binaries.kindling_cni(),
+            Path::new(&format!("/c/bin/kindling-cni-{version}/kindling-cni"))
         );
     }
 

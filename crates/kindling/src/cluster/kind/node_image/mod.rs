@@ -2,7 +2,8 @@
 //! can be pulled: the pinned Kubernetes (the local provider's binaries,
 //! plus kubeadm and kubectl), containerd, runc, crictl and the CNI plugins
 //! in a Debian root filesystem made by mmdebstrap, laid out as kind v0.33.0's
-//! `images/base` lays a node out, with the control-plane images, kindnetd
+//! `images/base` lays a node out, with the control-plane images, kindling's
+//! CNI daemon (`kindling-cni`, in place of kind's kindnetd)
 //! and local-path-provisioner built from those binaries and preloaded into
 //! the node's containerd as `kind build node-image` preloads them.
 //!
@@ -29,9 +30,9 @@ use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 pub use components::{
-    CNI_PLUGINS, CNI_PLUGINS_VERSION, CONTAINERD_VERSION, CRICTL_VERSION, IPTABLES_WRAPPER_VERSION,
-    KINDNETD_KIND_VERSION, LOCAL_PATH_PROVISIONER_VERSION, NodeBinaries, NodeComponentsError,
-    PAUSE_VERSION, RUNC_VERSION, ensure_built as ensure_components,
+    CNI_PLUGINS, CNI_PLUGINS_VERSION, CONTAINERD_VERSION, CRICTL_VERSION,
+    LOCAL_PATH_PROVISIONER_VERSION, NodeBinaries, NodeComponentsError, PAUSE_VERSION, RUNC_VERSION,
+    ensure_built as ensure_components, kindling_cni_version,
 };
 
 use crate::cluster::local::components::{COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION};
@@ -75,7 +76,10 @@ const NODE_PACKAGES: &[&str] = &[
     "findutils",
 ];
 
-/// The Debian packages under kube-proxy, kindnetd and the local-path helper.
+/// The Debian packages under kube-proxy, the CNI daemon and the local-path
+/// helper. Their `iptables` is Debian's default, the nft backend, and so is
+/// the node's (see `images/iptables-base/Dockerfile` and the entrypoint's
+/// `select_iptables`).
 const IPTABLES_PACKAGES: &[&str] = &["iptables", "nftables", "conntrack", "kmod", "ipset"];
 
 /// Bump when the way the image is put together changes.
@@ -88,9 +92,9 @@ fn coredns_image() -> String {
     format!("registry.k8s.io/coredns/coredns:{COREDNS_VERSION}")
 }
 
-/// kindnetd's name in the node and in the default CNI manifest.
-fn kindnetd_image() -> String {
-    format!("{NAMESPACE}/kindnetd:kind-{KINDNETD_KIND_VERSION}")
+/// The CNI daemon's name in the node and in the default CNI manifest.
+fn cni_image() -> String {
+    format!("{NAMESPACE}/kindling-cni:{}", kindling_cni_version())
 }
 
 /// local-path-provisioner's name in the node and the storage manifest.
@@ -124,7 +128,7 @@ fn preloaded() -> Vec<(&'static str, String)> {
         ),
         ("coredns", coredns_image()),
         ("pause", format!("registry.k8s.io/pause:{PAUSE_VERSION}")),
-        ("kindnetd", kindnetd_image()),
+        ("kindling-cni", cni_image()),
         ("local-path-provisioner", local_path_provisioner_image()),
         ("local-path-helper", local_path_helper_image()),
     ]
@@ -451,11 +455,7 @@ fn stage_specs(work: &Path, binaries: &NodeBinaries) -> StageResult<Vec<ImageSpe
     let kubernetes = |name: &str| local.kubernetes(name);
     let images: Vec<(&str, &str, Vec<PathBuf>)> = vec![
         ("static-base", "static-base", vec![]),
-        (
-            "iptables-base",
-            "iptables-base",
-            vec![binaries.iptables_wrapper()],
-        ),
+        ("iptables-base", "iptables-base", vec![]),
         (
             "kube-apiserver",
             "k8s-static",
@@ -475,7 +475,11 @@ fn stage_specs(work: &Path, binaries: &NodeBinaries) -> StageResult<Vec<ImageSpe
         ("etcd", "k8s-static", vec![local.etcd.clone()]),
         ("coredns", "coredns", vec![local.coredns.clone()]),
         ("pause", "pause", vec![binaries.pause()]),
-        ("kindnetd", "kindnetd", vec![binaries.kindnetd()]),
+        (
+            "kindling-cni",
+            "kindling-cni",
+            vec![binaries.kindling_cni()],
+        ),
         (
             "local-path-provisioner",
             "local-path-provisioner",
@@ -554,7 +558,7 @@ fn stage_node_files(dir: &Path, binaries: &NodeBinaries) -> StageResult<()> {
     write_file(dir, "kind/version", KUBERNETES_VERSION.as_bytes(), 0o644)?;
     for (relative, contents, _) in sources::under(sources::MANIFESTS, "manifests/") {
         let filled = contents
-            .replace("@KINDNETD_IMAGE@", &kindnetd_image())
+            .replace("@CNI_IMAGE@", &cni_image())
             .replace(
                 "@LOCAL_PATH_PROVISIONER_IMAGE@",
                 &local_path_provisioner_image(),
@@ -867,7 +871,7 @@ fn wanted(kubeadm_list: &str) -> Vec<String> {
         })
         .collect();
     wanted.extend([
-        kindnetd_image(),
+        cni_image(),
         local_path_provisioner_image(),
         local_path_helper_image(),
     ]);

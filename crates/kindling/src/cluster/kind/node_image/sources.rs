@@ -19,20 +19,15 @@ pub(crate) const MODULES: &[Source] = kind_node![
     "go/containerd/go.sum",
     "go/crictl/go.mod",
     "go/crictl/go.sum",
-    "go/iptables-wrapper/go.mod",
-    "go/iptables-wrapper/main.go",
-    "go/iptables-wrapper/internal/commands/run.go",
-    "go/iptables-wrapper/internal/files/exist.go",
-    "go/iptables-wrapper/internal/iptables/alternatives.go",
-    "go/iptables-wrapper/internal/iptables/detect.go",
-    "go/iptables-wrapper/internal/iptables/rules.go",
-    "go/iptables-wrapper/internal/iptables/xtables.go",
-    "go/kindnetd/go.mod",
-    "go/kindnetd/go.sum",
-    "go/kindnetd/cmd/kindnetd/cni.go",
-    "go/kindnetd/cmd/kindnetd/main.go",
-    "go/kindnetd/cmd/kindnetd/masq.go",
-    "go/kindnetd/cmd/kindnetd/routes.go",
+    "go/kindling-cni/go.mod",
+    "go/kindling-cni/go.sum",
+    "go/kindling-cni/cni.go",
+    "go/kindling-cni/cni_test.go",
+    "go/kindling-cni/main.go",
+    "go/kindling-cni/masq.go",
+    "go/kindling-cni/masq_test.go",
+    "go/kindling-cni/routes.go",
+    "go/kindling-cni/routes_test.go",
     "go/local-path/go.mod",
     "go/local-path/go.sum",
     "go/runc/go.mod",
@@ -67,7 +62,7 @@ pub(crate) const IMAGES: &[Source] = kind_node![
     "images/iptables-base/Dockerfile",
     "images/k8s-iptables/Dockerfile",
     "images/k8s-static/Dockerfile",
-    "images/kindnetd/Dockerfile",
+    "images/kindling-cni/Dockerfile",
     "images/local-path-helper/Dockerfile",
     "images/local-path-provisioner/Dockerfile",
     "images/pause/Dockerfile",
@@ -77,8 +72,8 @@ pub(crate) const IMAGES: &[Source] = kind_node![
     "images/static-base/etc/passwd",
 ];
 
-/// kind's default CNI (kindnetd) and storage (local-path-provisioner)
-/// manifests, with `@KINDNETD_IMAGE@`, `@LOCAL_PATH_PROVISIONER_IMAGE@` and
+/// The default CNI (kindling-cni, after kind's kindnetd manifest) and kind's
+/// storage (local-path-provisioner) manifests, with `@CNI_IMAGE@`, `@LOCAL_PATH_PROVISIONER_IMAGE@` and
 /// `@LOCAL_PATH_HELPER_IMAGE@` for the images' names.
 pub(crate) const MANIFESTS: &[Source] = kind_node![
     "manifests/default-cni.yaml",

@@ -1,3 +1,0 @@
-module github.com/kubernetes-sigs/iptables-wrappers
-
-go 1.19
