@@ -8,14 +8,11 @@ use crate::cluster::local::components::{self as local, ComponentBuildError};
 
 use super::cli::{PINNED_VERSION, pinned_binary};
 
-/// The module pinning kind and its dependencies (`kind-node/go/kind/`).
+/// The module pinning kind and its dependencies (`kind-cli/`).
 const MODULE: &[(&str, &str)] = &[
-    ("go.mod", include_str!("../../../kind-node/go/kind/go.mod")),
-    ("go.sum", include_str!("../../../kind-node/go/kind/go.sum")),
-    (
-        "tools.go",
-        include_str!("../../../kind-node/go/kind/tools.go"),
-    ),
+    ("go.mod", include_str!("../../../kind-cli/go.mod")),
+    ("go.sum", include_str!("../../../kind-cli/go.sum")),
+    ("tools.go", include_str!("../../../kind-cli/tools.go")),
 ];
 
 /// Builds the pinned kind into `cache` unless it is there (one process at
@@ -91,7 +88,7 @@ mod tests {
         let (_, module) = MODULE[0];
         assert!(
             module.contains(&format!("sigs.k8s.io/kind {PINNED_VERSION}\n")),
-            "kind-node/go/kind/go.mod requires another kind than {PINNED_VERSION}"
+            "kind-cli/go.mod requires another kind than {PINNED_VERSION}"
         );
     }
 }
