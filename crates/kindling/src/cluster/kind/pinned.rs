@@ -15,6 +15,21 @@ const MODULE: &[(&str, &str)] = &[
     ("tools.go", include_str!("../../../kind-cli/tools.go")),
 ];
 
+/// Writes the pinned kind's module into `<cache>/src/kind-<pinned>` and
+/// returns its folder: its go.sum verifies kind's module zip, whose
+/// `images/base` files the node image is made from.
+pub(crate) fn write_module(cache: &Path) -> Result<PathBuf, ComponentBuildError> {
+    local::write_module(cache, &format!("kind-{PINNED_VERSION}"), MODULE)
+}
+
+/// kind's module line in the pinned go.sum (its content hash), for digests.
+pub(crate) fn module_sum() -> &'static str {
+    let (_, sums) = MODULE[1];
+    sums.lines()
+        .find(|line| line.starts_with(&format!("sigs.k8s.io/kind {PINNED_VERSION} h1:")))
+        .unwrap_or_default()
+}
+
 /// Builds the pinned kind into `cache` unless it is there (one process at
 /// a time per cache); `say` gets the progress lines. Returns its path.
 pub async fn ensure_built(
@@ -41,7 +56,7 @@ pub async fn ensure_built(
     if binary.is_file() {
         return Ok(binary);
     }
-    let module = local::write_module(cache, &format!("kind-{PINNED_VERSION}"), MODULE)?;
+    let module = write_module(cache)?;
     let target = cache.join(format!("bin/kind-build-{PINNED_VERSION}"));
     local::build_into(
         &format!("kind {PINNED_VERSION}"),
@@ -89,6 +104,10 @@ mod tests {
         assert!(
             module.contains(&format!("sigs.k8s.io/kind {PINNED_VERSION}\n")),
             "kind-cli/go.mod requires another kind than {PINNED_VERSION}"
+        );
+        assert!(
+            module_sum().contains(" h1:"),
+            "kind-cli/go.sum has no hash of kind's module"
         );
     }
 }

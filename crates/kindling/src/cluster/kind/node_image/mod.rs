@@ -15,6 +15,7 @@
 
 mod components;
 pub(crate) mod sources;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -171,6 +172,11 @@ pub fn reference() -> String {
         feed(path.as_bytes());
         feed(contents.as_bytes());
     }
+    // kind's own node files: the module's hash pins their contents.
+    feed(crate::cluster::kind::pinned::module_sum().as_bytes());
+    for file in upstream::BASE_FILES {
+        feed(file.as_bytes());
+    }
     components::feed_digest(&mut feed);
     let digest = hex::encode(hasher.finalize());
     format!("{REPOSITORY}:{KUBERNETES_VERSION}-{}", &digest[..12])
@@ -214,6 +220,15 @@ pub enum NodeImageError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// kind's own node files could not be obtained from its module.
+    #[error("cannot obtain kind's node files for the Kind node image `{image}`")]
+    KindFiles {
+        /// The node image.
+        image: String,
+        /// Why.
+        #[source]
+        source: Box<upstream::UpstreamError>,
     },
     /// A component image or the base image failed to build.
     #[error("cannot build the images the Kind node image `{image}` is made of")]
@@ -313,6 +328,13 @@ pub async fn ensure(
         "making the Kind node image `{image}` (Kubernetes {KUBERNETES_VERSION}): its components first, when not built yet"
     ));
     let binaries = components::ensure_built(cache, say).await?;
+    let kind_files =
+        upstream::base_files(cache)
+            .await
+            .map_err(|source| NodeImageError::KindFiles {
+                image: image.clone(),
+                source: Box::new(source),
+            })?;
     let stage_error = |path: &Path| {
         let image = image.clone();
         let path = path.to_owned();
@@ -335,7 +357,7 @@ pub async fn ensure(
     let specs = {
         let work = work.path().to_owned();
         let binaries = binaries.clone();
-        tokio::task::spawn_blocking(move || stage_specs(&work, &binaries))
+        tokio::task::spawn_blocking(move || stage_specs(&work, &binaries, &kind_files))
             .await
             .expect("staging does not panic")
             .map_err(|(path, source)| NodeImageError::Stage {
@@ -440,7 +462,11 @@ fn stage_binary(from: &Path, dir: &Path, relative: &str) -> StageResult<()> {
 
 /// The build contexts of every image the node is made of, under `work`,
 /// and their specs.
-fn stage_specs(work: &Path, binaries: &NodeBinaries) -> StageResult<Vec<ImageSpec>> {
+fn stage_specs(
+    work: &Path,
+    binaries: &NodeBinaries,
+    kind_files: &[(String, String)],
+) -> StageResult<Vec<ImageSpec>> {
     let local = &binaries.local;
     let mut specs = vec![
         ImageSpec::debian("node-rootfs", DEBIAN_RELEASE)
@@ -522,7 +548,18 @@ fn stage_specs(work: &Path, binaries: &NodeBinaries) -> StageResult<Vec<ImageSpe
     }
     let base = work.join("base");
     for (relative, contents, mode) in sources::under(sources::BASE, "base/") {
-        write_file(&base, relative, contents.as_bytes(), mode)?;
+        if !relative.starts_with("patches/") {
+            write_file(&base, relative, contents.as_bytes(), mode)?;
+        }
+    }
+    for (file, contents) in kind_files {
+        let relative = format!("files/{file}");
+        let mode = if sources::executable(&format!("base/{relative}")) {
+            0o755
+        } else {
+            0o644
+        };
+        write_file(&base, &relative, contents.as_bytes(), mode)?;
     }
     for name in ["containerd", "containerd-shim-runc-v2", "ctr"] {
         stage_binary(

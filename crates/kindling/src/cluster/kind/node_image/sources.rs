@@ -34,26 +34,13 @@ pub(crate) const MODULES: &[Source] = kind_node![
     "go/runc/go.sum",
 ];
 
-/// The node base image's Dockerfile and the files it copies (`base/`).
+/// The node base image's Dockerfile and kindling's patches of the kind
+/// files it copies (`base/`; the files come from kind's module, see
+/// [`super::upstream`]).
 pub(crate) const BASE: &[Source] = kind_node![
     "base/Dockerfile",
-    "base/files/etc/containerd/config.toml",
-    "base/files/etc/crictl.yaml",
-    "base/files/etc/default/kubelet",
-    "base/files/etc/sysctl.d/10-network-magic.conf",
-    "base/files/etc/sysctl.d/10-network-security.conf",
-    "base/files/etc/systemd/system/containerd.service",
-    "base/files/etc/systemd/system/kubelet.service",
-    "base/files/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
-    "base/files/etc/systemd/system/kubelet.service.d/11-kind.conf",
-    "base/files/etc/systemd/system/kubelet.slice",
-    "base/files/etc/systemd/system/undo-mount-hacks.service",
-    "base/files/kind/README.txt",
-    "base/files/kind/bin/create-kubelet-cgroup-v2.sh",
-    "base/files/kind/bin/mount-product-files.sh",
-    "base/files/kind/bin/undo-mount-hacks.sh",
-    "base/files/usr/local/bin/clean-install",
-    "base/files/usr/local/bin/entrypoint",
+    "base/patches/config.toml.patch",
+    "base/patches/entrypoint.patch",
 ];
 
 /// The component images' Dockerfiles and files (`images/<image>/`).
