@@ -11,6 +11,7 @@ pub mod namespace;
 pub mod ownership;
 pub mod scope;
 pub mod webhook_failure;
+pub mod webhook_probe;
 
 pub use adoption::{CREATED_BY_ANNOTATION, Ownership};
 pub use apply::{Applied, ApplyError, apply_manifests, delete_objects, dry_run_manifests};

@@ -398,6 +398,12 @@ impl EnvironmentBuilder {
             }
         };
         setup
+            .phase(
+                "webhooks",
+                crate::deploy::webhook_probe::await_reachable(&client, &all, &namespace),
+            )
+            .await?;
+        setup
             .remember(
                 REMEMBERED,
                 &Deployed {
