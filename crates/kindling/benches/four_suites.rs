@@ -162,6 +162,28 @@ fn setups(state: &Path) -> Result<Vec<(&'static str, f64)>, BoxError> {
         .collect()
 }
 
+/// The exact references of every image the suites' environments in
+/// `state` were deployed with.
+fn suite_images(state: &Path) -> Result<Vec<String>, BoxError> {
+    let mut references = Vec::new();
+    for package in SUITES {
+        let target = package.trim_start_matches("e2e-");
+        let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            state.join(format!("{target}.json")),
+        )?)?;
+        references.extend(
+            record["environment"]["images"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, reference)| reference.as_str().map(str::to_owned)),
+        );
+    }
+    references.sort();
+    references.dedup();
+    Ok(references)
+}
+
 /// The four suites in one nextest run on a fresh two-node Kind cluster
 /// and on a fresh local cluster.
 fn kind_beside_local(local: &kindling::cluster::local::LocalCluster) -> Result<(), BoxError> {
@@ -200,30 +222,6 @@ fn kind_beside_local(local: &kindling::cluster::local::LocalCluster) -> Result<(
     let on_kind = started.elapsed().as_secs_f64();
     await_cleanups(kind_state.path(), 1)?;
     runtime.block_on(kind.delete_cluster())?;
-
-    // As on the fresh Kind nodes: no image of the suites in the node (a
-    // local `down` keeps the node's image store).
-    runtime.block_on(async {
-        local.down().await?;
-        local.up().await?;
-        let store = local.node_store();
-        let held: Vec<String> = store
-            .list()
-            .await?
-            .into_iter()
-            .map(|image| image.reference)
-            .filter(|reference| reference.starts_with("localhost/kindling/"))
-            .collect();
-        let held: Vec<&str> = held.iter().map(String::as_str).collect();
-        store.remove(&held).await?;
-        Ok::<(), BoxError>(())
-    })?;
-    let local_state = tempfile::tempdir()?;
-    let started = Instant::now();
-    finish(SUITES, nextest(SUITES, local_state.path(), &[]).spawn()?)?;
-    let on_local = started.elapsed().as_secs_f64();
-    await_cleanups(local_state.path(), 1)?;
-
     let describe = |setups: Vec<(&str, f64)>| {
         setups
             .iter()
@@ -235,6 +233,24 @@ fn kind_beside_local(local: &kindling::cluster::local::LocalCluster) -> Result<(
         "bench: four_suites_kind_s = {on_kind:.1} s (two nodes, created beforehand; cold setups: {})",
         describe(setups(kind_state.path())?)
     );
+
+    // As on the fresh Kind nodes: none of the suites' images in the node
+    // (a local `down` keeps the node's image store; the cluster's own
+    // images, such as its pause image, stay).
+    let suite_images = suite_images(kind_state.path())?;
+    runtime.block_on(async {
+        local.down().await?;
+        local.up().await?;
+        let references: Vec<&str> = suite_images.iter().map(String::as_str).collect();
+        local.node_store().remove(&references).await?;
+        Ok::<(), BoxError>(())
+    })?;
+    let local_state = tempfile::tempdir()?;
+    let started = Instant::now();
+    finish(SUITES, nextest(SUITES, local_state.path(), &[]).spawn()?)?;
+    let on_local = started.elapsed().as_secs_f64();
+    await_cleanups(local_state.path(), 1)?;
+
     println!(
         "bench: four_suites_local_s = {on_local:.1} s (brought up beforehand; cold setups: {})",
         describe(setups(local_state.path())?)
