@@ -73,12 +73,12 @@ fn on_provider(
         .args(packages.iter().flat_map(|package| ["-p", package]))
         .env("CARGO_TARGET_DIR", fixture_target_dir())
         .env("KINDLING_STATE_DIR", state)
-        .envs(provider.iter().copied())
         .env(
             "KINDLING_JUNIT",
             state.join(format!("{}.xml", packages.join("+"))),
         )
         .env("KINDLING_KEEP", "never")
+        .envs(provider.iter().copied())
         .env("KINDLING_PROGRESS", "none")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -144,6 +144,11 @@ fn concurrent(state: &Path) -> Result<f64, BoxError> {
 fn setups(state: &Path) -> Result<Vec<(&'static str, f64)>, BoxError> {
     SUITES
         .iter()
+        .filter(|package| {
+            state
+                .join(format!("{}.json", package.trim_start_matches("e2e-")))
+                .is_file()
+        })
         .map(|package| {
             let target = package.trim_start_matches("e2e-");
             let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
@@ -197,7 +202,10 @@ fn kind_beside_local(local: &kindling::cluster::local::LocalCluster) -> Result<(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The Kind run keeps its namespaces and so its setup records (the
+    // cluster is deleted right after); the local run's are removed at its end.
     let kind_env = [
+        ("KINDLING_KEEP", "always"),
         ("KINDLING_PROVIDER", "kind"),
         ("KINDLING_CLUSTER", "kindling-bench"),
         ("KINDLING_KIND_CONFIG", kind_config.to_str().ok_or("path")?),
