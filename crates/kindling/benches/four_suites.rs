@@ -228,7 +228,7 @@ fn kind_beside_local(local: &kindling::cluster::local::LocalCluster) -> Result<(
         on_provider(SUITES, kind_state.path(), &[], &kind_env).spawn()?,
     )?;
     let on_kind = started.elapsed().as_secs_f64();
-    await_cleanups(kind_state.path(), 1)?;
+    // Kept (KINDLING_KEEP=always): no end-of-run cleanup to wait for.
     runtime.block_on(kind.delete_cluster())?;
     let describe = |setups: Vec<(&str, f64)>| {
         setups
