@@ -55,11 +55,7 @@ fn main() -> Result<(), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let suite = SuiteUnderBench::build(
-        "e2e-datastorage",
-        "datastorage",
-        "events::writes_and_reads_one_event",
-    )?;
+    let suite = SuiteUnderBench::build(support::bench_targets::DATASTORAGE_ONE_EVENT)?;
     let fixtures = workspace_root().join("fixtures");
     runtime.block_on(async {
         cluster.up().await?;

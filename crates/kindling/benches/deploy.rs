@@ -14,8 +14,12 @@
 //! Needs what the local provider needs; brings the cluster up if it is
 //! down and leaves it up. Run with `cargo bench -p kindling --bench deploy`.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kindling::cluster::local::LocalCluster;
@@ -26,6 +30,10 @@ use kindling::wait::{WaitError, Waiter, Workload};
 use kindling::{BoxError, apply_and_wait};
 use kube::Client;
 use kube::api::{Api, DeleteParams};
+
+use common::SuiteUnderBench;
+use support::bench_targets::DATASTORAGE_ONE_EVENT;
+use support::fixture_target_dir;
 
 const RUNS: usize = 3;
 
@@ -180,48 +188,20 @@ impl Bench {
     }
 }
 
-/// The e2e-datastorage test binary, built by cargo.
-fn e2e_binary() -> Result<PathBuf, BoxError> {
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .current_dir(workspace())
-        .args([
-            "test",
-            "--no-run",
-            "--message-format=json",
-            "-p",
-            "e2e-datastorage",
-        ])
-        .output()?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo built no e2e-datastorage test binary".into())
-}
-
+/// Runs of one DataStorage test with a state directory kept between
+/// bench runs: the first sets up (or reuses an earlier bench's
+/// environment), the others are warm.
 fn warm_rerun() -> Result<f64, BoxError> {
-    let binary = e2e_binary()?;
-    let run = || -> Result<f64, BoxError> {
-        let started = Instant::now();
-        let output = Command::new(&binary)
-            .current_dir(workspace().join("e2e/datastorage"))
-            .args(["--exact", "health::answers_health_checks"])
-            .env("KINDLING_PROGRESS", "none")
-            .output()?;
-        let seconds = started.elapsed().as_secs_f64();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() || !stdout.contains("1 passed") {
-            return Err(format!(
-                "the e2e suite did not pass its one test:\n{stdout}{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-        Ok(seconds)
-    };
-    let first = run()?;
+    let suite = SuiteUnderBench::build(DATASTORAGE_ONE_EVENT)?;
+    let state = fixture_target_dir().join("bench-deploy-state");
+    std::fs::create_dir_all(&state)?;
+    let first = suite.run_one(&state)?;
     println!("bench: first_run_s = {first:.2} s (sets up, or reuses an earlier run's environment)");
-    Ok(median((0..RUNS).map(|_| run()).collect::<Result<_, _>>()?))
+    Ok(median(
+        (0..RUNS)
+            .map(|_| suite.run_one(&state))
+            .collect::<Result<_, _>>()?,
+    ))
 }
 
 fn main() -> Result<(), BoxError> {

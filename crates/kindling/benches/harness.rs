@@ -36,10 +36,14 @@ fn per_test_process_overhead_ms() -> f64 {
     let run_id = "6a6e7c1e-0000-4000-8000-0000000be4c4";
     let stamp = scratch.root.path().join("body-start");
     let run = |record_stamp: bool| {
-        let mut command = clean_command(fixture("basic"));
+        let mut command = clean_command(fixture(support::bench_targets::BASIC_CREATE.target));
         scratch
             .apply(&mut command)
-            .args(["--exact", "api::create", "--nocapture"])
+            .args([
+                "--exact",
+                support::bench_targets::BASIC_CREATE.test,
+                "--nocapture",
+            ])
             .env("NEXTEST", "1")
             .env("NEXTEST_RUN_ID", run_id)
             .env("NEXTEST_EXECUTION_MODE", "process-per-test")

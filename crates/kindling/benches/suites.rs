@@ -15,36 +15,31 @@ mod common;
 use common::{SuiteUnderBench, remove_from_node, remove_images};
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
+use support::bench_targets::{
+    AUTHWEBHOOK_MUTATION, GATEWAY_INTAKE, NOTIFICATION_DELIVERY, SuiteTest,
+};
 
 /// A suite, one fast test of it, the images its setup builds, and the
 /// stages to show.
 struct ColdSuite {
-    package: &'static str,
-    target: &'static str,
-    test: &'static str,
+    suite: SuiteTest,
     images: &'static [&'static str],
     stages: &'static [&'static str],
 }
 
 const SUITES: &[ColdSuite] = &[
     ColdSuite {
-        package: "e2e-gateway",
-        target: "gateway",
-        test: "intake::an_alertmanager_alert_creates_a_request_with_its_spec",
+        suite: GATEWAY_INTAKE,
         images: &["gateway", "datastorage"],
         stages: &["database", "migrations", "datastorage", "gateway"],
     },
     ColdSuite {
-        package: "e2e-notification",
-        target: "notification",
-        test: "delivery::a_request_reaches_sent_and_its_receiver",
+        suite: NOTIFICATION_DELIVERY,
         images: &["notification", "mock-receiver", "datastorage"],
         stages: &["database", "migrations", "datastorage", "notification"],
     },
     ColdSuite {
-        package: "e2e-authwebhook",
-        target: "authwebhook",
-        test: "admission::mutation_stamps_the_user_who_made_the_object",
+        suite: AUTHWEBHOOK_MUTATION,
         images: &["authwebhook", "datastorage"],
         stages: &[
             "database",
@@ -67,7 +62,7 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     runtime.block_on(cluster.up())?;
     for cold in SUITES {
-        let suite = SuiteUnderBench::build(cold.package, cold.target, cold.test)?;
+        let suite = SuiteUnderBench::build(cold.suite)?;
         runtime.block_on(async {
             let docker = kindling::docker::connect().await?;
             for image in cold.images {
@@ -87,7 +82,7 @@ fn main() -> Result<(), BoxError> {
             .collect();
         println!(
             "bench: {}_cold_setup_s = {:.1} s ({})",
-            cold.target,
+            cold.suite.target,
             suite.setup_seconds(state.path())?,
             phases.join(", ")
         );

@@ -613,37 +613,39 @@ fn main() -> ExitCode {
         .standalone(
             "a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchanged_one",
             options.clone(),
-            a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchanged_one,
+            support::alone(
+                a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchanged_one,
+            ),
         )
         .standalone(
             "a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data",
             options.clone(),
-            a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data,
+            support::alone(a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data),
         )
         .standalone(
             "four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once",
             options.clone(),
-            four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once,
+            support::alone(four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once),
         )
         .standalone(
             "each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs",
             options.clone(),
-            each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs,
+            support::alone(each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs),
         )
         .standalone(
             "the_nextest_setup_script_brings_the_cluster_up_before_the_tests",
             options.clone(),
-            the_nextest_setup_script_brings_the_cluster_up_before_the_tests,
+            support::alone(the_nextest_setup_script_brings_the_cluster_up_before_the_tests),
         )
         .standalone(
             "kindling_down_waits_for_a_suite_that_is_setting_up",
             options,
-            kindling_down_waits_for_a_suite_that_is_setting_up,
+            support::alone(kindling_down_waits_for_a_suite_that_is_setting_up),
         )
         .standalone(
             "a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds",
             TestOptions::new(),
-            a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds,
+            support::alone(a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds),
         )
         .test_timeout(Duration::from_secs(900))
         .run()

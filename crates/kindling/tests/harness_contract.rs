@@ -858,6 +858,43 @@ fn filters_select_like_libtest() -> Outcome {
     Ok(())
 }
 
+/// Every suite test and file a bench runs still exists: each suite's own
+/// `--list` names the test, and each path is in the workspace.
+fn the_benches_name_tests_and_files_that_exist() -> Outcome {
+    use support::bench_targets::{PATHS, SUITE_TESTS};
+    let missing_paths: Vec<&str> = PATHS
+        .iter()
+        .copied()
+        .filter(|path| !workspace_root().join(path).exists())
+        .collect();
+    ensure(missing_paths.is_empty(), || {
+        format!("benches read paths that do not exist: {missing_paths:?}")
+    })?;
+    for named in SUITE_TESTS {
+        let binary = if named.package.starts_with("e2e-") {
+            cargo_executable(&["test", "--no-run", "-p", named.package], named.target)?
+        } else {
+            fixture(named.target)
+        };
+        let listed = clean_command(&binary)
+            .args(["--list", "--format", "terse"])
+            .output()?;
+        let listing = String::from_utf8_lossy(&listed.stdout);
+        ensure(
+            listing
+                .lines()
+                .any(|line| line == format!("{}: test", named.test)),
+            || {
+                format!(
+                    "a bench runs `{}` of {} (`{}`), which its list does not have:\n{listing}",
+                    named.test, named.package, named.target
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let nextest = Requirement::new("cargo-nextest", || {
         if nextest_available() {
@@ -939,5 +976,10 @@ fn main() -> ExitCode {
     suite = suite.standalone("tag_policies_apply_to_every_build", needs_docker, || {
         blocking(tag_policies_apply_to_every_build)
     });
+    suite = suite.standalone(
+        "the_benches_name_tests_and_files_that_exist",
+        TestOptions::new(),
+        || blocking(the_benches_name_tests_and_files_that_exist),
+    );
     suite.run()
 }

@@ -231,12 +231,12 @@ fn main() -> ExitCode {
         .standalone(
             "a_killed_controller_is_restarted_by_the_next_up",
             TestOptions::new(),
-            a_killed_controller_is_restarted_by_the_next_up,
+            support::alone(a_killed_controller_is_restarted_by_the_next_up),
         )
         .standalone(
             "down_leaves_nothing_and_up_reuses_the_cache",
             TestOptions::new(),
-            down_leaves_nothing_and_up_reuses_the_cache,
+            support::alone(down_leaves_nothing_and_up_reuses_the_cache),
         )
         .run()
 }

@@ -825,37 +825,37 @@ fn main() -> ExitCode {
         .standalone(
             "a_replaced_binary_is_rebuilt_not_run",
             TestOptions::new(),
-            a_replaced_binary_is_rebuilt_not_run,
+            support::alone(a_replaced_binary_is_rebuilt_not_run),
         )
         .standalone(
             "an_unprivileged_user_reaches_no_secret",
             TestOptions::new(),
-            an_unprivileged_user_reaches_no_secret,
+            support::alone(an_unprivileged_user_reaches_no_secret),
         )
         .standalone(
             "components_see_nothing_of_the_callers_environment",
             TestOptions::new(),
-            components_see_nothing_of_the_callers_environment,
+            support::alone(components_see_nothing_of_the_callers_environment),
         )
         .standalone(
             "down_names_the_lock_holder_and_gives_up_after_the_timeout",
             TestOptions::new(),
-            down_names_the_lock_holder_and_gives_up_after_the_timeout,
+            support::alone(down_names_the_lock_holder_and_gives_up_after_the_timeout),
         )
         .standalone(
             "foreign_objects_survive_and_down_gives_the_host_back",
             TestOptions::new(),
-            foreign_objects_survive_and_down_gives_the_host_back,
+            support::alone(foreign_objects_survive_and_down_gives_the_host_back),
         )
         .standalone(
             "names_that_are_not_labels_touch_nothing",
             TestOptions::new(),
-            names_that_are_not_labels_touch_nothing,
+            support::alone(names_that_are_not_labels_touch_nothing),
         )
         .standalone(
             "volumes_live_in_a_private_folder_and_a_planted_one_is_refused",
             TestOptions::new(),
-            volumes_live_in_a_private_folder_and_a_planted_one_is_refused,
+            support::alone(volumes_live_in_a_private_folder_and_a_planted_one_is_refused),
         )
         .run()
 }

@@ -2,6 +2,8 @@
 //! running one of its tests with a state directory of the bench's own,
 //! reading the setup it recorded, and removing images so a setup is cold.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,6 +11,7 @@ use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
 use kindling::BoxError;
 use kindling::cluster::local::LocalCluster;
 
+use crate::support::bench_targets::SuiteTest;
 use crate::support::{cargo_executable, clean_command, workspace_root};
 
 /// An E2E suite of the workspace: its package, test target and one test.
@@ -21,16 +24,12 @@ pub struct SuiteUnderBench {
 
 impl SuiteUnderBench {
     /// Builds the suite's test binary into the fixture target directory.
-    pub fn build(
-        package: &'static str,
-        target: &'static str,
-        test: &'static str,
-    ) -> Result<Self, BoxError> {
-        let binary = cargo_executable(&["test", "--no-run", "-p", package], target)?;
+    pub fn build(suite: SuiteTest) -> Result<Self, BoxError> {
+        let binary = cargo_executable(&["test", "--no-run", "-p", suite.package], suite.target)?;
         Ok(SuiteUnderBench {
-            package,
-            target,
-            test,
+            package: suite.package,
+            target: suite.target,
+            test: suite.test,
             binary,
         })
     }

@@ -394,6 +394,7 @@ pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran
     drop(lock);
     (ran, junit)
 }
+pub mod bench_targets;
 pub mod kind_like;
 
 /// An error and its causes on one line, `outer: cause: root`.
@@ -498,4 +499,33 @@ pub fn local_cluster(name: &str) -> kindling::cluster::local::LocalCluster {
     let name: kindling::cluster::ClusterName = name.parse().expect("a valid cluster name");
     kindling::cluster::local::LocalCluster::with_defaults(&name)
         .expect("the KINDLING_LOCAL_* variables are valid")
+}
+
+/// `body` run while no other test that stops, restarts or tears down the
+/// local cluster runs: the tests of one binary run on parallel threads
+/// under `cargo test`, where nextest's test groups do not apply.
+pub fn alone<F, Fut>(
+    body: F,
+) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Fut::Output> + Send>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+{
+    move || {
+        Box::pin(async move {
+            let turn = cluster_turn();
+            let outcome = body().await;
+            drop(turn);
+            outcome
+        })
+    }
+}
+
+/// An exclusive lock on the local cluster for one test, held while the
+/// returned file is open.
+fn cluster_turn() -> File {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("local-cluster-turn.lock");
+    let lock = File::create(&path).expect("local cluster lock file");
+    lock.lock().expect("local cluster lock");
+    lock
 }
