@@ -478,7 +478,7 @@ fn status(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
         }
     }
     let dir = state_dir(cli);
-    let setups = kindling::recorded_setups(&dir)?;
+    let setups = kindling::harness::recorded_setups(&dir)?;
     if setups.is_empty() {
         println!("no suite has run yet (state directory `{}`)", dir.display());
     }
@@ -515,7 +515,7 @@ fn gc(
         .map(Ok)
         .unwrap_or_else(|| local_cluster(cli).map(|cluster| cluster.kubeconfig()))?;
     let context = context.unwrap_or(cli.cluster.as_str()).to_owned();
-    let keep: Vec<String> = kindling::recorded_setups(&state_dir(cli))?
+    let keep: Vec<String> = kindling::harness::recorded_setups(&state_dir(cli))?
         .into_iter()
         .filter_map(|setup| setup.namespace)
         .collect();
@@ -597,11 +597,11 @@ fn load_images(
 
 fn reset(cli: &Cli, suite: &str) -> Result<(), CliError> {
     let dir = state_dir(cli);
-    if kindling::forget_setup(&dir, suite)? {
+    if kindling::harness::forget_setup(&dir, suite)? {
         println!("forgot the setup of suite `{suite}`: its next run sets up again");
         return Ok(());
     }
-    let known: Vec<String> = kindling::recorded_setups(&dir)?
+    let known: Vec<String> = kindling::harness::recorded_setups(&dir)?
         .into_iter()
         .map(|s| format!("`{}`", s.suite))
         .collect();

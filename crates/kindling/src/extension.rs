@@ -11,7 +11,7 @@ use kindling_harness::extension::{self, Extension};
 pub(crate) const NAME: &str = "kindling";
 
 /// Every variable kindling reads beyond the harness's own
-/// ([`crate::KNOWN_VARIABLES`]), with what it means.
+/// ([`crate::harness::KNOWN_VARIABLES`]), with what it means.
 pub const VARIABLES: &[Variable] = &[
     Variable {
         name: "KINDLING_TAG_POLICY",

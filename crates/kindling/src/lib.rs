@@ -41,19 +41,20 @@ pub use environment::{
     ThirdParty, apply_and_wait, client_for,
 };
 pub use extension::VARIABLES;
+pub use image::{ImageRef, ImageSpec};
 /// The harness kindling's suites run on, whole; its items are also
 /// kindling's own (`kindling::Suite` is [`kindling_harness::Suite`]).
 pub use kindling_harness as harness;
 #[doc(inline)]
 pub use kindling_harness::{
-    BoxError, BoxFuture, ConfigError, CurrentTest, EndReport, FingerprintError, IntoFingerprint,
-    IntoTestResult, JunitError, KNOWN_VARIABLES, KeepPolicy, PhaseError, RecordedSetup,
-    RegistryError, Requirement, RunLedger, SetupContext, SetupError, StateError, Suite,
-    TestContext, TestOptions, TestResult, current_test, fingerprint_paths, forget_setup, in_ci,
-    interrupt, main, recorded_setups, test,
+    BoxError, BoxFuture, ConfigError, CurrentTest, FingerprintError, IntoFingerprint,
+    IntoTestResult, JunitError, KeepPolicy, PhaseError, RegistryError, Requirement, SetupContext,
+    SetupError, StateError, Suite, TestContext, TestOptions, TestResult, current_test,
+    fingerprint_paths, in_ci, interrupt, main, test,
 };
 /// The HTTP client [`HttpClient::request`] builds requests with.
 pub use reqwest;
+pub use tls::TlsSecret;
 
 #[doc(hidden)]
 pub use kindling_harness::__private;
@@ -62,3 +63,58 @@ pub use kindling_harness::__private;
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's examples (every page under docs/src), compiled as doctests.
+#[cfg(doctest)]
+mod guide_doctests {
+    #[doc = include_str!("../../../docs/src/SUMMARY.md")]
+    pub struct Summary;
+
+    #[doc = include_str!("../../../docs/src/design/architecture.md")]
+    pub struct DesignArchitecture;
+
+    #[doc = include_str!("../../../docs/src/design/how-a-run-works.md")]
+    pub struct DesignHowARunWorks;
+
+    #[doc = include_str!("../../../docs/src/design/layout.md")]
+    pub struct DesignLayout;
+
+    #[doc = include_str!("../../../docs/src/guide/evidence.md")]
+    pub struct GuideEvidence;
+
+    #[doc = include_str!("../../../docs/src/guide/images.md")]
+    pub struct GuideImages;
+
+    #[doc = include_str!("../../../docs/src/guide/keeping.md")]
+    pub struct GuideKeeping;
+
+    #[doc = include_str!("../../../docs/src/guide/reruns.md")]
+    pub struct GuideReruns;
+
+    #[doc = include_str!("../../../docs/src/guide/running-together.md")]
+    pub struct GuideRunningTogether;
+
+    #[doc = include_str!("../../../docs/src/guide/stacks.md")]
+    pub struct GuideStacks;
+
+    #[doc = include_str!("../../../docs/src/guide/writing-a-suite.md")]
+    pub struct GuideWritingASuite;
+
+    #[doc = include_str!("../../../docs/src/introduction.md")]
+    pub struct Introduction;
+
+    #[doc = include_str!("../../../docs/src/proof.md")]
+    pub struct Proof;
+
+    #[doc = include_str!("../../../docs/src/reference/cli.md")]
+    pub struct ReferenceCli;
+
+    #[doc = include_str!("../../../docs/src/reference/nextest.md")]
+    pub struct ReferenceNextest;
+
+    #[doc = include_str!("../../../docs/src/reference/providers.md")]
+    pub struct ReferenceProviders;
+
+    #[doc = include_str!("../../../docs/src/reference/variables.md")]
+    pub struct ReferenceVariables;
+}
