@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::TestResult;
+use crate::requirement::Requirement;
 use crate::suite::{Test, TestContext, TestOptions};
 use crate::util::BoxFuture;
 
@@ -33,6 +34,7 @@ pub struct Registration {
     function: &'static str,
     ignored: bool,
     timeout_ms: Option<u64>,
+    requirements: Option<fn() -> Vec<Requirement>>,
     body: RegisteredBody,
     next: OnceLock<&'static Registration>,
 }
@@ -43,6 +45,7 @@ impl Registration {
         function: &'static str,
         ignored: bool,
         timeout_ms: Option<u64>,
+        requirements: Option<fn() -> Vec<Requirement>>,
         body: RegisteredBody,
     ) -> Self {
         Registration {
@@ -50,6 +53,7 @@ impl Registration {
             function,
             ignored,
             timeout_ms,
+            requirements,
             body,
             next: OnceLock::new(),
         }
@@ -102,7 +106,10 @@ pub(crate) fn collect<E: Send + Sync + 'static>() -> Result<Vec<Test<E>>, Regist
         let options = TestOptions {
             ignored: registration.ignored,
             timeout: registration.timeout_ms.map(Duration::from_millis),
-            requirements: Vec::new(),
+            requirements: registration
+                .requirements
+                .map(|requirements| requirements())
+                .unwrap_or_default(),
         };
         let test = match &registration.body {
             RegisteredBody::Standalone(body) => Test::standalone(name, options, *body),
@@ -141,6 +148,7 @@ mod tests {
         "fixture::api",
         "counts",
         false,
+        None,
         None,
         RegisteredBody::WithEnv {
             environment_type: "TestContext<u32>",

@@ -21,13 +21,19 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
 use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, Meta, Token, parse_macro_input};
 
-const USAGE: &str = "expected `#[kindling::test]`, `#[kindling::test(ignore)]` or `#[kindling::test(timeout = \"30s\")]`";
+const USAGE: &str = "expected `#[kindling::test]` with any of `ignore`, `timeout = \"30s\"` and `requires = <a Requirement>` (repeatable)";
 
 /// Registers an `async fn` as a kindling test.
 ///
 /// The function takes no argument (it then needs no environment, and
 /// selecting only such tests runs no setup) or one `TestContext<Env>`, and
-/// returns `()` or a `Result<(), E>`. Options: `ignore`, `timeout = "30s"`.
+/// returns `()` or a `Result<(), E>`. Options: `ignore`, `timeout = "30s"`,
+/// and `requires = <expression>` (repeatable): a `Requirement` the test
+/// needs beyond the suite's, such as `requires = Requirement::docker()`;
+/// missing, the test is listed as ignored (SKIP under nextest) and fails
+/// when `CI` is set, as with `TestOptions::requires`. The expression is
+/// evaluated when the suite starts, listing included, so it must not have
+/// side effects.
 #[proc_macro_attribute]
 pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr with Punctuated::<Meta, Token![,]>::parse_terminated);
@@ -41,16 +47,21 @@ pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
 struct Options {
     ignored: bool,
     timeout_ms: Option<u64>,
+    requirements: Vec<Expr>,
 }
 
 fn parse_options(options: Punctuated<Meta, Token![,]>) -> syn::Result<Options> {
     let mut parsed = Options {
         ignored: false,
         timeout_ms: None,
+        requirements: Vec::new(),
     };
     for option in options {
         match &option {
             Meta::Path(path) if path.is_ident("ignore") => parsed.ignored = true,
+            Meta::NameValue(pair) if pair.path.is_ident("requires") => {
+                parsed.requirements.push(pair.value.clone());
+            }
             Meta::NameValue(pair) if pair.path.is_ident("timeout") => {
                 let Expr::Lit(ExprLit {
                     lit: Lit::Str(text),
@@ -114,6 +125,17 @@ fn expand(
     };
     let root = harness_path();
     let private = quote!(#root::__private);
+    let requirements = if options.requirements.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        let expressions = &options.requirements;
+        quote! {{
+            fn __kindling_requirements() -> ::std::vec::Vec<#root::Requirement> {
+                ::std::vec![#(#expressions),*]
+            }
+            ::core::option::Option::Some(__kindling_requirements as fn() -> ::std::vec::Vec<#root::Requirement>)
+        }}
+    };
     let body = match signature.inputs.len() {
         0 => quote! {
             fn __kindling_body() -> #private::BoxFuture<#root::TestResult> {
@@ -164,6 +186,7 @@ fn expand(
                 #name_text,
                 #ignored,
                 #timeout,
+                #requirements,
                 { #body },
             );
             #private::ctor::declarative::ctor!(

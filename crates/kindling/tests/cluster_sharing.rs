@@ -21,7 +21,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use kindling::cluster::Provider as _;
-use kindling::{BoxError, Requirement, Suite, TestOptions};
+use kindling::{BoxError, Requirement, Suite};
 use support::{Ran, Scratch, ensure, finish, spawn_nextest};
 
 const CLUSTER: &str = "kindling";
@@ -128,8 +128,10 @@ fn port_taken(port: u16) -> bool {
     TcpListener::bind(("0.0.0.0", port)).is_err()
 }
 
+#[kindling::test(requires = nextest())]
 async fn a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchanged_one() -> Outcome
 {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     let scratch = Scratch::new();
     let web = Web::new()?;
@@ -181,7 +183,9 @@ async fn a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchan
     Ok(())
 }
 
+#[kindling::test(requires = nextest())]
 async fn a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data() -> Outcome {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     let scratch = Scratch::new();
     let web = Web::new()?;
@@ -223,7 +227,9 @@ async fn a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data()
     Ok(())
 }
 
+#[kindling::test(requires = nextest())]
 async fn four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once() -> Outcome {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     support::local_cluster(CLUSTER).down().await?;
     let web = Web::new()?;
@@ -297,7 +303,9 @@ fn setup_script_config(dir: &std::path::Path) -> Result<PathBuf, BoxError> {
     Ok(config)
 }
 
+#[kindling::test(requires = nextest())]
 async fn the_nextest_setup_script_brings_the_cluster_up_before_the_tests() -> Outcome {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     support::local_cluster(CLUSTER).down().await?;
     let scratch = Scratch::new();
@@ -435,7 +443,9 @@ async fn run_kept(keep: &str, fail: bool) -> Result<(Scratch, Ran, String, Strin
     Ok((scratch, ran, namespace, role))
 }
 
+#[kindling::test(requires = nextest())]
 async fn each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs() -> Outcome {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     let cluster = support::local_cluster(CLUSTER);
     cluster.up().await?;
@@ -514,7 +524,9 @@ async fn each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs() -
     Ok(())
 }
 
+#[kindling::test(requires = nextest())]
 async fn kindling_down_waits_for_a_suite_that_is_setting_up() -> Outcome {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     support::local_cluster(CLUSTER).down().await?;
     let scratch = Scratch::new();
@@ -557,7 +569,9 @@ async fn kindling_down_waits_for_a_suite_that_is_setting_up() -> Outcome {
     Ok(())
 }
 
+#[kindling::test]
 async fn a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds() -> Outcome {
+    let _turn = support::cluster_turn();
     let _turn = ONE_AT_A_TIME.lock().await;
     let cluster = support::local_cluster(CLUSTER);
     cluster.down().await?;
@@ -598,55 +612,22 @@ async fn a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds(
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let local = support::local_cluster(CLUSTER).requirement();
-    let nextest = Requirement::new("cargo-nextest", || {
+/// The tests run suites through `cargo nextest run`.
+fn nextest() -> Requirement {
+    Requirement::new("cargo-nextest", || {
         if support::nextest_available() {
             Ok(())
         } else {
             Err("cargo-nextest is not installed: `cargo install --locked cargo-nextest`".to_owned())
         }
-    });
-    let options = TestOptions::new().requires(nextest);
+    })
+}
+
+// Each test takes the cluster for itself (`support::cluster_turn`): they
+// stop, restart or share it in ways that other tests must not see.
+fn main() -> ExitCode {
     Suite::new()
-        .requires(local)
-        .standalone(
-            "a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchanged_one",
-            options.clone(),
-            support::alone(
-                a_suite_without_fingerprints_serves_each_new_build_and_reuses_an_unchanged_one,
-            ),
-        )
-        .standalone(
-            "a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data",
-            options.clone(),
-            support::alone(a_changed_service_rolls_out_alone_and_the_stateful_pod_keeps_its_data),
-        )
-        .standalone(
-            "four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once",
-            options.clone(),
-            support::alone(four_suites_started_at_once_on_a_stopped_cluster_bring_it_up_once),
-        )
-        .standalone(
-            "each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs",
-            options.clone(),
-            support::alone(each_keep_policy_leaves_what_it_says_after_passing_and_failing_runs),
-        )
-        .standalone(
-            "the_nextest_setup_script_brings_the_cluster_up_before_the_tests",
-            options.clone(),
-            support::alone(the_nextest_setup_script_brings_the_cluster_up_before_the_tests),
-        )
-        .standalone(
-            "kindling_down_waits_for_a_suite_that_is_setting_up",
-            options,
-            support::alone(kindling_down_waits_for_a_suite_that_is_setting_up),
-        )
-        .standalone(
-            "a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds",
-            TestOptions::new(),
-            support::alone(a_component_left_without_its_record_is_stopped_by_down_and_up_succeeds),
-        )
+        .requires(support::local_cluster(CLUSTER).requirement())
         .test_timeout(Duration::from_secs(900))
         .run()
 }

@@ -16,11 +16,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Duration;
 
 use kindling::apt::{InstallPolicy, Piece, SearchPath};
 use kindling::image::{Builder, ImageSpec};
-use kindling::{BoxError, Requirement, Suite, TestOptions};
+use kindling::{BoxError, Requirement, Suite};
 use support::{Ran, ensure};
 
 type TestResult = Result<(), BoxError>;
@@ -252,6 +251,7 @@ fn planned_installs(line: &str) -> Vec<String> {
         .collect()
 }
 
+#[kindling::test(timeout = "1200s", requires = Requirement::docker(), requires = dpkg_deb(), requires = mmdebstrap())]
 async fn dockers_packages_stay_and_serve_containerd_ctr_and_runc() -> TestResult {
     let container = Container::start("docker-layout").await?;
     container.install_debs(&[
@@ -303,6 +303,7 @@ async fn dockers_packages_stay_and_serve_containerd_ctr_and_runc() -> TestResult
     Ok(())
 }
 
+#[kindling::test(timeout = "1200s", requires = Requirement::docker(), requires = dpkg_deb(), requires = mmdebstrap())]
 async fn an_install_that_would_remove_dockers_packages_stops_naming_them() -> TestResult {
     let container = Container::start("would-remove").await?;
     // containerd.io without its runc: Debian's runc is then missing, and
@@ -344,6 +345,7 @@ async fn an_install_that_would_remove_dockers_packages_stops_naming_them() -> Te
     Ok(())
 }
 
+#[kindling::test(timeout = "1200s", requires = Requirement::docker(), requires = dpkg_deb(), requires = mmdebstrap())]
 async fn a_plain_bookworm_gets_debians_packages() -> TestResult {
     let container = Container::start("plain").await?;
     let runtime = [
@@ -392,39 +394,23 @@ async fn a_plain_bookworm_gets_debians_packages() -> TestResult {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let mmdebstrap = Requirement::new("mmdebstrap, or kindling allowed to install it", || {
+fn mmdebstrap() -> Requirement {
+    Requirement::new("mmdebstrap, or kindling allowed to install it", || {
         kindling::apt::check(
             &[Piece::program("mmdebstrap", "mmdebstrap")],
             &SearchPath::from_env(),
             InstallPolicy::from_env(),
         )
         .map_err(|error| error.to_string())
-    });
-    // A cold machine builds the CLI and the base image first.
-    let options = TestOptions::new()
-        .timeout(Duration::from_secs(1200))
-        .requires(Requirement::docker())
-        .requires(Requirement::program(
-            "dpkg-deb",
-            "install dpkg (`apt-get install dpkg`)",
-        ))
-        .requires(mmdebstrap);
-    Suite::new()
-        .standalone(
-            "dockers_packages_stay_and_serve_containerd_ctr_and_runc",
-            options.clone(),
-            dockers_packages_stay_and_serve_containerd_ctr_and_runc,
-        )
-        .standalone(
-            "an_install_that_would_remove_dockers_packages_stops_naming_them",
-            options.clone(),
-            an_install_that_would_remove_dockers_packages_stops_naming_them,
-        )
-        .standalone(
-            "a_plain_bookworm_gets_debians_packages",
-            options,
-            a_plain_bookworm_gets_debians_packages,
-        )
-        .run()
+    })
+}
+
+fn dpkg_deb() -> Requirement {
+    Requirement::program("dpkg-deb", "install dpkg (`apt-get install dpkg`)")
+}
+
+// Each test's timeout leaves room for a cold machine, which builds the CLI
+// and the base image first.
+fn main() -> ExitCode {
+    Suite::new().run()
 }

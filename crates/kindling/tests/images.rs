@@ -14,7 +14,7 @@ use bollard::Docker;
 use kindling::image::{
     BuildError, Builder, ContextError, ImageError, ImageRef, ImageSpec, LoadError, Loader,
 };
-use kindling::{Requirement, Suite, TestOptions};
+use kindling::{Requirement, Suite};
 use support::ensure;
 use support::kind_like::{KindLikeCluster, ensure_nodes_hold, write_data_image};
 
@@ -31,6 +31,7 @@ fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn build_then_load_into_two_nodes_holds_exact_reference() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("load"), 1).await?;
@@ -63,6 +64,7 @@ async fn build_then_load_into_two_nodes_holds_exact_reference() -> Result<(), ki
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn unchanged_inputs_neither_rebuild_nor_stream() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("warm"), 1).await?;
@@ -101,6 +103,7 @@ async fn unchanged_inputs_neither_rebuild_nor_stream() -> Result<(), kindling::B
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn changed_source_gives_a_new_content_tag_that_gets_loaded() -> Result<(), kindling::BoxError>
 {
     let docker = docker().await?;
@@ -131,6 +134,7 @@ async fn changed_source_gives_a_new_content_tag_that_gets_loaded() -> Result<(),
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn content_tag_covers_outside_dockerfile_build_args_and_dockerignore()
 -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
@@ -174,6 +178,7 @@ async fn content_tag_covers_outside_dockerfile_build_args_and_dockerignore()
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn node_holding_the_id_under_another_name_is_tagged_without_streaming()
 -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
@@ -214,6 +219,7 @@ async fn node_holding_the_id_under_another_name_is_tagged_without_streaming()
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn verification_catches_a_reference_a_node_lacks() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("verify"), 1).await?;
@@ -245,6 +251,7 @@ async fn verification_catches_a_reference_a_node_lacks() -> Result<(), kindling:
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn external_image_missing_fails_clearly() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let error = ImageRef::external(&docker, "database", "registry.example.invalid/postgres:16")
@@ -263,6 +270,7 @@ async fn external_image_missing_fails_clearly() -> Result<(), kindling::BoxError
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn failed_build_shows_the_failing_step_and_log_tail() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let dir = scratch();
@@ -293,6 +301,7 @@ async fn failed_build_shows_the_failing_step_and_log_tail() -> Result<(), kindli
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn missing_dockerfile_or_context_names_the_path() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let builder = Builder::new(docker);
@@ -336,6 +345,7 @@ async fn missing_dockerfile_or_context_names_the_path() -> Result<(), kindling::
 /// it takes no disk on the host.
 const LARGE_CONTEXT_MB: u64 = 400;
 
+#[kindling::test(requires = Requirement::docker())]
 async fn a_large_context_streams_to_the_engine() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let dir = scratch();
@@ -369,6 +379,7 @@ async fn a_large_context_streams_to_the_engine() -> Result<(), kindling::BoxErro
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn a_context_file_changed_after_planning_fails_naming_it() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let dir = scratch();
@@ -408,6 +419,7 @@ async fn a_context_file_changed_after_planning_fails_naming_it() -> Result<(), k
     Ok(())
 }
 
+#[kindling::test]
 async fn unreachable_daemon_says_how_to_start_one() -> Result<(), kindling::BoxError> {
     let host = "unix:///nonexistent/kindling/docker.sock";
     let error = kindling::docker::connect_to(host)
@@ -422,6 +434,7 @@ async fn unreachable_daemon_says_how_to_start_one() -> Result<(), kindling::BoxE
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn node_disappearing_mid_load_fails_naming_the_node() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("vanish"), 1).await?;
@@ -452,6 +465,7 @@ async fn node_disappearing_mid_load_fails_naming_the_node() -> Result<(), kindli
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn a_node_command_without_progress_is_killed_in_the_node() -> Result<(), kindling::BoxError> {
     use kindling::node::{DockerExec, NodeError, NodeTransport as _};
     let docker = docker().await?;
@@ -502,6 +516,7 @@ async fn a_node_command_without_progress_is_killed_in_the_node() -> Result<(), k
     }
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let name = cluster_name("discover");
@@ -526,6 +541,7 @@ async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::Box
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let sources = support::workspace_root().join("crates/kindling/local-cluster/images");
@@ -583,6 +599,7 @@ async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindl
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn a_dockerfile_starts_from_an_image_of_the_same_build() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
     let dir = scratch();
@@ -644,6 +661,7 @@ async fn a_dockerfile_starts_from_an_image_of_the_same_build() -> Result<(), kin
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn a_missing_third_party_image_says_how_to_get_it() -> Result<(), kindling::BoxError> {
     let setup = kindling::SetupContext::standalone("kt-third-party", &std::env::temp_dir());
     let mut environment = kindling::Environment::builder(&setup).image(kindling::ThirdParty::new(
@@ -669,97 +687,5 @@ async fn a_missing_third_party_image_says_how_to_get_it() -> Result<(), kindling
 }
 
 fn main() -> ExitCode {
-    let needs_docker = TestOptions::new().requires(Requirement::docker());
-    let mut suite = Suite::new();
-    suite = suite.standalone(
-        "a_dockerfile_starts_from_an_image_of_the_same_build",
-        needs_docker.clone(),
-        a_dockerfile_starts_from_an_image_of_the_same_build,
-    );
-    suite = suite.standalone(
-        "a_missing_third_party_image_says_how_to_get_it",
-        needs_docker.clone(),
-        a_missing_third_party_image_says_how_to_get_it,
-    );
-    suite = suite.standalone(
-        "build_then_load_into_two_nodes_holds_exact_reference",
-        needs_docker.clone(),
-        build_then_load_into_two_nodes_holds_exact_reference,
-    );
-    suite = suite.standalone(
-        "unchanged_inputs_neither_rebuild_nor_stream",
-        needs_docker.clone(),
-        unchanged_inputs_neither_rebuild_nor_stream,
-    );
-    suite = suite.standalone(
-        "changed_source_gives_a_new_content_tag_that_gets_loaded",
-        needs_docker.clone(),
-        changed_source_gives_a_new_content_tag_that_gets_loaded,
-    );
-    suite = suite.standalone(
-        "content_tag_covers_outside_dockerfile_build_args_and_dockerignore",
-        needs_docker.clone(),
-        content_tag_covers_outside_dockerfile_build_args_and_dockerignore,
-    );
-    suite = suite.standalone(
-        "node_holding_the_id_under_another_name_is_tagged_without_streaming",
-        needs_docker.clone(),
-        node_holding_the_id_under_another_name_is_tagged_without_streaming,
-    );
-    suite = suite.standalone(
-        "verification_catches_a_reference_a_node_lacks",
-        needs_docker.clone(),
-        verification_catches_a_reference_a_node_lacks,
-    );
-    suite = suite.standalone(
-        "external_image_missing_fails_clearly",
-        needs_docker.clone(),
-        external_image_missing_fails_clearly,
-    );
-    suite = suite.standalone(
-        "failed_build_shows_the_failing_step_and_log_tail",
-        needs_docker.clone(),
-        failed_build_shows_the_failing_step_and_log_tail,
-    );
-    suite = suite.standalone(
-        "missing_dockerfile_or_context_names_the_path",
-        needs_docker.clone(),
-        missing_dockerfile_or_context_names_the_path,
-    );
-    suite = suite.standalone(
-        "a_large_context_streams_to_the_engine",
-        needs_docker.clone(),
-        a_large_context_streams_to_the_engine,
-    );
-    suite = suite.standalone(
-        "a_context_file_changed_after_planning_fails_naming_it",
-        needs_docker.clone(),
-        a_context_file_changed_after_planning_fails_naming_it,
-    );
-    suite = suite.standalone(
-        "unreachable_daemon_says_how_to_start_one",
-        TestOptions::new(),
-        unreachable_daemon_says_how_to_start_one,
-    );
-    suite = suite.standalone(
-        "node_disappearing_mid_load_fails_naming_the_node",
-        needs_docker.clone(),
-        node_disappearing_mid_load_fails_naming_the_node,
-    );
-    suite = suite.standalone(
-        "a_node_command_without_progress_is_killed_in_the_node",
-        needs_docker.clone(),
-        a_node_command_without_progress_is_killed_in_the_node,
-    );
-    suite = suite.standalone(
-        "kind_nodes_are_discovered_by_their_labels",
-        needs_docker.clone(),
-        kind_nodes_are_discovered_by_their_labels,
-    );
-    suite = suite.standalone(
-        "local_component_images_build_from_scratch_and_run",
-        needs_docker.clone(),
-        local_component_images_build_from_scratch_and_run,
-    );
-    suite.run()
+    Suite::new().run()
 }

@@ -21,7 +21,7 @@ use kindling::cluster::kind::{
     ClusterConfig, KindCli, KindCluster, KindError, KindVersion, PINNED_VERSION, node_image,
 };
 use kindling::image::{Builder, ImageSpec, Loader};
-use kindling::{Requirement, Suite, TestOptions};
+use kindling::{Requirement, Suite};
 use support::ensure;
 use support::kind_like::{
     KindLikeCluster, data_image, ensure_nodes_hold, references_held, remove_cluster_containers,
@@ -186,6 +186,7 @@ fn published_api_port(node: &str) -> Result<String, kindling::BoxError> {
     Ok(port.trim().to_owned())
 }
 
+#[kindling::test(requires = pinned_kind_requirement())]
 async fn version_check_passes_on_the_pinned_kind() -> TestResult {
     let version = KindCli::new(real_kind()).checked_version().await?;
     ensure(version == PINNED_VERSION, || {
@@ -194,6 +195,7 @@ async fn version_check_passes_on_the_pinned_kind() -> TestResult {
     Ok(())
 }
 
+#[kindling::test]
 async fn too_old_kind_gives_the_upgrade_message() -> TestResult {
     use std::os::unix::fs::PermissionsExt as _;
     let world = World::new()?;
@@ -233,6 +235,7 @@ async fn too_old_kind_gives_the_upgrade_message() -> TestResult {
     Ok(())
 }
 
+#[kindling::test]
 async fn missing_kind_binary_gives_a_clear_error() -> TestResult {
     let world = World::new()?;
     let cluster = world
@@ -249,6 +252,7 @@ async fn missing_kind_binary_gives_a_clear_error() -> TestResult {
     Ok(())
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn kind_sees_the_cluster_and_its_nodes_take_loaded_images() -> TestResult {
     let world = World::new()?;
     let name = cluster_name("nodes");
@@ -278,6 +282,7 @@ async fn kind_sees_the_cluster_and_its_nodes_take_loaded_images() -> TestResult 
     Ok(())
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn reused_kind_cluster_with_changed_config_is_refused() -> TestResult {
     let world = World::new()?;
     let name = cluster_name("changed");
@@ -337,6 +342,7 @@ async fn reused_kind_cluster_with_changed_config_is_refused() -> TestResult {
     world.user_kubeconfigs_untouched()
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check()
 -> TestResult {
     let world = World::new()?;
@@ -389,6 +395,7 @@ async fn reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_rea
     world.user_kubeconfigs_untouched()
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn failed_kind_create_carries_kinds_stderr_and_records_nothing() -> TestResult {
     let world = World::new()?;
     let name = cluster_name("create");
@@ -435,6 +442,7 @@ nodes:
     world.user_kubeconfigs_untouched()
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn recreate_on_change_deletes_the_cluster_through_kind() -> TestResult {
     let world = World::new()?;
     let name = cluster_name("recreate");
@@ -473,6 +481,7 @@ nodes:
     Ok(())
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn delete_removes_the_nodes_and_the_record() -> TestResult {
     let world = World::new()?;
     let name = cluster_name("delete");
@@ -496,6 +505,7 @@ async fn delete_removes_the_nodes_and_the_record() -> TestResult {
     world.user_kubeconfigs_untouched()
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker())]
 async fn logs_export_what_kind_can_read() -> TestResult {
     let world = World::new()?;
     let name = cluster_name("logs");
@@ -561,6 +571,7 @@ fn node_containers(cluster: &str) -> Result<Vec<(String, String)>, kindling::Box
     Ok(containers)
 }
 
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker(), requires = node_image_requirement())]
 async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it() -> TestResult {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Node;
@@ -1085,6 +1096,10 @@ async fn a_never_loaded_tag_is_diagnosed_naming_the_node(
 
 /// With no kind installed or named, the kind provider builds the pinned
 /// kind from the Go module proxy into its cache, and says so.
+#[kindling::test(
+    requires = Requirement::program("go", "install Go (https://go.dev/dl)"),
+    requires = no_kind_installed()
+)]
 async fn a_missing_kind_is_built_into_the_cache() -> TestResult {
     let world = World::new()?;
     let cache = world.dir.path().join("cache");
@@ -1117,6 +1132,7 @@ async fn a_missing_kind_is_built_into_the_cache() -> TestResult {
 /// offers, said on stderr with the reason: Kind where an engine answers
 /// that can run Kind nodes, `local` as root when none answers, and neither
 /// (an error naming both ways) for a user who is not root without an engine.
+#[kindling::test(requires = pinned_kind_requirement(), requires = Requirement::docker(), requires = Requirement::root())]
 async fn the_default_provider_follows_what_the_machine_offers() -> TestResult {
     use std::os::unix::fs::PermissionsExt as _;
     let world = World::new()?;
@@ -1183,14 +1199,17 @@ async fn the_default_provider_follows_what_the_machine_offers() -> TestResult {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let kind = Requirement::file(
+/// The pinned kind the tests compare kindling with.
+fn pinned_kind_requirement() -> Requirement {
+    Requirement::file(
         real_kind(),
         "build the pinned kind with `bash fixtures/kind/build.sh`",
-    );
-    let needs_kind = TestOptions::new().requires(kind.clone());
-    let needs_docker = needs_kind.clone().requires(Requirement::docker());
-    let node_image = Requirement::new("kindling's Kind node image", || {
+    )
+}
+
+/// kindling's Kind node image, made beforehand (`prepare --provider kind`).
+fn node_image_requirement() -> Requirement {
+    Requirement::new("kindling's Kind node image", || {
         let reference = node_image::reference();
         let found = std::process::Command::new("docker")
             .args(["image", "inspect", "--format", "{{.Id}}", &reference])
@@ -1203,83 +1222,21 @@ fn main() -> ExitCode {
                 "the engine has no `{reference}`: make it with `cargo run -p kindling-cli -- prepare --provider kind`"
             ))
         }
-    });
-    let needs_node_image = needs_docker.clone().requires(node_image);
-    let mut suite = Suite::new();
-    suite = suite.standalone(
-        "two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it",
-        needs_node_image,
-        two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it,
-    );
-    suite = suite.standalone(
-        "version_check_passes_on_the_pinned_kind",
-        needs_kind.clone(),
-        version_check_passes_on_the_pinned_kind,
-    );
-    suite = suite.standalone(
-        "too_old_kind_gives_the_upgrade_message",
-        TestOptions::new(),
-        too_old_kind_gives_the_upgrade_message,
-    );
-    suite = suite.standalone(
-        "missing_kind_binary_gives_a_clear_error",
-        TestOptions::new(),
-        missing_kind_binary_gives_a_clear_error,
-    );
-    suite = suite.standalone(
-        "kind_sees_the_cluster_and_its_nodes_take_loaded_images",
-        needs_docker.clone(),
-        kind_sees_the_cluster_and_its_nodes_take_loaded_images,
-    );
-    suite = suite.standalone(
-        "reused_kind_cluster_with_changed_config_is_refused",
-        needs_docker.clone(),
-        reused_kind_cluster_with_changed_config_is_refused,
-    );
-    suite = suite.standalone(
-        "reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check",
-        needs_docker.clone(),
-        reused_kind_cluster_with_same_config_gets_its_own_kubeconfig_then_a_readiness_check,
-    );
-    suite = suite.standalone(
-        "failed_kind_create_carries_kinds_stderr_and_records_nothing",
-        needs_docker.clone(),
-        failed_kind_create_carries_kinds_stderr_and_records_nothing,
-    );
-    suite = suite.standalone(
-        "recreate_on_change_deletes_the_cluster_through_kind",
-        needs_docker.clone(),
-        recreate_on_change_deletes_the_cluster_through_kind,
-    );
-    suite = suite.standalone(
-        "delete_removes_the_nodes_and_the_record",
-        needs_docker.clone(),
-        delete_removes_the_nodes_and_the_record,
-    );
-    let no_kind_installed = Requirement::new("no kind on PATH or in KINDLING_KIND_BINARY", || {
+    })
+}
+
+/// No kind the kind provider would use instead of building its own.
+fn no_kind_installed() -> Requirement {
+    Requirement::new("no kind on PATH or in KINDLING_KIND_BINARY", || {
         let named = std::env::var_os("KINDLING_KIND_BINARY").is_some_and(|value| !value.is_empty());
         if named || kindling_harness::requirement::find_program("kind").is_some() {
             Err("a kind is installed, so kindling would use it rather than build one".to_owned())
         } else {
             Ok(())
         }
-    });
-    suite = suite.standalone(
-        "a_missing_kind_is_built_into_the_cache",
-        TestOptions::new()
-            .requires(Requirement::program("go", "install Go (https://go.dev/dl)"))
-            .requires(no_kind_installed),
-        a_missing_kind_is_built_into_the_cache,
-    );
-    suite = suite.standalone(
-        "the_default_provider_follows_what_the_machine_offers",
-        needs_docker.clone().requires(Requirement::root()),
-        the_default_provider_follows_what_the_machine_offers,
-    );
-    suite = suite.standalone(
-        "logs_export_what_kind_can_read",
-        needs_docker.clone(),
-        logs_export_what_kind_can_read,
-    );
-    suite.run()
+    })
+}
+
+fn main() -> ExitCode {
+    Suite::new().run()
 }

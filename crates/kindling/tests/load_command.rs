@@ -17,7 +17,7 @@ use bollard::Docker;
 use k8s_openapi::api::core::v1::Pod;
 use kindling::cluster::Provider as _;
 use kindling::image::{Builder, ImageSpec, Loader};
-use kindling::{BoxError, Requirement, Suite, TestOptions};
+use kindling::{BoxError, Requirement, Suite};
 use kube::api::{Api, DeleteParams, PostParams};
 use support::kind_like::{
     KindLikeCluster, data_image, kind_wrapper, pinned_kind, references_held, tag_image,
@@ -54,6 +54,7 @@ fn node_section(ran: &Ran, node: &str) -> String {
         .join("\n")
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn skipped_on_a_second_run_and_retagged_when_only_the_name_is_new() -> Outcome {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("cli"), 1).await?;
@@ -102,6 +103,7 @@ async fn skipped_on_a_second_run_and_retagged_when_only_the_name_is_new() -> Out
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn a_missing_image_or_cluster_fails_naming_it() -> Outcome {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("bad"), 0).await?;
@@ -136,6 +138,7 @@ async fn a_missing_image_or_cluster_fails_naming_it() -> Outcome {
     Ok(())
 }
 
+#[kindling::test(requires = Requirement::docker())]
 async fn all_platforms_sends_the_whole_archive_as_kind_does() -> Outcome {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("whole"), 0).await?;
@@ -162,6 +165,7 @@ async fn all_platforms_sends_the_whole_archive_as_kind_does() -> Outcome {
 }
 
 /// A rebuilt image on the same base: the nodes get its new layer only.
+#[kindling::test(requires = Requirement::docker())]
 async fn a_rebuilt_image_sends_only_its_new_layers() -> Outcome {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("layers"), 1).await?;
@@ -214,6 +218,7 @@ async fn a_rebuilt_image_sends_only_its_new_layers() -> Outcome {
 
 /// The same images loaded by the real `kind load docker-image` and by
 /// `kindling load` into the same nodes end up under the same references.
+#[kindling::test(requires = Requirement::docker(), requires = pinned_kind_requirement())]
 async fn kind_load_and_kindling_load_leave_the_same_references() -> Outcome {
     let docker = docker().await?;
     let cluster = KindLikeCluster::start(&docker, &cluster_name("vskind"), 1).await?;
@@ -263,6 +268,7 @@ async fn kind_load_and_kindling_load_leave_the_same_references() -> Outcome {
 
 /// `kindling load --provider local`, twice with a rebuilt top layer, then
 /// a pod on the local cluster runs the loaded image.
+#[kindling::test(requires = Requirement::docker(), requires = support::local_cluster("kindling").requirement())]
 async fn a_pod_on_the_local_cluster_runs_the_loaded_image() -> Outcome {
     let docker = docker().await?;
     let cluster = support::local_cluster("kindling");
@@ -345,43 +351,14 @@ async fn a_pod_on_the_local_cluster_runs_the_loaded_image() -> Outcome {
     Ok(())
 }
 
-fn main() -> ExitCode {
-    let needs_docker = TestOptions::new().requires(Requirement::docker());
-    let kind = Requirement::file(
+/// The pinned kind the comparison with `kind load` runs.
+fn pinned_kind_requirement() -> Requirement {
+    Requirement::file(
         pinned_kind(),
         "build the pinned kind with `bash fixtures/kind/build.sh`",
-    );
-    let local = support::local_cluster("kindling").requirement();
-    Suite::new()
-        .standalone(
-            "skipped_on_a_second_run_and_retagged_when_only_the_name_is_new",
-            needs_docker.clone(),
-            skipped_on_a_second_run_and_retagged_when_only_the_name_is_new,
-        )
-        .standalone(
-            "a_missing_image_or_cluster_fails_naming_it",
-            needs_docker.clone(),
-            a_missing_image_or_cluster_fails_naming_it,
-        )
-        .standalone(
-            "all_platforms_sends_the_whole_archive_as_kind_does",
-            needs_docker.clone(),
-            all_platforms_sends_the_whole_archive_as_kind_does,
-        )
-        .standalone(
-            "a_rebuilt_image_sends_only_its_new_layers",
-            needs_docker.clone(),
-            a_rebuilt_image_sends_only_its_new_layers,
-        )
-        .standalone(
-            "kind_load_and_kindling_load_leave_the_same_references",
-            needs_docker.clone().requires(kind),
-            kind_load_and_kindling_load_leave_the_same_references,
-        )
-        .standalone(
-            "a_pod_on_the_local_cluster_runs_the_loaded_image",
-            needs_docker.requires(local),
-            a_pod_on_the_local_cluster_runs_the_loaded_image,
-        )
-        .run()
+    )
+}
+
+fn main() -> ExitCode {
+    Suite::new().run()
 }

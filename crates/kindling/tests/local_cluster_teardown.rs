@@ -19,7 +19,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use kindling::cluster::Provider as _;
 use kindling::cluster::local::process::Supervisor;
 use kindling::cluster::local::{LocalCluster, LocalError, RESTART_LIMIT};
-use kindling::{BoxError, Suite, TestOptions};
+use kindling::{BoxError, Suite};
 use support::ensure;
 
 type Outcome = Result<(), BoxError>;
@@ -94,7 +94,9 @@ fn leftovers(
 /// Kills kube-controller-manager, and checks the next `up` starts it again
 /// (and only it) and that it works: its service-account controller gives a
 /// new namespace its `default` ServiceAccount.
+#[kindling::test]
 async fn a_killed_controller_is_restarted_by_the_next_up() -> Outcome {
+    let _turn = support::cluster_turn();
     let cluster = &support::local_cluster("kindling");
     cluster.up().await.map_err(|error| format!("up: {error}"))?;
     let record = |name: &str| {
@@ -162,7 +164,9 @@ async fn a_killed_controller_is_restarted_by_the_next_up() -> Outcome {
     Ok(())
 }
 
+#[kindling::test]
 async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
+    let _turn = support::cluster_turn();
     let cluster = support::local_cluster("kindling");
     {
         cluster.up().await.map_err(|error| format!("up: {error}"))?;
@@ -228,15 +232,5 @@ async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
 fn main() -> ExitCode {
     Suite::new()
         .requires(support::local_cluster("kindling").requirement())
-        .standalone(
-            "a_killed_controller_is_restarted_by_the_next_up",
-            TestOptions::new(),
-            support::alone(a_killed_controller_is_restarted_by_the_next_up),
-        )
-        .standalone(
-            "down_leaves_nothing_and_up_reuses_the_cache",
-            TestOptions::new(),
-            support::alone(down_leaves_nothing_and_up_reuses_the_cache),
-        )
         .run()
 }

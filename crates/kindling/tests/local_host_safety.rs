@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kindling::cluster::Provider as _;
 use kindling::cluster::local::network::{LocalNetwork, NetworkRanges, POD_CIDR_VARIABLE};
 use kindling::cluster::local::{ComponentBinaries, LocalCluster, LocalError};
-use kindling::{BoxError, Suite, TestOptions};
+use kindling::{BoxError, Suite};
 use support::ensure;
 
 type Outcome = Result<(), BoxError>;
@@ -268,7 +268,9 @@ fn other_ranges() -> NetworkRanges {
     }
 }
 
+#[kindling::test]
 async fn foreign_objects_survive_and_down_gives_the_host_back() -> Outcome {
+    let _turn = support::cluster_turn();
     let cluster = support::local_cluster("kindling");
     cluster.down().await?;
     let foreign = Foreign::plant()?;
@@ -346,7 +348,9 @@ fn other_host_addresses(network: &LocalNetwork) -> Result<Vec<String>, BoxError>
         .collect())
 }
 
+#[kindling::test]
 async fn an_unprivileged_user_reaches_no_secret() -> Outcome {
+    let _turn = support::cluster_turn();
     let cluster = support::local_cluster("kindling");
     cluster.up().await?;
     let client = cluster.admin_client().await?;
@@ -467,7 +471,9 @@ async fn an_unprivileged_user_reaches_no_secret() -> Outcome {
     Ok(())
 }
 
+#[kindling::test]
 async fn volumes_live_in_a_private_folder_and_a_planted_one_is_refused() -> Outcome {
+    let _turn = support::cluster_turn();
     let cluster = support::local_cluster("kindling");
     cluster.down().await?;
     let planted = Path::new("/tmp/hostpath_pv");
@@ -560,7 +566,9 @@ async fn volumes_live_in_a_private_folder_and_a_planted_one_is_refused() -> Outc
     Ok(())
 }
 
+#[kindling::test]
 async fn names_that_are_not_labels_touch_nothing() -> Outcome {
+    let _turn = support::cluster_turn();
     let home = tempfile::tempdir()?;
     let long = "a".repeat(64);
     for name in ["/", "..", "../x", "a/b", "", long.as_str()] {
@@ -668,7 +676,9 @@ impl Drop for OtherCluster {
     }
 }
 
+#[kindling::test]
 async fn components_see_nothing_of_the_callers_environment() -> Outcome {
+    let _turn = support::cluster_turn();
     let cluster = support::local_cluster("kindling");
     cluster.down().await?;
     let canary = format!("canary-{}", std::process::id());
@@ -710,7 +720,9 @@ async fn components_see_nothing_of_the_callers_environment() -> Outcome {
     Ok(())
 }
 
+#[kindling::test]
 async fn a_replaced_binary_is_rebuilt_not_run() -> Outcome {
+    let _turn = support::cluster_turn();
     let real = ComponentBinaries::default_cache();
     let scratch = tempfile::tempdir()?;
     let cache = scratch.path();
@@ -756,7 +768,9 @@ async fn a_replaced_binary_is_rebuilt_not_run() -> Outcome {
 /// `kindling down` while another process holds the cluster's users lock
 /// (as an idle test process in an IDE does) says who holds it and, with
 /// `KINDLING_LOCK_TIMEOUT=5s`, gives up after 5 s naming it.
+#[kindling::test]
 async fn down_names_the_lock_holder_and_gives_up_after_the_timeout() -> Outcome {
+    let _turn = support::cluster_turn();
     use std::os::unix::process::CommandExt as _;
     let home = tempfile::tempdir()?;
     let locks = home.path().join("locks");
@@ -820,42 +834,5 @@ async fn down_names_the_lock_holder_and_gives_up_after_the_timeout() -> Outcome 
 
 fn main() -> ExitCode {
     let local: LocalCluster = support::local_cluster("kindling");
-    Suite::new()
-        .requires(local.requirement())
-        .standalone(
-            "a_replaced_binary_is_rebuilt_not_run",
-            TestOptions::new(),
-            support::alone(a_replaced_binary_is_rebuilt_not_run),
-        )
-        .standalone(
-            "an_unprivileged_user_reaches_no_secret",
-            TestOptions::new(),
-            support::alone(an_unprivileged_user_reaches_no_secret),
-        )
-        .standalone(
-            "components_see_nothing_of_the_callers_environment",
-            TestOptions::new(),
-            support::alone(components_see_nothing_of_the_callers_environment),
-        )
-        .standalone(
-            "down_names_the_lock_holder_and_gives_up_after_the_timeout",
-            TestOptions::new(),
-            support::alone(down_names_the_lock_holder_and_gives_up_after_the_timeout),
-        )
-        .standalone(
-            "foreign_objects_survive_and_down_gives_the_host_back",
-            TestOptions::new(),
-            support::alone(foreign_objects_survive_and_down_gives_the_host_back),
-        )
-        .standalone(
-            "names_that_are_not_labels_touch_nothing",
-            TestOptions::new(),
-            support::alone(names_that_are_not_labels_touch_nothing),
-        )
-        .standalone(
-            "volumes_live_in_a_private_folder_and_a_planted_one_is_refused",
-            TestOptions::new(),
-            support::alone(volumes_live_in_a_private_folder_and_a_planted_one_is_refused),
-        )
-        .run()
+    Suite::new().requires(local.requirement()).run()
 }

@@ -1,6 +1,7 @@
 //! Two tests that need something the machine may lack (`FIXTURE_MISSING`
-//! set: the requirement says it is missing, and how to get it) and one
-//! that needs nothing: the harness tests check SKIP under nextest, ignored
+//! set: the requirement says it is missing, and how to get it), one given
+//! it by `TestOptions` and one by `#[kindling_harness::test(requires =
+//! ...)]`, and one that needs nothing: the harness tests check SKIP under nextest, ignored
 //! under `cargo test`, and a failure naming the reason when `CI` is set.
 
 use kindling_harness::{Requirement, Suite, TestOptions};
@@ -15,17 +16,17 @@ fn fixture_requirement() -> Requirement {
     })
 }
 
+mod needs {
+    #[kindling_harness::test(requires = super::fixture_requirement())]
+    async fn the_tool_too() {
+        kindling_harness_fixtures::record("needs-ran");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     Suite::new()
         .standalone(
             "needs::the_tool",
-            TestOptions::new().requires(fixture_requirement()),
-            || async {
-                record("needs-ran");
-            },
-        )
-        .standalone(
-            "needs::the_tool_too",
             TestOptions::new().requires(fixture_requirement()),
             || async {
                 record("needs-ran");

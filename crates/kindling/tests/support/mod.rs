@@ -501,29 +501,11 @@ pub fn local_cluster(name: &str) -> kindling::cluster::local::LocalCluster {
         .expect("the KINDLING_LOCAL_* variables are valid")
 }
 
-/// `body` run while no other test that stops, restarts or tears down the
-/// local cluster runs: the tests of one binary run on parallel threads
-/// under `cargo test`, where nextest's test groups do not apply.
-pub fn alone<F, Fut>(
-    body: F,
-) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Fut::Output> + Send>>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future + Send + 'static,
-{
-    move || {
-        Box::pin(async move {
-            let turn = cluster_turn();
-            let outcome = body().await;
-            drop(turn);
-            outcome
-        })
-    }
-}
-
 /// An exclusive lock on the local cluster for one test, held while the
-/// returned file is open.
-fn cluster_turn() -> File {
+/// returned file is open: for tests that stop, restart or tear down the
+/// cluster. The tests of one binary run on parallel threads under `cargo
+/// test`, where nextest's test groups do not apply.
+pub fn cluster_turn() -> File {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("local-cluster-turn.lock");
     let lock = File::create(&path).expect("local cluster lock file");
     lock.lock().expect("local cluster lock");
