@@ -9,10 +9,8 @@ use std::time::Instant;
 mod load;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kindling::cluster::existing::ExistingCluster;
-use kindling::cluster::kind::{KindCluster, KindError};
 use kindling::cluster::local::{LocalCluster, LocalError};
-use kindling::cluster::{ClusterName, Provider, ReadyCluster};
+use kindling::cluster::{ClusterName, PrepareScope, Provider, ReadyCluster, Removed};
 
 /// Exit codes, in one place: 0 success, 1 a command failed, 2 bad usage
 /// (clap's own code for argument errors).
@@ -151,12 +149,6 @@ enum CliError {
         #[source]
         source: LocalError,
     },
-    #[error("kind cluster `{cluster}`")]
-    Kind {
-        cluster: String,
-        #[source]
-        source: KindError,
-    },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
@@ -193,7 +185,6 @@ impl CliError {
             CliError::State(_)
             | CliError::UnknownSuite { .. }
             | CliError::Local { .. }
-            | CliError::Kind { .. }
             | CliError::Runtime(_)
             | CliError::Provider(_)
             | CliError::Environment(_)
@@ -206,37 +197,40 @@ impl CliError {
     }
 }
 
-/// The provider `--provider` or KINDLING_PROVIDER names, else the one this
-/// machine offers (Kind where an engine can run its nodes, else `local` as
-/// root), said on stderr.
-fn chosen(cli: &Cli, named: Option<ProviderKind>) -> Result<ProviderKind, CliError> {
-    if let Some(provider) = named {
-        return Ok(provider);
+impl From<ProviderKind> for kindling::cluster::ProviderKind {
+    fn from(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::Local => kindling::cluster::ProviderKind::Local,
+            ProviderKind::Kind => kindling::cluster::ProviderKind::Kind,
+            ProviderKind::Existing => kindling::cluster::ProviderKind::Existing,
+        }
     }
-    let choice = kindling::cluster::MachineOffer::of_this_machine(&cli.cluster)
-        .choose()
-        .map_err(|source| kindling::cluster::ProviderError::NoProvider {
-            cluster: cli.cluster.to_string(),
-            source,
-        })?;
-    eprintln!("kindling: {choice}");
-    Ok(match choice.name {
-        "kind" => ProviderKind::Kind,
-        _ => ProviderKind::Local,
-    })
+}
+
+/// Which provider `--provider` or KINDLING_PROVIDER names, else the one
+/// this machine offers (Kind where an engine can run its nodes, else
+/// `local` as root), said on stderr.
+fn chosen_kind(
+    cli: &Cli,
+    named: Option<ProviderKind>,
+) -> Result<kindling::cluster::ProviderKind, CliError> {
+    let (kind, choice) = kindling::cluster::choose_kind(named.map(Into::into), &cli.cluster)?;
+    if let Some(choice) = choice {
+        eprintln!("kindling: {choice}");
+    }
+    Ok(kind)
+}
+
+/// The provider [`chosen_kind`] gives, configured by its variables.
+fn chosen(cli: &Cli, named: Option<ProviderKind>) -> Result<Box<dyn Provider>, CliError> {
+    let kind = chosen_kind(cli, named)?;
+    Ok(kindling::cluster::provider_of(kind, &cli.cluster)?)
 }
 
 fn state_dir(cli: &Cli) -> PathBuf {
     std::env::var_os("KINDLING_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| cli.target_dir.join("kindling/state"))
-}
-
-fn local_cluster(cli: &Cli) -> Result<LocalCluster, CliError> {
-    LocalCluster::with_defaults(&cli.cluster).map_err(|source| CliError::Local {
-        cluster: cli.cluster.to_string(),
-        source,
-    })
 }
 
 fn block_on<T>(
@@ -249,233 +243,91 @@ fn block_on<T>(
         .block_on(work)
 }
 
-fn kind_cluster(cli: &Cli) -> KindCluster {
-    KindCluster::with_defaults(&cli.cluster)
-}
-
-fn kind_error(cli: &Cli) -> impl FnOnce(KindError) -> CliError {
-    let cluster = cli.cluster.to_string();
-    move |source| CliError::Kind { cluster, source }
-}
-
-/// The `existing` provider, from its variables.
-fn existing_cluster(cli: &Cli) -> Result<Box<dyn Provider>, CliError> {
-    let cluster = ExistingCluster::from_env(&cli.cluster).map_err(|error| {
-        kindling::cluster::ProviderError::Existing {
-            cluster: cli.cluster.to_string(),
-            action: "read its configuration".to_owned(),
-            source: Box::new(error),
-        }
-    })?;
-    Ok(Box::new(cluster))
-}
-
-fn prepare(cli: &Cli, packages_only: bool, provider: ProviderKind) -> Result<(), CliError> {
-    match provider {
-        ProviderKind::Local => {}
-        ProviderKind::Kind if packages_only => {
-            return Err(CliError::Usage(
-                "--packages-only is for the local provider: the kind provider installs no runtime packages (run `kindling prepare --provider kind` to make its node image)".to_owned(),
-            ));
-        }
-        ProviderKind::Kind => return prepare_kind(cli),
-        ProviderKind::Existing => {
-            println!(
-                "existing cluster `{}`: nothing to prepare, kindling does not own it",
-                cli.cluster
-            );
-            return Ok(());
-        }
+fn prepare(packages_only: bool, provider: &dyn Provider) -> Result<(), CliError> {
+    if packages_only && provider.kind() != "local" {
+        return Err(CliError::Usage(format!(
+            "--packages-only is for the local provider: the {} provider installs no runtime packages (run `kindling prepare --provider {}`)",
+            provider.kind(),
+            provider.kind()
+        )));
     }
-    let cluster = local_cluster(cli)?;
-    let started = Instant::now();
-    let runtime = block_on(async {
-        let local = |source| CliError::Local {
-            cluster: cli.cluster.to_string(),
-            source,
-        };
-        let runtime = cluster.ensure_packages().await.map_err(local)?;
-        if !packages_only {
-            cluster.prepare().await.map_err(local)?;
-        }
-        Ok(runtime)
-    })?;
-    println!(
-        "the local cluster's {} in place ({:.2}s): containerd {}, ctr {}, runc {}, iptables {}, CNI plugins in {}",
-        if packages_only {
-            "runtime pieces are"
-        } else {
-            "components and runtime pieces are"
-        },
-        started.elapsed().as_secs_f64(),
-        runtime.containerd.display(),
-        runtime.ctr.display(),
-        runtime.runc.display(),
-        runtime.iptables.display(),
-        runtime.cni_bin_dir.display(),
-    );
+    let scope = if packages_only {
+        PrepareScope::RuntimePackagesOnly
+    } else {
+        PrepareScope::Everything
+    };
+    let said = block_on(async { Ok(provider.prepare_host(scope).await?) })?;
+    println!("{said}");
     Ok(())
 }
 
-fn prepare_kind(cli: &Cli) -> Result<(), CliError> {
-    let cluster = kind_cluster(cli);
+fn up(provider: &dyn Provider) -> Result<(), CliError> {
     let started = Instant::now();
-    let (image, privileges) = block_on(async { cluster.prepare().await.map_err(kind_error(cli)) })?;
-    let image = match image {
-        Some(image) => format!(
-            "kindling's node image `{}` is {}",
-            image.reference,
-            if image.built {
-                "built"
-            } else {
-                "in the engine"
-            }
-        ),
-        None => format!(
-            "its nodes use `{}` (kind pulls it when the engine lacks it)",
-            cluster.node_image_choice().reference()
-        ),
-    };
-    let engine = match privileges {
-        None => "Podman is not asked about privileged containers".to_owned(),
-        Some(privileges) => match &privileges.record.refusal {
-            None => "the engine starts privileged containers".to_owned(),
-            Some(refusal) => format!(
-                "the engine refuses privileged containers (`{refusal}`): kind runs through kindling's docker shim"
-            ),
-        },
-    };
-    println!(
-        "kind cluster `{}` prepared ({:.2}s): {image}; {engine}",
-        cli.cluster,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-fn up(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
-    if let ProviderKind::Existing = provider {
-        let cluster = existing_cluster(cli)?;
-        let started = Instant::now();
-        let info = block_on(async { Ok(cluster.ensure().await?) })?;
-        println!(
-            "existing cluster `{}` answers ({:.2}s); kubeconfig: {} (context {}); nothing was created",
-            info.name,
-            started.elapsed().as_secs_f64(),
-            info.kubeconfig.display(),
-            info.context
-        );
-        return Ok(());
-    }
-    if let ProviderKind::Kind = provider {
-        let cluster = kind_cluster(cli);
-        let started = Instant::now();
-        let info = block_on(async { cluster.ensure_ready().await.map_err(kind_error(cli)) })?;
-        println!(
-            "kind cluster `{}` is ready in {:.2}s; kubeconfig: {} (context {})",
-            info.name,
-            started.elapsed().as_secs_f64(),
-            info.kubeconfig.display(),
-            info.context
-        );
-        return Ok(());
-    }
-    let cluster = local_cluster(cli)?;
-    let started = Instant::now();
-    let phases = block_on(async {
-        cluster.up().await.map_err(|source| CliError::Local {
-            cluster: cli.cluster.to_string(),
-            source,
-        })
-    })?;
-    for (phase, time) in &phases {
+    let report = block_on(async { Ok(provider.bring_up().await?) })?;
+    for (phase, time) in &report.phases {
         println!("{phase:<24} {:>8.2}s", time.as_secs_f64());
     }
     println!(
-        "cluster `{}` is up in {:.2}s; kubeconfig: {}",
-        cli.cluster,
+        "{} cluster `{}` is up in {:.2}s{}; kubeconfig: {} (context {})",
+        provider.kind(),
+        report.info.name,
         started.elapsed().as_secs_f64(),
-        cluster.kubeconfig().display()
+        if report.info.created {
+            ""
+        } else {
+            ", already running"
+        },
+        report.info.kubeconfig.display(),
+        report.info.context
     );
     Ok(())
 }
 
-fn down(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
-    if let ProviderKind::Existing = provider {
-        let cluster = existing_cluster(cli)?;
-        block_on(async { Ok(cluster.delete().await?) })?;
-        println!(
-            "existing cluster `{}` left as it is: kindling never deletes a cluster it does not own",
-            cli.cluster
-        );
-        return Ok(());
-    }
-    if let ProviderKind::Kind = provider {
-        let cluster = kind_cluster(cli);
-        block_on(async { cluster.delete_cluster().await.map_err(kind_error(cli)) })?;
-        println!("kind cluster `{}` deleted", cli.cluster);
-        return Ok(());
-    }
-    let cluster = local_cluster(cli)?;
-    let report = block_on(async {
-        cluster
-            .down_with_report()
-            .await
-            .map_err(|source| CliError::Local {
-                cluster: cli.cluster.to_string(),
-                source,
-            })
-    })?;
+fn down(provider: &dyn Provider) -> Result<(), CliError> {
+    let report = block_on(async { Ok(provider.take_down().await?) })?;
     for left in &report.left {
         eprintln!("warning: left {left}; remove it by hand or run `kindling down` again");
     }
-    let stopped = report.stopped;
-    if stopped.is_empty() {
-        println!("cluster `{}` was not running", cli.cluster);
-    } else {
-        println!("cluster `{}` stopped: {}", cli.cluster, stopped.join(", "));
+    let (kind, cluster) = (provider.kind(), provider.cluster());
+    match report.removed {
+        Removed::Deleted => println!("{kind} cluster `{cluster}` deleted"),
+        Removed::Stopped(stopped) => {
+            println!("{kind} cluster `{cluster}` stopped: {}", stopped.join(", "))
+        }
+        Removed::NotRunning => println!("{kind} cluster `{cluster}` was not running"),
+        Removed::NotOwned => println!(
+            "{kind} cluster `{cluster}` left as it is: kindling never deletes a cluster it does not own"
+        ),
     }
     Ok(())
 }
 
-fn status(cli: &Cli, provider: ProviderKind) -> Result<(), CliError> {
-    match provider {
-        ProviderKind::Local => {
-            let cluster = local_cluster(cli)?;
-            let health = block_on(async { Ok(cluster.healthy().await) })?;
-            match health {
-                Ok(()) => println!(
-                    "cluster `{}` (local): up; kubeconfig: {}",
-                    cli.cluster,
-                    cluster.kubeconfig().display()
-                ),
-                Err(_) => println!("cluster `{}` (local): not running", cli.cluster),
-            }
-        }
-        ProviderKind::Kind => {
-            let cluster = kind_cluster(cli);
-            match block_on(async { Ok(cluster.check_healthy().await) })? {
-                Ok(()) => println!(
-                    "cluster `{}` (kind): up; kubeconfig: {}",
-                    cli.cluster,
-                    cluster.kubeconfig().display()
-                ),
-                Err(error) => println!("cluster `{}` (kind): not ready: {error}", cli.cluster),
-            }
-        }
-        ProviderKind::Existing => {
-            let cluster = existing_cluster(cli)?;
-            match block_on(async { Ok(cluster.healthy().await) })? {
-                Ok(()) => println!("cluster `{}` (existing): answers", cli.cluster),
-                Err(error) => println!(
-                    "cluster `{}` (existing): does not answer: {}",
-                    cli.cluster,
-                    std::error::Error::source(&error)
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| error.to_string())
-                ),
-            }
-        }
+/// An error and its causes on one line, `outer: cause: root`.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+fn status(cli: &Cli, provider: &dyn Provider) -> Result<(), CliError> {
+    let (kind, cluster) = (provider.kind(), provider.cluster());
+    match block_on(async { Ok(provider.healthy().await) })? {
+        Ok(()) => println!(
+            "cluster `{cluster}` ({kind}): up{}",
+            provider
+                .kubeconfig_path()
+                .map(|path| format!("; kubeconfig: {}", path.display()))
+                .unwrap_or_default()
+        ),
+        Err(error) => println!(
+            "cluster `{cluster}` ({kind}): not running: {}",
+            kindling::redaction::redact_owned(one_line(&error))
+        ),
     }
     let dir = state_dir(cli);
     let setups = kindling::harness::recorded_setups(&dir)?;
@@ -510,10 +362,15 @@ fn gc(
     kubeconfig: Option<&PathBuf>,
     context: Option<&str>,
 ) -> Result<(), CliError> {
-    let kubeconfig = kubeconfig
-        .cloned()
-        .map(Ok)
-        .unwrap_or_else(|| local_cluster(cli).map(|cluster| cluster.kubeconfig()))?;
+    let kubeconfig = match kubeconfig {
+        Some(path) => path.clone(),
+        None => LocalCluster::with_defaults(&cli.cluster)
+            .map_err(|source| CliError::Local {
+                cluster: cli.cluster.to_string(),
+                source,
+            })?
+            .kubeconfig(),
+    };
     let context = context.unwrap_or(cli.cluster.as_str()).to_owned();
     let keep: Vec<String> = kindling::harness::recorded_setups(&state_dir(cli))?
         .into_iter()
@@ -583,14 +440,16 @@ fn nextest_setup(cli: &Cli) -> Result<(), CliError> {
 
 fn load_images(
     cli: &Cli,
-    provider: ProviderKind,
+    provider: kindling::cluster::ProviderKind,
     images: &[String],
     all_platforms: bool,
 ) -> Result<(), CliError> {
     let target = match provider {
-        ProviderKind::Kind => load::Target::Kind,
-        ProviderKind::Local => load::Target::Local,
-        ProviderKind::Existing => return Err(load::LoadCommandError::Existing.into()),
+        kindling::cluster::ProviderKind::Kind => load::Target::Kind,
+        kindling::cluster::ProviderKind::Local => load::Target::Local,
+        kindling::cluster::ProviderKind::Existing => {
+            return Err(load::LoadCommandError::Existing.into());
+        }
     };
     block_on(async { Ok(load::load(target, &cli.cluster, images, all_platforms).await?) })
 }
@@ -622,13 +481,11 @@ fn main() -> ExitCode {
         Command::Prepare {
             packages_only,
             provider,
-        } => chosen(&cli, *provider).and_then(|provider| prepare(&cli, *packages_only, provider)),
-        Command::Up { provider } => chosen(&cli, *provider).and_then(|provider| up(&cli, provider)),
-        Command::Down { provider } => {
-            chosen(&cli, *provider).and_then(|provider| down(&cli, provider))
-        }
+        } => chosen(&cli, *provider).and_then(|provider| prepare(*packages_only, &*provider)),
+        Command::Up { provider } => chosen(&cli, *provider).and_then(|provider| up(&*provider)),
+        Command::Down { provider } => chosen(&cli, *provider).and_then(|provider| down(&*provider)),
         Command::Status { provider } => {
-            chosen(&cli, *provider).and_then(|provider| status(&cli, provider))
+            chosen(&cli, *provider).and_then(|provider| status(&cli, &*provider))
         }
         Command::Reset { suite } => reset(&cli, suite),
         Command::NextestSetup => nextest_setup(&cli),
@@ -636,7 +493,7 @@ fn main() -> ExitCode {
             images,
             provider,
             all_platforms,
-        } => chosen(&cli, *provider)
+        } => chosen_kind(&cli, *provider)
             .and_then(|provider| load_images(&cli, provider, images, *all_platforms)),
         Command::Gc {
             grace,

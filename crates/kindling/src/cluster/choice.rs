@@ -16,6 +16,15 @@ pub struct DefaultProvider {
     pub reason: String,
 }
 
+impl DefaultProvider {
+    /// The provider chosen.
+    pub fn kind(&self) -> super::ProviderKind {
+        self.name
+            .parse()
+            .expect("a default provider is one of kindling's")
+    }
+}
+
 impl std::fmt::Display for DefaultProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "provider `{}`: {}", self.name, self.reason)

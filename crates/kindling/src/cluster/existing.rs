@@ -455,6 +455,30 @@ impl Provider for ExistingCluster {
         })
     }
 
+    fn prepare_host(
+        &self,
+        _scope: crate::cluster::PrepareScope,
+    ) -> BoxFuture<Result<String, ProviderError>> {
+        let said = format!(
+            "existing cluster `{}`: nothing to prepare, kindling does not own it",
+            self.name
+        );
+        Box::pin(async move { Ok(said) })
+    }
+
+    fn take_down(&self) -> BoxFuture<Result<crate::cluster::DownReport, ProviderError>> {
+        Box::pin(async move {
+            Ok(crate::cluster::DownReport {
+                removed: crate::cluster::Removed::NotOwned,
+                left: Vec::new(),
+            })
+        })
+    }
+
+    fn kubeconfig_path(&self) -> Option<std::path::PathBuf> {
+        Some(self.kubeconfig.clone())
+    }
+
     fn healthy(&self) -> BoxFuture<Result<(), ProviderError>> {
         let cluster = self.clone();
         Box::pin(async move {

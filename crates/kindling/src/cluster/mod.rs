@@ -5,6 +5,7 @@
 mod choice;
 pub mod existing;
 pub mod kind;
+mod lifecycle;
 pub mod local;
 pub(crate) mod lock;
 mod name;
@@ -13,6 +14,9 @@ mod ready;
 mod spec;
 
 pub use choice::{DefaultProvider, MachineOffer, NoProvider};
+pub use lifecycle::{
+    DownReport, PrepareScope, ProviderKind, Removed, UnknownProviderKind, UpReport,
+};
 pub use lock::{LockError, users_lock_path};
 pub(crate) use name::check_variable as check_cluster_variable;
 pub use name::{ClusterName, InvalidClusterName, MAX_CLUSTER_NAME};
@@ -189,6 +193,48 @@ pub trait Provider: Send + Sync {
         docker: Docker,
         images: Vec<ImageRef>,
     ) -> BoxFuture<Result<Delivered, ProviderError>>;
+
+    /// Obtains what the cluster needs without starting it (`kindling
+    /// prepare`), returning a line for people saying what is in place.
+    fn prepare_host(&self, scope: PrepareScope) -> BoxFuture<Result<String, ProviderError>> {
+        let said = format!(
+            "{} cluster `{}`: nothing to prepare ({scope:?})",
+            self.kind(),
+            self.cluster()
+        );
+        Box::pin(async move { Ok(said) })
+    }
+
+    /// Brings the cluster up (`kindling up`): [`Provider::ensure`], with
+    /// the phases where the provider times them.
+    fn bring_up(&self) -> BoxFuture<Result<UpReport, ProviderError>> {
+        let ensured = self.ensure();
+        Box::pin(async move {
+            Ok(UpReport {
+                info: ensured.await?,
+                phases: Vec::new(),
+            })
+        })
+    }
+
+    /// Takes the cluster down (`kindling down`): [`Provider::delete`],
+    /// saying what went.
+    fn take_down(&self) -> BoxFuture<Result<DownReport, ProviderError>> {
+        let deleted = self.delete();
+        Box::pin(async move {
+            deleted.await?;
+            Ok(DownReport {
+                removed: Removed::Deleted,
+                left: Vec::new(),
+            })
+        })
+    }
+
+    /// The kubeconfig kindling uses for this cluster, where it has one
+    /// without asking the cluster.
+    fn kubeconfig_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// The `imagePullPolicy` a provider's delivered images need.
@@ -237,19 +283,47 @@ pub fn from_env_choosing(
     cluster: impl AsRef<str>,
 ) -> Result<(Box<dyn Provider>, Option<DefaultProvider>), ProviderError> {
     let default = ClusterName::new(cluster.as_ref())?;
-    let cluster = &default;
     let named = std::env::var("KINDLING_CLUSTER")
         .ok()
         .filter(|name| !name.trim().is_empty())
         .map(|name| ClusterName::new(name.trim()))
         .transpose()?;
-    let cluster = named.as_ref().unwrap_or(cluster);
-    let named_provider = std::env::var("KINDLING_PROVIDER")
+    let cluster = named.unwrap_or(default);
+    let provider = std::env::var("KINDLING_PROVIDER")
         .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty());
-    let (provider, choice) = match named_provider {
-        Some(name) => (name, None),
+        .filter(|name| !name.trim().is_empty())
+        .map(|name| {
+            name.parse::<ProviderKind>()
+                .map_err(|_| ProviderError::UnknownProvider {
+                    name: name.trim().to_owned(),
+                    cluster: cluster.to_string(),
+                })
+        })
+        .transpose()?;
+    choose(provider, &cluster)
+}
+
+/// The provider `named` for `cluster`, or with none named the one this
+/// machine offers ([`MachineOffer::choose`]) and why: the one rule the
+/// suites (through [`from_env`]) and the `kindling` command follow. Each
+/// provider reads its own variables (`KINDLING_LOCAL_*`, `KINDLING_KIND_*`,
+/// the `existing` provider's).
+pub fn choose(
+    named: Option<ProviderKind>,
+    cluster: &ClusterName,
+) -> Result<(Box<dyn Provider>, Option<DefaultProvider>), ProviderError> {
+    let (kind, choice) = choose_kind(named, cluster)?;
+    Ok((provider_of(kind, cluster)?, choice))
+}
+
+/// [`choose`] without making the provider: which one, and why when none
+/// was named.
+pub fn choose_kind(
+    named: Option<ProviderKind>,
+    cluster: &ClusterName,
+) -> Result<(ProviderKind, Option<DefaultProvider>), ProviderError> {
+    match named {
+        Some(kind) => Ok((kind, None)),
         None => {
             let choice = MachineOffer::of_this_machine(cluster)
                 .choose()
@@ -257,33 +331,33 @@ pub fn from_env_choosing(
                     cluster: cluster.to_string(),
                     source,
                 })?;
-            (choice.name.to_owned(), Some(choice))
+            Ok((choice.kind(), Some(choice)))
         }
-    };
-    let provider: Box<dyn Provider> = match provider.as_str() {
-        "local" => local::LocalCluster::with_defaults(cluster)
+    }
+}
+
+/// The provider `kind` for `cluster`, configured by its variables.
+pub fn provider_of(
+    kind: ProviderKind,
+    cluster: &ClusterName,
+) -> Result<Box<dyn Provider>, ProviderError> {
+    Ok(match kind {
+        ProviderKind::Local => local::LocalCluster::with_defaults(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
             .map_err(|error| ProviderError::Local {
                 cluster: cluster.to_string(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             })?,
-        "existing" => existing::ExistingCluster::from_env(cluster)
+        ProviderKind::Existing => existing::ExistingCluster::from_env(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
             .map_err(|error| ProviderError::Existing {
                 cluster: cluster.to_string(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             })?,
-        "kind" => Box::new(kind::KindCluster::with_defaults(cluster)),
-        other => {
-            return Err(ProviderError::UnknownProvider {
-                name: other.to_owned(),
-                cluster: cluster.to_string(),
-            });
-        }
-    };
-    Ok((provider, choice))
+        ProviderKind::Kind => Box::new(kind::KindCluster::with_defaults(cluster)),
+    })
 }
 
 /// What the provider `KINDLING_PROVIDER` names needs from this machine, for

@@ -13,7 +13,8 @@ use super::{KindError, node_image, ready};
 use crate::BoxFuture;
 use crate::Requirement;
 use crate::cluster::{
-    ClusterInfo, ClusterName, Delivered, Provider, ProviderError, ProviderSpec, PullPolicy,
+    ClusterInfo, ClusterName, Delivered, PrepareScope, Provider, ProviderError, ProviderSpec,
+    PullPolicy,
 };
 use crate::image::{ImageRef, Loader};
 use crate::node::{NodeStore, discover_kind_nodes};
@@ -286,6 +287,44 @@ impl KindCluster {
         self.wait_ready(&cli).await?;
         config::write_recorded(&self.fingerprint_record(), &current)?;
         Ok(self.info(&current, true))
+    }
+
+    /// What `prepare` left in place, for people.
+    fn prepared(
+        &self,
+        image: Option<node_image::NodeImage>,
+        privileges: Option<Privileges>,
+        took: Duration,
+    ) -> String {
+        let image = match image {
+            Some(image) => format!(
+                "kindling's node image `{}` is {}",
+                image.reference,
+                if image.built {
+                    "built"
+                } else {
+                    "in the engine"
+                }
+            ),
+            None => format!(
+                "its nodes use `{}` (kind pulls it when the engine lacks it)",
+                self.node_image_choice().reference()
+            ),
+        };
+        let engine = match privileges {
+            None => "Podman is not asked about privileged containers".to_owned(),
+            Some(privileges) => match &privileges.record.refusal {
+                None => "the engine starts privileged containers".to_owned(),
+                Some(refusal) => format!(
+                    "the engine refuses privileged containers (`{refusal}`): kind runs through kindling's docker shim"
+                ),
+            },
+        };
+        format!(
+            "kind cluster `{}` prepared ({:.2}s): {image}; {engine}",
+            self.name,
+            took.as_secs_f64()
+        )
     }
 
     /// Obtains what creating the cluster needs and can be made here, without
@@ -738,6 +777,28 @@ impl Provider for KindCluster {
                 .await
                 .map_err(|error| cluster.provider_error("export kind's logs", error))
         })
+    }
+
+    fn prepare_host(&self, scope: PrepareScope) -> BoxFuture<Result<String, ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            if scope == PrepareScope::RuntimePackagesOnly {
+                return Ok(format!(
+                    "kind cluster `{}`: the kind provider installs no runtime packages (its nodes bring their own); `kindling prepare --provider kind` makes its node image",
+                    cluster.name
+                ));
+            }
+            let started = std::time::Instant::now();
+            let (image, privileges) = cluster
+                .prepare()
+                .await
+                .map_err(|error| cluster.provider_error("prepare the cluster", error))?;
+            Ok(cluster.prepared(image, privileges, started.elapsed()))
+        })
+    }
+
+    fn kubeconfig_path(&self) -> Option<PathBuf> {
+        Some(self.kubeconfig())
     }
 
     fn healthy(&self) -> BoxFuture<Result<(), ProviderError>> {

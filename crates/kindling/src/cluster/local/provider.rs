@@ -66,18 +66,86 @@ impl crate::cluster::Provider for LocalCluster {
                 .up()
                 .await
                 .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
-            Ok(crate::cluster::ClusterInfo {
-                name: cluster.name.to_string(),
-                kubeconfig: cluster.kubeconfig(),
-                context: cluster.name.to_string(),
-                fingerprint: format!("local {}", component_versions()),
-                created: !phases.iter().any(|(phase, _)| phase == ALREADY_UP),
-            })
+            Ok(cluster.info(&phases))
         })
     }
 
     fn routes_service_addresses(&self) -> bool {
         true
+    }
+
+    fn prepare_host(
+        &self,
+        scope: crate::cluster::PrepareScope,
+    ) -> crate::BoxFuture<Result<String, crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let packages_only = scope == crate::cluster::PrepareScope::RuntimePackagesOnly;
+            let runtime = cluster
+                .ensure_packages()
+                .await
+                .map_err(|error| cluster.provider_error("install its runtime packages", error))?;
+            if !packages_only {
+                LocalCluster::prepare(&cluster)
+                    .await
+                    .map_err(|error| cluster.provider_error("build its components", error))?;
+            }
+            Ok(format!(
+                "the local cluster's {} in place ({:.2}s): containerd {}, ctr {}, runc {}, iptables {}, CNI plugins in {}",
+                if packages_only {
+                    "runtime pieces are"
+                } else {
+                    "components and runtime pieces are"
+                },
+                started.elapsed().as_secs_f64(),
+                runtime.containerd.display(),
+                runtime.ctr.display(),
+                runtime.runc.display(),
+                runtime.iptables.display(),
+                runtime.cni_bin_dir.display(),
+            ))
+        })
+    }
+
+    fn bring_up(
+        &self,
+    ) -> crate::BoxFuture<Result<crate::cluster::UpReport, crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            let phases = cluster
+                .up()
+                .await
+                .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
+            Ok(crate::cluster::UpReport {
+                info: cluster.info(&phases),
+                phases,
+            })
+        })
+    }
+
+    fn take_down(
+        &self,
+    ) -> crate::BoxFuture<Result<crate::cluster::DownReport, crate::cluster::ProviderError>> {
+        let cluster = self.clone();
+        Box::pin(async move {
+            let report = cluster
+                .down_with_report()
+                .await
+                .map_err(|error| cluster.provider_error("take the cluster down", error))?;
+            Ok(crate::cluster::DownReport {
+                removed: if report.stopped.is_empty() {
+                    crate::cluster::Removed::NotRunning
+                } else {
+                    crate::cluster::Removed::Stopped(report.stopped)
+                },
+                left: report.left,
+            })
+        })
+    }
+
+    fn kubeconfig_path(&self) -> Option<std::path::PathBuf> {
+        Some(self.kubeconfig())
     }
 
     fn node_stores(
@@ -160,6 +228,17 @@ impl crate::cluster::Provider for LocalCluster {
 }
 
 impl LocalCluster {
+    /// The running cluster, created unless `up` found it up.
+    fn info(&self, phases: &[(String, std::time::Duration)]) -> crate::cluster::ClusterInfo {
+        crate::cluster::ClusterInfo {
+            name: self.name.to_string(),
+            kubeconfig: self.kubeconfig(),
+            context: self.name.to_string(),
+            fingerprint: format!("local {}", component_versions()),
+            created: !phases.iter().any(|(phase, _)| phase == ALREADY_UP),
+        }
+    }
+
     fn provider_error(&self, action: &str, error: LocalError) -> crate::cluster::ProviderError {
         crate::cluster::ProviderError::Local {
             cluster: self.name.to_string(),
