@@ -13,9 +13,9 @@ use futures_util::future::join_all;
 use super::ImageRef;
 use super::engine_storage::EngineStorage;
 use super::layout::SavedImages;
-use super::loader::{
-    LoadError, Loader, Plan, Sent, counted, export_stream, is_content_digest_error, is_stalled,
-    quoted, snapshotter_of,
+use super::loader::{Loader, Plan, Sent};
+use super::transfer::{
+    LoadError, counted, export_stream, is_content_digest_error, is_stalled, quoted, snapshotter_of,
 };
 use crate::node::{NodeError, NodeStore};
 

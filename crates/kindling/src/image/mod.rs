@@ -3,6 +3,7 @@
 
 mod archive;
 mod build;
+mod build_error;
 mod context;
 mod dockerignore;
 mod engine_storage;
@@ -17,6 +18,7 @@ mod reference;
 mod spec;
 #[cfg(test)]
 mod test_tree;
+mod transfer;
 mod whole_archive;
 
 pub use build::{BuildError, BuildOutcome, Builder};

@@ -9,11 +9,25 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
-use super::build::BuildError;
+use super::build_error::BuildError;
 use super::context::{BuildContext, ContextError};
 use super::go_inputs::{self, GoEnv, GoInputs};
 use super::reference::{NormalizedReference, normalize};
 use super::spec::{ImageSpec, Recipe, TagPolicy};
+
+/// What keeps a base small (70 MB instead of 159 MB, measured): bookworm's
+/// merged /usr set up by mmdebstrap's hook instead of the `usrmerge`
+/// package (which pulls in perl), and no manuals, translations or
+/// documentation but copyrights, for this and every later `apt-get install`.
+pub(crate) const SLIM: &[&str] = &[
+    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-include=/usr/share/locale/locale.alias",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+];
 
 /// The placeholder a Dockerfile's `FROM` uses for an image of the same build.
 const BASE_PLACEHOLDER: &str = "kindling:";
@@ -297,7 +311,7 @@ pub(crate) fn content_tag(
             packages,
         } => {
             frame(&mut hasher, b"debian rootfs v1");
-            for flag in super::recipes::SLIM {
+            for flag in SLIM {
                 frame(&mut hasher, flag.as_bytes());
             }
             frame(&mut hasher, release.as_bytes());

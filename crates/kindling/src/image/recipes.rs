@@ -12,10 +12,10 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use super::archive::TarStream;
-use super::build::BuildError;
+use super::build_error::BuildError;
 use super::context::BuildContext;
 use super::go_inputs::GoEnv;
-use super::plan::BuildPlan;
+use super::plan::{BuildPlan, SLIM};
 
 /// The name of the generated Dockerfile inside a build's archive.
 pub(crate) const GENERATED_DOCKERFILE: &str = ".kindling.Dockerfile";
@@ -97,20 +97,6 @@ const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 
 
 /// How much of mmdebstrap's stderr an error keeps: its end, where the reason is.
 const STDERR_TAIL: usize = 64 * 1024;
-
-/// What keeps a base small (70 MB instead of 159 MB, measured): bookworm's
-/// merged /usr set up by mmdebstrap's hook instead of the `usrmerge`
-/// package (which pulls in perl), and no manuals, translations or
-/// documentation but copyrights, for this and every later `apt-get install`.
-pub(crate) const SLIM: &[&str] = &[
-    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
-    "--dpkgopt=path-exclude=/usr/share/man/*",
-    "--dpkgopt=path-exclude=/usr/share/locale/*",
-    "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-    "--dpkgopt=path-exclude=/usr/share/doc/*",
-    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-    "--dpkgopt=path-exclude=/usr/share/info/*",
-];
 
 /// Makes the Debian root filesystem of `plan` with `mmdebstrap` and
 /// imports it into the engine under the plan's reference. The tar streams

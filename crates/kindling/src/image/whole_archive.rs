@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 
-use super::loader::{
+use super::transfer::{
     LoadError, counted, export_stream, is_content_digest_error, quoted, snapshotter_of,
 };
 use crate::node::{ByteStream, NodeStore};
