@@ -462,18 +462,23 @@ impl Waiter {
         service: &Workload,
         selector: &PodSelector,
     ) -> Result<Readiness, WaitError> {
-        let ready_pods: Vec<(String, String)> = self
-            .pods(&service.namespace)
-            .await?
+        let pods = self.pods(&service.namespace).await?;
+        let name_and_ip = |pod: &Pod| {
+            let ip = pod.status.as_ref()?.pod_ip.clone()?;
+            Some((pod.metadata.name.clone()?, ip))
+        };
+        let ready_pods: Vec<(String, String)> = pods
             .iter()
             .filter(|pod| selector.matches(pod) && pod.metadata.deletion_timestamp.is_none())
             .filter(|pod| matches!(readiness::pod(pod), Readiness::Ready))
-            .filter_map(|pod| {
-                let ip = pod.status.as_ref()?.pod_ip.clone()?;
-                Some((pod.metadata.name.clone()?, ip))
-            })
+            .filter_map(name_and_ip)
             .collect();
-        if ready_pods.is_empty() {
+        let stopping_pods: Vec<(String, String)> = pods
+            .iter()
+            .filter(|pod| selector.matches(pod) && pod.metadata.deletion_timestamp.is_some())
+            .filter_map(name_and_ip)
+            .collect();
+        if ready_pods.is_empty() && stopping_pods.is_empty() {
             return Ok(Readiness::Ready);
         }
         let slices = Api::<EndpointSlice>::namespaced(self.client.clone(), &service.namespace)
@@ -504,13 +509,23 @@ impl Waiter {
             .filter(|(_, ip)| !routed.contains(ip.as_str()))
             .map(|(name, _)| name.as_str())
             .collect();
-        Ok(if unrouted.is_empty() {
-            Readiness::Ready
-        } else {
+        let still_routed: Vec<&str> = stopping_pods
+            .iter()
+            .filter(|(_, ip)| routed.contains(ip.as_str()))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        Ok(if !unrouted.is_empty() {
             Readiness::Pending(format!(
                 "its endpoints do not list the ready pod(s) {} yet",
                 unrouted.join(", ")
             ))
+        } else if !still_routed.is_empty() {
+            Readiness::Pending(format!(
+                "its endpoints still list the stopping pod(s) {}",
+                still_routed.join(", ")
+            ))
+        } else {
+            Readiness::Ready
         })
     }
 
@@ -635,15 +650,27 @@ fn every_container_probed(pod: &Pod) -> bool {
 }
 
 /// The Deployments among `workloads` whose earlier rollout still has pods
-/// stopping: until they are gone a request may still reach one (the
-/// Service's endpoints and the node's proxy rules follow a deletion by a
-/// moment, and a pod that sleeps in `preStop` serves meanwhile), and a
-/// test would see the previous build.
+/// stopping that could still act: until they are gone a request may reach
+/// one, or it may still work a queue, and a test would see the previous
+/// build. A stopping pod that a waited Service selects is done once that
+/// Service's endpoints no longer list it ([`Waiter::service_routes`] waits
+/// for that): new requests no longer reach it, however long its `preStop`
+/// sleeps while the proxies catch up.
 fn earlier_rollouts_stopping(
     workloads: &[Workload],
     selectors: &[(&str, PodSelector)],
     pods: &[Pod],
 ) -> Vec<String> {
+    let behind_a_waited_service = |pod: &Pod| {
+        workloads
+            .iter()
+            .zip(selectors)
+            .any(|(workload, (namespace, selector))| {
+                workload.kind == "Service"
+                    && pod.metadata.namespace.as_deref() == Some(namespace)
+                    && selector.matches(pod)
+            })
+    };
     workloads
         .iter()
         .zip(selectors)
@@ -655,6 +682,7 @@ fn earlier_rollouts_stopping(
                     pod.metadata.namespace.as_deref() == Some(namespace)
                         && selector.matches(pod)
                         && pod.metadata.deletion_timestamp.is_some()
+                        && !behind_a_waited_service(pod)
                 })
                 .filter_map(|pod| pod.metadata.name.as_deref())
                 .collect();
@@ -768,5 +796,47 @@ mod tests {
     fn an_empty_selector_selects_no_pod() {
         let selector = workload_selector(serde_json::json!({}));
         assert!(!selector.matches(&pod(&[("app", "api")])));
+    }
+
+    fn stopping_pod(name: &str, app: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "namespace": "ns",
+                "labels": {"app": app},
+                "deletionTimestamp": "2026-12-07T00:00:00Z",
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stopping_pod_holds_the_rollout_unless_a_waited_service_unroutes_it() {
+        let web = workload_selector(serde_json::json!({"matchLabels": {"app": "web"}}));
+        let worker = workload_selector(serde_json::json!({"matchLabels": {"app": "worker"}}));
+        let service = workload_selector(serde_json::json!({"matchLabels": {"app": "web"}}));
+        let pods = [
+            stopping_pod("web-old", "web"),
+            stopping_pod("worker-old", "worker"),
+        ];
+        let deployments = [
+            Workload::new("Deployment", "ns", "web"),
+            Workload::new("Deployment", "ns", "worker"),
+        ];
+
+        // Without the Service: both earlier rollouts hold the wait.
+        let selectors = [("ns", web), ("ns", worker)];
+        let pending = earlier_rollouts_stopping(&deployments, &selectors, &pods);
+        assert_eq!(pending.len(), 2, "{pending:?}");
+
+        // With the Service selecting `web` waited too: its routes decide for
+        // `web-old`; the worker, which no Service fronts, still holds it.
+        let mut workloads = deployments.to_vec();
+        workloads.push(Workload::new("Service", "ns", "web"));
+        let [(_, web), (_, worker)] = selectors;
+        let selectors = [("ns", web), ("ns", worker), ("ns", service)];
+        let pending = earlier_rollouts_stopping(&workloads, &selectors, &pods);
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert!(pending[0].contains("worker-old"), "{pending:?}");
     }
 }
