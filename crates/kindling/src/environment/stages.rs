@@ -208,6 +208,19 @@ impl StageWork<'_> {
             apply_manifests(self.client, self.namespace, &mut again, self.ownership).await?;
             wait.extend(stale);
         }
+        // A rollout's earlier pods behind a Service are done once its
+        // endpoints drop them (`Waiter::wait`): the stage's unchanged
+        // Services are waited too when one of its Deployments rolls out.
+        if wait.iter().any(|workload| workload.kind == "Deployment") {
+            for service in workloads
+                .iter()
+                .filter(|workload| workload.kind == "Service")
+            {
+                if !wait.contains(service) {
+                    wait.push(service.clone());
+                }
+            }
+        }
         if !wait.is_empty() {
             waiter.wait(&wait).await?;
         }
