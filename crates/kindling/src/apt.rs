@@ -36,10 +36,7 @@ impl InstallPolicy {
     /// From `KINDLING_INSTALL` (`auto` when unset; the harness has already
     /// refused other values).
     pub fn from_env() -> Self {
-        match std::env::var("KINDLING_INSTALL").as_deref().map(str::trim) {
-            Ok("never") => InstallPolicy::Never,
-            _ => InstallPolicy::Auto,
-        }
+        crate::config::Config::current().install_policy()
     }
 }
 
@@ -196,8 +193,13 @@ impl SearchPath {
     /// This process's `PATH`, then [`SYSTEM_DIRS`]. Relative entries are
     /// left out: kindling runs what it finds as root.
     pub fn from_env() -> Self {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        SearchPath::new(std::env::split_paths(&path).chain(SYSTEM_DIRS.iter().map(PathBuf::from)))
+        crate::config::Config::current().search_path()
+    }
+
+    /// `path` (a `PATH` value), then [`SYSTEM_DIRS`].
+    pub(crate) fn from_path(path: Option<&std::ffi::OsStr>) -> Self {
+        let path = path.unwrap_or_default();
+        SearchPath::new(std::env::split_paths(path).chain(SYSTEM_DIRS.iter().map(PathBuf::from)))
     }
 
     /// Exactly `dirs`, in order (relative ones and repeats left out).

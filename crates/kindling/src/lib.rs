@@ -23,6 +23,7 @@ pub mod access;
 pub mod apt;
 pub mod artifacts;
 pub mod cluster;
+mod config;
 pub mod deploy;
 pub mod docker;
 mod environment;

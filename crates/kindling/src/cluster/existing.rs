@@ -200,11 +200,8 @@ impl ExistingCluster {
     /// `KINDLING_REGISTRY` (required), and optionally
     /// `KINDLING_REGISTRY_USERNAME` with `KINDLING_REGISTRY_PASSWORD`.
     pub fn from_env(name: &ClusterName) -> Result<Self, ExistingError> {
-        Self::from_vars(name, |variable| {
-            std::env::var(variable)
-                .ok()
-                .filter(|value| !value.is_empty())
-        })
+        let config = crate::config::Config::current();
+        Self::from_vars(name, |variable| config.var(variable))
     }
 
     /// [`Self::from_env`] with the variables looked up through `var`.

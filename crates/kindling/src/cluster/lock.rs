@@ -113,13 +113,10 @@ fn describe(holders: &[Holder]) -> String {
 /// `KINDLING_LOCK_TIMEOUT`: how long a lock is waited for (`None`: until
 /// it is free).
 pub fn lock_timeout() -> Result<Option<Duration>, LockError> {
-    match std::env::var(LOCK_TIMEOUT_VARIABLE) {
-        Ok(value) if !value.trim().is_empty() => parse_timeout(&value).map(Some),
-        _ => Ok(None),
-    }
+    crate::config::Config::current().lock_timeout()
 }
 
-fn parse_timeout(value: &str) -> Result<Duration, LockError> {
+pub(crate) fn parse_timeout(value: &str) -> Result<Duration, LockError> {
     match humantime::parse_duration(value.trim()) {
         Ok(duration) if !duration.is_zero() => Ok(duration),
         _ => Err(LockError::InvalidTimeout {

@@ -282,24 +282,21 @@ pub fn from_env(cluster: impl AsRef<str>) -> Result<Box<dyn Provider>, ProviderE
 pub fn from_env_choosing(
     cluster: impl AsRef<str>,
 ) -> Result<(Box<dyn Provider>, Option<DefaultProvider>), ProviderError> {
-    let default = ClusterName::new(cluster.as_ref())?;
-    let named = std::env::var("KINDLING_CLUSTER")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .map(|name| ClusterName::new(name.trim()))
-        .transpose()?;
-    let cluster = named.unwrap_or(default);
-    let provider = std::env::var("KINDLING_PROVIDER")
-        .ok()
-        .filter(|name| !name.trim().is_empty())
-        .map(|name| {
-            name.parse::<ProviderKind>()
-                .map_err(|_| ProviderError::UnknownProvider {
-                    name: name.trim().to_owned(),
-                    cluster: cluster.to_string(),
-                })
-        })
-        .transpose()?;
+    from_config(crate::config::Config::current(), cluster)
+}
+
+/// [`from_env_choosing`] with the variables of `config`.
+pub(crate) fn from_config(
+    config: &crate::config::Config,
+    cluster: impl AsRef<str>,
+) -> Result<(Box<dyn Provider>, Option<DefaultProvider>), ProviderError> {
+    let cluster = config.cluster(ClusterName::new(cluster.as_ref())?)?;
+    let provider = config
+        .provider()
+        .map_err(|name| ProviderError::UnknownProvider {
+            name,
+            cluster: cluster.to_string(),
+        })?;
     choose(provider, &cluster)
 }
 
@@ -379,20 +376,10 @@ pub const DEFAULT_CLUSTER: &str = "kindling";
 /// What every provider builds once per host (components, kind, images'
 /// sources): `KINDLING_CACHE_DIR`, default `~/.cache/kindling`.
 pub fn cache_home() -> PathBuf {
-    std::env::var_os("KINDLING_CACHE_DIR")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kindling")
-        })
+    crate::config::Config::current().cache_home()
 }
 
 /// Per-host cluster state: `KINDLING_HOME`, default `~/.local/state/kindling`.
 pub fn state_home() -> PathBuf {
-    std::env::var_os("KINDLING_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".local/state/kindling")
-        })
+    crate::config::Config::current().state_home()
 }

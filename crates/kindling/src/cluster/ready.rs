@@ -41,7 +41,7 @@ impl ReadyCluster {
     /// cluster brings its own up).
     pub fn handed_to(provider: &dyn Provider) -> Option<ReadyCluster> {
         let ready: ReadyCluster =
-            serde_json::from_str(&std::env::var(READY_VARIABLE).ok()?).ok()?;
+            serde_json::from_str(&crate::config::Config::current().var(READY_VARIABLE)?).ok()?;
         (ready.spec == provider.spec()).then_some(ready)
     }
 }

@@ -139,12 +139,8 @@ impl ProviderSpec {
                         action: "read its recorded registry".to_owned(),
                         source: Box::new(error.into()),
                     })?;
-                if let (Ok(username), Ok(password)) = (
-                    std::env::var("KINDLING_REGISTRY_USERNAME"),
-                    std::env::var("KINDLING_REGISTRY_PASSWORD"),
-                ) {
-                    registry = registry
-                        .with_credentials(crate::image::RegistryCredentials { username, password });
+                if let Some(credentials) = crate::config::Config::current().registry_credentials() {
+                    registry = registry.with_credentials(credentials);
                 }
                 Box::new(ExistingCluster::new(
                     cluster,

@@ -341,7 +341,9 @@ pub(crate) fn content_tag(
 /// `<name>-<user>-<git short sha>[-dirty]-<unix seconds>-<run>`, `run`
 /// being random per builder, so two builds in one second differ.
 pub(crate) fn unique_tag(spec: &ImageSpec, run: &str) -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "user".to_owned());
+    let user = crate::config::Config::current()
+        .var("USER")
+        .unwrap_or_else(|| "user".to_owned());
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)

@@ -35,11 +35,7 @@ pub enum TagPolicyError {
 impl TagPolicy {
     /// The policy from `KINDLING_TAG_POLICY` and `KINDLING_IMAGE_TAG`, or `default` when unset.
     pub fn from_env(default: TagPolicy) -> Result<TagPolicy, TagPolicyError> {
-        Self::from_values(
-            std::env::var("KINDLING_TAG_POLICY").ok().as_deref(),
-            std::env::var("KINDLING_IMAGE_TAG").ok().as_deref(),
-            default,
-        )
+        crate::config::Config::current().tag_policy(default)
     }
 
     pub(crate) fn from_values(

@@ -83,10 +83,11 @@ impl KindCli {
     /// (`<cache>/bin/kind-<pinned>`), else `kind` on `PATH`. The kind
     /// provider builds the pinned one when none is found and Go is there.
     pub fn locate(cache: &Path) -> Result<Self, KindError> {
+        let config = crate::config::Config::current();
         Self::locate_from(
-            std::env::var_os("KINDLING_KIND_BINARY"),
+            config.var_os("KINDLING_KIND_BINARY").map(OsString::from),
             cache,
-            std::env::var_os("PATH"),
+            config.var_os("PATH").map(OsString::from),
         )
     }
 

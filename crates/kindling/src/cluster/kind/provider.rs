@@ -33,13 +33,7 @@ pub enum KindEngine {
 impl KindEngine {
     /// From `KIND_EXPERIMENTAL_PROVIDER`; `None` when unset (kind picks).
     pub fn from_env() -> Option<Self> {
-        let value = std::env::var("KIND_EXPERIMENTAL_PROVIDER").ok()?;
-        Some(match value.trim() {
-            "" => return None,
-            "docker" => KindEngine::Docker,
-            "podman" => KindEngine::Podman,
-            other => KindEngine::Unsupported(other.to_owned()),
-        })
+        crate::config::Config::current().kind_engine()
     }
 
     /// The engine `KIND_EXPERIMENTAL_PROVIDER` would name so.
@@ -102,21 +96,12 @@ impl KindCluster {
     /// `KINDLING_KIND_RECREATE=1`, the engine from `KIND_EXPERIMENTAL_PROVIDER`,
     /// the node image from `KINDLING_KIND_NODE_IMAGE` (kindling's own when unset).
     pub fn with_defaults(name: &ClusterName) -> Self {
-        let mut cluster = KindCluster::new(
-            name,
-            &crate::cluster::state_home(),
-            &crate::cluster::cache_home(),
-        );
-        if let Some(path) = std::env::var_os("KINDLING_KIND_CONFIG").filter(|v| !v.is_empty()) {
-            cluster.config_file = Some(PathBuf::from(path));
-        }
-        cluster.recreate_on_change = std::env::var("KINDLING_KIND_RECREATE")
-            .is_ok_and(|value| matches!(value.trim(), "1" | "true"));
-        cluster.engine = KindEngine::from_env();
-        cluster.node_image = std::env::var("KINDLING_KIND_NODE_IMAGE")
-            .ok()
-            .map(|image| image.trim().to_owned())
-            .filter(|image| !image.is_empty());
+        let config = crate::config::Config::current();
+        let mut cluster = KindCluster::new(name, &config.state_home(), &config.cache_home());
+        cluster.config_file = config.var_os("KINDLING_KIND_CONFIG").map(PathBuf::from);
+        cluster.recreate_on_change = config.kind_recreate();
+        cluster.engine = config.kind_engine();
+        cluster.node_image = config.trimmed("KINDLING_KIND_NODE_IMAGE");
         cluster
     }
 
@@ -227,7 +212,9 @@ impl KindCluster {
     /// No kind binary was named, and Go is there to build the pinned one.
     fn may_build_kind(&self) -> bool {
         self.binary.is_none()
-            && std::env::var_os("KINDLING_KIND_BINARY").is_none_or(|value| value.is_empty())
+            && crate::config::Config::current()
+                .var_os("KINDLING_KIND_BINARY")
+                .is_none()
             && kindling_harness::requirement::find_program("go").is_some()
     }
 
@@ -404,9 +391,9 @@ impl KindCluster {
         if !privileges.refused() {
             return Ok((cli, Some(privileges)));
         }
-        let path = std::env::var_os("PATH");
-        let dir = privileged::write_shim(&state_home, path.as_deref())?;
-        let shimmed = privileged::path_with_shim(&dir, path.as_deref());
+        let path = crate::config::Config::current().var_os("PATH");
+        let dir = privileged::write_shim(&state_home, path)?;
+        let shimmed = privileged::path_with_shim(&dir, path);
         Ok((
             cli.env("PATH", &shimmed.to_string_lossy()),
             Some(privileges),

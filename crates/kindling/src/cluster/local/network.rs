@@ -80,7 +80,7 @@ const RANGE_FORM: &str =
 impl NetworkRanges {
     /// From the process environment (unset variables take the defaults).
     pub fn from_env() -> Result<Self, NetworkRangeError> {
-        Self::from_vars(|name| std::env::var(name).ok())
+        crate::config::Config::current().network_ranges()
     }
 
     /// From variables looked up through `var`.
