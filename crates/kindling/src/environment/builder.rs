@@ -11,33 +11,28 @@ use serde::{Deserialize, Serialize};
 
 use super::inputs::{self, ImageInput, Inputs, Stage};
 use super::secrets::GeneratedSecret;
-use super::stages::{self, StagePlan};
-use super::{
-    Environment, EnvironmentError, EnvironmentFingerprint, RecordedStage, client_for, session,
-};
-use crate::cluster::{self, Delivered, Provider, PullPolicy};
+use super::{Environment, EnvironmentError, EnvironmentFingerprint};
+use crate::cluster::{self, Provider};
+use crate::deploy::DeployedObject;
 use crate::deploy::namespace::{self, GcPolicy};
-use crate::deploy::{DeliveredImages, DeployedObject, deployed_objects, resolve_and_check};
-use crate::image::{Builder, ImageRef, ImageSpec};
-use crate::wait::Waiter;
-use crate::{BoxError, artifacts};
-use crate::{PhaseError, SetupContext};
+use crate::image::ImageSpec;
+use crate::{BoxError, PhaseError, SetupContext};
 
 /// How long workloads may take to become ready, unless set.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What [`SetupContext::remember`] keeps of a deployed environment.
-const REMEMBERED: &str = "kindling.environment";
+pub(super) const REMEMBERED: &str = "kindling.environment";
 
 /// The stage `manifests` adds to.
 const DEFAULT_STAGE: &str = "deploy";
 
 /// What a finished setup leaves for the next run's setup to build on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deployed {
-    provider: String,
-    namespace: String,
-    objects: Vec<DeployedObject>,
+pub(super) struct Deployed {
+    pub(super) provider: String,
+    pub(super) namespace: String,
+    pub(super) objects: Vec<DeployedObject>,
 }
 
 /// Prints the provider chosen for this machine, once per process.
@@ -65,8 +60,9 @@ pub struct EnvironmentBuilder {
 
 impl EnvironmentBuilder {
     /// The provider of the cluster (default: the one `KINDLING_PROVIDER`
-    /// names, `local` when unset, for the cluster `KINDLING_CLUSTER` names,
-    /// `kindling` when unset).
+    /// names, else the one this machine offers, for the cluster
+    /// `KINDLING_CLUSTER` names, `kindling` when unset; see
+    /// [`cluster::from_env`]).
     pub fn provider(mut self, provider: Box<dyn Provider>) -> Self {
         self.provider = Some(provider);
         self
@@ -193,7 +189,7 @@ impl EnvironmentBuilder {
         self
     }
 
-    fn take_provider(&mut self) -> Result<Box<dyn Provider>, EnvironmentError> {
+    pub(super) fn take_provider(&mut self) -> Result<Box<dyn Provider>, EnvironmentError> {
         match self.provider.take() {
             Some(provider) => Ok(provider),
             None => {
@@ -208,7 +204,10 @@ impl EnvironmentBuilder {
         }
     }
 
-    async fn read_inputs(&self, provider: &dyn Provider) -> Result<Inputs, EnvironmentError> {
+    pub(super) async fn read_inputs(
+        &self,
+        provider: &dyn Provider,
+    ) -> Result<Inputs, EnvironmentError> {
         inputs::read(
             &self.setup,
             &self.images,
@@ -239,208 +238,14 @@ impl EnvironmentBuilder {
     /// only objects that differ are applied (a changed Job is replaced, as
     /// Jobs cannot change), objects no longer in the manifests are deleted,
     /// and only workloads that changed, or are not ready, are waited for.
-    pub async fn up(mut self) -> Result<Environment, PhaseError> {
-        let setup = self.setup.clone();
-        setup.checks_inputs_itself();
-        let provider = setup
-            .phase("provider", async { self.take_provider() })
-            .await?;
-        let spec = provider.spec();
-        // `kindling down` waits for this setup (and this process's tests).
-        crate::cluster::lock::use_cluster(spec.kind(), spec.cluster())
-            .await
-            .map_err(|error| phase_error("provider", error))?;
-        let mut inputs = setup
-            .phase("inputs", self.read_inputs(provider.as_ref()))
-            .await?;
-        setup.declare_input("environment", &inputs.fingerprint.digest());
-        let previous = setup.recall::<Deployed>(REMEMBERED).filter(|previous| {
-            let same = previous.provider == inputs.fingerprint.provider;
-            if !same {
-                setup
-                    .progress("the provider or its configuration changed: setting up from scratch");
-            }
-            same
-        });
-
-        let plans = std::mem::take(&mut inputs.plans);
-        let build = async {
-            if plans.is_empty() {
-                return Ok(Vec::new());
-            }
-            let docker = crate::docker::connect().await.map_err(BoxError::from)?;
-            Builder::new(docker)
-                .build_planned(&plans)
-                .await
-                .map_err(BoxError::from)
-        };
-        let cluster = async {
-            match crate::cluster::ReadyCluster::handed_to(provider.as_ref()) {
-                Some(ready) => {
-                    setup.progress(&format!(
-                        "cluster `{}` was brought up by the nextest setup script: checking that it answers",
-                        ready.info.name
-                    ));
-                    provider.healthy().await?;
-                    Ok(ready.info)
-                }
-                None => provider.ensure().await,
-            }
-        };
-        let (info, built) =
-            tokio::try_join!(setup.phase("cluster", cluster), setup.phase("build", build))?;
-        let mut images: Vec<ImageRef> = built
-            .into_iter()
-            .map(|outcome| outcome.image)
-            .filter(|image| !inputs.bases_only.iter().any(|base| base == image.name()))
-            .collect();
-        images.extend(inputs.found.clone());
-        let delivered = if images.is_empty() {
-            Delivered {
-                images: Vec::new(),
-                pull_policy: PullPolicy::Never,
-            }
-        } else {
-            let docker = crate::docker::connect()
-                .await
-                .map_err(|error| phase_error("images", error))?;
-            setup
-                .phase("images", provider.deliver(docker, images))
-                .await?
-        };
-        let delivered_images = DeliveredImages::new(&delivered.images, delivered.pull_policy);
-        let mut stages = std::mem::take(&mut inputs.stages);
-        setup
-            .phase("preflight", async {
-                for (_, manifests) in &mut stages {
-                    resolve_and_check(manifests, &delivered_images)?;
-                }
-                Ok::<_, crate::deploy::PreflightError>(())
-            })
-            .await?;
-        let client = setup
-            .phase("client", client_for(&info.kubeconfig, &info.context))
-            .await?;
-
-        let namespace = setup
-            .phase("namespace", self.namespace(&client, previous.as_ref()))
-            .await?;
-        let cleanup = super::EnvironmentCleanup {
-            kubeconfig: info.kubeconfig.clone(),
-            context: info.context.clone(),
-            namespace: namespace.clone(),
-            cluster: provider.spec(),
-            cluster_created: info.created,
-        };
-        if let Ok(data) = serde_json::to_value(&cleanup) {
-            setup.remove_at_end_of_run(crate::extension::NAME, &cleanup.describe(), data);
-        }
-        let previous = previous.filter(|previous| previous.namespace == namespace);
-        let labels = namespace::object_labels(setup.suite(), setup.run_id());
-        let ca = setup
-            .phase(
-                "secrets",
-                super::prepare_namespace(&client, &namespace, &labels, &self.secrets, &self.tls),
-            )
-            .await?;
-        let bundle = ca.as_ref().map(|ca| ca.ca_bundle());
-        setup
-            .phase("scope", async {
-                for (_, manifests) in &mut stages {
-                    crate::deploy::scope_to_namespace(manifests, &namespace, bundle.as_deref())
-                        .map_err(Box::new)?;
-                    crate::deploy::mark_cluster_objects(manifests, &namespace, setup.suite());
-                }
-                Ok::<_, Box<crate::deploy::scope::ScopeError>>(())
-            })
-            .await?;
-        let known = match &previous {
-            Some(_) if setup.previous_interrupted() => {
-                setup.progress(&format!(
-                    "the last setup did not finish: applying everything again in `{namespace}`"
-                ));
-                None
-            }
-            Some(previous) => Some(previous.objects.clone()),
-            None => None,
-        };
-        let stores = provider.node_stores().await.unwrap_or_default();
-        let waiter = Waiter::new(client.clone(), stores.clone(), self.wait_timeout)
-            .probe_services(provider.routes_service_addresses());
-        let all: Vec<crate::deploy::Manifest> = stages
-            .iter()
-            .flat_map(|(_, manifests)| manifests.iter().cloned())
-            .collect();
-        let objects = deployed_objects(&all);
-        let plan = StagePlan::new(&namespace, &self.accepted, known.as_deref(), &stages);
-        let outcome = stages::deploy(&setup, &client, &waiter, plan).await;
-        let workloads = match outcome {
-            Ok(workloads) => workloads,
-            Err(failure) => {
-                let dir = setup.artifacts_dir();
-                artifacts::collect(
-                    artifacts::Sources {
-                        client: &client,
-                        namespace: &namespace,
-                        stores: &stores,
-                        provider: Some(provider.as_ref()),
-                    },
-                    &dir,
-                )
-                .await;
-                return Err(phase_error(
-                    &failure.phase,
-                    EnvironmentError::WithArtifacts {
-                        failure: Box::new(failure.error),
-                        artifacts: dir,
-                    },
-                ));
-            }
-        };
-        setup
-            .phase(
-                "webhooks",
-                crate::deploy::webhook_probe::await_reachable(&client, &all, &namespace),
-            )
-            .await?;
-        setup
-            .remember(
-                REMEMBERED,
-                &Deployed {
-                    provider: inputs.fingerprint.provider.clone(),
-                    namespace: namespace.clone(),
-                    objects,
-                },
-            )
-            .map_err(|error| phase_error("deploy", error))?;
-        session::enter(spec.kind(), spec.cluster(), &client, &namespace).await;
-        Ok(Environment {
-            provider_choice: self.provider_choice.as_ref().map(ToString::to_string),
-            provider: spec,
-            cluster: info.name,
-            kubeconfig: info.kubeconfig,
-            context: info.context,
-            namespace,
-            images: delivered_images.references().clone(),
-            pull_policy: delivered.pull_policy,
-            workloads,
-            stages: self
-                .stages
-                .iter()
-                .map(|stage| RecordedStage {
-                    name: stage.name.clone(),
-                    paths: stage.paths.iter().map(|path| setup.resolve(path)).collect(),
-                })
-                .collect(),
-            secrets: self.secrets.clone(),
-            tls: self.tls.clone(),
-        })
+    pub async fn up(self) -> Result<Environment, PhaseError> {
+        super::bringup::up(self).await
     }
 
     /// The namespace to deploy into: the one an earlier setup used while it
     /// still exists, else a new one for this run. Collects the suite's
     /// stale namespaces.
-    async fn namespace(
+    pub(super) async fn namespace(
         &self,
         client: &kube::Client,
         previous: Option<&Deployed>,
@@ -490,7 +295,7 @@ impl EnvironmentBuilder {
     }
 }
 
-fn phase_error(phase: &str, error: impl Into<BoxError>) -> PhaseError {
+pub(super) fn phase_error(phase: &str, error: impl Into<BoxError>) -> PhaseError {
     PhaseError {
         phase: phase.to_owned(),
         source: error.into(),

@@ -25,6 +25,7 @@ use crate::node::NodeStore;
 use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
 
+mod bringup;
 mod builder;
 mod copies;
 mod credentials;
