@@ -160,35 +160,67 @@ pub(crate) async fn read(
     stages: &[Stage],
     provider_fingerprint: String,
 ) -> Result<Inputs, EnvironmentError> {
-    let mut specs = Vec::new();
+    let mut engine = Engine::default();
+    let (to_build, found) = sort_images(images, &mut engine).await?;
+    let Planned { plans, bases_only } = plan_builds(setup, &mut engine, &to_build, bases).await?;
+    let (stages, manifests) = read_stages(setup, stages).await?;
+    let images = found
+        .iter()
+        .map(|image| {
+            let digest = format!("{}@{}", image.reference(), image.id());
+            (image.name().to_owned(), digest)
+        })
+        .chain(plans.iter().map(|plan| {
+            let name = plan.spec().name().to_owned();
+            (name, plan.input_digest().to_owned())
+        }))
+        .collect();
+    Ok(Inputs {
+        plans,
+        bases_only,
+        found,
+        stages,
+        fingerprint: EnvironmentFingerprint {
+            provider: provider_fingerprint,
+            images,
+            manifests,
+        },
+    })
+}
+
+/// The Docker engine, connected on first need: a suite whose images are
+/// all built already needs none.
+#[derive(Default)]
+struct Engine(Option<Docker>);
+
+impl Engine {
+    async fn get(&mut self) -> Result<Docker, EnvironmentError> {
+        if let Some(docker) = &self.0 {
+            return Ok(docker.clone());
+        }
+        Ok(self.0.insert(crate::docker::connect().await?).clone())
+    }
+}
+
+/// The declared images sorted into those to build (the suite's, and the
+/// fallbacks of third-party images not in the engine) and those there
+/// already (built ones, third-party ones the engine has).
+async fn sort_images(
+    images: &[ImageInput],
+    engine: &mut Engine,
+) -> Result<(Vec<ImageSpec>, Vec<ImageRef>), EnvironmentError> {
+    let mut to_build = Vec::new();
     let mut found = Vec::new();
-    let mut digests = BTreeMap::new();
-    let mut docker: Option<Docker> = None;
     for image in images {
         match image {
-            ImageInput::Build(spec) => specs.push(spec.clone()),
-            ImageInput::Built(image) => {
-                digests.insert(
-                    image.name().to_owned(),
-                    format!("{}@{}", image.reference(), image.id()),
-                );
-                found.push(image.clone());
-            }
+            ImageInput::Build(spec) => to_build.push(spec.clone()),
+            ImageInput::Built(image) => found.push(image.clone()),
             ImageInput::ThirdParty(third) => {
-                let engine = match &docker {
-                    Some(engine) => engine.clone(),
-                    None => docker.insert(crate::docker::connect().await?).clone(),
-                };
-                match ImageRef::external(&engine, &third.name, &third.reference).await {
-                    Ok(image) => {
-                        digests.insert(
-                            image.name().to_owned(),
-                            format!("{}@{}", image.reference(), image.id()),
-                        );
-                        found.push(image);
-                    }
+                let docker = engine.get().await?;
+                match ImageRef::external(&docker, &third.name, &third.reference).await {
+                    Ok(image) => found.push(image),
                     Err(ImageError::NotLocal { .. }) if third.fallback.is_some() => {
-                        specs.push(third.fallback.clone().expect("checked"));
+                        to_build.push(third.fallback.clone().expect("checked"));
                     }
                     Err(source) => {
                         return Err(EnvironmentError::ThirdParty {
@@ -201,38 +233,57 @@ pub(crate) async fn read(
             }
         }
     }
-    let mut plans = Vec::new();
-    let mut bases_only = Vec::new();
-    if !specs.is_empty() {
-        let engine = match docker {
-            Some(engine) => engine,
-            None => crate::docker::connect().await?,
-        };
-        let builder = Builder::new(engine);
-        let mut all: Vec<ImageSpec> = specs
-            .iter()
-            .map(|spec| spec.resolved_against(setup.package_dir()))
-            .collect();
-        for base in bases {
-            all.push(base.resolved_against(setup.package_dir()));
-        }
-        plans = builder.plan_all(&all).await.map_err(Box::new)?;
-        // A base image is built only when an image to build starts from it.
-        let needed = needed_bases(&plans, specs.len());
-        let mut kept = Vec::new();
-        for (index, plan) in plans.into_iter().enumerate() {
-            let name = plan.spec().name().to_owned();
-            if index >= specs.len() {
-                if !needed.contains(&name) {
-                    continue;
-                }
-                bases_only.push(name.clone());
-            }
-            digests.insert(name, plan.input_digest().to_owned());
-            kept.push(plan);
-        }
-        plans = kept;
+    Ok((to_build, found))
+}
+
+/// What to build, in build order.
+struct Planned {
+    plans: Vec<BuildPlan>,
+    /// Names of the plans only built to start others from.
+    bases_only: Vec<String>,
+}
+
+/// Plans the images to build with the base images they start from (a
+/// base no image starts from, directly or through another base, is left
+/// out), their paths resolved against the suite's package.
+async fn plan_builds(
+    setup: &SetupContext,
+    engine: &mut Engine,
+    to_build: &[ImageSpec],
+    bases: &[ImageSpec],
+) -> Result<Planned, EnvironmentError> {
+    if to_build.is_empty() {
+        return Ok(Planned {
+            plans: Vec::new(),
+            bases_only: Vec::new(),
+        });
     }
+    let resolved: Vec<ImageSpec> = to_build
+        .iter()
+        .chain(bases)
+        .map(|spec| spec.resolved_against(setup.package_dir()))
+        .collect();
+    let mut plans = Builder::new(engine.get().await?)
+        .plan_all(&resolved)
+        .await
+        .map_err(Box::new)?;
+    let base_plans = plans.split_off(to_build.len());
+    let needed = needed_bases(&plans, &base_plans);
+    let mut bases_only = Vec::new();
+    for plan in base_plans {
+        if needed.iter().any(|name| name == plan.spec().name()) {
+            bases_only.push(plan.spec().name().to_owned());
+            plans.push(plan);
+        }
+    }
+    Ok(Planned { plans, bases_only })
+}
+
+/// Each stage's manifests, in order, and their digest.
+async fn read_stages(
+    setup: &SetupContext,
+    stages: &[Stage],
+) -> Result<(Vec<(String, Vec<Manifest>)>, String), EnvironmentError> {
     let resolved: Vec<Stage> = stages
         .iter()
         .map(|stage| Stage {
@@ -240,7 +291,7 @@ pub(crate) async fn read(
             paths: stage.paths.iter().map(|path| setup.resolve(path)).collect(),
         })
         .collect();
-    let (stages, manifest_digest) = tokio::task::spawn_blocking(move || {
+    let read = tokio::task::spawn_blocking(move || {
         let mut hasher = Sha256::new();
         let mut read = Vec::new();
         for stage in resolved {
@@ -257,24 +308,14 @@ pub(crate) async fn read(
     })
     .await
     .expect("manifest task")?;
-    Ok(Inputs {
-        plans,
-        bases_only,
-        found,
-        stages,
-        fingerprint: EnvironmentFingerprint {
-            provider: provider_fingerprint,
-            images: digests,
-            manifests: manifest_digest,
-        },
-    })
+    Ok(read)
 }
 
-/// The base images (plans past `first_base`) that images to build start
-/// from, directly or through other bases.
-fn needed_bases(plans: &[BuildPlan], first_base: usize) -> Vec<String> {
+/// The base images (of `bases`) that `images` start from, directly or
+/// through other bases.
+fn needed_bases(images: &[BuildPlan], bases: &[BuildPlan]) -> Vec<String> {
     let mut needed: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = plans[..first_base]
+    let mut pending: Vec<String> = images
         .iter()
         .flat_map(|plan| plan.bases().iter().cloned())
         .collect();
@@ -282,7 +323,11 @@ fn needed_bases(plans: &[BuildPlan], first_base: usize) -> Vec<String> {
         if needed.contains(&name) {
             continue;
         }
-        if let Some(plan) = plans.iter().find(|plan| plan.spec().name() == name) {
+        if let Some(plan) = images
+            .iter()
+            .chain(bases)
+            .find(|plan| plan.spec().name() == name)
+        {
             pending.extend(plan.bases().iter().cloned());
         }
         needed.push(name);
