@@ -136,7 +136,7 @@ enum Command {
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error("failed to read the suite state")]
-    State(#[from] kindling::StateError),
+    State(#[from] kindling::harness::StateError),
     #[error("suite `{suite}` has no recorded setup in `{dir}`: known suites are {known}")]
     UnknownSuite {
         suite: String,
@@ -155,6 +155,8 @@ enum CliError {
     Provider(#[from] kindling::cluster::ProviderError),
     #[error(transparent)]
     Environment(#[from] kindling::EnvironmentError),
+    #[error(transparent)]
+    Kubeconfig(#[from] kindling::kubeconfig::KubeconfigError),
     #[error("failed to collect namespaces")]
     Gc(#[from] kindling::deploy::NamespaceError),
     #[error(
@@ -188,6 +190,7 @@ impl CliError {
             | CliError::Runtime(_)
             | CliError::Provider(_)
             | CliError::Environment(_)
+            | CliError::Kubeconfig(_)
             | CliError::Gc(_)
             | CliError::NotASetupScript
             | CliError::Load(_)
@@ -382,7 +385,7 @@ fn gc(
         keep,
     };
     let report = block_on(async {
-        let client = kindling::client_for(&kubeconfig, &context).await?;
+        let client = kindling::kubeconfig::client_for(&kubeconfig, &context).await?;
         let namespaces = kindling::deploy::collect_garbage(&client, &policy).await?;
         let objects = kindling::deploy::collect_cluster_garbage(&client).await?;
         Ok((namespaces, objects))

@@ -3,7 +3,9 @@
 //! [`kube::Config`] before making the client where they must (a fixed
 //! loopback address, a ServiceAccount token, a shorter read timeout).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -47,6 +49,21 @@ pub enum KubeconfigError {
         #[source]
         source: kube::Error,
     },
+}
+
+/// A client for `context` of `kubeconfig`, shared: one per kubeconfig and
+/// context in a process (each test of a process reuses its connections).
+pub async fn client_for(kubeconfig: &Path, context: &str) -> Result<kube::Client, KubeconfigError> {
+    type Clients = HashMap<(PathBuf, String), kube::Client>;
+    static CLIENTS: OnceLock<Mutex<Clients>> = OnceLock::new();
+    let key = (kubeconfig.to_owned(), context.to_owned());
+    let clients = CLIENTS.get_or_init(Mutex::default);
+    if let Some(client) = clients.lock().expect("clients").get(&key) {
+        return Ok(client.clone());
+    }
+    let client = client(kubeconfig, Some(context)).await?;
+    clients.lock().expect("clients").insert(key, client.clone());
+    Ok(client)
 }
 
 /// The parsed file, for callers that look at its contexts first.

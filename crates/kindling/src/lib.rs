@@ -39,7 +39,7 @@ pub use access::{Endpoint, HttpClient, Response};
 pub use environment::{
     DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
     EnvironmentFingerprint, GeneratedSecret, ImageInput, ScaleError, SecretError, Stack,
-    ThirdParty, apply_and_wait, client_for,
+    ThirdParty, apply_and_wait,
 };
 pub use extension::VARIABLES;
 pub use image::{ImageRef, ImageSpec};
@@ -48,10 +48,9 @@ pub use image::{ImageRef, ImageSpec};
 pub use kindling_harness as harness;
 #[doc(inline)]
 pub use kindling_harness::{
-    BoxError, BoxFuture, ConfigError, CurrentTest, FingerprintError, IntoFingerprint,
-    IntoTestResult, JunitError, KeepPolicy, PhaseError, RegistryError, Requirement, SetupContext,
-    SetupError, StateError, Suite, TestContext, TestOptions, TestResult, current_test,
-    fingerprint_paths, in_ci, interrupt, main, test,
+    BoxError, BoxFuture, CurrentTest, IntoFingerprint, IntoTestResult, KeepPolicy, PhaseError,
+    Requirement, SetupContext, Suite, TestContext, TestOptions, TestResult, current_test,
+    fingerprint_paths, in_ci, main, test,
 };
 /// The HTTP client [`HttpClient::request`] builds requests with.
 pub use reqwest;

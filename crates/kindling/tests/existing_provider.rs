@@ -683,7 +683,7 @@ async fn objects_kindling_did_not_create_are_never_changed_or_deleted() -> Resul
     use kube::discovery::ApiResource;
     let registry = RegistryProcess::start()?;
     let kubeconfig = local_kubeconfig();
-    let client = kindling::client_for(&kubeconfig, LOCAL_CLUSTER).await?;
+    let client = kindling::kubeconfig::client_for(&kubeconfig, LOCAL_CLUSTER).await?;
     let stamp = stamp();
     let holdout_namespace = format!("prod-holdout-{stamp}");
     let created_by_someone = PostParams {

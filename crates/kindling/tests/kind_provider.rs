@@ -611,7 +611,7 @@ async fn two_node_cluster_from_kindlings_node_image_is_ready_and_down_removes_it
         || format!("node containers and their images: {containers:?}"),
     )?;
 
-    let client = kindling::client_for(&info.kubeconfig, &info.context).await?;
+    let client = kindling::kubeconfig::client_for(&info.kubeconfig, &info.context).await?;
     let listed = Api::<Node>::all(client.clone())
         .list(&ListParams::default())
         .await?;
@@ -698,7 +698,7 @@ async fn pods_reach_across_nodes_and_resolve_names(
     use k8s_openapi::api::core::v1::{Pod, Service};
     use kube::api::{Api, DeleteParams, LogParams, PostParams};
 
-    let client = kindling::client_for(&info.kubeconfig, &info.context).await?;
+    let client = kindling::kubeconfig::client_for(&info.kubeconfig, &info.context).await?;
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     let pod = |name: &str, node: &str, image: String, command: serde_json::Value| {
         serde_json::from_value::<Pod>(serde_json::json!({
@@ -1047,7 +1047,7 @@ async fn a_never_loaded_tag_is_diagnosed_naming_the_node(
     use kindling::wait::{WaitError, Waiter, Workload};
     use kube::api::{Api, PostParams};
 
-    let client = kindling::client_for(&info.kubeconfig, &info.context).await?;
+    let client = kindling::kubeconfig::client_for(&info.kubeconfig, &info.context).await?;
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -70,7 +70,7 @@ impl EnvironmentBuilder {
 
     /// An image the manifests may name as `kindling:<its name>`: an
     /// [`ImageSpec`] the environment builds (its build inputs are part of
-    /// the fingerprint), an [`ImageRef`] built already, or a
+    /// the fingerprint), an [`crate::ImageRef`] built already, or a
     /// [`crate::ThirdParty`] image.
     pub fn image(mut self, image: impl Into<ImageInput>) -> Self {
         self.images.push(image.into());

@@ -3,9 +3,9 @@
 //! of its own and waited for by diagnosis. Recorded as JSON so every
 //! process of a run (and a later run that reuses it) gets the same one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -445,25 +445,19 @@ pub async fn apply_and_wait(
     Ok(applied)
 }
 
-/// A client for `context` of `kubeconfig`; one per kubeconfig and context
-/// in a process.
-pub async fn client_for(kubeconfig: &Path, context: &str) -> Result<Client, EnvironmentError> {
-    static CLIENTS: OnceLock<Mutex<HashMap<(PathBuf, String), Client>>> = OnceLock::new();
-    let key = (kubeconfig.to_owned(), context.to_owned());
-    let clients = CLIENTS.get_or_init(Mutex::default);
-    if let Some(client) = clients.lock().expect("clients").get(&key) {
-        return Ok(client.clone());
-    }
-    let failed = |source: BoxError| EnvironmentError::Kubeconfig {
-        kubeconfig: kubeconfig.to_owned(),
-        context: context.to_owned(),
-        source,
-    };
-    let client = crate::kubeconfig::client(kubeconfig, Some(context))
+/// [`crate::kubeconfig::client_for`], its error naming the environment's
+/// kubeconfig and context.
+pub(crate) async fn client_for(
+    kubeconfig: &Path,
+    context: &str,
+) -> Result<Client, EnvironmentError> {
+    crate::kubeconfig::client_for(kubeconfig, context)
         .await
-        .map_err(|error| failed(error.into()))?;
-    clients.lock().expect("clients").insert(key, client.clone());
-    Ok(client)
+        .map_err(|error| EnvironmentError::Kubeconfig {
+            kubeconfig: kubeconfig.to_owned(),
+            context: context.to_owned(),
+            source: error.into(),
+        })
 }
 
 /// What a test does through its context: `ctx.deploy(..)` and the waits
