@@ -1,7 +1,8 @@
 //! What a library built on the harness adds to every suite linked with it:
 //! the `KINDLING_*` variables it reads (their values checked at startup,
-//! their names known to the unknown-variable warning) and the finisher of
-//! the cleanups its setups record for the end of the run.
+//! their names known to the unknown-variable warning), what it does when a
+//! process starts using a suite's environment, and the finisher of the
+//! cleanups its setups record for the end of the run.
 //!
 //! A library registers once per process before `main` runs (kindling does
 //! it from a constructor function), because the end-of-run watcher is the
@@ -11,6 +12,11 @@ use std::sync::Mutex;
 
 use crate::config::Variable;
 use crate::end_of_run::FinishFn;
+use crate::util::BoxFuture;
+
+/// What a library does when a process starts using a suite's environment,
+/// given the environment as recorded (JSON).
+pub type EnterFn = fn(serde_json::Value) -> BoxFuture<()>;
 
 /// One library's additions.
 #[derive(Debug)]
@@ -20,6 +26,12 @@ pub struct Extension {
     pub name: &'static str,
     /// The variables it reads.
     pub variables: &'static [Variable],
+    /// Runs once per process and suite when the process first has the
+    /// suite's environment (set up here, reused or read from the record),
+    /// before any of its tests: kindling marks the cluster as in use and
+    /// renews the namespace's heartbeat from there. It cannot fail a test;
+    /// it logs what went wrong.
+    pub enter: Option<EnterFn>,
     /// Removes what its setups named, at the end of the run.
     pub finish: Option<FinishFn>,
 }
@@ -51,6 +63,13 @@ pub(crate) fn variables() -> Vec<Variable> {
         .iter()
         .flat_map(|extension| extension.variables.iter().copied())
         .collect()
+}
+
+/// Every registered extension's [`Extension::enter`], with `environment`.
+pub(crate) async fn enter(environment: serde_json::Value) {
+    for enter in registered().iter().filter_map(|extension| extension.enter) {
+        enter(environment.clone()).await;
+    }
 }
 
 /// The finisher of the cleanups recorded under `name`.

@@ -1,6 +1,8 @@
 //! What kindling adds to the harness in every suite linked with it: the
 //! `KINDLING_*` variables of images, providers and clusters (their values
-//! checked when a suite starts) and the end-of-run removal of environments.
+//! checked when a suite starts), entering an environment in each process
+//! (the cluster's users lock, the namespace's heartbeat) and the end-of-run
+//! removal of environments.
 //! Registered before `main`, so the end-of-run watcher (the suite binary
 //! started again, running no setup) has them too.
 
@@ -144,6 +146,7 @@ pub const VARIABLES: &[Variable] = &[
 static KINDLING: Extension = Extension {
     name: NAME,
     variables: VARIABLES,
+    enter: Some(crate::environment::enter_recorded),
     finish: Some(crate::environment::finish_cleanups),
 };
 

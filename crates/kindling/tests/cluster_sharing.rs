@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use kindling::cluster::Provider as _;
 use kindling::{BoxError, Requirement, Suite};
-use support::{Ran, Scratch, ensure, finish, spawn_nextest};
+use support::{Ran, Scratch, await_event, ensure, finish, run_binary, spawn_binary, spawn_nextest};
 
 const CLUSTER: &str = "kindling";
 
@@ -565,6 +565,77 @@ async fn kindling_down_waits_for_a_suite_that_is_setting_up() -> Outcome {
     ensure(suite.get("version") == "v1", || suite.report.to_string())?;
     ensure(!port_taken(6443), || {
         "the cluster still runs after down".to_owned()
+    })?;
+    Ok(())
+}
+
+/// Whether process `pid` holds a lock on `path` (`/proc/locks` names the
+/// holder of each `flock` lock by pid and the file by inode).
+fn holds_lock(pid: u32, path: &std::path::Path) -> Result<bool, BoxError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(path)?.ino();
+    let locks = std::fs::read_to_string("/proc/locks")?;
+    Ok(locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let holder = fields.get(4).and_then(|field| field.parse::<u32>().ok());
+        let file = fields.get(5).and_then(|field| field.rsplit(':').next());
+        holder == Some(pid) && file == Some(inode.to_string().as_str())
+    }))
+}
+
+/// What a process that sets up prints first.
+const SETTING_UP: &str = "setting up for run";
+
+/// A process that reads its run's recorded environment (no setup of its
+/// own) holds the cluster's users lock before its first test touches the
+/// environment, so `kindling down` waits for it from its start.
+#[kindling::test]
+async fn a_process_that_reads_the_record_holds_the_cluster_before_its_first_test() -> Outcome {
+    let _turn = support::cluster_turn();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let scratch = Scratch::new();
+    let web = Web::new()?;
+    let report = report_path(&scratch).display().to_string();
+    let web_dir = web.path();
+    let run_id = format!("holds-{}", std::process::id());
+    let env = [
+        ("FIXTURE_WEB_DIR", web_dir.as_str()),
+        ("FIXTURE_REPORT", report.as_str()),
+        ("NEXTEST_RUN_ID", run_id.as_str()),
+    ];
+    // The first process sets up and keeps the environment for the second,
+    // which reads the record and removes it at its end.
+    let mut first_env = env.to_vec();
+    first_env.push(("KINDLING_KEEP", "always"));
+    let first = run_binary(&scratch, "stack", &[], &first_env);
+    ensure(
+        first.code == Some(0) && first.stderr.contains(SETTING_UP),
+        || first.text(),
+    )?;
+    let hold = scratch.root.path().join("go-on");
+    let hold_path = hold.display().to_string();
+    let mut held_env = env.to_vec();
+    held_env.extend([
+        ("KINDLING_KEEP", "never"),
+        ("FIXTURE_HOLD", hold_path.as_str()),
+    ]);
+    let second = spawn_binary(&scratch, "stack", &[], &held_env);
+    let started = await_event(&scratch, "body-started", Duration::from_secs(120));
+    let users = kindling::cluster::users_lock_path("local", CLUSTER);
+    let held = holds_lock(second.id(), &users);
+    let released = std::fs::write(&hold, "");
+    let second = finish(second);
+    released?;
+    ensure(started && second.code == Some(0), || second.text())?;
+    ensure(held?, || {
+        format!(
+            "the test process held no lock on {} when its test started:\n{}",
+            users.display(),
+            second.text()
+        )
+    })?;
+    ensure(!second.stderr.contains(SETTING_UP), || {
+        format!("the second process set up again:\n{}", second.text())
     })?;
     Ok(())
 }

@@ -173,10 +173,17 @@ where
         }
     }
 
-    /// The environment, setting it up first if no process of this run has.
+    /// The environment, setting it up first if no process of this run has;
+    /// the first time, the extensions enter it.
     pub(crate) async fn environment(&self) -> Result<Arc<E>, Arc<SetupError>> {
         self.result
-            .get_or_init(|| async { self.establish().await.map_err(Arc::new) })
+            .get_or_init(|| async {
+                let environment = self.establish().await.map_err(Arc::new)?;
+                if let Ok(recorded) = serde_json::to_value(&*environment) {
+                    crate::extension::enter(recorded).await;
+                }
+                Ok(environment)
+            })
             .await
             .clone()
     }

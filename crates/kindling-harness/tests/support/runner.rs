@@ -327,6 +327,28 @@ pub fn send_signal(child: &std::process::Child, signal: &str) {
 
 /// Runs a fixture binary directly with `args`.
 pub fn run_binary(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    Ran::from(
+        binary_command(scratch, suite, args, env)
+            .output()
+            .expect("fixture runs"),
+    )
+}
+
+/// [`run_binary`], started and not waited for (its output piped).
+pub fn spawn_binary(
+    scratch: &Scratch,
+    suite: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    binary_command(scratch, suite, args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fixture starts")
+}
+
+fn binary_command(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = clean_command(fixture(suite));
     on_local_provider(&mut command, suite);
     // As cargo and nextest run it: relative paths of the suite resolve
@@ -336,7 +358,7 @@ pub fn run_binary(scratch: &Scratch, suite: &str, args: &[&str], env: &[(&str, &
         .apply(&mut command)
         .args(args)
         .envs(env.iter().copied());
-    Ran::from(command.output().expect("fixture runs"))
+    command
 }
 
 /// `cargo test -p <its fixture package> --test <suite>`.

@@ -25,6 +25,13 @@ impl Environment {
     ) -> Result<Environment, EnvironmentError> {
         let client = self.client().await?;
         namespace::ensure_namespace(&client, namespace, suite, run_id).await?;
+        super::session::enter(
+            self.provider.kind(),
+            self.provider.cluster(),
+            &client,
+            namespace,
+        )
+        .await;
         let mut copy = self.clone();
         copy.namespace = namespace.to_owned();
         for (_, in_namespace, _) in &mut copy.workloads {

@@ -42,6 +42,7 @@ pub use credentials::CredentialError;
 pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
 pub use scaling::ScaleError;
 pub use secrets::{GeneratedSecret, NOT_SECRET_ANNOTATION, SecretError};
+pub(crate) use session::enter_recorded;
 pub use stack::Stack;
 pub(crate) use teardown::{EnvironmentCleanup, finish_cleanups};
 
@@ -228,19 +229,9 @@ impl Environment {
         &self.kubeconfig
     }
 
-    /// A client for the cluster (one per process, shared). The first call
-    /// in a process also marks the cluster as in use by it and renews the
-    /// namespace's heartbeat every minute while the process runs.
+    /// A client for the cluster (one per process, shared).
     pub async fn client(&self) -> Result<Client, EnvironmentError> {
-        let client = client_for(&self.kubeconfig, &self.context).await?;
-        session::enter(
-            self.provider.kind(),
-            self.provider.cluster(),
-            &client,
-            &self.namespace,
-        )
-        .await;
-        Ok(client)
+        client_for(&self.kubeconfig, &self.context).await
     }
 
     /// The provider this environment's cluster came from, as the setup

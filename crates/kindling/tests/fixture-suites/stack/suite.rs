@@ -36,6 +36,14 @@ async fn pod_uid(ctx: &TestContext<Environment>, app: &str) -> Result<String, Bo
 
 async fn reports(ctx: TestContext<Environment>) -> Result<(), BoxError> {
     kindling_harness_fixtures::stamp_body_start();
+    if let Some(hold) = std::env::var_os("FIXTURE_HOLD") {
+        // Waits, before touching the environment, until the calling test
+        // has looked at this process and creates the file.
+        kindling_harness_fixtures::record("body-started");
+        while !std::path::Path::new(&hold).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     let web = ctx.http("web", 8080).await?;
     let version = web.get("/version").await?;
     let store = ctx.http("store", 8080).await?;
