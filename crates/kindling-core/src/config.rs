@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::apt::{InstallPolicy, SearchPath};
 use crate::cluster::kind::KindEngine;
-use crate::cluster::local::network::{NetworkRangeError, NetworkRanges};
 use crate::cluster::lock::LockError;
+use crate::cluster::ranges::{NetworkRangeError, NetworkRanges};
 use crate::cluster::{ClusterName, InvalidClusterName, ProviderKind};
 use crate::image::{RegistryCredentials, TagPolicy, TagPolicyError};
 

@@ -103,19 +103,19 @@ pub const VARIABLES: &[Variable] = &[
         name: "KINDLING_LOCAL_NODE_IP",
         description: "local provider: the node's address (default 10.215.0.1), outside both ranges",
         choices: &[],
-        check: Some(crate::cluster::local::network::check_node_ip_variable),
+        check: Some(crate::cluster::ranges::check_node_ip_variable),
     },
     Variable {
         name: "KINDLING_LOCAL_POD_CIDR",
         description: "local provider: the pod range (default 10.213.0.0/24)",
         choices: &[],
-        check: Some(crate::cluster::local::network::check_range_variable),
+        check: Some(crate::cluster::ranges::check_range_variable),
     },
     Variable {
         name: "KINDLING_LOCAL_SERVICE_CIDR",
         description: "local provider: the Service range (default 10.214.0.0/24)",
         choices: &[],
-        check: Some(crate::cluster::local::network::check_range_variable),
+        check: Some(crate::cluster::ranges::check_range_variable),
     },
     Variable {
         name: "KINDLING_LOCK_TIMEOUT",

@@ -22,6 +22,18 @@
 #[doc(inline)]
 pub use kindling_core::*;
 
+/// Clusters: the [`Provider`](cluster::Provider) trait, the providers and
+/// the rule that chooses one. The `local` provider is the `kindling-local`
+/// crate, built in with this crate's `local` feature (on by default).
+pub mod cluster {
+    #[doc(inline)]
+    pub use kindling_core::cluster::*;
+    /// The `local` provider: upstream components on this host.
+    #[cfg(feature = "local")]
+    #[doc(inline)]
+    pub use kindling_local as local;
+}
+
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

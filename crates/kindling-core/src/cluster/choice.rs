@@ -71,6 +71,11 @@ impl MachineOffer {
                         }
                     }),
                     Requirement::root(),
+                    Requirement::new("the local provider built in", || {
+                        super::registry::local().map(drop).ok_or_else(|| {
+                            "this build of kindling has no `local` feature".to_owned()
+                        })
+                    }),
                 ],
             )
             .check(),

@@ -279,11 +279,7 @@ pub struct Exclusive {
 /// waits next. While another process holds it, says what it waits for
 /// (`waiting`, e.g. "waiting to take down cluster `kindling`") and who
 /// holds it, at once and every 10 s; gives up after `KINDLING_LOCK_TIMEOUT`.
-pub(crate) async fn exclusive(
-    path: &Path,
-    purpose: &str,
-    waiting: &str,
-) -> Result<Exclusive, LockError> {
+pub async fn exclusive(path: &Path, purpose: &str, waiting: &str) -> Result<Exclusive, LockError> {
     let path = path.to_owned();
     let purpose = format!("pid {}: {purpose}", std::process::id());
     let waiting = waiting.to_owned();
@@ -366,10 +362,7 @@ pub(crate) async fn use_cluster(provider: &str, cluster: &str) -> Result<(), Loc
 
 /// Waits until no other process sets up or runs tests on the cluster, and
 /// keeps them out until dropped: for deleting it.
-pub(crate) async fn delete_cluster_lock(
-    provider: &str,
-    cluster: &str,
-) -> Result<Exclusive, LockError> {
+pub async fn delete_cluster_lock(provider: &str, cluster: &str) -> Result<Exclusive, LockError> {
     exclusive(
         &users_lock_path(provider, cluster),
         &format!("taking down cluster `{cluster}`"),

@@ -3,14 +3,15 @@
 //! pieces providers share.
 
 mod choice;
+pub mod components;
 pub mod existing;
 pub mod kind;
 mod lifecycle;
-pub mod local;
-pub(crate) mod lock;
+pub mod lock;
 mod name;
-pub mod pki;
+pub mod ranges;
 mod ready;
+mod registry;
 mod spec;
 
 pub use choice::{DefaultProvider, MachineOffer, NoProvider};
@@ -21,6 +22,7 @@ pub use lock::{LockError, users_lock_path};
 pub(crate) use name::check_variable as check_cluster_variable;
 pub use name::{ClusterName, InvalidClusterName, MAX_CLUSTER_NAME};
 pub use ready::{READY_VARIABLE, ReadyCluster};
+pub use registry::{LocalProviderSupport, register_local};
 pub use spec::ProviderSpec;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +48,17 @@ pub enum ProviderError {
         action: String,
         /// Its error.
         #[source]
-        source: Box<local::LocalError>,
+        source: crate::BoxError,
+    },
+    /// The provider is not part of this build.
+    #[error(
+        "{name} cluster `{cluster}`: the `{name}` provider is not built in: enable the `{name}` feature of the `kindling` crate (on by default)"
+    )]
+    NotBuiltIn {
+        /// The cluster's name.
+        cluster: String,
+        /// The provider, e.g. `local`.
+        name: &'static str,
     },
     /// The `kind` provider failed.
     #[error("kind cluster `{cluster}`: failed to {action}")]
@@ -102,6 +114,7 @@ impl ProviderError {
     pub fn provider(&self) -> &str {
         match self {
             ProviderError::Local { .. } => "local",
+            ProviderError::NotBuiltIn { name, .. } => name,
             ProviderError::Kind { .. } => "kind",
             ProviderError::Existing { .. } => "existing",
             ProviderError::UnknownProvider { name, .. } => name,
@@ -117,7 +130,8 @@ impl ProviderError {
             | ProviderError::Kind { cluster, .. }
             | ProviderError::Existing { cluster, .. }
             | ProviderError::UnknownProvider { cluster, .. }
-            | ProviderError::NoProvider { cluster, .. } => cluster,
+            | ProviderError::NoProvider { cluster, .. }
+            | ProviderError::NotBuiltIn { cluster, .. } => cluster,
             ProviderError::InvalidName(error) => &error.value,
         }
     }
@@ -339,13 +353,17 @@ pub fn provider_of(
     cluster: &ClusterName,
 ) -> Result<Box<dyn Provider>, ProviderError> {
     Ok(match kind {
-        ProviderKind::Local => local::LocalCluster::with_defaults(cluster)
-            .map(|provider| Box::new(provider) as Box<dyn Provider>)
-            .map_err(|error| ProviderError::Local {
+        ProviderKind::Local => ProviderSpec::Local {
+            cluster: cluster.clone(),
+            state_root: state_home().join("clusters"),
+            cache: cache_home(),
+            ranges: ranges::NetworkRanges::from_env().map_err(|error| ProviderError::Local {
                 cluster: cluster.to_string(),
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             })?,
+        }
+        .provider()?,
         ProviderKind::Existing => existing::ExistingCluster::from_env(cluster)
             .map(|provider| Box::new(provider) as Box<dyn Provider>)
             .map_err(|error| ProviderError::Existing {

@@ -10,8 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::existing::ExistingCluster;
 use super::kind::{KindCluster, KindEngine};
-use super::local::LocalCluster;
-use super::local::network::NetworkRanges;
+use super::ranges::NetworkRanges;
 use super::{ClusterName, Provider, ProviderError};
 use crate::image::Registry;
 
@@ -98,9 +97,13 @@ impl ProviderSpec {
                 state_root,
                 cache,
                 ranges,
-            } => Box::new(
-                LocalCluster::in_dirs(cluster, state_root, cache).with_ranges(ranges.clone()),
-            ),
+            } => {
+                let local = super::registry::local().ok_or_else(|| ProviderError::NotBuiltIn {
+                    cluster: cluster.to_string(),
+                    name: "local",
+                })?;
+                (local.provider)(cluster, state_root, cache, ranges)
+            }
             ProviderSpec::Kind {
                 cluster,
                 state_home,
@@ -179,7 +182,7 @@ impl ProviderSpec {
         }
         if let ProviderSpec::Local { .. } = self {
             hasher.update([0]);
-            hasher.update(super::local::component_versions().as_bytes());
+            hasher.update(super::components::component_versions().as_bytes());
         }
         hex::encode(hasher.finalize())
     }
@@ -222,15 +225,12 @@ mod tests {
 
     #[test]
     fn specs_round_trip_and_make_their_provider() {
-        let specs = [
-            local("a"),
-            ProviderSpec::Existing {
-                cluster: "staging".parse().unwrap(),
-                kubeconfig: "/k/config".into(),
-                context: Some("ctx".to_owned()),
-                registry: "127.0.0.1:5000".to_owned(),
-            },
-        ];
+        let specs = [ProviderSpec::Existing {
+            cluster: "staging".parse().unwrap(),
+            kubeconfig: "/k/config".into(),
+            context: Some("ctx".to_owned()),
+            registry: "127.0.0.1:5000".to_owned(),
+        }];
         for spec in specs {
             let json = serde_json::to_value(&spec).unwrap();
             assert_eq!(serde_json::from_value::<ProviderSpec>(json).unwrap(), spec);
@@ -241,5 +241,26 @@ mod tests {
             );
             assert_eq!(provider.spec(), spec);
         }
+        let json = serde_json::to_value(local("a")).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ProviderSpec>(json).unwrap(),
+            local("a")
+        );
+    }
+
+    #[test]
+    fn a_local_spec_without_the_local_provider_linked_names_the_feature() {
+        // This crate's tests link no `kindling-local`: nothing registers it.
+        let error = local("a").provider().err().expect("no local provider");
+        assert!(
+            matches!(error, ProviderError::NotBuiltIn { name: "local", .. }),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("enable the `local` feature of the `kindling` crate"),
+            "{error}"
+        );
     }
 }

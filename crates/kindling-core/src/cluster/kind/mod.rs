@@ -40,7 +40,7 @@ pub enum KindError {
     },
     /// Building the pinned kind into the cache failed.
     #[error("cannot build the pinned kind {}", PINNED_VERSION)]
-    BuildKind(#[source] Box<crate::cluster::local::components::ComponentBuildError>),
+    BuildKind(#[source] Box<crate::cluster::components::ComponentBuildError>),
     /// The `kind` binary is older than [`MINIMUM_VERSION`].
     #[error(
         "`{binary}` is kind {found}, older than the minimum {}: upgrade with `go install sigs.k8s.io/kind@{}` and put it first on PATH or in KINDLING_KIND_BINARY, or remove it from PATH so that kindling builds the pinned kind",

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::local::components::{self as local, ComponentBuildError};
+use crate::cluster::components::{self as local, ComponentBuildError};
 
 use super::cli::{PINNED_VERSION, pinned_binary};
 

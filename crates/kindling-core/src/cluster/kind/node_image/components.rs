@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::local::components::{
+use crate::cluster::components::{
     self as local, ComponentBinaries, ComponentBuildError, KUBERNETES_MODULE, KUBERNETES_VERSION,
 };
 
@@ -228,7 +228,7 @@ fn components() -> Vec<Component> {
             what: "kindling's pause".to_owned(),
             expected: "about 10 s",
             module_dir: "kind-node-pause".to_owned(),
-            module: crate::cluster::local::images::IMAGE_SOURCES.to_vec(),
+            module: crate::cluster::components::images::IMAGE_SOURCES.to_vec(),
             packages: vec!["./pause"],
             binaries: vec!["pause"],
             tags: "",

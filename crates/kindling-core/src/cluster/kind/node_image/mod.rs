@@ -36,7 +36,7 @@ pub use components::{
     ensure_built as ensure_components, kindling_cni_version,
 };
 
-use crate::cluster::local::components::{COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION};
+use crate::cluster::components::{COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION};
 use crate::image::{BuildError, Builder, ImageRef, ImageSpec, TagPolicy};
 use crate::node::{DockerExec, NodeError, NodeTransport as _};
 
@@ -344,7 +344,7 @@ pub async fn ensure(
             source,
         }
     };
-    crate::cluster::local::components::create_dir(cache)
+    crate::cluster::components::create_dir(cache)
         .map_err(|error| NodeImageError::Components(error.into()))?;
     let work = tempfile::Builder::new()
         .prefix("kind-node-build-")

@@ -36,7 +36,7 @@ pub(crate) const BASE_FILES: &[&str] = &[
 pub enum UpstreamError {
     /// The pinned kind's module could not be written.
     #[error(transparent)]
-    Module(#[from] crate::cluster::local::components::ComponentBuildError),
+    Module(#[from] crate::cluster::components::ComponentBuildError),
     /// `go mod download` could not run or failed.
     #[error("`go mod download -json sigs.k8s.io/kind` in `{}` failed: {message}", dir.display())]
     Download {

@@ -214,7 +214,7 @@ mod tests {
         let objects = coredns(
             &LocalNetwork::new(
                 &"kindling".parse().unwrap(),
-                &super::super::network::NetworkRanges::default(),
+                &crate::network::NetworkRanges::default(),
             ),
             "localhost/kindling/coredns:c-1",
         );

@@ -1,19 +1,19 @@
-//! The local cluster as a [`crate::cluster::Provider`]: what a suite's
+//! The local cluster as a [`kindling_core::cluster::Provider`]: what a suite's
 //! setup asks of it (bring it up, its node's store, deliver images, logs).
 
 use std::path::Path;
 
 use super::cluster::{ALREADY_UP, LocalCluster, LocalError};
-use super::components::component_versions;
-use crate::node::NodeStore;
+use kindling_core::cluster::components::component_versions;
+use kindling_core::node::NodeStore;
 
-impl crate::cluster::Provider for LocalCluster {
+impl kindling_core::cluster::Provider for LocalCluster {
     fn kind(&self) -> &'static str {
         "local"
     }
 
-    fn spec(&self) -> crate::cluster::ProviderSpec {
-        crate::cluster::ProviderSpec::Local {
+    fn spec(&self) -> kindling_core::cluster::ProviderSpec {
+        kindling_core::cluster::ProviderSpec::Local {
             cluster: self.name.clone(),
             state_root: self.state_root.clone(),
             cache: self.cache.clone(),
@@ -21,14 +21,14 @@ impl crate::cluster::Provider for LocalCluster {
         }
     }
 
-    fn requirement(&self) -> crate::Requirement {
+    fn requirement(&self) -> kindling_core::Requirement {
         let binaries = self.binaries.clone();
-        crate::Requirement::all(
+        kindling_core::Requirement::all(
             "the local provider",
             vec![
-                crate::Requirement::root(),
-                crate::Requirement::docker(),
-                crate::Requirement::new("the local cluster's components", move || {
+                kindling_core::Requirement::root(),
+                kindling_core::Requirement::docker(),
+                kindling_core::Requirement::new("the local cluster's components", move || {
                     match binaries.missing() {
                         Some(path)
                             if kindling_harness::requirement::find_program("go").is_none() =>
@@ -41,11 +41,11 @@ impl crate::cluster::Provider for LocalCluster {
                         _ => Ok(()),
                     }
                 }),
-                crate::Requirement::new("the runtime packages", move || {
-                    crate::apt::check(
+                kindling_core::Requirement::new("the runtime packages", move || {
+                    kindling_core::apt::check(
                         &super::packages::runtime_pieces(&super::packages::default_cni_dirs()),
-                        &crate::apt::SearchPath::from_env(),
-                        crate::apt::InstallPolicy::from_env(),
+                        &kindling_core::apt::SearchPath::from_env(),
+                        kindling_core::apt::InstallPolicy::from_env(),
                     )
                     .map_err(|error| error.to_string())
                 }),
@@ -59,7 +59,9 @@ impl crate::cluster::Provider for LocalCluster {
 
     fn ensure(
         &self,
-    ) -> crate::BoxFuture<Result<crate::cluster::ClusterInfo, crate::cluster::ProviderError>> {
+    ) -> kindling_core::BoxFuture<
+        Result<kindling_core::cluster::ClusterInfo, kindling_core::cluster::ProviderError>,
+    > {
         let cluster = self.clone();
         Box::pin(async move {
             let phases = cluster
@@ -76,12 +78,12 @@ impl crate::cluster::Provider for LocalCluster {
 
     fn prepare_host(
         &self,
-        scope: crate::cluster::PrepareScope,
-    ) -> crate::BoxFuture<Result<String, crate::cluster::ProviderError>> {
+        scope: kindling_core::cluster::PrepareScope,
+    ) -> kindling_core::BoxFuture<Result<String, kindling_core::cluster::ProviderError>> {
         let cluster = self.clone();
         Box::pin(async move {
             let started = std::time::Instant::now();
-            let packages_only = scope == crate::cluster::PrepareScope::RuntimePackagesOnly;
+            let packages_only = scope == kindling_core::cluster::PrepareScope::RuntimePackagesOnly;
             let runtime = cluster
                 .ensure_packages()
                 .await
@@ -110,14 +112,16 @@ impl crate::cluster::Provider for LocalCluster {
 
     fn bring_up(
         &self,
-    ) -> crate::BoxFuture<Result<crate::cluster::UpReport, crate::cluster::ProviderError>> {
+    ) -> kindling_core::BoxFuture<
+        Result<kindling_core::cluster::UpReport, kindling_core::cluster::ProviderError>,
+    > {
         let cluster = self.clone();
         Box::pin(async move {
             let phases = cluster
                 .up()
                 .await
                 .map_err(|error| cluster.provider_error("bring the cluster up", error))?;
-            Ok(crate::cluster::UpReport {
+            Ok(kindling_core::cluster::UpReport {
                 info: cluster.info(&phases),
                 phases,
             })
@@ -126,18 +130,20 @@ impl crate::cluster::Provider for LocalCluster {
 
     fn take_down(
         &self,
-    ) -> crate::BoxFuture<Result<crate::cluster::DownReport, crate::cluster::ProviderError>> {
+    ) -> kindling_core::BoxFuture<
+        Result<kindling_core::cluster::DownReport, kindling_core::cluster::ProviderError>,
+    > {
         let cluster = self.clone();
         Box::pin(async move {
             let report = cluster
                 .down_with_report()
                 .await
                 .map_err(|error| cluster.provider_error("take the cluster down", error))?;
-            Ok(crate::cluster::DownReport {
+            Ok(kindling_core::cluster::DownReport {
                 removed: if report.stopped.is_empty() {
-                    crate::cluster::Removed::NotRunning
+                    kindling_core::cluster::Removed::NotRunning
                 } else {
-                    crate::cluster::Removed::Stopped(report.stopped)
+                    kindling_core::cluster::Removed::Stopped(report.stopped)
                 },
                 left: report.left,
             })
@@ -150,12 +156,15 @@ impl crate::cluster::Provider for LocalCluster {
 
     fn node_stores(
         &self,
-    ) -> crate::BoxFuture<Result<Vec<NodeStore>, crate::cluster::ProviderError>> {
+    ) -> kindling_core::BoxFuture<Result<Vec<NodeStore>, kindling_core::cluster::ProviderError>>
+    {
         let store = self.node_store();
         Box::pin(async move { Ok(vec![store]) })
     }
 
-    fn delete(&self) -> crate::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+    fn delete(
+        &self,
+    ) -> kindling_core::BoxFuture<Result<(), kindling_core::cluster::ProviderError>> {
         let cluster = self.clone();
         Box::pin(async move {
             cluster
@@ -169,7 +178,7 @@ impl crate::cluster::Provider for LocalCluster {
     fn collect_logs(
         &self,
         dir: &Path,
-    ) -> crate::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+    ) -> kindling_core::BoxFuture<Result<(), kindling_core::cluster::ProviderError>> {
         let cluster = self.clone();
         let dir = dir.to_owned();
         Box::pin(async move {
@@ -193,7 +202,9 @@ impl crate::cluster::Provider for LocalCluster {
         })
     }
 
-    fn healthy(&self) -> crate::BoxFuture<Result<(), crate::cluster::ProviderError>> {
+    fn healthy(
+        &self,
+    ) -> kindling_core::BoxFuture<Result<(), kindling_core::cluster::ProviderError>> {
         let cluster = self.clone();
         Box::pin(async move {
             cluster
@@ -206,22 +217,24 @@ impl crate::cluster::Provider for LocalCluster {
     fn deliver(
         &self,
         docker: bollard::Docker,
-        images: Vec<crate::image::ImageRef>,
-    ) -> crate::BoxFuture<Result<crate::cluster::Delivered, crate::cluster::ProviderError>> {
+        images: Vec<kindling_core::image::ImageRef>,
+    ) -> kindling_core::BoxFuture<
+        Result<kindling_core::cluster::Delivered, kindling_core::cluster::ProviderError>,
+    > {
         let store = self.node_store();
         let name = self.name.clone();
         Box::pin(async move {
-            crate::image::Loader::new(docker)
+            kindling_core::image::Loader::new(docker)
                 .load(&images, &[store])
                 .await
-                .map_err(|error| crate::cluster::ProviderError::Local {
+                .map_err(|error| kindling_core::cluster::ProviderError::Local {
                     cluster: name.to_string(),
                     action: "load the images into the node".to_owned(),
                     source: Box::new(LocalError::Load(Box::new(error))),
                 })?;
-            Ok(crate::cluster::Delivered {
+            Ok(kindling_core::cluster::Delivered {
                 images,
-                pull_policy: crate::cluster::PullPolicy::Never,
+                pull_policy: kindling_core::cluster::PullPolicy::Never,
             })
         })
     }
@@ -229,8 +242,11 @@ impl crate::cluster::Provider for LocalCluster {
 
 impl LocalCluster {
     /// The running cluster, created unless `up` found it up.
-    fn info(&self, phases: &[(String, std::time::Duration)]) -> crate::cluster::ClusterInfo {
-        crate::cluster::ClusterInfo {
+    fn info(
+        &self,
+        phases: &[(String, std::time::Duration)],
+    ) -> kindling_core::cluster::ClusterInfo {
+        kindling_core::cluster::ClusterInfo {
             name: self.name.to_string(),
             kubeconfig: self.kubeconfig(),
             context: self.name.to_string(),
@@ -239,8 +255,12 @@ impl LocalCluster {
         }
     }
 
-    fn provider_error(&self, action: &str, error: LocalError) -> crate::cluster::ProviderError {
-        crate::cluster::ProviderError::Local {
+    fn provider_error(
+        &self,
+        action: &str,
+        error: LocalError,
+    ) -> kindling_core::cluster::ProviderError {
+        kindling_core::cluster::ProviderError::Local {
             cluster: self.name.to_string(),
             action: action.to_owned(),
             source: Box::new(error),
@@ -251,11 +271,11 @@ impl LocalCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::local::ComponentBinaries;
+    use crate::ComponentBinaries;
 
     #[test]
     fn the_provider_copies_component_logs_and_names_its_node_store() {
-        use crate::cluster::Provider as _;
+        use kindling_core::cluster::Provider as _;
         let home = tempfile::tempdir().unwrap();
         let cluster = LocalCluster::new(
             &"logs".parse().unwrap(),
@@ -278,5 +298,23 @@ mod tests {
         assert_eq!(stores.len(), 1);
         assert_eq!(stores[0].name(), "logs-node");
         assert_eq!((cluster.kind(), cluster.cluster()), ("local", "logs"));
+    }
+
+    #[test]
+    fn a_recorded_local_spec_makes_this_provider_once_it_is_linked() {
+        // Registered before `main` by this crate, as in every suite
+        // linking `kindling` with its `local` feature.
+        let home = tempfile::tempdir().unwrap();
+        let spec = kindling_core::cluster::ProviderSpec::Local {
+            cluster: "a".parse().unwrap(),
+            state_root: home.path().join("clusters"),
+            cache: home.path().join("cache"),
+            ranges: crate::network::NetworkRanges::default(),
+        };
+        let json = serde_json::to_value(&spec).unwrap();
+        let spec: kindling_core::cluster::ProviderSpec = serde_json::from_value(json).unwrap();
+        let provider = spec.provider().unwrap();
+        assert_eq!((provider.kind(), provider.cluster()), ("local", "a"));
+        assert_eq!(provider.spec(), spec);
     }
 }

@@ -19,13 +19,13 @@ use super::cluster::{
 };
 use super::config::PAUSE_IMAGE;
 use super::host;
-use super::images::{component_image, write_image_sources};
 use super::manifests;
 use super::ports::ensure_free;
-use crate::cluster::pki::{self, PkiFiles};
-use crate::deploy::{Manifest, apply_manifests};
-use crate::image::{ImageRef, ImageSpec, Loader};
-use crate::wait::{Waiter, Workload};
+use crate::pki::{self, PkiFiles};
+use kindling_core::cluster::components::images::{component_image, write_image_sources};
+use kindling_core::deploy::{Manifest, apply_manifests};
+use kindling_core::image::{ImageRef, ImageSpec, Loader};
+use kindling_core::wait::{Waiter, Workload};
 
 /// What the steps hand on to the later ones.
 struct Bootstrap {
@@ -179,7 +179,7 @@ impl LocalCluster {
             client,
             "kube-system",
             &mut manifests,
-            &crate::deploy::Ownership::Cluster,
+            &kindling_core::deploy::Ownership::Cluster,
         )
         .await
         .map_err(|source| LocalError::Apply {
@@ -243,7 +243,8 @@ impl LocalCluster {
             if let Some(record) = self.supervisor.record(component)
                 && !super::process::Supervisor::is_running(&record)
                 && let Some(program) = record.command.first()
-                && let Err(source) = super::components::verify(std::path::Path::new(program))
+                && let Err(source) =
+                    kindling_core::cluster::components::verify(std::path::Path::new(program))
             {
                 return Err(LocalError::Unverified {
                     component: (*component).to_owned(),
@@ -363,7 +364,7 @@ async fn runtime_and_images(
             },
         )
         .await?;
-    let docker = crate::docker::connect().await?;
+    let docker = kindling_core::docker::connect().await?;
     let work = cluster.layout.root.join("images");
     let sources = write_image_sources(&work.join("src"))?;
     let go = |name: &str| ImageSpec::go_binary(name, &sources).go_package(format!("./{name}"));

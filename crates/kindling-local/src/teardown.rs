@@ -25,7 +25,8 @@ impl LocalCluster {
 
     /// [`LocalCluster::down`], with what it could not remove.
     pub async fn down_with_report(&self) -> Result<DownReport, LocalError> {
-        let _users = crate::cluster::lock::delete_cluster_lock("local", self.name.as_str()).await?;
+        let _users =
+            kindling_core::cluster::lock::delete_cluster_lock("local", self.name.as_str()).await?;
         let _lock = self
             .lifecycle_lock(&format!("taking cluster `{}` down", self.name))
             .await?;
@@ -116,10 +117,11 @@ impl LocalCluster {
     /// component binaries whose command line names this cluster's state
     /// directory. SIGTERM, then SIGKILL after `grace`. Returns what it stopped.
     pub(super) fn stop_unrecorded(&self, grace: Duration) -> Result<Vec<String>, LocalError> {
-        let mut programs: Vec<(String, PathBuf)> = super::components::KUBERNETES_BINARIES
-            .iter()
-            .map(|name| ((*name).to_owned(), self.binaries.kubernetes(name)))
-            .collect();
+        let mut programs: Vec<(String, PathBuf)> =
+            kindling_core::cluster::components::KUBERNETES_BINARIES
+                .iter()
+                .map(|name| ((*name).to_owned(), self.binaries.kubernetes(name)))
+                .collect();
         programs.push(("etcd".to_owned(), self.binaries.etcd.clone()));
         programs.push(("containerd".to_owned(), self.containerd.clone()));
         let dirs = [self.layout.root.clone(), self.layout.run.clone()];

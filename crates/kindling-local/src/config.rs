@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 pub use super::network::LocalNetwork;
-use crate::cluster::pki::PkiFiles;
+use crate::pki::PkiFiles;
 
 /// Ports the components listen on; all checked free before `up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -573,7 +573,7 @@ mod tests {
         let pki = PkiFiles::under(&layout.pki());
         let network = LocalNetwork::new(
             &"local".parse().expect("a cluster name"),
-            &super::super::network::NetworkRanges::default(),
+            &crate::network::NetworkRanges::default(),
         );
         (layout, network, LocalPorts::default(), pki)
     }

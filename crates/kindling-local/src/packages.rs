@@ -2,12 +2,12 @@
 //! runc and iptables on `PATH`, the CNI plugins in `/usr/lib/cni` (Debian)
 //! or `/opt/cni/bin` (the CNI project's convention). Docker's
 //! `containerd.io` (containerd, ctr and runc in `/usr/bin`) serves as well
-//! as Debian's `containerd` and `runc`. See [`crate::apt`] for how missing
+//! as Debian's `containerd` and `runc`. See [`kindling_core::apt`] for how missing
 //! ones are installed.
 
 use std::path::PathBuf;
 
-use crate::apt::{Piece, SearchPath};
+use kindling_core::apt::{Piece, SearchPath};
 
 /// The CNI plugins the cluster's network configuration chains.
 pub const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap", "firewall"];

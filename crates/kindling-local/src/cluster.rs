@@ -11,17 +11,17 @@ use k8s_openapi::api::core::v1::Node;
 use kube::Client;
 use kube::api::Api;
 
-use super::components::ComponentBinaries;
 use super::config::{self, LocalLayout, LocalPorts};
-use super::images::ComponentImageError;
 use super::network::{LocalNetwork, NetworkRanges};
 use super::packages::{self, RuntimePaths};
 use super::ports::PortInUse;
 use super::process::{ProcessError, ProcessSpec, Supervisor};
-use crate::cluster::ClusterName;
-use crate::cluster::pki::{self, PkiError, PkiFiles, PkiSpec};
-use crate::image::LoadError;
-use crate::node::{LocalProcess, NodeStore};
+use crate::pki::{self, PkiError, PkiFiles, PkiSpec};
+use kindling_core::cluster::ClusterName;
+use kindling_core::cluster::components::ComponentBinaries;
+use kindling_core::cluster::components::images::ComponentImageError;
+use kindling_core::image::LoadError;
+use kindling_core::node::{LocalProcess, NodeStore};
 
 /// Components in start order; stopped in reverse.
 pub(super) const COMPONENTS: &[&str] = &[
@@ -64,21 +64,21 @@ pub struct DownReport {
 pub enum LocalError {
     /// Building the pinned components failed, or Go is missing to build them.
     #[error(transparent)]
-    Components(#[from] super::components::ComponentBuildError),
+    Components(#[from] kindling_core::cluster::components::ComponentBuildError),
     /// The cluster's admin kubeconfig could not give a client.
     #[error(transparent)]
-    Kubeconfig(Box<crate::kubeconfig::KubeconfigError>),
+    Kubeconfig(Box<kindling_core::kubeconfig::KubeconfigError>),
     /// Runtime pieces (containerd, runc, the CNI plugins, iptables) are
     /// missing and were not, or could not be, installed.
     #[error(transparent)]
-    Packages(#[from] crate::apt::PackageError),
+    Packages(#[from] kindling_core::apt::PackageError),
     /// `prepare` (and so `up`) ran as a user other than root.
     #[error("the local provider runs Kubernetes components as root; run it as root")]
     NotRoot,
     /// Taking the lock that guards bringing the cluster up or taking it
     /// down failed.
     #[error(transparent)]
-    Lock(#[from] crate::cluster::lock::LockError),
+    Lock(#[from] kindling_core::cluster::lock::LockError),
     /// A component process left running without a record (by an
     /// interrupted `up`) did not end after SIGTERM and SIGKILL.
     #[error(
@@ -143,7 +143,7 @@ pub enum LocalError {
         component: String,
         /// What is wrong with its binary.
         #[source]
-        source: super::components::Unverified,
+        source: kindling_core::cluster::components::Unverified,
     },
     /// The record of what `up` changed on the host could not be read or written.
     #[error(transparent)]
@@ -208,7 +208,7 @@ pub enum LocalError {
     Load(Box<LoadError>),
     /// No Docker engine answers to build the component images.
     #[error(transparent)]
-    Docker(#[from] crate::docker::DockerUnavailable),
+    Docker(#[from] kindling_core::docker::DockerUnavailable),
     /// The cluster's own objects (DNS, the smoke workload) were refused.
     #[error("failed to apply {what}")]
     Apply {
@@ -216,7 +216,7 @@ pub enum LocalError {
         what: String,
         /// The apply's error.
         #[source]
-        source: Box<crate::deploy::ApplyError>,
+        source: Box<kindling_core::deploy::ApplyError>,
     },
     /// A workload of the cluster's own did not become ready.
     #[error("{what} did not become ready")]
@@ -225,7 +225,7 @@ pub enum LocalError {
         what: String,
         /// Why the wait ended without it ready.
         #[source]
-        source: Box<crate::wait::WaitError>,
+        source: Box<kindling_core::wait::WaitError>,
     },
 }
 
@@ -284,7 +284,7 @@ impl LocalCluster {
     /// put them, which is where [`LocalCluster::prepare`] installs them.
     pub fn new(name: &ClusterName, state_root: &Path, binaries: ComponentBinaries) -> Self {
         let runtime = RuntimePaths::find_or_debian(
-            &crate::apt::SearchPath::from_env(),
+            &kindling_core::apt::SearchPath::from_env(),
             &packages::default_cni_dirs(),
         );
         let cache = binaries
@@ -338,7 +338,7 @@ impl LocalCluster {
     pub fn with_defaults(name: &ClusterName) -> Result<Self, LocalError> {
         Ok(LocalCluster::in_dirs(
             name,
-            &crate::cluster::state_home().join("clusters"),
+            &kindling_core::cluster::state_home().join("clusters"),
             &ComponentBinaries::default_cache(),
         )
         .with_ranges(NetworkRanges::from_env()?))
@@ -359,7 +359,9 @@ impl LocalCluster {
     /// checks only): root, a Docker engine, Go when the components are not
     /// built yet, and the runtime pieces unless it may install them.
     pub fn missing_prerequisite(&self) -> Option<String> {
-        crate::cluster::Provider::requirement(self).check().err()
+        kindling_core::cluster::Provider::requirement(self)
+            .check()
+            .err()
     }
 
     /// Obtains what `up` needs and can get itself: installs the missing
@@ -371,20 +373,20 @@ impl LocalCluster {
         }
         self.ensure_packages().await?;
         let say = |line: &str| eprintln!("kindling: local cluster `{}`: {line}", self.name);
-        super::components::ensure_built(&self.cache, &say).await?;
+        kindling_core::cluster::components::ensure_built(&self.cache, &say).await?;
         Ok(())
     }
 
     /// Installs the runtime pieces missing from this host with apt-get
     /// (as root on Debian, unless `KINDLING_INSTALL=never`), saying what
     /// apt will install, and returns where each piece is; never removes a
-    /// package (see [`crate::apt`]).
+    /// package (see [`kindling_core::apt`]).
     pub async fn ensure_packages(&self) -> Result<RuntimePaths, LocalError> {
         let say = |line: &str| eprintln!("kindling: local cluster `{}`: {line}", self.name);
-        let found = crate::apt::ensure_installed(
+        let found = kindling_core::apt::ensure_installed(
             &packages::runtime_pieces(&packages::default_cni_dirs()),
-            &crate::apt::SearchPath::from_env(),
-            crate::apt::InstallPolicy::from_env(),
+            &kindling_core::apt::SearchPath::from_env(),
+            kindling_core::apt::InstallPolicy::from_env(),
             &self.cache,
             &say,
         )
@@ -396,8 +398,8 @@ impl LocalCluster {
     pub(super) async fn lifecycle_lock(
         &self,
         purpose: &str,
-    ) -> Result<crate::cluster::lock::Exclusive, LocalError> {
-        Ok(crate::cluster::lock::exclusive(
+    ) -> Result<kindling_core::cluster::lock::Exclusive, LocalError> {
+        Ok(kindling_core::cluster::lock::exclusive(
             &self.state_root.join(format!("{}.lock", self.name)),
             purpose,
             &format!(
@@ -709,7 +711,7 @@ impl LocalCluster {
             let action = action.to_owned();
             move |source| LocalError::Kube { action, source }
         };
-        let mut config = crate::kubeconfig::config(&self.kubeconfig(), None)
+        let mut config = kindling_core::kubeconfig::config(&self.kubeconfig(), None)
             .await
             .map_err(|error| LocalError::Kubeconfig(Box::new(error)))?;
         // The node's address, whatever an older kubeconfig says.

@@ -1,13 +1,16 @@
-//! The pinned upstream components of a local cluster (Kubernetes, etcd,
-//! CoreDNS), built from the Go module proxy into the cache once per
+//! The pinned upstream components (Kubernetes, etcd, CoreDNS) that the
+//! `local` provider runs on the host and kindling's Kind node image
+//! carries, built from the Go module proxy into the cache once per
 //! version, the first time a cluster needs them.
 //!
 //! Pins and why: Kubernetes 1.34 is the newest minor whose kubelet still
 //! runs on cgroup v1 without extra configuration; etcd 3.6.5 is what
 //! kubeadm 1.34 pins; CoreDNS 1.12.4 is the newest 1.12 (1.14 needs
 //! client-go 0.35). The Go modules that pin every dependency live in
-//! `crates/kindling/local-cluster/` (inside the package, so a published
-//! kindling has them) and are compiled into kindling.
+//! `crates/kindling-core/local-cluster/` (inside the package, so a
+//! published kindling-core has them) and are compiled into it.
+
+pub mod images;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
