@@ -15,6 +15,9 @@ use tokio::task::JoinHandle;
 /// Reaching a Service failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
+    /// No client for the cluster: its kubeconfig or context cannot be used.
+    #[error(transparent)]
+    Client(#[from] crate::kubeconfig::KubeconfigError),
     /// The Service to forward to is not in the cluster.
     #[error(
         "Service `{namespace}/{service}` does not exist: check the name, or that the suite's manifests define it"

@@ -21,10 +21,10 @@ pub mod redaction;
 pub mod tls;
 pub mod wait;
 
-pub use access::{Endpoint, HttpClient, Response};
+pub use access::{AccessError, Endpoint, HttpClient, Response};
 pub use environment::{
-    DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
-    EnvironmentFingerprint, GeneratedSecret, ImageInput, ScaleError, SecretError, Stack,
+    CredentialError, DEFAULT_WAIT_TIMEOUT, Environment, EnvironmentBuilder, EnvironmentError,
+    EnvironmentFingerprint, GeneratedSecret, ImageInput, KubeError, ScaleError, SecretError, Stack,
     ThirdParty, apply_and_wait,
 };
 pub use extension::VARIABLES;
@@ -41,6 +41,7 @@ pub use kindling_harness::{
 /// The HTTP client [`HttpClient::request`] builds requests with.
 pub use reqwest;
 pub use tls::TlsSecret;
+pub use wait::WaitError;
 
 #[doc(hidden)]
 pub use kindling_harness::__private;

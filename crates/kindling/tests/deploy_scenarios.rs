@@ -553,6 +553,54 @@ async fn concurrent_endpoints_do_not_collide(
     Ok(())
 }
 
+/// What a test calls fails with the error of its own kind, naming what is
+/// missing: access with `AccessError`, Kubernetes helpers with `KubeError`,
+/// waits with `WaitError`.
+async fn test_helpers_fail_with_their_own_errors_naming_what_is_missing(
+    ctx: TestContext<Environment>,
+) -> Result<(), BoxError> {
+    match ctx.http("no-such-service", 80).await.err() {
+        Some(kindling::AccessError::NoService { service, namespace }) => ensure(
+            service == "no-such-service" && namespace == ctx.namespace(),
+            || format!("NoService named `{namespace}/{service}`"),
+        )?,
+        other => return Err(format!("http to a missing Service gave {other:?}").into()),
+    }
+    match ctx.objects("kindling.dev/v1", "NoSuchKind").await.err() {
+        Some(error @ kindling::KubeError::Discovery { .. }) => ensure(
+            error
+                .to_string()
+                .contains("kind `NoSuchKind` of `kindling.dev/v1`"),
+            || format!("the discovery error reads: {error}"),
+        )?,
+        other => return Err(format!("objects of a missing kind gave {other:?}").into()),
+    }
+    match ctx.token("no-such-account").await.err() {
+        Some(kindling::KubeError::Credential(kindling::CredentialError::Token {
+            account, ..
+        })) => ensure(account == "no-such-account", || {
+            format!("the token error names account `{account}`")
+        })?,
+        other => return Err(format!("a token of a missing account gave {other:?}").into()),
+    }
+    let waited = ctx
+        .wait_for(
+            "a check that never passes",
+            Duration::from_millis(500),
+            || async { Err::<(), _>("still failing".to_owned()) },
+        )
+        .await;
+    match waited.err() {
+        Some(error @ kindling::WaitError::Timeout { .. }) => {
+            ensure(error.to_string().contains("still failing"), || {
+                format!("the wait's timeout reads: {error}")
+            })?
+        }
+        other => return Err(format!("a wait that never passes gave {other:?}").into()),
+    }
+    Ok(())
+}
+
 /// Garbage collection judges heartbeats by the API server's clock and
 /// deletes with a precondition: a namespace renewed by a writer whose clock
 /// is 16 minutes ahead or behind is kept, one renewed between another
@@ -1532,6 +1580,10 @@ fn main() -> std::process::ExitCode {
     );
     suite = suite.test("artifacts_written_on_failure", artifacts_written_on_failure);
     suite = suite.test("gc_keeps_running_runs", gc_keeps_running_runs);
+    suite = suite.test(
+        "test_helpers_fail_with_their_own_errors_naming_what_is_missing",
+        test_helpers_fail_with_their_own_errors_naming_what_is_missing,
+    );
     suite = suite.test(
         "stages_run_in_order_and_a_failed_migration_stops_the_rest",
         stages_run_in_order_and_a_failed_migration_stops_the_rest,

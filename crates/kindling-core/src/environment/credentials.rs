@@ -6,7 +6,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 
-use super::{Environment, EnvironmentError};
+use super::{Environment, KubeError};
 
 /// How long a minted token is valid.
 const TOKEN_SECONDS: i64 = 3600;
@@ -14,29 +14,48 @@ const TOKEN_SECONDS: i64 = 3600;
 /// A token or Secret could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
+    /// The TokenRequest for the ServiceAccount failed.
     #[error(
         "cannot mint a token for ServiceAccount `{namespace}/{account}`: check that the manifests define it"
     )]
     Token {
+        /// The environment's namespace.
         namespace: String,
+        /// The ServiceAccount's name.
         account: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
+    /// The TokenRequest answered without a token.
     #[error("the API server minted no token for ServiceAccount `{namespace}/{account}`")]
-    NoToken { namespace: String, account: String },
+    NoToken {
+        /// The environment's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        account: String,
+    },
+    /// The Secret could not be read.
     #[error("cannot read Secret `{namespace}/{name}`")]
     ReadSecret {
+        /// The environment's namespace.
         namespace: String,
+        /// The Secret's name.
         name: String,
+        /// The API client's error.
         #[source]
         source: kube::Error,
     },
+    /// The Secret has no such key.
     #[error("Secret `{namespace}/{name}` has no key `{key}` (it has: {})", if keys.is_empty() { "none".to_owned() } else { keys.join(", ") })]
     NoKey {
+        /// The environment's namespace.
         namespace: String,
+        /// The Secret's name.
         name: String,
+        /// The key asked for.
         key: String,
+        /// The keys it has.
         keys: Vec<String>,
     },
 }
@@ -48,7 +67,7 @@ impl Environment {
     /// redacted from everything kindling writes, in every process of the
     /// run (it is kept in the namespace's Secret
     /// [`crate::redaction::MINTED_TOKENS_SECRET`] for them).
-    pub async fn token(&self, account: &str) -> Result<String, EnvironmentError> {
+    pub async fn token(&self, account: &str) -> Result<String, KubeError> {
         let client = self.client().await?;
         let api: Api<ServiceAccount> = Api::namespaced(client, &self.namespace);
         let request = TokenRequest {
@@ -87,7 +106,7 @@ impl Environment {
 
     /// The value of `key` in Secret `name` of the suite's namespace (one of
     /// the environment's generated secrets, for example).
-    pub async fn secret(&self, name: &str, key: &str) -> Result<String, EnvironmentError> {
+    pub async fn secret(&self, name: &str, key: &str) -> Result<String, KubeError> {
         let client = self.client().await?;
         let secret = Api::<Secret>::namespaced(client, &self.namespace)
             .get(name)
@@ -116,22 +135,14 @@ impl Environment {
     /// A client that acts as the ServiceAccount `account` of the suite's
     /// namespace (a token from [`Environment::token`]): what the cluster
     /// allows and admission webhooks see is that identity's.
-    pub async fn client_as(&self, account: &str) -> Result<kube::Client, EnvironmentError> {
+    pub async fn client_as(&self, account: &str) -> Result<kube::Client, KubeError> {
         let token = self.token(account).await?;
-        let failed = |source: crate::BoxError| EnvironmentError::Kubeconfig {
-            kubeconfig: self.kubeconfig.clone(),
-            context: self.context.clone(),
-            source,
-        };
-        let mut config = crate::kubeconfig::config(&self.kubeconfig, Some(&self.context))
-            .await
-            .map_err(|error| failed(error.into()))?;
+        let mut config = crate::kubeconfig::config(&self.kubeconfig, Some(&self.context)).await?;
         config.auth_info = kube::config::AuthInfo {
             token: Some(token.into()),
             ..Default::default()
         };
-        crate::kubeconfig::client_from(config, &self.kubeconfig)
-            .map_err(|error| failed(error.into()))
+        Ok(crate::kubeconfig::client_from(config, &self.kubeconfig)?)
     }
 
     /// [`Environment::objects`] as the ServiceAccount `account`.
@@ -140,7 +151,7 @@ impl Environment {
         account: &str,
         api_version: &str,
         kind: &str,
-    ) -> Result<kube::Api<kube::api::DynamicObject>, EnvironmentError> {
+    ) -> Result<kube::Api<kube::api::DynamicObject>, KubeError> {
         let resource = self.resource(api_version, kind).await?;
         Ok(kube::Api::namespaced_with(
             self.client_as(account).await?,

@@ -21,6 +21,7 @@ use crate::deploy::{
     Applied, ApplyError, DeliveredImages, Manifest, ManifestError, PreflightError, apply_manifests,
     read_manifests, resolve_and_check,
 };
+use crate::kubeconfig::KubeconfigError;
 use crate::node::NodeStore;
 use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
@@ -30,6 +31,7 @@ mod builder;
 mod copies;
 mod credentials;
 mod inputs;
+mod kube_error;
 mod scaling;
 mod secrets;
 mod session;
@@ -40,6 +42,7 @@ mod teardown;
 pub use builder::{DEFAULT_WAIT_TIMEOUT, EnvironmentBuilder};
 pub use credentials::CredentialError;
 pub use inputs::{EnvironmentFingerprint, ImageInput, ThirdParty};
+pub use kube_error::KubeError;
 pub use scaling::ScaleError;
 pub use secrets::{GeneratedSecret, NOT_SECRET_ANNOTATION, SecretError};
 pub(crate) use session::enter_recorded;
@@ -100,34 +103,23 @@ pub enum EnvironmentError {
         #[source]
         source: Box<crate::image::ImageError>,
     },
-    /// A ServiceAccount token could not be minted, or a Secret's key read.
+    /// A request of a test helper to the cluster failed: a token, a
+    /// Secret, objects, scaling.
     #[error(transparent)]
-    Credential(#[from] CredentialError),
+    Kube(#[from] KubeError),
     /// Making the environment's CA or a serving certificate failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// A cluster-scoped object could not be tied to the suite's namespace.
     #[error(transparent)]
     Scope(#[from] Box<crate::deploy::scope::ScopeError>),
-    /// A workload could not be scaled.
-    #[error(transparent)]
-    Scale(#[from] Box<scaling::ScaleError>),
     /// Another failure: a setup phase's error that is not an environment error,
     /// or a Job that was not gone in time to be replaced.
     #[error(transparent)]
     Other(BoxError),
     /// The cluster's kubeconfig and context could not give a client.
-    #[error("cannot use kubeconfig `{}` (context `{context}`)", kubeconfig.display())]
-    Kubeconfig {
-        /// The kubeconfig file.
-        kubeconfig: PathBuf,
-        /// The context in it.
-        context: String,
-        /// Why: the kubeconfig could not be read or used, or the client not
-        /// made.
-        #[source]
-        source: BoxError,
-    },
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
     /// A method that names its objects after the calling test was called
     /// outside a test's body.
     #[error(
@@ -230,8 +222,8 @@ impl Environment {
     }
 
     /// A client for the cluster (one per process, shared).
-    pub async fn client(&self) -> Result<Client, EnvironmentError> {
-        client_for(&self.kubeconfig, &self.context).await
+    pub async fn client(&self) -> Result<Client, KubeconfigError> {
+        crate::kubeconfig::client_for(&self.kubeconfig, &self.context).await
     }
 
     /// The provider this environment's cluster came from, as the setup
@@ -261,7 +253,7 @@ impl Environment {
     }
 
     /// A waiter that diagnoses pods instead of timing out blind.
-    pub async fn waiter(&self, timeout: Duration) -> Result<Waiter, EnvironmentError> {
+    pub async fn waiter(&self, timeout: Duration) -> Result<Waiter, WaitError> {
         let probe = self
             .provider()
             .is_ok_and(|provider| provider.routes_service_addresses());
@@ -273,7 +265,7 @@ impl Environment {
 
     /// A waiter that diagnoses only the pods of this environment's own
     /// workloads (those its stages deployed).
-    pub async fn watching_waiter(&self, timeout: Duration) -> Result<Waiter, EnvironmentError> {
+    pub async fn watching_waiter(&self, timeout: Duration) -> Result<Waiter, WaitError> {
         let workloads = self
             .workloads
             .iter()
@@ -288,9 +280,9 @@ impl Environment {
     }
 
     /// A local port forwarded to `port` of Service `service` in the suite's namespace.
-    pub async fn endpoint(&self, service: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
+    pub async fn endpoint(&self, service: &str, port: u16) -> Result<Endpoint, AccessError> {
         let client = self.client().await?;
-        Ok(crate::access::port_forward(&client, &self.namespace, service, port).await?)
+        crate::access::port_forward(&client, &self.namespace, service, port).await
     }
 
     /// The objects of `kind` in `api_version` (a custom resource, say) in
@@ -299,7 +291,7 @@ impl Environment {
         &self,
         api_version: &str,
         kind: &str,
-    ) -> Result<Api<kube::api::DynamicObject>, EnvironmentError> {
+    ) -> Result<Api<kube::api::DynamicObject>, KubeError> {
         let resource = self.resource(api_version, kind).await?;
         Ok(Api::namespaced_with(
             self.client().await?,
@@ -313,7 +305,7 @@ impl Environment {
         &self,
         api_version: &str,
         kind: &str,
-    ) -> Result<kube::discovery::ApiResource, EnvironmentError> {
+    ) -> Result<kube::discovery::ApiResource, KubeError> {
         let client = self.client().await?;
         let (group, version) = match api_version.split_once('/') {
             Some((group, version)) => (group, version),
@@ -323,25 +315,24 @@ impl Environment {
         let (resource, _) =
             kube::discovery::pinned_kind(&client, &gvk)
                 .await
-                .map_err(|source| {
-                    EnvironmentError::Apply(ApplyError::Request {
-                        action: format!("discover kind `{kind}` of `{api_version}`"),
-                        source,
-                    })
+                .map_err(|source| KubeError::Discovery {
+                    api_version: api_version.to_owned(),
+                    kind: kind.to_owned(),
+                    source,
                 })?;
         Ok(resource)
     }
 
     /// A local port forwarded to `port` of pod `pod` of the suite's
     /// namespace itself, ready or not.
-    pub async fn pod_endpoint(&self, pod: &str, port: u16) -> Result<Endpoint, EnvironmentError> {
+    pub async fn pod_endpoint(&self, pod: &str, port: u16) -> Result<Endpoint, AccessError> {
         let client = self.client().await?;
-        Ok(crate::access::port_forward_pod(&client, &self.namespace, pod, port).await?)
+        crate::access::port_forward_pod(&client, &self.namespace, pod, port).await
     }
 
     /// An HTTP client for `port` of Service `service` of this environment's
     /// namespace; the forward lives as long as the client.
-    pub async fn http(&self, service: &str, port: u16) -> Result<HttpClient, EnvironmentError> {
+    pub async fn http(&self, service: &str, port: u16) -> Result<HttpClient, AccessError> {
         Ok(HttpClient::through(self.endpoint(service, port).await?))
     }
 
@@ -442,13 +433,7 @@ pub(crate) async fn client_for(
     kubeconfig: &Path,
     context: &str,
 ) -> Result<Client, EnvironmentError> {
-    crate::kubeconfig::client_for(kubeconfig, context)
-        .await
-        .map_err(|error| EnvironmentError::Kubeconfig {
-            kubeconfig: kubeconfig.to_owned(),
-            context: context.to_owned(),
-            source: error.into(),
-        })
+    Ok(crate::kubeconfig::client_for(kubeconfig, context).await?)
 }
 
 /// What a test does through its context: `ctx.deploy(..)` and the waits
@@ -479,13 +464,13 @@ impl Environment {
         what: &str,
         timeout: Duration,
         check: F,
-    ) -> Result<T, EnvironmentError>
+    ) -> Result<T, WaitError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, String>>,
     {
         let waiter = self.watching_waiter(timeout).await?;
-        Ok(waiter.until_ok(what, self.namespace(), check).await?)
+        waiter.until_ok(what, self.namespace(), check).await
     }
 
     /// Waits until `condition` holds, failing at once with a diagnosis if
@@ -496,13 +481,13 @@ impl Environment {
         what: &str,
         timeout: Duration,
         condition: F,
-    ) -> Result<(), EnvironmentError>
+    ) -> Result<(), WaitError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
         let waiter = self.watching_waiter(timeout).await?;
-        Ok(waiter.until(what, self.namespace(), condition).await?)
+        waiter.until(what, self.namespace(), condition).await
     }
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use super::{Environment, EnvironmentError};
+use super::{Environment, KubeError};
 use crate::wait::Workload;
 
 /// How long a scaled workload may take to reach its replicas.
@@ -37,7 +37,7 @@ impl Environment {
     /// Deployment has that name) and waits until it has exactly that many
     /// ready pods and no more pods at all (terminating pods still serve),
     /// diagnosing a pod that cannot start.
-    pub async fn scale(&self, name: &str, replicas: i32) -> Result<(), EnvironmentError> {
+    pub async fn scale(&self, name: &str, replicas: i32) -> Result<(), KubeError> {
         let client = self.client().await?;
         let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
         let params = PatchParams::default();

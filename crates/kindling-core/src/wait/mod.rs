@@ -73,6 +73,9 @@ impl fmt::Display for Workload {
 /// A wait ended without every workload ready.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
+    /// No client for the cluster: its kubeconfig or context cannot be used.
+    #[error(transparent)]
+    Client(#[from] crate::kubeconfig::KubeconfigError),
     /// A pod of the wait has a container in a state that will not resolve by
     /// waiting (see [`diagnosis::fatal_container`]).
     #[error("{0}")]
