@@ -717,15 +717,20 @@ async fn gc_keeps_running_runs(ctx: TestContext<Environment>) -> Result<(), BoxE
 
 /// Runs the `environment` fixture suite with `manifests`; returns its output.
 async fn run_environment_fixture(manifests: &Path) -> Result<support::Ran, BoxError> {
-    let manifests = manifests.to_owned();
+    run_environment_fixture_with(manifests, &[]).await
+}
+
+async fn run_environment_fixture_with(
+    manifests: &Path,
+    variables: &[(&'static str, &'static str)],
+) -> Result<support::Ran, BoxError> {
+    let manifests = manifests.to_str().expect("UTF-8 path").to_owned();
+    let variables = variables.to_vec();
     Ok(tokio::task::spawn_blocking(move || {
         let scratch = Scratch::new();
-        support::run_binary(
-            &scratch,
-            "environment",
-            &[],
-            &[("FIXTURE_MANIFESTS", manifests.to_str().expect("UTF-8 path"))],
-        )
+        let mut variables = variables;
+        variables.push(("FIXTURE_MANIFESTS", &manifests));
+        support::run_binary(&scratch, "environment", &[], &variables)
     })
     .await?)
 }
@@ -796,7 +801,7 @@ spec:
 async fn artifacts_written_on_failure(ctx: TestContext<Environment>) -> Result<(), BoxError> {
     let scenario = Scenario::new(&ctx, "artifacts").await?;
     scenario.manifest("web.yaml", &web_deployment("web", "kindling:toolbox", ""))?;
-    let ran = run_environment_fixture(&scenario.dir).await?;
+    let ran = run_environment_fixture_with(&scenario.dir, &[("FIXTURE_COPY", "1")]).await?;
     let text = ran.text();
     ensure(
         text.contains("failing on purpose after the service answered `web`"),
@@ -834,6 +839,30 @@ async fn artifacts_written_on_failure(ctx: TestContext<Environment>) -> Result<(
     ensure(images.contains("localhost/kindling/toolbox"), || {
         format!("no node image list names the toolbox image:\n{images}")
     })?;
+    // A test that breaks something does it in a copy: the copy's pods and
+    // logs are evidence too.
+    let copy = text
+        .split("the copy in namespace `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .ok_or_else(|| format!("the fixture made no copy:\n{text}"))?;
+    let copy_folder = folder.join("copies").join(copy);
+    let copy_pods = std::fs::read_to_string(copy_folder.join("pods.yaml"))
+        .map_err(|error| format!("{}: {error}", copy_folder.join("pods.yaml").display()))?;
+    ensure(
+        copy_pods.contains(&format!("namespace: {copy}")) && copy_pods.contains("toolbox"),
+        || format!("the copy's pods.yaml lacks its web pod:\n{copy_pods}"),
+    )?;
+    let copy_logs: Vec<String> = std::fs::read_dir(copy_folder.join("logs"))?
+        .flatten()
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .collect();
+    ensure(
+        copy_logs
+            .iter()
+            .any(|log| log.contains("toolbox serving web")),
+        || format!("the copy's web container log is missing: {copy_logs:?}"),
+    )?;
     // The fixture's namespace is its own; it is collected by a later run.
     scenario.finish().await;
     Ok(())

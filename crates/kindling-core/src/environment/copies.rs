@@ -2,6 +2,9 @@
 //! that breaks something (scales a database to zero, say) without
 //! disturbing the tests that run beside it on the suite's namespace.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams};
 
@@ -32,6 +35,7 @@ impl Environment {
             namespace,
         )
         .await;
+        remember_copy(&self.namespace, namespace);
         let mut copy = self.clone();
         copy.namespace = namespace.to_owned();
         for (_, in_namespace, _) in &mut copy.workloads {
@@ -86,6 +90,29 @@ impl Environment {
         crate::deploy::collect_cluster_garbage(&client).await?;
         Ok(())
     }
+}
+
+/// The copies this process made: (namespace copied, the copy's namespace).
+/// A failing test's artifacts cover its copies too: a test that breaks
+/// something does it in a copy, so that is where the evidence is.
+static COPIES: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+
+fn remember_copy(original: &str, copy: &str) {
+    COPIES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert((original.to_owned(), copy.to_owned()));
+}
+
+/// The namespaces of the copies of `original` made by this process.
+pub(super) fn copies_of(original: &str) -> Vec<String> {
+    COPIES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .filter(|(from, _)| from == original)
+        .map(|(_, copy)| copy.clone())
+        .collect()
 }
 
 impl Environment {

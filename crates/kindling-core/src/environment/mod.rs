@@ -354,7 +354,9 @@ impl Environment {
     }
 
     /// Writes the artifacts of a failure into `dir`: pods, workloads,
-    /// events, logs, node image lists and the provider's logs. For
+    /// events, logs, node image lists and the provider's logs, and the
+    /// pods, workloads, events and logs of each copy this process made of
+    /// the namespace under `copies/<namespace>/`. For
     /// [`crate::Suite::on_failure`].
     pub async fn collect_artifacts(self: Arc<Self>, dir: PathBuf) {
         let Ok(client) = self.client().await else {
@@ -377,6 +379,17 @@ impl Environment {
             &dir,
         )
         .await;
+        // The copies this process made of the namespace (the cluster's logs
+        // and the nodes' images are above already).
+        for copy in copies::copies_of(&self.namespace) {
+            let sources = artifacts::Sources {
+                client: &client,
+                namespace: &copy,
+                stores: &[],
+                provider: None,
+            };
+            artifacts::collect(sources, &dir.join("copies").join(&copy)).await;
+        }
     }
 }
 

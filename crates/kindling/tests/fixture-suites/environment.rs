@@ -1,7 +1,9 @@
 //! A whole E2E environment on the local cluster: the toolbox image and the
 //! manifests in `$FIXTURE_MANIFESTS`. Its one test fails on purpose, so the
 //! scenario tests can check what a failure leaves: the setup's failure (a
-//! failed Job) or a test's, with artifacts either way.
+//! failed Job) or a test's, with artifacts either way. With
+//! `FIXTURE_COPY=1` the test first makes an isolated copy of the stack and
+//! calls its service too, so the artifacts must cover the copy.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,15 @@ fn toolbox_sources() -> PathBuf {
 }
 
 async fn fails_on_purpose(ctx: TestContext<Environment>) -> Result<(), BoxError> {
+    if std::env::var_os("FIXTURE_COPY").is_some() {
+        let copy = ctx.isolated_copy("evidence").await?;
+        let answer = copy.http("web", 8080).await?.get("/").await?;
+        println!(
+            "the copy in namespace `{}` answered `{}`",
+            copy.namespace(),
+            answer.body
+        );
+    }
     let http = ctx.http("web", 8080).await?;
     let answer = http.get("/").await?;
     Err(format!(
