@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::apt::{InstallPolicy, SearchPath};
+#[cfg(feature = "kind")]
 use crate::cluster::kind::KindEngine;
 use crate::cluster::lock::LockError;
 use crate::cluster::ranges::{NetworkRangeError, NetworkRanges};
@@ -168,12 +169,14 @@ impl Config {
 
     /// The engine `KIND_EXPERIMENTAL_PROVIDER` names; `None` when unset
     /// (kind picks).
+    #[cfg(feature = "kind")]
     pub(crate) fn kind_engine(&self) -> Option<KindEngine> {
         self.trimmed("KIND_EXPERIMENTAL_PROVIDER")
             .map(|name| KindEngine::named(&name))
     }
 
     /// `KINDLING_KIND_RECREATE` is `1` or `true`.
+    #[cfg(feature = "kind")]
     pub(crate) fn kind_recreate(&self) -> bool {
         matches!(
             self.trimmed("KINDLING_KIND_RECREATE").as_deref(),

@@ -85,7 +85,7 @@ pub const VARIABLES: &[Variable] = &[
         name: "KINDLING_KIND_NODE_IMAGE",
         description: "the node image of kind nodes whose configuration names none, e.g. a pulled `kindest/node:v1.34.0` (default: kindling's own, localhost/kindling-kind/node, built on first use)",
         choices: &[],
-        check: Some(crate::cluster::kind::node_image::check_variable),
+        check: KIND_NODE_IMAGE_CHECK,
     },
     Variable {
         name: "KINDLING_CLUSTER",
@@ -142,6 +142,12 @@ pub const VARIABLES: &[Variable] = &[
         check: None,
     },
 ];
+
+#[cfg(feature = "kind")]
+const KIND_NODE_IMAGE_CHECK: Option<kindling_harness::config::ValueCheck> =
+    Some(crate::cluster::kind::node_image::check_variable);
+#[cfg(not(feature = "kind"))]
+const KIND_NODE_IMAGE_CHECK: Option<kindling_harness::config::ValueCheck> = None;
 
 static KINDLING: Extension = Extension {
     name: NAME,

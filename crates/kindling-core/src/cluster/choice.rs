@@ -4,7 +4,6 @@
 //! root on Linux, and none otherwise, naming both ways.
 
 use super::ClusterName;
-use super::kind::KindCluster;
 use crate::Requirement;
 
 /// The provider chosen for a run whose `KINDLING_PROVIDER` is unset, and why.
@@ -53,13 +52,27 @@ pub struct MachineOffer {
     pub local: Result<(), String>,
 }
 
+/// Whether the kind provider can run here.
+#[cfg(feature = "kind")]
+fn kind_offer(cluster: &ClusterName) -> Result<(), String> {
+    use crate::cluster::Provider as _;
+    super::kind::KindCluster::with_defaults(cluster)
+        .requirement()
+        .check()
+}
+
+/// Whether the kind provider can run here: not in this build.
+#[cfg(not(feature = "kind"))]
+fn kind_offer(_cluster: &ClusterName) -> Result<(), String> {
+    Err("this build of kindling has no `kind` feature".to_owned())
+}
+
 impl MachineOffer {
     /// Asks this machine, for `cluster`: pings the engine, looks for kind
     /// and the node image's components (or Go), and checks the user.
     pub fn of_this_machine(cluster: &ClusterName) -> Self {
-        use crate::cluster::Provider as _;
         MachineOffer {
-            kind: KindCluster::with_defaults(cluster).requirement().check(),
+            kind: kind_offer(cluster),
             local: Requirement::all(
                 "the local provider's user",
                 vec![

@@ -5,6 +5,7 @@
 mod choice;
 pub mod components;
 pub mod existing;
+#[cfg(feature = "kind")]
 pub mod kind;
 mod lifecycle;
 pub mod lock;
@@ -61,6 +62,7 @@ pub enum ProviderError {
         name: &'static str,
     },
     /// The `kind` provider failed.
+    #[cfg(feature = "kind")]
     #[error("kind cluster `{cluster}`: failed to {action}")]
     Kind {
         /// The cluster's name.
@@ -115,6 +117,7 @@ impl ProviderError {
         match self {
             ProviderError::Local { .. } => "local",
             ProviderError::NotBuiltIn { name, .. } => name,
+            #[cfg(feature = "kind")]
             ProviderError::Kind { .. } => "kind",
             ProviderError::Existing { .. } => "existing",
             ProviderError::UnknownProvider { name, .. } => name,
@@ -126,8 +129,9 @@ impl ProviderError {
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
         match self {
+            #[cfg(feature = "kind")]
+            ProviderError::Kind { cluster, .. } => cluster,
             ProviderError::Local { cluster, .. }
-            | ProviderError::Kind { cluster, .. }
             | ProviderError::Existing { cluster, .. }
             | ProviderError::UnknownProvider { cluster, .. }
             | ProviderError::NoProvider { cluster, .. }
@@ -371,7 +375,15 @@ pub fn provider_of(
                 action: "read its configuration".to_owned(),
                 source: Box::new(error),
             })?,
+        #[cfg(feature = "kind")]
         ProviderKind::Kind => Box::new(kind::KindCluster::with_defaults(cluster)),
+        #[cfg(not(feature = "kind"))]
+        ProviderKind::Kind => {
+            return Err(ProviderError::NotBuiltIn {
+                cluster: cluster.to_string(),
+                name: "kind",
+            });
+        }
     })
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::existing::ExistingCluster;
+#[cfg(feature = "kind")]
 use super::kind::{KindCluster, KindEngine};
 use super::ranges::NetworkRanges;
 use super::{ClusterName, Provider, ProviderError};
@@ -40,7 +41,7 @@ pub enum ProviderSpec {
         /// The cache the pinned kind build is looked for in (`<cache>/bin/`).
         cache: PathBuf,
         /// The kind configuration file it is created from; `None` for
-        /// [`DEFAULT_CONFIG`](super::kind::DEFAULT_CONFIG).
+        /// `kind`'s default configuration of one control-plane node.
         config_file: Option<PathBuf>,
         /// The `kind` binary to run; `None` to look it up
         /// (`KINDLING_KIND_BINARY`, the cache, `PATH`).
@@ -104,6 +105,14 @@ impl ProviderSpec {
                 })?;
                 (local.provider)(cluster, state_root, cache, ranges)
             }
+            #[cfg(not(feature = "kind"))]
+            ProviderSpec::Kind { cluster, .. } => {
+                return Err(ProviderError::NotBuiltIn {
+                    cluster: cluster.to_string(),
+                    name: "kind",
+                });
+            }
+            #[cfg(feature = "kind")]
             ProviderSpec::Kind {
                 cluster,
                 state_home,
@@ -173,6 +182,7 @@ impl ProviderSpec {
             hasher.update([0]);
             hasher.update(std::fs::read(path).unwrap_or_default());
         }
+        #[cfg(feature = "kind")]
         if let ProviderSpec::Kind {
             node_image: None, ..
         } = self

@@ -38,6 +38,7 @@ pub(crate) use archive::TarStream;
 
 /// The tar archive of everything under `dir` (modes kept, owned by root),
 /// streamed as it is written: what `PUT /containers/{id}/archive` takes.
+#[cfg_attr(not(feature = "kind"), allow(dead_code))]
 pub(crate) fn tar_of(dir: &std::path::Path) -> Result<TarStream, ContextError> {
     Ok(context::BuildContext::scan(dir, None)?.stream_tar(None))
 }

@@ -191,6 +191,7 @@ impl ImageSpec {
 
     /// The Debian variant of a [`ImageSpec::debian`] root filesystem
     /// (mmdebstrap's `--variant`, `apt` unless set).
+    #[cfg_attr(not(feature = "kind"), allow(dead_code))]
     pub(crate) fn debian_variant(mut self, name: &str) -> Self {
         if let Recipe::DebianRootfs { variant, .. } = &mut self.recipe {
             name.clone_into(variant);
@@ -201,6 +202,7 @@ impl ImageSpec {
     /// This spec built into `<namespace>/<name>` instead of
     /// `localhost/kindling/<name>`: images kindling makes for itself keep
     /// out of the names a suite's images get.
+    #[cfg_attr(not(feature = "kind"), allow(dead_code))]
     pub(crate) fn in_namespace(mut self, namespace: &'static str) -> Self {
         self.namespace = Some(namespace);
         self
