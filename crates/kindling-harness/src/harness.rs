@@ -728,31 +728,8 @@ where
         if let Some(signal) = crate::interrupt::received() {
             return Err(TestFailure::NotRun(crate::interrupt::Interrupted(signal)));
         }
-        let mut failure_hook = None;
-        let future = match body {
-            TestBody::Standalone(body) => body(),
-            TestBody::WithEnv(body) => {
-                let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
-                let context_environment = environment.clone();
-                let artifacts_root = self.kindling_dir.join("artifacts");
-                if let Some(hook) = &self.on_failure {
-                    failure_hook = Some((hook.clone(), environment));
-                }
-                body(TestContext {
-                    environment: context_environment,
-                    test_name: name.clone(),
-                    run_id: self.identity.run_id.clone(),
-                    suite: self.identity.suite.clone(),
-                    artifacts_root,
-                })
-            }
-        };
-        let artifacts = self
-            .kindling_dir
-            .join("artifacts")
-            .join(&self.identity.run_id)
-            .join(&self.identity.suite)
-            .join(name.replace("::", "__"));
+        let (future, failure_hook) = self.start_body(&name, body).await?;
+        let artifacts = self.artifacts_dir(&name);
         let current = CurrentTest {
             test_name: name.clone(),
             run_id: self.identity.run_id.clone(),
@@ -761,38 +738,8 @@ where
         let future = Box::pin(as_current_test(current, future));
         let outcome = self.run_body(future, capture).await;
         match (outcome, failure_hook) {
-            (Err(failure), Some((hook, environment))) => {
-                // After a signal, the grace period before SIGKILL bounds it.
-                let budget = if crate::interrupt::received().is_some() {
-                    crate::setup::INTERRUPT_GRACE
-                } else {
-                    ARTIFACTS_TIMEOUT
-                };
-                // The hook may write with any mode: the folder keeps it private.
-                if let Err(error) = create_private_dir_all(&artifacts) {
-                    tracing::warn!(
-                        "cannot create the artifacts folder {}: {error}",
-                        artifacts.display()
-                    );
-                }
-                let collected = tokio::time::timeout(
-                    budget,
-                    hook(environment, artifacts.clone()).instrument(capture.span()),
-                )
-                .await;
-                if collected.is_err() {
-                    tracing::warn!("collecting artifacts took over {}s", budget.as_secs());
-                }
-                // The hook is the suite's: whatever it wrote is redacted
-                // with every value known once it is done.
-                crate::redaction::refresh().await;
-                let redactor = crate::redaction::redactor();
-                let folder = artifacts.clone();
-                let failed =
-                    tokio::task::spawn_blocking(move || redactor.redact_tree(&folder)).await;
-                for (path, error) in failed.unwrap_or_default() {
-                    tracing::warn!("cannot redact {}: {error}", path.display());
-                }
+            (Err(failure), Some(hook)) => {
+                collect_artifacts(hook, &artifacts, capture).await;
                 Err(TestFailure::WithArtifacts {
                     failure: Box::new(failure),
                     artifacts,
@@ -800,6 +747,45 @@ where
             }
             (outcome, _) => outcome,
         }
+    }
+
+    /// The test body's future and, for a body that needs the environment
+    /// (which gets it, setting it up first if need be), the suite's hook
+    /// to run if it fails.
+    async fn start_body(
+        &self,
+        name: &str,
+        body: TestBody<E>,
+    ) -> Result<(BoxFuture<TestResult>, Option<FailureHook<E>>), TestFailure> {
+        match body {
+            TestBody::Standalone(body) => Ok((body(), None)),
+            TestBody::WithEnv(body) => {
+                let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
+                let context_environment = environment.clone();
+                let artifacts_root = self.kindling_dir.join("artifacts");
+                let failure_hook = self
+                    .on_failure
+                    .as_ref()
+                    .map(|hook| (hook.clone(), environment));
+                let future = body(TestContext {
+                    environment: context_environment,
+                    test_name: name.to_owned(),
+                    run_id: self.identity.run_id.clone(),
+                    suite: self.identity.suite.clone(),
+                    artifacts_root,
+                });
+                Ok((future, failure_hook))
+            }
+        }
+    }
+
+    /// `artifacts/<run id>/<suite>/<test>`, where a failed test's hook writes.
+    fn artifacts_dir(&self, name: &str) -> PathBuf {
+        self.kindling_dir
+            .join("artifacts")
+            .join(&self.identity.run_id)
+            .join(&self.identity.suite)
+            .join(name.replace("::", "__"))
     }
 
     async fn run_body(
@@ -829,5 +815,48 @@ where
                 Err(failure)
             }
         }
+    }
+}
+
+/// A failed test's hook that collects artifacts, and the environment it
+/// is handed.
+type FailureHook<E> = (Arc<FailureFn<E>>, Arc<E>);
+
+/// Runs the suite's failure hook into `artifacts` within its time budget,
+/// then redacts whatever it wrote there.
+async fn collect_artifacts<E>(
+    (hook, environment): FailureHook<E>,
+    artifacts: &Path,
+    capture: &Capture,
+) {
+    // After a signal, the grace period before SIGKILL bounds it.
+    let budget = if crate::interrupt::received().is_some() {
+        crate::setup::INTERRUPT_GRACE
+    } else {
+        ARTIFACTS_TIMEOUT
+    };
+    // The hook may write with any mode: the folder keeps it private.
+    if let Err(error) = create_private_dir_all(artifacts) {
+        tracing::warn!(
+            "cannot create the artifacts folder {}: {error}",
+            artifacts.display()
+        );
+    }
+    let collected = tokio::time::timeout(
+        budget,
+        hook(environment, artifacts.to_path_buf()).instrument(capture.span()),
+    )
+    .await;
+    if collected.is_err() {
+        tracing::warn!("collecting artifacts took over {}s", budget.as_secs());
+    }
+    // The hook is the suite's: whatever it wrote is redacted
+    // with every value known once it is done.
+    crate::redaction::refresh().await;
+    let redactor = crate::redaction::redactor();
+    let folder = artifacts.to_path_buf();
+    let failed = tokio::task::spawn_blocking(move || redactor.redact_tree(&folder)).await;
+    for (path, error) in failed.unwrap_or_default() {
+        tracing::warn!("cannot redact {}: {error}", path.display());
     }
 }
