@@ -238,82 +238,35 @@ impl EnvConfig {
             .collect();
         vars.sort();
         for (key, value) in vars {
-            match key.as_str() {
-                "KINDLING_TEST_TIMEOUT" => {
-                    config.test_timeout = Some(parse_duration(&key, &value)?)
-                }
-                "KINDLING_SETUP_TIMEOUT" => {
-                    config.setup_timeout = Some(parse_duration(&key, &value)?)
-                }
-                "KINDLING_JUNIT" => config.junit_path = Some(parse_path(&key, &value)?),
-                "KINDLING_STATE_DIR" => config.state_dir = Some(parse_path(&key, &value)?),
-                "KINDLING_PROGRESS" => {
-                    config.progress = parse_choice(
-                        &key,
-                        &value,
-                        &[
-                            ("auto", ProgressMode::Auto),
-                            ("bar", ProgressMode::Bar),
-                            ("plain", ProgressMode::Plain),
-                            ("none", ProgressMode::None),
-                        ],
-                    )?
-                }
-                "KINDLING_REUSE" => {
-                    config.reuse = parse_choice(
-                        &key,
-                        &value,
-                        &[("auto", ReusePolicy::Auto), ("never", ReusePolicy::Never)],
-                    )?
-                }
-                "KINDLING_KEEP" => {
-                    config.keep = parse_choice(
-                        &key,
-                        &value,
-                        &[
-                            ("always", KeepPolicy::Always),
-                            ("on-failure", KeepPolicy::OnFailure),
-                            ("never", KeepPolicy::Never),
-                        ],
-                    )?
-                }
-                "KINDLING_LOG" => {
-                    config.log_level = parse_choice(
-                        &key,
-                        &value,
-                        &[
-                            ("error", LogLevel::Error),
-                            ("warn", LogLevel::Warn),
-                            ("info", LogLevel::Info),
-                            ("debug", LogLevel::Debug),
-                            ("trace", LogLevel::Trace),
-                        ],
-                    )?
-                }
-                _ if is_known(&key) => {}
-                _ => match extra.iter().find(|variable| variable.name == key) {
-                    Some(variable) => {
-                        if !variable.choices.is_empty() {
-                            let choices: Vec<(&str, ())> = variable
-                                .choices
-                                .iter()
-                                .map(|choice| (*choice, ()))
-                                .collect();
-                            parse_choice(&key, &value, &choices)?;
-                        }
-                        if let Some(check) = variable.check {
-                            check(&value).map_err(|expected| ConfigError {
-                                variable: key.clone(),
-                                value: value.clone(),
-                                expected,
-                            })?;
-                        }
-                    }
-                    None => config.unknown_variables.push(key),
-                },
-            }
+            config.read_variable(key, &value, extra)?;
         }
         Ok(config)
+    }
+
+    /// Takes one `KINDLING_*` variable in: the harness's are parsed into
+    /// their field, a library's checked, an unknown one noted.
+    fn read_variable(
+        &mut self,
+        key: String,
+        value: &str,
+        extra: &[Variable],
+    ) -> Result<(), ConfigError> {
+        match key.as_str() {
+            "KINDLING_TEST_TIMEOUT" => self.test_timeout = Some(parse_duration(&key, value)?),
+            "KINDLING_SETUP_TIMEOUT" => self.setup_timeout = Some(parse_duration(&key, value)?),
+            "KINDLING_JUNIT" => self.junit_path = Some(parse_path(&key, value)?),
+            "KINDLING_STATE_DIR" => self.state_dir = Some(parse_path(&key, value)?),
+            "KINDLING_PROGRESS" => self.progress = parse_choice(&key, value, PROGRESS_CHOICES)?,
+            "KINDLING_REUSE" => self.reuse = parse_choice(&key, value, REUSE_CHOICES)?,
+            "KINDLING_KEEP" => self.keep = parse_choice(&key, value, KEEP_CHOICES)?,
+            "KINDLING_LOG" => self.log_level = parse_choice(&key, value, LOG_CHOICES)?,
+            _ if is_known(&key) => {}
+            _ => match extra.iter().find(|variable| variable.name == key) {
+                Some(variable) => check_library_variable(variable, &key, value)?,
+                None => self.unknown_variables.push(key),
+            },
+        }
+        Ok(())
     }
 
     /// One warning line per unknown variable, naming the known ones
@@ -334,6 +287,55 @@ impl EnvConfig {
             })
             .collect()
     }
+}
+
+/// `KINDLING_PROGRESS`'s values.
+const PROGRESS_CHOICES: &[(&str, ProgressMode)] = &[
+    ("auto", ProgressMode::Auto),
+    ("bar", ProgressMode::Bar),
+    ("plain", ProgressMode::Plain),
+    ("none", ProgressMode::None),
+];
+
+/// `KINDLING_REUSE`'s values.
+const REUSE_CHOICES: &[(&str, ReusePolicy)] =
+    &[("auto", ReusePolicy::Auto), ("never", ReusePolicy::Never)];
+
+/// `KINDLING_KEEP`'s values.
+const KEEP_CHOICES: &[(&str, KeepPolicy)] = &[
+    ("always", KeepPolicy::Always),
+    ("on-failure", KeepPolicy::OnFailure),
+    ("never", KeepPolicy::Never),
+];
+
+/// `KINDLING_LOG`'s values.
+const LOG_CHOICES: &[(&str, LogLevel)] = &[
+    ("error", LogLevel::Error),
+    ("warn", LogLevel::Warn),
+    ("info", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+    ("trace", LogLevel::Trace),
+];
+
+/// Checks the value of a library's variable against its choices, if it
+/// has any, and its check, if it has one.
+fn check_library_variable(variable: &Variable, key: &str, value: &str) -> Result<(), ConfigError> {
+    if !variable.choices.is_empty() {
+        let choices: Vec<(&str, ())> = variable
+            .choices
+            .iter()
+            .map(|choice| (*choice, ()))
+            .collect();
+        parse_choice(key, value, &choices)?;
+    }
+    if let Some(check) = variable.check {
+        check(value).map_err(|expected| ConfigError {
+            variable: key.to_owned(),
+            value: value.to_owned(),
+            expected,
+        })?;
+    }
+    Ok(())
 }
 
 fn is_known(name: &str) -> bool {

@@ -243,23 +243,10 @@ pub(crate) async fn finish_run(
     finisher: impl Fn(&str) -> Option<FinishFn>,
 ) -> EndReport {
     let cleanups = ledger.cleanups();
-    let mut suites: Vec<String> = cleanups
-        .iter()
-        .map(|cleanup| cleanup.suite.clone())
-        .collect();
-    suites.dedup();
-    let passed: Vec<(String, bool)> = suites
-        .iter()
-        .map(|suite| (suite.clone(), ledger.suite_passed(suite)))
-        .collect();
-    let (remove, keep_these): (Vec<Cleanup>, Vec<Cleanup>) =
-        cleanups.into_iter().partition(|cleanup| match keep {
-            KeepPolicy::Always => false,
-            KeepPolicy::Never => true,
-            KeepPolicy::OnFailure => passed
-                .iter()
-                .any(|(suite, passed)| *passed && *suite == cleanup.suite),
-        });
+    let passed = suites_passed(ledger, &cleanups);
+    let (remove, keep_these): (Vec<Cleanup>, Vec<Cleanup>) = cleanups
+        .into_iter()
+        .partition(|cleanup| is_removed(cleanup, keep, &passed));
     let mut report = EndReport {
         keep,
         passed,
@@ -270,7 +257,84 @@ pub(crate) async fn finish_run(
             .collect(),
         failed: Vec::new(),
     };
-    // (suite, what), and what removing it gave.
+    let outcomes = run_finishers(remove, keep, &finisher).await;
+    let gone = tally_outcomes(&mut report, outcomes);
+    forget_setups(&mut report, state_dir, gone);
+    if let Err(error) = ledger.write_end(&report) {
+        eprintln!(
+            "warning: cannot write what the end of the run did into {}: {error}",
+            ledger.dir().display()
+        );
+    }
+    report
+}
+
+/// Adds what each cleanup removed, or why it could not, to `report`; the
+/// suites something was removed of, in order.
+fn tally_outcomes(
+    report: &mut EndReport,
+    outcomes: Vec<((String, String), Outcome)>,
+) -> Vec<String> {
+    let mut gone: Vec<String> = Vec::new();
+    for ((suite, describe), outcome) in outcomes {
+        match outcome {
+            Ok(removed) => {
+                report.removed.extend(removed);
+                if !gone.contains(&suite) {
+                    gone.push(suite);
+                }
+            }
+            Err(error) => report.failed.push(format!("{describe}: {error}")),
+        }
+    }
+    gone
+}
+
+/// Forgets the setups of `suites`, whose environment is gone, so that the
+/// next run sets up afresh; what cannot be forgotten goes to `report`.
+fn forget_setups(report: &mut EndReport, state_dir: &Path, suites: Vec<String>) {
+    for suite in suites {
+        if let Err(error) = crate::state::forget_setup(state_dir, &suite) {
+            report.failed.push(format!(
+                "the setup record of suite `{suite}`: {}",
+                crate::error::render_chain(&error)
+            ));
+        }
+    }
+}
+
+/// Whether each suite that named a cleanup had all its tests pass.
+fn suites_passed(ledger: &RunLedger, cleanups: &[Cleanup]) -> Vec<(String, bool)> {
+    let mut suites: Vec<String> = cleanups
+        .iter()
+        .map(|cleanup| cleanup.suite.clone())
+        .collect();
+    suites.dedup();
+    suites
+        .iter()
+        .map(|suite| (suite.clone(), ledger.suite_passed(suite)))
+        .collect()
+}
+
+/// Whether `keep` removes `cleanup`, given which suites passed.
+fn is_removed(cleanup: &Cleanup, keep: KeepPolicy, passed: &[(String, bool)]) -> bool {
+    match keep {
+        KeepPolicy::Always => false,
+        KeepPolicy::Never => true,
+        KeepPolicy::OnFailure => passed
+            .iter()
+            .any(|(suite, passed)| *passed && *suite == cleanup.suite),
+    }
+}
+
+/// Hands the cleanups to remove to their finishers, a finisher at a time
+/// in the order of their names: for each cleanup, (suite, what) and what
+/// removing it gave.
+async fn run_finishers(
+    remove: Vec<Cleanup>,
+    keep: KeepPolicy,
+    finisher: &impl Fn(&str) -> Option<FinishFn>,
+) -> Vec<((String, String), Outcome)> {
     let mut outcomes: Vec<((String, String), Outcome)> = Vec::new();
     let mut names: Vec<String> = remove
         .iter()
@@ -299,33 +363,7 @@ pub(crate) async fn finish_run(
             })),
         }
     }
-    let mut forget: Vec<String> = Vec::new();
-    for ((suite, describe), outcome) in outcomes {
-        match outcome {
-            Ok(removed) => {
-                report.removed.extend(removed);
-                if !forget.contains(&suite) {
-                    forget.push(suite);
-                }
-            }
-            Err(error) => report.failed.push(format!("{describe}: {error}")),
-        }
-    }
-    for suite in forget {
-        if let Err(error) = crate::state::forget_setup(state_dir, &suite) {
-            report.failed.push(format!(
-                "the setup record of suite `{suite}`: {}",
-                crate::error::render_chain(&error)
-            ));
-        }
-    }
-    if let Err(error) = ledger.write_end(&report) {
-        eprintln!(
-            "warning: cannot write what the end of the run did into {}: {error}",
-            ledger.dir().display()
-        );
-    }
-    report
+    outcomes
 }
 
 #[cfg(test)]

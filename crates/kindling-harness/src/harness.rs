@@ -2,12 +2,13 @@
 //! nextest contract, per-test timing, capture and timeouts, and reports.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use quick_junit::Report;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
@@ -18,7 +19,7 @@ use crate::end_of_run::EndOfRun;
 use crate::error::TestResult;
 use crate::error::render_chain;
 use crate::identity::{BuildFacts, RunIdentity};
-use crate::junit::{self, TestOutcome, TestRecord};
+use crate::junit::{self, SetupReport, TestOutcome, TestRecord};
 use crate::progress::Progress;
 use crate::requirement::{Requirement, in_ci};
 use crate::run_ledger::RunLedger;
@@ -136,7 +137,7 @@ where
     }
 }
 
-fn run<E>(suite: Suite<E>) -> ExitCode
+fn run<E>(mut suite: Suite<E>) -> ExitCode
 where
     E: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
@@ -152,90 +153,86 @@ where
     if let Some((ledger, pid)) = crate::end_of_run::watching() {
         return crate::end_of_run::watch(ledger, pid, config.keep, crate::extension::finisher);
     }
-    let Suite {
-        name,
-        package,
-        build_target_tmpdir,
-        build_manifest_dir,
-        requirements,
-        setup,
-        alive,
-        fingerprints,
-        mut tests,
-        test_timeout,
-        setup_timeout,
-        on_failure,
-    } = suite;
-    let on_failure = on_failure.map(Arc::new);
-    let identity = RunIdentity::detect(
-        name.as_deref(),
-        BuildFacts {
-            package: package.as_deref(),
-            target_tmpdir: build_target_tmpdir.as_deref(),
-            manifest_dir: build_manifest_dir.as_deref(),
-        },
-    );
-
-    match crate::registry::collect::<E>() {
-        Ok(registered) => tests.extend(registered),
-        Err(error) => return usage_error(error),
-    }
-    if tests.is_empty() {
-        return usage_error(format_args!(
-            "suite `{}` has no tests: add them with `Suite::test` or `#[kindling::test]`",
-            identity.suite
-        ));
-    }
-    tests.sort_by(|a, b| a.name.cmp(&b.name));
-    if let Some(message) = duplicate_names(&tests) {
-        return usage_error(message);
-    }
-
-    let ci = in_ci();
-    let mut checked = Requirements::default();
-    let mut unmet_by_test = BTreeMap::new();
-    for test in &tests {
-        // Only name filters decide here (a probe marked ignored passes `--ignored`).
-        let probe = Trial::test(test.name.clone(), || Ok(())).with_ignored_flag(true);
-        if args.is_filtered_out(&probe) {
-            continue;
-        }
-        let needed = requirements.iter().chain(&test.options.requirements);
-        if let Some(unmet) = checked.first_unmet(needed) {
-            unmet_by_test.insert(test.name.clone(), unmet);
-        }
-    }
-    // Without CI a test whose requirement is missing is ignored, in the
-    // list answer as in the run; with CI it runs and fails with the reason.
-    let skipped_for = |test: &Test<E>| !ci && unmet_by_test.contains_key(&test.name);
-
+    let identity = run_identity(&suite);
+    let tests = match all_tests(std::mem::take(&mut suite.tests), &identity.suite) {
+        Ok(tests) => tests,
+        Err(exit) => return exit,
+    };
+    let missing = MissingRequirements::check(&args, &suite.requirements, &tests);
     if args.list {
-        let trials = tests
-            .iter()
-            .map(|test| {
-                Trial::test(test.name.clone(), || Ok(()))
-                    .with_ignored_flag(test.options.ignored || skipped_for(test))
-            })
-            .collect();
-        return libtest_mimic::run(&args, trials).exit_code();
+        return list_tests(&args, &tests, &missing);
     }
-    if !ci && !args.ignored && !args.include_ignored {
-        for line in skip_warnings(&unmet_by_test, &identity.suite) {
+    if !missing.ci && !args.ignored && !args.include_ignored {
+        for line in skip_warnings(&missing.unmet_by_test, &identity.suite) {
             eprintln!("{line}");
         }
     }
+    let site = match RunSite::open(identity, &config) {
+        Ok(site) => site,
+        Err(exit) => return exit,
+    };
+    run_tests(site, suite, tests, &missing, &args, &config)
+}
 
-    if !capture::install(config.log_level.as_tracing()) {
-        eprintln!(
-            "warning: another tracing subscriber is installed; kindling cannot capture test logs"
-        );
+/// The run's identity, from the suite's name and what its build said.
+fn run_identity<E>(suite: &Suite<E>) -> RunIdentity {
+    RunIdentity::detect(
+        suite.name.as_deref(),
+        BuildFacts {
+            package: suite.package.as_deref(),
+            target_tmpdir: suite.build_target_tmpdir.as_deref(),
+            manifest_dir: suite.build_manifest_dir.as_deref(),
+        },
+    )
+}
+
+/// The suite's tests and the registered (`#[kindling::test]`) ones, sorted
+/// by name; no test at all, or a name used twice, is a usage error.
+fn all_tests<E>(mut tests: Vec<Test<E>>, suite: &str) -> Result<Vec<Test<E>>, ExitCode>
+where
+    E: Send + Sync + 'static,
+{
+    match crate::registry::collect::<E>() {
+        Ok(registered) => tests.extend(registered),
+        Err(error) => return Err(usage_error(error)),
     }
+    if tests.is_empty() {
+        return Err(usage_error(format_args!(
+            "suite `{suite}` has no tests: add them with `Suite::test` or `#[kindling::test]`"
+        )));
+    }
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(message) = duplicate_names(&tests) {
+        return Err(usage_error(message));
+    }
+    Ok(tests)
+}
+
+/// The `--list` answer: every test, the ignored ones marked so.
+fn list_tests<E>(args: &Arguments, tests: &[Test<E>], missing: &MissingRequirements) -> ExitCode {
+    let trials = tests
+        .iter()
+        .map(|test| {
+            Trial::test(test.name.clone(), || Ok(()))
+                .with_ignored_flag(test.options.ignored || missing.ignores(test))
+        })
+        .collect();
+    libtest_mimic::run(args, trials).exit_code()
+}
+
+/// The multi-threaded runtime the tests run on, with SIGINT and SIGTERM
+/// handled on it.
+fn start_runtime() -> Result<Arc<tokio::runtime::Runtime>, ExitCode> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => Arc::new(runtime),
-        Err(error) => return usage_error(format_args!("cannot start the async runtime: {error}")),
+        Err(error) => {
+            return Err(usage_error(format_args!(
+                "cannot start the async runtime: {error}"
+            )));
+        }
     };
     {
         let _entered = runtime.enter();
@@ -245,49 +242,52 @@ where
             );
         }
     }
-    let kindling_dir = match identity.kindling_dir() {
-        Ok(dir) => dir,
-        Err(error) => return usage_error(error),
-    };
+    Ok(runtime)
+}
+
+/// `target/kindling`, made private (mode 0700).
+fn private_kindling_dir(identity: &RunIdentity) -> Result<PathBuf, ExitCode> {
+    let kindling_dir = identity.kindling_dir().map_err(usage_error)?;
     // An older kindling left it `0755`: everything under it becomes
     // unreachable to other users at once.
     if let Err(source) = create_private_dir_all(&kindling_dir) {
-        return usage_error(render_chain(&PrivateDirError {
+        return Err(usage_error(render_chain(&PrivateDirError {
             path: kindling_dir,
             source,
-        }));
+        })));
     }
-    let progress = Arc::new(Progress::new(&identity.suite, config.progress));
-    let state_dir = config
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| kindling_dir.join("state"));
-    let end_of_run = EndOfRun::new(
-        RunLedger::new(&state_dir, &identity.run_id),
-        config.keep,
-        identity.under_nextest,
-    );
+    Ok(kindling_dir)
+}
+
+/// Runs the tests, writes the reports and, under `cargo test`, ends the run.
+fn run_tests<E>(
+    site: RunSite,
+    suite: Suite<E>,
+    tests: Vec<Test<E>>,
+    missing: &MissingRequirements,
+    args: &Arguments,
+    config: &EnvConfig,
+) -> ExitCode
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let Suite {
+        setup,
+        alive,
+        fingerprints,
+        test_timeout,
+        setup_timeout,
+        on_failure,
+        ..
+    } = suite;
+    let on_failure = on_failure.map(Arc::new);
     let environment = match setup {
         None => Environment::Fixed(Arc::new(
             serde_json::from_value::<E>(serde_json::Value::Null)
                 .expect("a suite without setup has the environment ()"),
         )),
         Some(setup) => Environment::Setup(Arc::new(SetupDriver::new(
-            SetupOptions {
-                suite: identity.suite.clone(),
-                run_id: identity.run_id.clone(),
-                store: StateStore::new(state_dir.clone(), &identity.suite),
-                reuse: config.reuse,
-                timeout: config
-                    .setup_timeout
-                    .or(setup_timeout)
-                    .unwrap_or(DEFAULT_SETUP_TIMEOUT),
-                live_log: args.nocapture,
-                progress,
-                artifacts_root: kindling_dir.join("artifacts"),
-                package_dir: identity.package_dir.clone(),
-                end_of_run: Some(end_of_run.clone()),
-            },
+            site.setup_options(config, setup_timeout, args.nocapture),
             setup,
             alive,
             fingerprints,
@@ -297,90 +297,204 @@ where
         .test_timeout
         .or(test_timeout)
         .unwrap_or(DEFAULT_TEST_TIMEOUT);
-
-    let run_started = chrono::Local::now().fixed_offset();
-    let run_clock = Instant::now();
+    let started = chrono::Local::now().fixed_offset();
+    let clock = Instant::now();
     let records: Arc<Mutex<Vec<TestRecord>>> = Arc::default();
+    let runner_for = |test: &Test<E>| TestRunner {
+        runtime: site.runtime.clone(),
+        environment: environment.clone(),
+        identity: site.identity.clone(),
+        kindling_dir: site.kindling_dir.clone(),
+        records: records.clone(),
+        timeout: test.options.timeout.unwrap_or(default_timeout),
+        live_log: args.nocapture,
+        on_failure: on_failure.clone(),
+        unmet: missing.unmet_by_test.get(&test.name).cloned(),
+        end_of_run: site.end_of_run.clone(),
+    };
+    let (trials, skipped) = trials(tests, args, missing, runner_for);
+    let ran = RanTests {
+        conclusion: libtest_mimic::run(args, trials),
+        records,
+        skipped,
+        started,
+        clock,
+    };
+    let setup_report = match &environment {
+        Environment::Setup(driver) => driver.report(),
+        Environment::Fixed(_) => None,
+    };
+    let exit = site.conclude(config, setup_report, ran);
+    drop(environment);
+    site.shut_down();
+    exit
+}
+
+/// A trial per test, and the names of the ignored tests the filters
+/// select (JUnit lists them as skipped).
+fn trials<E>(
+    tests: Vec<Test<E>>,
+    args: &Arguments,
+    missing: &MissingRequirements,
+    runner_for: impl Fn(&Test<E>) -> TestRunner<E>,
+) -> (Vec<Trial>, Vec<String>)
+where
+    E: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     let mut skipped = Vec::new();
     let mut trials = Vec::with_capacity(tests.len());
     for test in tests {
         let name = test.name.clone();
-        let ignored = test.options.ignored || skipped_for(&test);
-        let unmet = unmet_by_test.get(&name).cloned();
-        let runner = TestRunner {
-            runtime: runtime.clone(),
-            environment: environment.clone(),
-            identity: identity.clone(),
-            kindling_dir: kindling_dir.clone(),
-            records: records.clone(),
-            timeout: test.options.timeout.unwrap_or(default_timeout),
-            live_log: args.nocapture,
-            on_failure: on_failure.clone(),
-            unmet,
-            end_of_run: end_of_run.clone(),
-        };
+        let ignored = test.options.ignored || missing.ignores(&test);
+        let runner = runner_for(&test);
         let trial = Trial::test(name.clone(), move || runner.run(test)).with_ignored_flag(ignored);
         if args.is_ignored(&trial) && !args.is_filtered_out(&trial) {
             skipped.push(name);
         }
         trials.push(trial);
     }
+    (trials, skipped)
+}
 
-    let conclusion = libtest_mimic::run(&args, trials);
+/// Where a run keeps its state, artifacts and JUnit, and the runtime its
+/// tests run on.
+struct RunSite {
+    identity: RunIdentity,
+    runtime: Arc<tokio::runtime::Runtime>,
+    /// `target/kindling`.
+    kindling_dir: PathBuf,
+    state_dir: PathBuf,
+    end_of_run: EndOfRun,
+}
 
-    let setup_report = match &environment {
-        Environment::Setup(driver) => driver.report(),
-        Environment::Fixed(_) => None,
-    };
-    let writes_junit = !identity.under_nextest || setup_report.is_some();
-    if writes_junit {
-        runtime.block_on(crate::redaction::refresh());
-    }
-    let mut records = std::mem::take(&mut *records.lock().expect("test records"));
-    records.extend(skipped.into_iter().map(|name| TestRecord {
-        name,
-        outcome: TestOutcome::Skipped,
-        started: run_started,
-        elapsed: Duration::ZERO,
-        log: String::new(),
-    }));
-    records.sort_by(|a, b| a.name.cmp(&b.name));
-    let junit_dir = kindling_dir.join("junit");
-    let written = if identity.under_nextest {
-        setup_report.as_ref().map(|setup| {
-            let path = junit_dir.join(format!("setup-{}-{}.xml", identity.suite, identity.run_id));
-            (junit::setup_report(&identity, setup), path)
-        })
-    } else {
-        let path = config
-            .junit_path
+impl RunSite {
+    /// Installs log capture, starts the runtime and makes kindling's
+    /// folder private; what fails is a usage error.
+    fn open(identity: RunIdentity, config: &EnvConfig) -> Result<Self, ExitCode> {
+        if !capture::install(config.log_level.as_tracing()) {
+            eprintln!(
+                "warning: another tracing subscriber is installed; kindling cannot capture test logs"
+            );
+        }
+        let runtime = start_runtime()?;
+        let kindling_dir = private_kindling_dir(&identity)?;
+        let state_dir = config
+            .state_dir
             .clone()
-            .unwrap_or_else(|| junit_dir.join(format!("{}.xml", identity.suite)));
-        let report = junit::run_report(
-            &identity,
-            run_started,
-            run_clock.elapsed(),
-            &records,
-            setup_report.as_ref(),
-        );
-        Some((report, path))
-    };
-    let mut exit = match crate::interrupt::received() {
-        Some(signal) => ExitCode::from(signal.exit_code()),
-        None => conclusion.exit_code(),
-    };
-    if let Some((report, path)) = written
-        && let Err(error) = junit::write(&report, &path, path.starts_with(&junit_dir))
-    {
-        eprintln!("error: {}", render_chain(&error));
-        exit = ExitCode::FAILURE;
-    }
-    // Under `cargo test` this process is the whole run: its end is here.
-    if !identity.under_nextest && config.keep != KeepPolicy::Always {
-        let report = runtime.block_on(crate::end_of_run::finish_run(
-            end_of_run.ledger(),
-            &state_dir,
+            .unwrap_or_else(|| kindling_dir.join("state"));
+        let end_of_run = EndOfRun::new(
+            RunLedger::new(&state_dir, &identity.run_id),
             config.keep,
+            identity.under_nextest,
+        );
+        Ok(RunSite {
+            identity,
+            runtime,
+            kindling_dir,
+            state_dir,
+            end_of_run,
+        })
+    }
+
+    /// How the setup driver runs the suite's setup in this run.
+    fn setup_options(
+        &self,
+        config: &EnvConfig,
+        suite_timeout: Option<Duration>,
+        live_log: bool,
+    ) -> SetupOptions {
+        SetupOptions {
+            suite: self.identity.suite.clone(),
+            run_id: self.identity.run_id.clone(),
+            store: StateStore::new(self.state_dir.clone(), &self.identity.suite),
+            reuse: config.reuse,
+            timeout: config
+                .setup_timeout
+                .or(suite_timeout)
+                .unwrap_or(DEFAULT_SETUP_TIMEOUT),
+            live_log,
+            progress: Arc::new(Progress::new(&self.identity.suite, config.progress)),
+            artifacts_root: self.kindling_dir.join("artifacts"),
+            package_dir: self.identity.package_dir.clone(),
+            end_of_run: Some(self.end_of_run.clone()),
+        }
+    }
+
+    /// Writes the JUnit report and, under `cargo test`, ends the run; the
+    /// exit code is the tests' (or the signal's), or a failure if either fails.
+    fn conclude(
+        &self,
+        config: &EnvConfig,
+        setup_report: Option<SetupReport>,
+        mut ran: RanTests,
+    ) -> ExitCode {
+        let writes_junit = !self.identity.under_nextest || setup_report.is_some();
+        if writes_junit {
+            self.runtime.block_on(crate::redaction::refresh());
+        }
+        let records = ran.take_records();
+        let junit_dir = self.kindling_dir.join("junit");
+        let written = self.junit_report(config, &junit_dir, setup_report, &records, &ran);
+        let mut exit = match crate::interrupt::received() {
+            Some(signal) => ExitCode::from(signal.exit_code()),
+            None => ran.conclusion.exit_code(),
+        };
+        if let Some((report, path)) = written
+            && let Err(error) = junit::write(&report, &path, path.starts_with(&junit_dir))
+        {
+            eprintln!("error: {}", render_chain(&error));
+            exit = ExitCode::FAILURE;
+        }
+        // Under `cargo test` this process is the whole run: its end is here.
+        if !self.identity.under_nextest
+            && config.keep != KeepPolicy::Always
+            && !self.end_run(config.keep)
+        {
+            exit = ExitCode::FAILURE;
+        }
+        exit
+    }
+
+    /// The JUnit report to write, and where: under nextest only the
+    /// setup's (if this process ran one), under `cargo test` the whole run's.
+    fn junit_report(
+        &self,
+        config: &EnvConfig,
+        junit_dir: &Path,
+        setup_report: Option<SetupReport>,
+        records: &[TestRecord],
+        ran: &RanTests,
+    ) -> Option<(Report, PathBuf)> {
+        let identity = &self.identity;
+        if identity.under_nextest {
+            setup_report.as_ref().map(|setup| {
+                let path =
+                    junit_dir.join(format!("setup-{}-{}.xml", identity.suite, identity.run_id));
+                (junit::setup_report(identity, setup), path)
+            })
+        } else {
+            let path = config
+                .junit_path
+                .clone()
+                .unwrap_or_else(|| junit_dir.join(format!("{}.xml", identity.suite)));
+            let report = junit::run_report(
+                identity,
+                ran.started,
+                ran.clock.elapsed(),
+                records,
+                setup_report.as_ref(),
+            );
+            Some((report, path))
+        }
+    }
+
+    /// Removes what `keep` says at the end of a `cargo test` run, saying
+    /// what it removed and kept; `false` if something could not be removed.
+    fn end_run(&self, keep: KeepPolicy) -> bool {
+        let report = self.runtime.block_on(crate::end_of_run::finish_run(
+            self.end_of_run.ledger(),
+            &self.state_dir,
+            keep,
             crate::extension::finisher,
         ));
         for removed in &report.removed {
@@ -391,14 +505,46 @@ where
         }
         for failed in &report.failed {
             eprintln!("error: the end of the run could not remove {failed}");
-            exit = ExitCode::FAILURE;
+        }
+        report.failed.is_empty()
+    }
+
+    /// Gives the runtime's remaining tasks a second to end.
+    fn shut_down(self) {
+        if let Ok(runtime) = Arc::try_unwrap(self.runtime) {
+            runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
-    drop(environment);
-    if let Ok(runtime) = Arc::try_unwrap(runtime) {
-        runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// What running the tests leaves for the reports.
+struct RanTests {
+    conclusion: libtest_mimic::Conclusion,
+    records: Arc<Mutex<Vec<TestRecord>>>,
+    /// The ignored tests the filters selected.
+    skipped: Vec<String>,
+    started: chrono::DateTime<chrono::FixedOffset>,
+    clock: Instant,
+}
+
+impl RanTests {
+    /// Every test's record, the skipped ones' included, by name.
+    fn take_records(&mut self) -> Vec<TestRecord> {
+        let mut records = std::mem::take(&mut *self.records.lock().expect("test records"));
+        records.extend(
+            std::mem::take(&mut self.skipped)
+                .into_iter()
+                .map(|name| TestRecord {
+                    name,
+                    outcome: TestOutcome::Skipped,
+                    started: self.started,
+                    elapsed: Duration::ZERO,
+                    log: String::new(),
+                }),
+        );
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        records
     }
-    exit
 }
 
 fn duplicate_names<E>(tests: &[Test<E>]) -> Option<String> {
@@ -447,6 +593,41 @@ impl Requirements {
                 reason,
             })
         })
+    }
+}
+
+/// The first requirement each test the name filters select lacks.
+struct MissingRequirements {
+    ci: bool,
+    /// By test name.
+    unmet_by_test: BTreeMap<String, Unmet>,
+}
+
+impl MissingRequirements {
+    /// Checks the requirements of the suite and of each selected test,
+    /// each requirement once.
+    fn check<E>(args: &Arguments, requirements: &[Requirement], tests: &[Test<E>]) -> Self {
+        let ci = in_ci();
+        let mut checked = Requirements::default();
+        let mut unmet_by_test = BTreeMap::new();
+        for test in tests {
+            // Only name filters decide here (a probe marked ignored passes `--ignored`).
+            let probe = Trial::test(test.name.clone(), || Ok(())).with_ignored_flag(true);
+            if args.is_filtered_out(&probe) {
+                continue;
+            }
+            let needed = requirements.iter().chain(&test.options.requirements);
+            if let Some(unmet) = checked.first_unmet(needed) {
+                unmet_by_test.insert(test.name.clone(), unmet);
+            }
+        }
+        MissingRequirements { ci, unmet_by_test }
+    }
+
+    /// Without CI a test whose requirement is missing is ignored, in the
+    /// list answer as in the run; with CI it runs and fails with the reason.
+    fn ignores<E>(&self, test: &Test<E>) -> bool {
+        !self.ci && self.unmet_by_test.contains_key(&test.name)
     }
 }
 
@@ -547,31 +728,8 @@ where
         if let Some(signal) = crate::interrupt::received() {
             return Err(TestFailure::NotRun(crate::interrupt::Interrupted(signal)));
         }
-        let mut failure_hook = None;
-        let future = match body {
-            TestBody::Standalone(body) => body(),
-            TestBody::WithEnv(body) => {
-                let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
-                let context_environment = environment.clone();
-                let artifacts_root = self.kindling_dir.join("artifacts");
-                if let Some(hook) = &self.on_failure {
-                    failure_hook = Some((hook.clone(), environment));
-                }
-                body(TestContext {
-                    environment: context_environment,
-                    test_name: name.clone(),
-                    run_id: self.identity.run_id.clone(),
-                    suite: self.identity.suite.clone(),
-                    artifacts_root,
-                })
-            }
-        };
-        let artifacts = self
-            .kindling_dir
-            .join("artifacts")
-            .join(&self.identity.run_id)
-            .join(&self.identity.suite)
-            .join(name.replace("::", "__"));
+        let (future, failure_hook) = self.start_body(&name, body).await?;
+        let artifacts = self.artifacts_dir(&name);
         let current = CurrentTest {
             test_name: name.clone(),
             run_id: self.identity.run_id.clone(),
@@ -580,38 +738,8 @@ where
         let future = Box::pin(as_current_test(current, future));
         let outcome = self.run_body(future, capture).await;
         match (outcome, failure_hook) {
-            (Err(failure), Some((hook, environment))) => {
-                // After a signal, the grace period before SIGKILL bounds it.
-                let budget = if crate::interrupt::received().is_some() {
-                    crate::setup::INTERRUPT_GRACE
-                } else {
-                    ARTIFACTS_TIMEOUT
-                };
-                // The hook may write with any mode: the folder keeps it private.
-                if let Err(error) = create_private_dir_all(&artifacts) {
-                    tracing::warn!(
-                        "cannot create the artifacts folder {}: {error}",
-                        artifacts.display()
-                    );
-                }
-                let collected = tokio::time::timeout(
-                    budget,
-                    hook(environment, artifacts.clone()).instrument(capture.span()),
-                )
-                .await;
-                if collected.is_err() {
-                    tracing::warn!("collecting artifacts took over {}s", budget.as_secs());
-                }
-                // The hook is the suite's: whatever it wrote is redacted
-                // with every value known once it is done.
-                crate::redaction::refresh().await;
-                let redactor = crate::redaction::redactor();
-                let folder = artifacts.clone();
-                let failed =
-                    tokio::task::spawn_blocking(move || redactor.redact_tree(&folder)).await;
-                for (path, error) in failed.unwrap_or_default() {
-                    tracing::warn!("cannot redact {}: {error}", path.display());
-                }
+            (Err(failure), Some(hook)) => {
+                collect_artifacts(hook, &artifacts, capture).await;
                 Err(TestFailure::WithArtifacts {
                     failure: Box::new(failure),
                     artifacts,
@@ -619,6 +747,45 @@ where
             }
             (outcome, _) => outcome,
         }
+    }
+
+    /// The test body's future and, for a body that needs the environment
+    /// (which gets it, setting it up first if need be), the suite's hook
+    /// to run if it fails.
+    async fn start_body(
+        &self,
+        name: &str,
+        body: TestBody<E>,
+    ) -> Result<(BoxFuture<TestResult>, Option<FailureHook<E>>), TestFailure> {
+        match body {
+            TestBody::Standalone(body) => Ok((body(), None)),
+            TestBody::WithEnv(body) => {
+                let environment = self.environment.get().await.map_err(TestFailure::Setup)?;
+                let context_environment = environment.clone();
+                let artifacts_root = self.kindling_dir.join("artifacts");
+                let failure_hook = self
+                    .on_failure
+                    .as_ref()
+                    .map(|hook| (hook.clone(), environment));
+                let future = body(TestContext {
+                    environment: context_environment,
+                    test_name: name.to_owned(),
+                    run_id: self.identity.run_id.clone(),
+                    suite: self.identity.suite.clone(),
+                    artifacts_root,
+                });
+                Ok((future, failure_hook))
+            }
+        }
+    }
+
+    /// `artifacts/<run id>/<suite>/<test>`, where a failed test's hook writes.
+    fn artifacts_dir(&self, name: &str) -> PathBuf {
+        self.kindling_dir
+            .join("artifacts")
+            .join(&self.identity.run_id)
+            .join(&self.identity.suite)
+            .join(name.replace("::", "__"))
     }
 
     async fn run_body(
@@ -648,5 +815,48 @@ where
                 Err(failure)
             }
         }
+    }
+}
+
+/// A failed test's hook that collects artifacts, and the environment it
+/// is handed.
+type FailureHook<E> = (Arc<FailureFn<E>>, Arc<E>);
+
+/// Runs the suite's failure hook into `artifacts` within its time budget,
+/// then redacts whatever it wrote there.
+async fn collect_artifacts<E>(
+    (hook, environment): FailureHook<E>,
+    artifacts: &Path,
+    capture: &Capture,
+) {
+    // After a signal, the grace period before SIGKILL bounds it.
+    let budget = if crate::interrupt::received().is_some() {
+        crate::setup::INTERRUPT_GRACE
+    } else {
+        ARTIFACTS_TIMEOUT
+    };
+    // The hook may write with any mode: the folder keeps it private.
+    if let Err(error) = create_private_dir_all(artifacts) {
+        tracing::warn!(
+            "cannot create the artifacts folder {}: {error}",
+            artifacts.display()
+        );
+    }
+    let collected = tokio::time::timeout(
+        budget,
+        hook(environment, artifacts.to_path_buf()).instrument(capture.span()),
+    )
+    .await;
+    if collected.is_err() {
+        tracing::warn!("collecting artifacts took over {}s", budget.as_secs());
+    }
+    // The hook is the suite's: whatever it wrote is redacted
+    // with every value known once it is done.
+    crate::redaction::refresh().await;
+    let redactor = crate::redaction::redactor();
+    let folder = artifacts.to_path_buf();
+    let failed = tokio::task::spawn_blocking(move || redactor.redact_tree(&folder)).await;
+    for (path, error) in failed.unwrap_or_default() {
+        tracing::warn!("cannot redact {}: {error}", path.display());
     }
 }

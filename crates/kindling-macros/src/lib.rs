@@ -104,18 +104,7 @@ fn expand(
 ) -> syn::Result<proc_macro2::TokenStream> {
     let options = parse_options(options)?;
     let signature = &function.sig;
-    if signature.asyncness.is_none() {
-        return Err(syn::Error::new(
-            signature.fn_token.span(),
-            "#[kindling::test] needs an `async fn`",
-        ));
-    }
-    if !signature.generics.params.is_empty() {
-        return Err(syn::Error::new(
-            signature.generics.span(),
-            "#[kindling::test] functions cannot be generic",
-        ));
-    }
+    check_signature(signature)?;
     let name = &signature.ident;
     let name_text = name.to_string();
     let ignored = options.ignored;
@@ -125,55 +114,8 @@ fn expand(
     };
     let root = harness_path();
     let private = quote!(#root::__private);
-    let requirements = if options.requirements.is_empty() {
-        quote!(::core::option::Option::None)
-    } else {
-        let expressions = &options.requirements;
-        quote! {{
-            fn __kindling_requirements() -> ::std::vec::Vec<#root::Requirement> {
-                ::std::vec![#(#expressions),*]
-            }
-            ::core::option::Option::Some(__kindling_requirements as fn() -> ::std::vec::Vec<#root::Requirement>)
-        }}
-    };
-    let body = match signature.inputs.len() {
-        0 => quote! {
-            fn __kindling_body() -> #private::BoxFuture<#root::TestResult> {
-                ::std::boxed::Box::pin(async move {
-                    #root::IntoTestResult::into_test_result(#name().await)
-                })
-            }
-            #private::RegisteredBody::Standalone(__kindling_body)
-        },
-        1 => {
-            let FnArg::Typed(argument) = &signature.inputs[0] else {
-                return Err(syn::Error::new(
-                    signature.inputs.span(),
-                    "#[kindling::test] functions are free functions, not methods",
-                ));
-            };
-            let context_type = &argument.ty;
-            let type_text = quote!(#context_type).to_string().replace(' ', "");
-            quote! {
-                fn __kindling_body(context: #context_type) -> #private::BoxFuture<#root::TestResult> {
-                    ::std::boxed::Box::pin(async move {
-                        #root::IntoTestResult::into_test_result(#name(context).await)
-                    })
-                }
-                static __KINDLING_BODY: fn(#context_type) -> #private::BoxFuture<#root::TestResult> = __kindling_body;
-                #private::RegisteredBody::WithEnv {
-                    environment_type: #type_text,
-                    make: &__KINDLING_BODY,
-                }
-            }
-        }
-        _ => {
-            return Err(syn::Error::new(
-                signature.inputs.span(),
-                "#[kindling::test] functions take no argument or one `TestContext<Env>`",
-            ));
-        }
-    };
+    let requirements = requirements_fn(&root, &options.requirements);
+    let body = registered_body(&root, signature)?;
     let registration = syn::Ident::new("__KINDLING_REGISTRATION", Span::call_site());
     Ok(quote! {
         #function
@@ -197,6 +139,88 @@ fn expand(
             );
         };
     })
+}
+
+/// A test is a non-generic `async fn` (its arguments are checked with its body).
+fn check_signature(signature: &syn::Signature) -> syn::Result<()> {
+    if signature.asyncness.is_none() {
+        return Err(syn::Error::new(
+            signature.fn_token.span(),
+            "#[kindling::test] needs an `async fn`",
+        ));
+    }
+    if !signature.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            signature.generics.span(),
+            "#[kindling::test] functions cannot be generic",
+        ));
+    }
+    Ok(())
+}
+
+/// The registration's requirements: `None`, or a function returning the
+/// `requires = ...` expressions, evaluated when the suite starts.
+fn requirements_fn(
+    root: &proc_macro2::TokenStream,
+    expressions: &[Expr],
+) -> proc_macro2::TokenStream {
+    if expressions.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        quote! {{
+            fn __kindling_requirements() -> ::std::vec::Vec<#root::Requirement> {
+                ::std::vec![#(#expressions),*]
+            }
+            ::core::option::Option::Some(__kindling_requirements as fn() -> ::std::vec::Vec<#root::Requirement>)
+        }}
+    }
+}
+
+/// The registration's body: a standalone one for a function without
+/// argument, one taking the `TestContext<Env>` (with its type's name, to
+/// match the suite's environment) for a function with one.
+fn registered_body(
+    root: &proc_macro2::TokenStream,
+    signature: &syn::Signature,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let name = &signature.ident;
+    let private = quote!(#root::__private);
+    match signature.inputs.len() {
+        0 => Ok(quote! {
+            fn __kindling_body() -> #private::BoxFuture<#root::TestResult> {
+                ::std::boxed::Box::pin(async move {
+                    #root::IntoTestResult::into_test_result(#name().await)
+                })
+            }
+            #private::RegisteredBody::Standalone(__kindling_body)
+        }),
+        1 => {
+            let FnArg::Typed(argument) = &signature.inputs[0] else {
+                return Err(syn::Error::new(
+                    signature.inputs.span(),
+                    "#[kindling::test] functions are free functions, not methods",
+                ));
+            };
+            let context_type = &argument.ty;
+            let type_text = quote!(#context_type).to_string().replace(' ', "");
+            Ok(quote! {
+                fn __kindling_body(context: #context_type) -> #private::BoxFuture<#root::TestResult> {
+                    ::std::boxed::Box::pin(async move {
+                        #root::IntoTestResult::into_test_result(#name(context).await)
+                    })
+                }
+                static __KINDLING_BODY: fn(#context_type) -> #private::BoxFuture<#root::TestResult> = __kindling_body;
+                #private::RegisteredBody::WithEnv {
+                    environment_type: #type_text,
+                    make: &__KINDLING_BODY,
+                }
+            })
+        }
+        _ => Err(syn::Error::new(
+            signature.inputs.span(),
+            "#[kindling::test] functions take no argument or one `TestContext<Env>`",
+        )),
+    }
 }
 
 /// The path the generated code names the harness by: `::kindling` in a

@@ -392,10 +392,63 @@ where
         fingerprints: BTreeMap<String, String>,
         previous: Option<Previous>,
     ) -> Result<Arc<E>, SetupError> {
-        let suite = self.options.suite.clone();
         let started_wall = chrono::Local::now().fixed_offset();
         let started = Instant::now();
-        let mut record = SetupRecord {
+        let mut record = self.running_record(&fingerprints, previous.as_ref(), started_wall);
+        self.record(&record)?;
+        self.announce_setting_up(previous.as_ref());
+
+        let context = self.context(previous);
+        let capture = Capture::start("@setup", self.options.live_log);
+        let outcome = self.run_setup(&context, &capture).await;
+
+        let mut phases = context.phases();
+        record.finished_at = Some(chrono::Local::now().fixed_offset().to_rfc3339());
+        record.inputs = context.inputs();
+        let result = match outcome {
+            Ok((environment, json)) => {
+                record.status = SetupStatus::Done;
+                record.environment = Some(json);
+                record.parts = context.remembered();
+                record.self_checking = context.self_checking();
+                record.last_good = None;
+                Ok(Arc::new(environment))
+            }
+            Err(error) => {
+                record_failure(&mut record, &mut phases, &error);
+                Err(error)
+            }
+        };
+        record.phases = phases.clone();
+        self.record(&record)?;
+        self.options.progress.line(&format!(
+            "{} in {}",
+            if result.is_ok() { "ready" } else { "failed" },
+            seconds(started.elapsed())
+        ));
+        let mut reported = fingerprints;
+        reported.extend(record.inputs.clone());
+        *self.report.lock().expect("setup report") = Some(SetupReport {
+            run_id: self.options.run_id.clone(),
+            reused_from: None,
+            fingerprints: reported,
+            phases,
+            log: capture.text(),
+            error: record.error.clone(),
+            started: started_wall,
+            elapsed: started.elapsed(),
+        });
+        result
+    }
+
+    /// The state record of a setup of this run that has just started.
+    fn running_record(
+        &self,
+        fingerprints: &BTreeMap<String, String>,
+        previous: Option<&Previous>,
+        started_wall: chrono::DateTime<chrono::FixedOffset>,
+    ) -> SetupRecord {
+        SetupRecord {
             run_id: self.options.run_id.clone(),
             status: SetupStatus::Running,
             pid: std::process::id(),
@@ -411,12 +464,13 @@ where
             self_checking: false,
             // Until this setup finishes, the last finished one stays the
             // one to build on: a setup killed half way never claims its inputs.
-            last_good: previous
-                .as_ref()
-                .map(|previous| Box::new(previous.setup.clone())),
-        };
-        self.record(&record)?;
-        match &previous {
+            last_good: previous.map(|previous| Box::new(previous.setup.clone())),
+        }
+    }
+
+    /// Says on the progress that a setup starts, and what it builds on.
+    fn announce_setting_up(&self, previous: Option<&Previous>) {
+        match previous {
             Some(previous) => self.options.progress.line(&format!(
                 "setting up for run {} on top of run {}{}",
                 self.options.run_id,
@@ -432,33 +486,27 @@ where
                 .progress
                 .line(&format!("setting up for run {}", self.options.run_id)),
         }
+    }
 
-        let context = self.context(previous);
-        let capture = Capture::start("@setup", self.options.live_log);
+    /// Runs the suite's setup function until it ends, the setup timeout
+    /// runs out or a signal's grace period does: the environment, with
+    /// its JSON for the state file, or why there is none.
+    async fn run_setup(
+        &self,
+        context: &SetupContext,
+        capture: &Capture,
+    ) -> Result<(E, serde_json::Value), SetupError> {
+        let suite = self.options.suite.clone();
         let work = (self.setup)(context.clone()).instrument(capture.span());
         let mut task = tokio::spawn(work);
-        // What ended the setup task: it finished, or a signal came and it
-        // did not end within the grace period.
-        let finished = tokio::time::timeout(self.options.timeout, async {
-            tokio::select! {
-                joined = &mut task => Ok(joined),
-                signal = crate::interrupt::signalled() => {
-                    // The running phases end with the interruption; the
-                    // setup's own error path collects artifacts meanwhile.
-                    match tokio::time::timeout(INTERRUPT_GRACE, &mut task).await {
-                        Ok(joined) => Ok(joined),
-                        Err(_) => Err(crate::interrupt::Interrupted(signal)),
-                    }
-                }
-            }
-        })
-        .await;
+        let finished =
+            tokio::time::timeout(self.options.timeout, joined_or_interrupted(&mut task)).await;
         if !matches!(finished, Ok(Ok(Ok(Ok(_))))) {
             // What the setup's sources know now is redacted from its error
             // everywhere it goes: state, JUnit, stderr, the tests' failures.
             crate::redaction::refresh().await;
         }
-        let outcome = match finished {
+        match finished {
             Ok(Ok(Ok(Ok(environment)))) => match serde_json::to_value(&environment) {
                 Ok(json) => Ok((environment, json)),
                 Err(source) => Err(SetupError::Serialise {
@@ -492,63 +540,49 @@ where
                     phases,
                 })
             }
-        };
-
-        let mut phases = context.phases();
-        record.finished_at = Some(chrono::Local::now().fixed_offset().to_rfc3339());
-        record.inputs = context.inputs();
-        let result = match outcome {
-            Ok((environment, json)) => {
-                record.status = SetupStatus::Done;
-                record.environment = Some(json);
-                record.parts = context.remembered();
-                record.self_checking = context.self_checking();
-                record.last_good = None;
-                Ok(Arc::new(environment))
-            }
-            Err(error) => {
-                let message = crate::redaction::redact_owned(render_chain(&error));
-                if let SetupError::TimedOut {
-                    phases: running, ..
-                }
-                | SetupError::Interrupted {
-                    phases: running, ..
-                } = &error
-                {
-                    phases.extend(running.iter().map(|(name, running)| PhaseRecord {
-                        name: name.clone(),
-                        seconds: running.as_secs_f64(),
-                        error: Some(message.clone()),
-                    }));
-                }
-                record.status = SetupStatus::Failed;
-                record.error = Some(match &error {
-                    SetupError::Failed { message, .. } => message.clone(),
-                    _ => message.clone(),
-                });
-                eprintln!("error: {message}");
-                Err(error)
-            }
-        };
-        record.phases = phases.clone();
-        self.record(&record)?;
-        self.options.progress.line(&format!(
-            "{} in {}",
-            if result.is_ok() { "ready" } else { "failed" },
-            seconds(started.elapsed())
-        ));
-        let mut reported = fingerprints;
-        reported.extend(record.inputs.clone());
-        *self.report.lock().expect("setup report") = Some(SetupReport {
-            run_id: self.options.run_id.clone(),
-            reused_from: None,
-            fingerprints: reported,
-            phases,
-            log: capture.text(),
-            error: record.error.clone(),
-            started: started_wall,
-            elapsed: started.elapsed(),
-        });
-        result
+        }
     }
+}
+
+/// What ended the setup task: it finished, or a signal came and it did
+/// not end within the grace period.
+async fn joined_or_interrupted<T>(
+    task: &mut tokio::task::JoinHandle<T>,
+) -> Result<Result<T, tokio::task::JoinError>, crate::interrupt::Interrupted> {
+    tokio::select! {
+        joined = &mut *task => Ok(joined),
+        signal = crate::interrupt::signalled() => {
+            // The running phases end with the interruption; the
+            // setup's own error path collects artifacts meanwhile.
+            match tokio::time::timeout(INTERRUPT_GRACE, &mut *task).await {
+                Ok(joined) => Ok(joined),
+                Err(_) => Err(crate::interrupt::Interrupted(signal)),
+            }
+        }
+    }
+}
+
+/// Records a failed setup: its (redacted) error, and the phases still
+/// running as failed with it; the error goes to stderr as well.
+fn record_failure(record: &mut SetupRecord, phases: &mut Vec<PhaseRecord>, error: &SetupError) {
+    let message = crate::redaction::redact_owned(render_chain(error));
+    if let SetupError::TimedOut {
+        phases: running, ..
+    }
+    | SetupError::Interrupted {
+        phases: running, ..
+    } = error
+    {
+        phases.extend(running.iter().map(|(name, running)| PhaseRecord {
+            name: name.clone(),
+            seconds: running.as_secs_f64(),
+            error: Some(message.clone()),
+        }));
+    }
+    record.status = SetupStatus::Failed;
+    record.error = Some(match error {
+        SetupError::Failed { message, .. } => message.clone(),
+        _ => message.clone(),
+    });
+    eprintln!("error: {message}");
 }
