@@ -385,14 +385,17 @@ pub fn nextest_available() -> bool {
 
 /// `cargo nextest run --profile ci` of one fixture suite, returning its
 /// output and the JUnit nextest wrote. The nested runs use
-/// `fixture-suites/nextest.toml`, whose store is `target/fixture-suites`,
+/// `fixture-suites/nextest.toml`, whose store is the workspace's
+/// `target/fixture-suites/nextest`,
 /// and share its JUnit path, so they take turns.
 pub fn nextest_run(scratch: &Scratch, suite: &str, env: &[(&str, &str)]) -> (Ran, String) {
     fixture_binaries();
     let lock_path = fixture_target_dir().join("nextest-run.lock");
     let lock = File::create(&lock_path).expect("nextest lock file");
     lock.lock().expect("nextest lock");
-    let junit_path = fixture_target_dir().join("nextest/ci/junit.xml");
+    // The store is relative to the workspace (nextest.toml), wherever
+    // CARGO_TARGET_DIR puts the builds.
+    let junit_path = workspace_root().join("target/fixture-suites/nextest/ci/junit.xml");
     let _ = std::fs::remove_file(&junit_path);
     let mut command = clean_command(cargo());
     command
