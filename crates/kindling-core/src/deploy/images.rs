@@ -33,17 +33,6 @@ impl DeliveredImages {
         }
     }
 
-    /// Images recorded earlier, by logical name and exact reference.
-    pub(crate) fn from_references(
-        references: BTreeMap<String, String>,
-        pull_policy: PullPolicy,
-    ) -> Self {
-        DeliveredImages {
-            references,
-            pull_policy,
-        }
-    }
-
     /// Logical name → exact reference.
     pub fn references(&self) -> &BTreeMap<String, String> {
         &self.references

@@ -303,7 +303,6 @@ impl Bringup {
         delivered: Delivered,
         workloads: Vec<(String, String, String)>,
     ) -> Environment {
-        let delivered_images = DeliveredImages::new(&delivered.images, delivered.pull_policy);
         let setup = &self.setup;
         Environment {
             provider_choice: self
@@ -316,7 +315,7 @@ impl Bringup {
             kubeconfig: info.kubeconfig,
             context: info.context,
             namespace: target.namespace,
-            images: delivered_images.references().clone(),
+            images: delivered.images.clone(),
             pull_policy: delivered.pull_policy,
             workloads,
             stages: self

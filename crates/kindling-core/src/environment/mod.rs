@@ -22,6 +22,7 @@ use crate::deploy::{
     read_manifests, resolve_and_check,
 };
 use crate::kubeconfig::KubeconfigError;
+use crate::image::ImageRef;
 use crate::node::NodeStore;
 use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
@@ -149,7 +150,8 @@ pub struct Environment {
     kubeconfig: PathBuf,
     context: String,
     namespace: String,
-    images: BTreeMap<String, String>,
+    #[serde(deserialize_with = "ImageRef::deserialize_recorded")]
+    images: Vec<ImageRef>,
     pull_policy: PullPolicy,
     workloads: Vec<(String, String, String)>,
     /// The manifests of each stage, as absolute paths.
@@ -203,11 +205,18 @@ impl Environment {
 
     /// The exact reference of the image named `name`, as pods run it.
     pub fn image(&self, name: &str) -> Option<&str> {
-        self.images.get(name).map(String::as_str)
+        self.image_ref(name)
+            .map(|image| image.reference().as_str())
     }
 
-    /// Logical name → exact reference of every delivered image.
-    pub fn images(&self) -> &BTreeMap<String, String> {
+    /// The image named `name` as delivered: its name, exact reference and
+    /// image ID.
+    pub fn image_ref(&self, name: &str) -> Option<&ImageRef> {
+        self.images.iter().find(|image| image.name() == name)
+    }
+
+    /// Every delivered image, by name.
+    pub fn images(&self) -> &[ImageRef] {
         &self.images
     }
 
@@ -276,7 +285,7 @@ impl Environment {
 
     /// The images of this environment, for placeholders in more manifests.
     pub fn delivered_images(&self) -> DeliveredImages {
-        DeliveredImages::from_references(self.images.clone(), self.pull_policy)
+        DeliveredImages::new(&self.images, self.pull_policy)
     }
 
     /// A local port forwarded to `port` of Service `service` in the suite's namespace.

@@ -114,6 +114,32 @@ impl ImageRef {
         Self::existing(docker, name, reference).await
     }
 
+    /// The images an environment recorded, read back (`deserialize_with`):
+    /// each reference is normalised again, so a record edited by hand to a
+    /// reference that is not one fails to read (and the setup runs again).
+    pub(crate) fn deserialize_recorded<'de, D>(deserializer: D) -> Result<Vec<ImageRef>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            name: String,
+            reference: String,
+            id: String,
+        }
+        let recorded: Vec<Recorded> = serde::Deserialize::deserialize(deserializer)?;
+        recorded
+            .into_iter()
+            .map(|image| {
+                Ok(ImageRef {
+                    reference: normalize(&image.reference).map_err(serde::de::Error::custom)?,
+                    name: image.name,
+                    id: image.id,
+                })
+            })
+            .collect()
+    }
+
     /// An image that exists locally under `reference`, named `name`.
     pub async fn existing(
         docker: &Docker,

@@ -6,6 +6,7 @@
 //! Without what the local provider needs the test is reported as ignored,
 //! and fails when `CI` is set.
 
+#[path = "../../kindling/tests/support/mod.rs"]
 mod support;
 
 use std::net::TcpListener;

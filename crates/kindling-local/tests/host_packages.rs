@@ -12,6 +12,7 @@
 //! fail when `CI` is set. Containers are named `kindling-host-packages-*`
 //! and labelled `kindling.test=host-packages`.
 
+#[path = "../../kindling/tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};

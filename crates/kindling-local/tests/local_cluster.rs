@@ -6,6 +6,7 @@
 //! the components the first time); without it the tests are reported as
 //! ignored, and they fail when `CI` is set.
 
+#[path = "../../kindling/tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@
 //! Without what the local provider needs the tests are reported as
 //! ignored, and fail when `CI` is set.
 
+#[path = "../../kindling/tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
