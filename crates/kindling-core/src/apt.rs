@@ -558,34 +558,14 @@ pub async fn ensure_installed(
     let missing = lookup.missing();
     let packages = packages_of(&missing);
     let update = apt_get(&["update", "-qq"]).await?;
-    let simulate: Vec<&str> = ["install", "-s"]
-        .into_iter()
-        .chain(packages.iter().map(String::as_str))
-        .collect();
-    let simulated = apt_get(&simulate).await?;
-    if !simulated.success {
-        return Err(PackageError::Apt {
-            command: simulated.command,
-            output: format!("{}{}", update.output, simulated.output)
-                .trim()
-                .to_owned(),
-        });
-    }
+    let simulated = apt_get_packages(&["install", "-s"], &packages, &update).await?;
     let plan = AptPlan::parse(&simulated.output);
     if !plan.removes.is_empty() {
-        let mut found = Vec::new();
-        for (piece, path) in lookup.found() {
-            found.push(FoundPiece {
-                name: piece.name,
-                package: owner(&path).await,
-                path,
-            });
-        }
         return Err(PackageError::WouldRemove(Box::new(WouldRemove {
             packages,
             removes: plan.removes,
             missing,
-            found,
+            found: found_pieces(&lookup).await,
             plan: simulated.output,
         })));
     }
@@ -600,24 +580,47 @@ pub async fn ensure_installed(
     ));
     // `--no-remove` again: should the archive have changed since the
     // simulation, apt refuses rather than removes.
-    let install: Vec<&str> = ["install", "-y", "-qq", "--no-remove"]
-        .into_iter()
-        .chain(packages.iter().map(String::as_str))
-        .collect();
-    let installed = apt_get(&install).await?;
-    if !installed.success {
-        return Err(PackageError::Apt {
-            command: installed.command,
-            output: format!("{}{}", update.output, installed.output)
-                .trim()
-                .to_owned(),
-        });
-    }
+    apt_get_packages(&["install", "-y", "-qq", "--no-remove"], &packages, &update).await?;
     let lookup = search.look_up(pieces);
     lookup.paths().ok_or_else(|| PackageError::StillMissing {
         packages,
         missing: lookup.missing(),
     })
+}
+
+/// The pieces `lookup` found, with the packages that installed them.
+async fn found_pieces(lookup: &Lookup) -> Vec<FoundPiece> {
+    let mut found = Vec::new();
+    for (piece, path) in lookup.found() {
+        found.push(FoundPiece {
+            name: piece.name,
+            package: owner(&path).await,
+            path,
+        });
+    }
+    found
+}
+
+/// Runs `apt-get <args> <packages>`; fails unless it succeeds, with what
+/// `apt-get update` (`update`) and it printed.
+async fn apt_get_packages(
+    args: &[&str],
+    packages: &[String],
+    update: &AptRun,
+) -> Result<AptRun, PackageError> {
+    let argv: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(packages.iter().map(String::as_str))
+        .collect();
+    let run = apt_get(&argv).await?;
+    if !run.success {
+        return Err(PackageError::Apt {
+            command: run.command,
+            output: format!("{}{}", update.output, run.output).trim().to_owned(),
+        });
+    }
+    Ok(run)
 }
 
 /// What an apt-get command did.

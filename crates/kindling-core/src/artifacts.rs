@@ -66,10 +66,12 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
     }
     crate::redaction::refresh().await;
     let redactor = crate::redaction::redactor();
-    let write = |dir: &Path, file: &str, text: &str, errors: &mut Vec<String>| {
-        write(dir, file, &redactor.redact(text), errors)
+    let mut artifacts = Artifacts {
+        dir,
+        redactor: &redactor,
+        errors,
     };
-    write(dir, "secrets.txt", &describe_secrets(&secrets), &mut errors);
+    artifacts.write("secrets.txt", &describe_secrets(&secrets));
 
     let pods = match Api::<Pod>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
@@ -77,99 +79,140 @@ pub async fn collect(sources: Sources<'_>, dir: &Path) -> PathBuf {
     {
         Ok(pods) => pods.items,
         Err(error) => {
-            errors.push(format!("list pods: {error}"));
+            artifacts.errors.push(format!("list pods: {error}"));
             Vec::new()
         }
     };
-    write(dir, "pods.yaml", &to_yaml(&pods), &mut errors);
+    artifacts.write("pods.yaml", &to_yaml(&pods));
     let workloads = workloads_yaml(client, namespace).await;
     match workloads {
-        Ok(text) => write(dir, "workloads.yaml", &text, &mut errors),
-        Err(error) => errors.push(format!("list workloads: {error}")),
+        Ok(text) => artifacts.write("workloads.yaml", &text),
+        Err(error) => artifacts.errors.push(format!("list workloads: {error}")),
     }
-    match Api::<Event>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-    {
-        Ok(events) => {
-            let mut events = events.items;
-            events.sort_by_key(describe_event);
-            let text: String = events
-                .iter()
-                .map(|event| {
-                    format!(
-                        "{} {}/{}\n",
-                        describe_event(event),
-                        event.involved_object.kind.clone().unwrap_or_default(),
-                        event.involved_object.name.clone().unwrap_or_default()
-                    )
-                })
-                .collect();
-            write(dir, "events.txt", &text, &mut errors);
-        }
-        Err(error) => errors.push(format!("list events: {error}")),
+    artifacts.write_events(client, namespace).await;
+    artifacts.write_pod_logs(client, namespace, &pods).await;
+    artifacts.write_node_images(sources.stores).await;
+    if let Some(provider) = sources.provider {
+        collect_cluster_logs(provider, dir, namespace, &redactor, &mut artifacts.errors).await;
     }
-    let api = Api::<Pod>::namespaced(client.clone(), namespace);
-    for pod in &pods {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let containers = containers_of(pod);
-        for (container, restarts) in containers {
-            for previous in [false, true] {
-                if previous && restarts == 0 {
-                    continue;
-                }
-                let params = LogParams {
-                    container: Some(container.clone()),
-                    previous,
-                    ..LogParams::default()
-                };
-                let file = format!(
-                    "logs/{name}_{container}{}.log",
-                    if previous { ".previous" } else { "" }
-                );
-                match api.logs(&name, &params).await {
-                    Ok(text) => write(dir, &file, &text, &mut errors),
-                    Err(error) => errors.push(format!("{file}: {error}")),
-                }
-            }
-        }
+    artifacts.write_errors();
+    dir.to_owned()
+}
+
+/// The artifacts folder being filled: each file is written through the
+/// redactor, and what cannot be read or written is noted in `errors`.
+struct Artifacts<'a> {
+    dir: &'a Path,
+    redactor: &'a Redactor,
+    errors: Vec<String>,
+}
+
+impl Artifacts<'_> {
+    /// Writes `text`, redacted, to `file` in the folder.
+    fn write(&mut self, file: &str, text: &str) {
+        write(
+            self.dir,
+            file,
+            &self.redactor.redact(text),
+            &mut self.errors,
+        );
     }
-    for store in sources.stores {
-        match store.list().await {
-            Ok(images) => {
-                let text: String = images
+
+    /// `events.txt`: the namespace's events in order, each with the object
+    /// it is about.
+    async fn write_events(&mut self, client: &Client, namespace: &str) {
+        match Api::<Event>::namespaced(client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(events) => {
+                let mut events = events.items;
+                events.sort_by_key(describe_event);
+                let text: String = events
                     .iter()
-                    .map(|image| {
+                    .map(|event| {
                         format!(
-                            "{} {} {}\n",
-                            image.reference,
-                            image.manifest_digest,
-                            image.image_id.clone().unwrap_or_default()
+                            "{} {}/{}\n",
+                            describe_event(event),
+                            event.involved_object.kind.clone().unwrap_or_default(),
+                            event.involved_object.name.clone().unwrap_or_default()
                         )
                     })
                     .collect();
-                write(
-                    dir,
-                    &format!("node-{}-images.txt", store.name()),
-                    &text,
-                    &mut errors,
-                );
+                self.write("events.txt", &text);
             }
-            Err(error) => errors.push(format!("images of node {}: {error}", store.name())),
+            Err(error) => self.errors.push(format!("list events: {error}")),
         }
     }
-    if let Some(provider) = sources.provider {
-        collect_cluster_logs(provider, dir, namespace, &redactor, &mut errors).await;
+
+    /// `logs/<pod>_<container>.log` for each container of `pods`, and
+    /// `….previous.log` for those that restarted.
+    async fn write_pod_logs(&mut self, client: &Client, namespace: &str, pods: &[Pod]) {
+        let api = Api::<Pod>::namespaced(client.clone(), namespace);
+        for pod in pods {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let containers = containers_of(pod);
+            for (container, restarts) in containers {
+                for previous in [false, true] {
+                    if previous && restarts == 0 {
+                        continue;
+                    }
+                    let params = LogParams {
+                        container: Some(container.clone()),
+                        previous,
+                        ..LogParams::default()
+                    };
+                    let file = format!(
+                        "logs/{name}_{container}{}.log",
+                        if previous { ".previous" } else { "" }
+                    );
+                    match api.logs(&name, &params).await {
+                        Ok(text) => self.write(&file, &text),
+                        Err(error) => self.errors.push(format!("{file}: {error}")),
+                    }
+                }
+            }
+        }
     }
-    if !errors.is_empty() {
-        write(
-            dir,
-            "errors.txt",
-            &(errors.join("\n") + "\n"),
-            &mut Vec::new(),
-        );
+
+    /// `node-<name>-images.txt` for each of `stores`: each image's
+    /// reference, manifest digest and image ID.
+    async fn write_node_images(&mut self, stores: &[NodeStore]) {
+        for store in stores {
+            match store.list().await {
+                Ok(images) => {
+                    let text: String = images
+                        .iter()
+                        .map(|image| {
+                            format!(
+                                "{} {} {}\n",
+                                image.reference,
+                                image.manifest_digest,
+                                image.image_id.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    self.write(&format!("node-{}-images.txt", store.name()), &text);
+                }
+                Err(error) => self
+                    .errors
+                    .push(format!("images of node {}: {error}", store.name())),
+            }
+        }
     }
-    dir.to_owned()
+
+    /// `errors.txt`, when anything failed: what, one per line.
+    fn write_errors(self) {
+        if !self.errors.is_empty() {
+            let text = self.errors.join("\n") + "\n";
+            write(
+                self.dir,
+                "errors.txt",
+                &self.redactor.redact(&text),
+                &mut Vec::new(),
+            );
+        }
+    }
 }
 
 /// Each container of `pod` that has a status, with its restart count.

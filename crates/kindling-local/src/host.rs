@@ -47,11 +47,36 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
     check(layout, network, &record)?;
     let save = |record: &HostRecord| record.save(&path).map_err(LocalError::from);
 
+    add_node_link(network, &mut record, &save)?;
+    add_routes(network, &mut record, &save)?;
+    set_sysctls(&mut record, &save)?;
+    record.own_chains = true;
+    save(&record)?;
+    iptables::remove_own_chains(network);
+    iptables::add_own_chains(network)?;
+    add_cgroup_roots(network, &mut record, &save)?;
+    link_volumes(layout, &mut record, &save)?;
+    // No KUBE-* chain existed (checked above), so the ones the kubelet and
+    // kube-proxy are about to make are this cluster's.
+    record.kubernetes_chains = true;
+    save(&record)
+}
+
+/// Saves the host record, for the steps of [`prepare`].
+type Save<'a> = dyn Fn(&HostRecord) -> Result<(), LocalError> + 'a;
+
+/// Gives the node its link (made unless it exists, recorded first), its
+/// address, and brings the link up.
+fn add_node_link(
+    network: &LocalNetwork,
+    record: &mut HostRecord,
+    save: &Save<'_>,
+) -> Result<(), LocalError> {
     let interface = network.interface.as_str();
     if !link_exists(interface) {
         if !record.links.iter().any(|link| link == interface) {
             record.links.push(interface.to_owned());
-            save(&record)?;
+            save(record)?;
         }
         if run_host(&["ip", "link", "add", interface, "type", "dummy"]).is_err() {
             // Kernels without CONFIG_DUMMY: an ifb link holds a local address just as well.
@@ -75,17 +100,28 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
         interface,
     ])?;
     run_host(&["ip", "link", "set", interface, "up"])?;
+    Ok(())
+}
+
+/// Routes the cluster's service and pod ranges to the node's link, each
+/// recorded first.
+fn add_routes(
+    network: &LocalNetwork,
+    record: &mut HostRecord,
+    save: &Save<'_>,
+) -> Result<(), LocalError> {
+    let interface = network.interface.as_str();
     // Cluster addresses must never follow the default route off the
     // machine: service addresses without kube-proxy rules yet, and pod
     // addresses before the CNI bridge exists, go to the node's own link.
-    // (Checked above: no route of the host overlaps them.)
+    // (`check` found no route of the host overlapping them.)
     for (range, metric) in [
         (&network.service_cidr, None),
         (&network.pod_cidr, Some("1000")),
     ] {
         if !record.routes.contains(range) {
             record.routes.push(range.clone());
-            save(&record)?;
+            save(record)?;
         }
         let mut argv = vec!["ip", "route", "replace", range, "dev", interface];
         if let Some(metric) = metric {
@@ -93,6 +129,11 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
         }
         run_host(&argv)?;
     }
+    Ok(())
+}
+
+/// Sets [`HOST_SYSCTLS`], the host's values recorded first.
+fn set_sysctls(record: &mut HostRecord, save: &Save<'_>) -> Result<(), LocalError> {
     // The kubelet sets these itself: record the host's values first so
     // `down` can give them back.
     for (key, _) in HOST_SYSCTLS {
@@ -104,14 +145,20 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
             record.sysctls.insert((*key).to_owned(), current);
         }
     }
-    save(&record)?;
+    save(record)?;
     for (key, value) in HOST_SYSCTLS {
         write_sysctl(key, value)?;
     }
-    record.own_chains = true;
-    save(&record)?;
-    iptables::remove_own_chains(network);
-    iptables::add_own_chains(network)?;
+    Ok(())
+}
+
+/// Makes the kubelet's cgroup root in each hierarchy that lacks it, each
+/// recorded first.
+fn add_cgroup_roots(
+    network: &LocalNetwork,
+    record: &mut HostRecord,
+    save: &Save<'_>,
+) -> Result<(), LocalError> {
     for hierarchy in cgroup_hierarchies() {
         let own = hierarchy.join(&network.cgroup_root);
         if own.is_dir() {
@@ -119,7 +166,7 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
         }
         if !record.cgroups.contains(&own) {
             record.cgroups.push(own.clone());
-            save(&record)?;
+            save(record)?;
         }
         std::fs::create_dir(&own).map_err(|source| LocalError::Write {
             path: own.clone(),
@@ -127,12 +174,22 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
         })?;
         copy_cpuset(&hierarchy, &own);
     }
+    Ok(())
+}
+
+/// Makes the volumes folder, and [`HOSTPATH_VOLUMES`] a link to it unless
+/// the path exists (recorded first).
+fn link_volumes(
+    layout: &LocalLayout,
+    record: &mut HostRecord,
+    save: &Save<'_>,
+) -> Result<(), LocalError> {
     let volumes = layout.volumes();
     private_dir(&volumes)?;
     let link = Path::new(HOSTPATH_VOLUMES);
     if std::fs::symlink_metadata(link).is_err() {
         record.volumes_link = Some(link.to_owned());
-        save(&record)?;
+        save(record)?;
         // Fails, rather than follows, if someone made the path meanwhile.
         std::os::unix::fs::symlink(&volumes, link).map_err(|source| {
             LocalError::ForeignVolumes {
@@ -141,10 +198,7 @@ pub(super) fn prepare(layout: &LocalLayout, network: &LocalNetwork) -> Result<()
             }
         })?;
     }
-    // No KUBE-* chain existed (checked above), so the ones the kubelet and
-    // kube-proxy are about to make are this cluster's.
-    record.kubernetes_chains = true;
-    save(&record)
+    Ok(())
 }
 
 /// What `up` refuses before it changes anything: a host route in one of

@@ -180,7 +180,17 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
     // Gone before anything is regenerated: a set cut short is never taken
     // for one made for this spec.
     let _ = std::fs::remove_file(&recorded);
+    generate(spec, &files)?;
+    write(
+        &recorded,
+        &serde_json::to_string_pretty(spec).expect("a spec serialises"),
+    )?;
+    Ok(files)
+}
 
+/// Generates and writes every key and certificate of `files` for `spec`:
+/// the two CAs, the leaves each signs, the service-account key pair.
+fn generate(spec: &PkiSpec, files: &PkiFiles) -> Result<(), PkiError> {
     let issuer = new_ca(&files.ca, "kindling-ca")?;
     let etcd_issuer = new_ca(&files.etcd_ca, "kindling-etcd-ca")?;
 
@@ -198,12 +208,30 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
         dns("kubernetes.default.svc.cluster.local")?,
     ];
     apiserver_sans.extend(node_san.clone());
-
     let loopback = vec![
         SanType::IpAddress("127.0.0.1".parse().expect("loopback")),
         dns("localhost")?,
     ];
-    let etcd_leaves: [Leaf<'_>; 3] = [
+    sign_leaves(etcd_leaves(files, loopback), &etcd_issuer)?;
+
+    let node_identity = format!("system:node:{}", spec.node_name);
+    sign_leaves(
+        cluster_leaves(files, &node_identity, apiserver_sans, node_san),
+        &issuer,
+    )?;
+
+    let service_account = generate_key("service-account")?;
+    write(&files.service_account_key, &service_account.serialize_pem())?;
+    write(
+        &files.service_account_public,
+        &service_account.public_key_pem(),
+    )
+}
+
+/// The certificates etcd's CA signs: etcd's serving and peer certificates
+/// (for the `loopback` names) and the API server's client certificate.
+fn etcd_leaves(files: &PkiFiles, loopback: Vec<SanType>) -> [Leaf<'_>; 3] {
+    [
         // etcd's gRPC gateway dials its own client port with this
         // certificate, so it is a client certificate too (as kubeadm's).
         (
@@ -233,11 +261,19 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
             vec![],
             vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
-    ];
-    sign_leaves(etcd_leaves, &etcd_issuer)?;
+    ]
+}
 
-    let node_identity = format!("system:node:{}", spec.node_name);
-    let leaves: [Leaf<'_>; 8] = [
+/// The certificates the cluster's CA signs: the API server's (serving, for
+/// `apiserver_sans`, and client), the admin's, each component's, and the
+/// kubelet's as `node_identity` (client, and serving for `node_san`).
+fn cluster_leaves<'a>(
+    files: &'a PkiFiles,
+    node_identity: &'a str,
+    apiserver_sans: Vec<SanType>,
+    node_san: Vec<SanType>,
+) -> [Leaf<'a>; 8] {
+    [
         (
             &files.apiserver,
             "kube-apiserver",
@@ -282,32 +318,19 @@ pub fn ensure_pki(spec: &PkiSpec, dir: &Path) -> Result<PkiFiles, PkiError> {
         ),
         (
             &files.kubelet_client,
-            &node_identity,
+            node_identity,
             Some("system:nodes"),
             vec![],
             vec![ExtendedKeyUsagePurpose::ClientAuth],
         ),
         (
             &files.kubelet_serving,
-            &node_identity,
+            node_identity,
             Some("system:nodes"),
             node_san,
             vec![ExtendedKeyUsagePurpose::ServerAuth],
         ),
-    ];
-    sign_leaves(leaves, &issuer)?;
-
-    let service_account = generate_key("service-account")?;
-    write(&files.service_account_key, &service_account.serialize_pem())?;
-    write(
-        &files.service_account_public,
-        &service_account.public_key_pem(),
-    )?;
-    write(
-        &recorded,
-        &serde_json::to_string_pretty(spec).expect("a spec serialises"),
-    )?;
-    Ok(files)
+    ]
 }
 
 /// Makes a self-signed CA named `common_name` into `files`.

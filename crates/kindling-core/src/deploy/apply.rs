@@ -235,12 +235,7 @@ pub async fn dry_run_manifests(
         match known {
             None if from_crd => {}
             None => {
-                return Err(ApplyError::UnknownKind {
-                    origin: manifest.origin().to_string(),
-                    kind: manifest.kind().to_owned(),
-                    api_version: manifest.api_version().to_owned(),
-                    name: manifest.name().to_owned(),
-                });
+                return Err(unknown_kind(manifest));
             }
             Some((resource, scope)) => {
                 if scope == Scope::Namespaced && manifest.namespace().is_none() {
@@ -275,22 +270,7 @@ pub async fn apply_manifests(
         groups: BTreeMap::new(),
     };
     // Resolve every kind first: an unknown one fails before anything is applied.
-    let mut resolved = Vec::with_capacity(manifests.len());
-    for manifest in manifests.iter() {
-        let known = kinds.resolve(manifest).await?;
-        let from_crd = defined_by_crds.iter().any(|(api_version, kind)| {
-            api_version == manifest.api_version() && kind == manifest.kind()
-        });
-        if known.is_none() && !from_crd {
-            return Err(ApplyError::UnknownKind {
-                origin: manifest.origin().to_string(),
-                kind: manifest.kind().to_owned(),
-                api_version: manifest.api_version().to_owned(),
-                name: manifest.name().to_owned(),
-            });
-        }
-        resolved.push(known);
-    }
+    let resolved = resolve_all(&mut kinds, manifests, &defined_by_crds).await?;
     for (manifest, known) in manifests.iter_mut().zip(&resolved) {
         if let Some((_, Scope::Namespaced)) = known
             && manifest.namespace().is_none()
@@ -315,6 +295,27 @@ pub async fn apply_manifests(
             apply_one(client, manifest, resource, scope, true, ownership).await?;
         }
     }
+    applied.extend(
+        apply_past_namespaces(
+            client, namespace, manifests, resolved, &mut kinds, ownership,
+        )
+        .await?,
+    );
+    Ok(applied)
+}
+
+/// Applies every object of `manifests` but the namespaces, in order, of
+/// the kinds `resolved` (a kind a CRD of this apply defines is resolved
+/// once served), after the CRDs are Established.
+async fn apply_past_namespaces(
+    client: &Client,
+    namespace: &str,
+    manifests: &[Manifest],
+    resolved: Vec<Option<(ApiResource, Scope)>>,
+    kinds: &mut Kinds,
+    ownership: &Ownership,
+) -> Result<Vec<Applied>, ApplyError> {
+    let mut applied = Vec::new();
     let mut crds_established = false;
     for (manifest, known) in manifests.iter().zip(resolved) {
         if manifest.kind() == "Namespace" {
@@ -332,7 +333,7 @@ pub async fn apply_manifests(
             Some(known) => known,
             None => {
                 kinds.forget(manifest.api_version());
-                resolve_after_crd(&mut kinds, manifest).await?
+                resolve_after_crd(kinds, manifest).await?
             }
         };
         let mut manifest = manifest.clone();
@@ -349,6 +350,38 @@ pub async fn apply_manifests(
         .await?;
     }
     Ok(applied)
+}
+
+/// The kind of each of `manifests`, in order: `None` for a kind a CRD
+/// among them defines (`defined_by_crds`) that is not served yet; fails on
+/// a kind neither served nor so defined.
+async fn resolve_all(
+    kinds: &mut Kinds,
+    manifests: &[Manifest],
+    defined_by_crds: &[(String, String)],
+) -> Result<Vec<Option<(ApiResource, Scope)>>, ApplyError> {
+    let mut resolved = Vec::with_capacity(manifests.len());
+    for manifest in manifests {
+        let known = kinds.resolve(manifest).await?;
+        let from_crd = defined_by_crds.iter().any(|(api_version, kind)| {
+            api_version == manifest.api_version() && kind == manifest.kind()
+        });
+        if known.is_none() && !from_crd {
+            return Err(unknown_kind(manifest));
+        }
+        resolved.push(known);
+    }
+    Ok(resolved)
+}
+
+/// A manifest's kind is neither served nor defined by a CRD among them.
+fn unknown_kind(manifest: &Manifest) -> ApplyError {
+    ApplyError::UnknownKind {
+        origin: manifest.origin().to_string(),
+        kind: manifest.kind().to_owned(),
+        api_version: manifest.api_version().to_owned(),
+        name: manifest.name().to_owned(),
+    }
 }
 
 /// Deletes objects an earlier setup applied that the manifests no longer
@@ -444,12 +477,7 @@ async fn resolve_after_crd(
             return Ok(found);
         }
         if Instant::now() > deadline {
-            return Err(ApplyError::UnknownKind {
-                origin: manifest.origin().to_string(),
-                kind: manifest.kind().to_owned(),
-                api_version: manifest.api_version().to_owned(),
-                name: manifest.name().to_owned(),
-            });
+            return Err(unknown_kind(manifest));
         }
         kinds.forget(manifest.api_version());
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -488,24 +516,45 @@ async fn apply_one(
             });
         }
     }
-    // A cluster-scoped object marked by a suite's namespace is applied by
-    // that namespace's field manager, so each suite's mark is kept.
-    let manager = match super::ownership::marked_by(manifest) {
-        Some(owner) if namespace.is_none() => super::ownership::field_manager(owner),
-        _ => FIELD_MANAGER.to_owned(),
-    };
-    let mut params = PatchParams::apply(&manager).force().validation_strict();
+    let mut params = PatchParams::apply(&field_manager(manifest, namespace.as_deref()))
+        .force()
+        .validation_strict();
     if dry_run {
         params = params.dry_run();
     }
-    let object = match &namespace {
-        Some(namespace) => format!("{namespace}/{}", manifest.name()),
-        None => manifest.name().to_owned(),
-    };
+    let outcome = patch_retrying_unreachable_webhooks(&api, manifest, &params).await;
+    judge_apply(outcome, manifest, namespace.as_deref(), dry_run)?;
+    Ok(Applied {
+        kind: manifest.kind().to_owned(),
+        namespace,
+        name: manifest.name().to_owned(),
+        used_as_is: false,
+    })
+}
+
+/// The field manager that applies `manifest` (in `namespace`, `None` when
+/// cluster-scoped).
+fn field_manager(manifest: &Manifest, namespace: Option<&str>) -> String {
+    // A cluster-scoped object marked by a suite's namespace is applied by
+    // that namespace's field manager, so each suite's mark is kept.
+    match super::ownership::marked_by(manifest) {
+        Some(owner) if namespace.is_none() => super::ownership::field_manager(owner),
+        _ => FIELD_MANAGER.to_owned(),
+    }
+}
+
+/// The server-side apply of `manifest` with `params`, tried again for up
+/// to [`WEBHOOK_CATCH_UP`] while an admission webhook it needs does not
+/// answer.
+async fn patch_retrying_unreachable_webhooks(
+    api: &Api<DynamicObject>,
+    manifest: &Manifest,
+    params: &PatchParams,
+) -> Result<DynamicObject, kube::Error> {
     let unreachable_until = Instant::now() + WEBHOOK_CATCH_UP;
-    let outcome = loop {
+    loop {
         let outcome = api
-            .patch(manifest.name(), &params, &Patch::Apply(&manifest.object))
+            .patch(manifest.name(), params, &Patch::Apply(&manifest.object))
             .await;
         let unreachable = matches!(&outcome, Err(kube::Error::Api(response))
             if super::webhook_failure::WebhookFailure::parse(&response.message)
@@ -514,12 +563,26 @@ async fn apply_one(
             break outcome;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The error, if any, the apply `outcome` of `manifest` (in `namespace`)
+/// is.
+fn judge_apply(
+    outcome: Result<DynamicObject, kube::Error>,
+    manifest: &Manifest,
+    namespace: Option<&str>,
+    dry_run: bool,
+) -> Result<(), ApplyError> {
+    let object = match namespace {
+        Some(namespace) => format!("{namespace}/{}", manifest.name()),
+        None => manifest.name().to_owned(),
     };
     match outcome {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         // A dry run only judges the object itself: references to objects
         // not applied yet (a ServiceAccount, a namespace) are for the real apply.
-        Err(kube::Error::Api(response)) if dry_run && !matches!(response.code, 400 | 422) => {}
+        Err(kube::Error::Api(response)) if dry_run && !matches!(response.code, 400 | 422) => Ok(()),
         Err(kube::Error::Api(response)) => {
             if let Some(failure) = super::webhook_failure::WebhookFailure::parse(&response.message)
             {
@@ -530,30 +593,22 @@ async fn apply_one(
                     failure: Box::new(failure),
                 });
             }
-            return Err(ApplyError::Rejected {
+            Err(ApplyError::Rejected {
                 origin: manifest.origin().to_string(),
                 kind: manifest.kind().to_owned(),
                 object,
                 message: response.message,
-            });
+            })
         }
-        Err(source) => {
-            return Err(ApplyError::Request {
-                action: format!(
-                    "apply {} `{object}` from {}",
-                    manifest.kind(),
-                    manifest.origin()
-                ),
-                source,
-            });
-        }
+        Err(source) => Err(ApplyError::Request {
+            action: format!(
+                "apply {} `{object}` from {}",
+                manifest.kind(),
+                manifest.origin()
+            ),
+            source,
+        }),
     }
-    Ok(Applied {
-        kind: manifest.kind().to_owned(),
-        namespace,
-        name: manifest.name().to_owned(),
-        used_as_is: false,
-    })
 }
 
 /// What ownership by creation made of an object outside the suite's namespace.
@@ -582,7 +637,6 @@ async fn adopt(
         Some(namespace) => format!("{namespace}/{}", manifest.name()),
         None => manifest.name().to_owned(),
     };
-    let request_error = |action: String| move |source| ApplyError::Request { action, source };
     let live = api
         .get_opt(manifest.name())
         .await
@@ -592,53 +646,76 @@ async fn adopt(
         )))?;
     let live = match live {
         Some(live) => live,
-        None => {
-            let created = adoption::with_creation_record(&manifest.object, ownership.creator());
-            let created: DynamicObject =
-                serde_json::from_value(created).map_err(|error| ApplyError::Rejected {
-                    origin: manifest.origin().to_string(),
-                    kind: manifest.kind().to_owned(),
-                    object: object.clone(),
-                    message: error.to_string(),
-                })?;
-            let params = PostParams {
-                dry_run,
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-            };
-            match api.create(&params, &created).await {
-                Ok(_) => return Ok(Adopted::Created),
-                // Made by someone else meanwhile: judged as found below.
-                Err(kube::Error::Api(response)) if response.code == 409 => api
-                    .get(manifest.name())
-                    .await
-                    .map_err(request_error(format!(
-                        "read {} `{object}`",
-                        manifest.kind()
-                    )))?,
-                Err(kube::Error::Api(response)) => {
-                    return Err(ApplyError::Rejected {
-                        origin: manifest.origin().to_string(),
-                        kind: manifest.kind().to_owned(),
-                        object,
-                        message: response.message,
-                    });
-                }
-                Err(source) => {
-                    return Err(request_error(format!(
-                        "create {} `{object}` from {}",
-                        manifest.kind(),
-                        manifest.origin()
-                    ))(source));
-                }
-            }
-        }
+        None => match create_with_record(api, manifest, &object, dry_run, ownership).await? {
+            Some(found) => found,
+            None => return Ok(Adopted::Created),
+        },
     };
     let live = serde_json::to_value(&live).unwrap_or_default();
     if adoption::created_by_kindling(&live) {
         return Ok(Adopted::Ours);
     }
-    // Someone else's: what would the manifest change? The server's dry run
-    // of the apply says, with its defaults filled in as on the live object.
+    judge_foreign(api, manifest, object, &live, ownership).await
+}
+
+/// Creates `manifest`'s object (`object` in messages) with its creation
+/// record: `None` once created, or the object someone else made meanwhile.
+async fn create_with_record(
+    api: &Api<DynamicObject>,
+    manifest: &Manifest,
+    object: &str,
+    dry_run: bool,
+    ownership: &Ownership,
+) -> Result<Option<DynamicObject>, ApplyError> {
+    let created = adoption::with_creation_record(&manifest.object, ownership.creator());
+    let created: DynamicObject =
+        serde_json::from_value(created).map_err(|error| ApplyError::Rejected {
+            origin: manifest.origin().to_string(),
+            kind: manifest.kind().to_owned(),
+            object: object.to_owned(),
+            message: error.to_string(),
+        })?;
+    let params = PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+    };
+    match api.create(&params, &created).await {
+        Ok(_) => Ok(None),
+        // Made by someone else meanwhile: judged as found.
+        Err(kube::Error::Api(response)) if response.code == 409 => api
+            .get(manifest.name())
+            .await
+            .map(Some)
+            .map_err(request_error(format!(
+                "read {} `{object}`",
+                manifest.kind()
+            ))),
+        Err(kube::Error::Api(response)) => Err(ApplyError::Rejected {
+            origin: manifest.origin().to_string(),
+            kind: manifest.kind().to_owned(),
+            object: object.to_owned(),
+            message: response.message,
+        }),
+        Err(source) => Err(request_error(format!(
+            "create {} `{object}` from {}",
+            manifest.kind(),
+            manifest.origin()
+        ))(source)),
+    }
+}
+
+/// Whether someone else's `live` object (`object` in messages) may be used
+/// as it is: when the manifest would change nothing, or the suite accepts
+/// it.
+async fn judge_foreign(
+    api: &Api<DynamicObject>,
+    manifest: &Manifest,
+    object: String,
+    live: &serde_json::Value,
+    ownership: &Ownership,
+) -> Result<Adopted, ApplyError> {
+    // What would the manifest change? The server's dry run of the apply
+    // says, with its defaults filled in as on the live object.
     let plain = adoption::without_marks(&manifest.object);
     let params = PatchParams::apply("kindling-comparison").force().dry_run();
     let would_be = api
@@ -650,7 +727,7 @@ async fn adopt(
             manifest.origin()
         )))?;
     let would_be = serde_json::to_value(&would_be).unwrap_or_default();
-    let differences = adoption::differences(&live, &would_be);
+    let differences = adoption::differences(live, &would_be);
     if differences.is_empty() {
         return Ok(Adopted::AsIs);
     }
@@ -667,9 +744,14 @@ async fn adopt(
         kind: manifest.kind().to_owned(),
         name: manifest.name().to_owned(),
         object,
-        managers: adoption::managers(&live),
+        managers: adoption::managers(live),
         differences,
     })))
+}
+
+/// The error of a request that failed other than by refusing an object.
+fn request_error(action: String) -> impl FnOnce(kube::Error) -> ApplyError {
+    move |source| ApplyError::Request { action, source }
 }
 
 async fn wait_for_crds(

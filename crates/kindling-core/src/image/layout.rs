@@ -197,6 +197,134 @@ struct Spooled {
     media_type: &'static str,
 }
 
+/// A `docker save` archive spooled into a folder: its regular files by
+/// path (each in the folder under its digest), its links by path with
+/// their targets, and its `manifest.json`.
+struct SpooledArchive {
+    files: BTreeMap<String, Spooled>,
+    links: BTreeMap<String, String>,
+    manifest: Option<Vec<u8>>,
+}
+
+impl SpooledArchive {
+    /// Reads the archive `reader`, the export of `references` (for
+    /// messages), spooling its files into `dir`.
+    fn read(reader: impl Read, dir: &Path, references: &str) -> Result<Self, LayoutError> {
+        let spool_error = |source| LayoutError::Spool {
+            references: references.to_owned(),
+            dir: dir.to_owned(),
+            source,
+        };
+        let export_error = |source| LayoutError::Export {
+            references: references.to_owned(),
+            source,
+        };
+        let mut files: BTreeMap<String, Spooled> = BTreeMap::new();
+        let mut links: BTreeMap<String, String> = BTreeMap::new();
+        let mut manifest = None;
+        let mut archive = tar::Archive::new(reader);
+        for (index, entry) in archive.entries().map_err(export_error)?.enumerate() {
+            let mut entry = entry.map_err(export_error)?;
+            let path = entry
+                .path()
+                .map_err(export_error)?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
+            let kind = entry.header().entry_type();
+            if kind.is_symlink() || kind.is_hard_link() {
+                if let Some(target) = entry.link_name().map_err(export_error)? {
+                    let target = target.to_string_lossy().into_owned();
+                    let resolved = if kind.is_symlink() {
+                        resolve_relative(&path, &target)
+                    } else {
+                        target
+                    };
+                    links.insert(path, resolved);
+                }
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            if path == "manifest.json" {
+                let mut text = Vec::new();
+                entry.read_to_end(&mut text).map_err(export_error)?;
+                manifest = Some(text);
+                continue;
+            }
+            let part = dir.join(format!("{index}.part"));
+            let spooled = spool_file(&mut entry, &part).map_err(spool_error)?;
+            let blob = dir.join(&spooled.digest_hex);
+            if blob.exists() {
+                std::fs::remove_file(&part).map_err(spool_error)?;
+            } else {
+                std::fs::rename(&part, &blob).map_err(spool_error)?;
+            }
+            files.insert(path, spooled);
+        }
+        Ok(SpooledArchive {
+            files,
+            links,
+            manifest,
+        })
+    }
+
+    /// The file at `path`, following links (at most 8 deep).
+    fn find(&self, path: &str, references: &str) -> Result<&Spooled, LayoutError> {
+        let mut path = path.trim_start_matches("./").to_owned();
+        for _ in 0..8 {
+            match self.links.get(&path) {
+                Some(target) => path = target.clone(),
+                None => break,
+            }
+        }
+        self.files
+            .get(&path)
+            .ok_or_else(|| LayoutError::MissingEntry {
+                references: references.to_owned(),
+                path: path.clone(),
+            })
+    }
+
+    /// The image of the manifest's `entry`: its config (read from `dir` for
+    /// its platform) and its layers.
+    fn saved_image(
+        &self,
+        entry: &ArchiveEntry,
+        dir: &Path,
+        references: &str,
+    ) -> Result<SavedImage, LayoutError> {
+        let config = self.find(&entry.config, references)?;
+        let config_bytes =
+            std::fs::read(dir.join(&config.digest_hex)).map_err(|source| LayoutError::Spool {
+                references: references.to_owned(),
+                dir: dir.to_owned(),
+                source,
+            })?;
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&config_bytes).map_err(|source| LayoutError::Config {
+                references: references.to_owned(),
+                path: entry.config.clone(),
+                source,
+            })?;
+        let layers = entry
+            .layers
+            .iter()
+            .map(|layer| {
+                self.find(layer, references)
+                    .map(|spooled| blob_of(spooled, None))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SavedImage {
+            id: format!("sha256:{}", config.digest_hex),
+            config: blob_of(config, Some(CONFIG_MEDIA_TYPE)),
+            layers,
+            platform: platform_of(&parsed),
+        })
+    }
+}
+
 impl SavedImages {
     /// The images `(ID, image)` as the engine's storage holds them.
     pub fn from_engine(found: Vec<(String, EngineImage)>) -> SavedImages {
@@ -265,109 +393,28 @@ impl SavedImages {
                 dir: std::env::temp_dir(),
                 source,
             })?;
-        let spool_error = |source| LayoutError::Spool {
-            references: references.to_owned(),
-            dir: dir.path().to_owned(),
-            source,
-        };
-        let export_error = |source| LayoutError::Export {
-            references: references.to_owned(),
-            source,
-        };
-        let mut files: BTreeMap<String, Spooled> = BTreeMap::new();
-        let mut links: BTreeMap<String, String> = BTreeMap::new();
-        let mut manifest = None;
-        let mut archive = tar::Archive::new(reader);
-        for (index, entry) in archive.entries().map_err(export_error)?.enumerate() {
-            let mut entry = entry.map_err(export_error)?;
-            let path = entry
-                .path()
-                .map_err(export_error)?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_owned();
-            let kind = entry.header().entry_type();
-            if kind.is_symlink() || kind.is_hard_link() {
-                if let Some(target) = entry.link_name().map_err(export_error)? {
-                    let target = target.to_string_lossy().into_owned();
-                    let resolved = if kind.is_symlink() {
-                        resolve_relative(&path, &target)
-                    } else {
-                        target
-                    };
-                    links.insert(path, resolved);
-                }
-                continue;
-            }
-            if !kind.is_file() {
-                continue;
-            }
-            if path == "manifest.json" {
-                let mut text = Vec::new();
-                entry.read_to_end(&mut text).map_err(export_error)?;
-                manifest = Some(text);
-                continue;
-            }
-            let part = dir.path().join(format!("{index}.part"));
-            let spooled = spool_file(&mut entry, &part).map_err(spool_error)?;
-            let blob = dir.path().join(&spooled.digest_hex);
-            if blob.exists() {
-                std::fs::remove_file(&part).map_err(spool_error)?;
-            } else {
-                std::fs::rename(&part, &blob).map_err(spool_error)?;
-            }
-            files.insert(path, spooled);
-        }
-        let manifest = manifest.ok_or_else(|| LayoutError::NoManifest {
-            references: references.to_owned(),
-        })?;
+        let archive = SpooledArchive::read(reader, dir.path(), references)?;
+        let manifest = archive
+            .manifest
+            .as_deref()
+            .ok_or_else(|| LayoutError::NoManifest {
+                references: references.to_owned(),
+            })?;
         let entries: Vec<ArchiveEntry> =
-            serde_json::from_slice(&manifest).map_err(|source| LayoutError::Manifest {
+            serde_json::from_slice(manifest).map_err(|source| LayoutError::Manifest {
                 references: references.to_owned(),
                 source,
             })?;
-        let find = |path: &str| -> Result<&Spooled, LayoutError> {
-            let mut path = path.trim_start_matches("./").to_owned();
-            for _ in 0..8 {
-                match links.get(&path) {
-                    Some(target) => path = target.clone(),
-                    None => break,
-                }
-            }
-            files.get(&path).ok_or_else(|| LayoutError::MissingEntry {
-                references: references.to_owned(),
-                path: path.clone(),
-            })
-        };
         let mut images = BTreeMap::new();
         let mut sources = BTreeMap::new();
-        for spooled in files.values() {
+        for spooled in archive.files.values() {
             sources.insert(
                 format!("sha256:{}", spooled.digest_hex),
                 Source::File(dir.path().join(&spooled.digest_hex)),
             );
         }
         for entry in entries {
-            let config = find(&entry.config)?;
-            let config_bytes =
-                std::fs::read(dir.path().join(&config.digest_hex)).map_err(spool_error)?;
-            let parsed: serde_json::Value =
-                serde_json::from_slice(&config_bytes).map_err(|source| LayoutError::Config {
-                    references: references.to_owned(),
-                    path: entry.config.clone(),
-                    source,
-                })?;
-            let layers = entry
-                .layers
-                .iter()
-                .map(|layer| find(layer).map(|spooled| blob_of(spooled, None)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let image = SavedImage {
-                id: format!("sha256:{}", config.digest_hex),
-                config: blob_of(config, Some(CONFIG_MEDIA_TYPE)),
-                layers,
-                platform: platform_of(&parsed),
-            };
+            let image = archive.saved_image(&entry, dir.path(), references)?;
             images.insert(image.id.clone(), image);
         }
         Ok(SavedImages {

@@ -134,65 +134,13 @@ impl Loader {
         nodes: &[NodeStore],
     ) -> Result<LoadReport, LoadError> {
         let started = Instant::now();
-        let listings = join_all(nodes.iter().map(|node| async move {
-            node.list().await.map_err(|source| LoadError::List {
-                node: node.name().to_owned(),
-                source,
-            })
-        }))
-        .await;
-        let mut reports: Vec<NodeLoad> = Vec::with_capacity(nodes.len());
-        let mut plans = Vec::with_capacity(nodes.len());
-        for (node, listing) in nodes.iter().zip(listings) {
-            let plan = plan(images, &listing?);
-            reports.push(NodeLoad {
-                node: node.name().to_owned(),
-                present: plan.present.clone(),
-                ..Default::default()
-            });
-            plans.push(plan);
-        }
-
-        // Tags need no bytes.
-        let tagging = nodes.iter().zip(&plans).map(|(node, plan)| async move {
-            for (source, target) in &plan.tag {
-                node.tag(source, target)
-                    .await
-                    .map_err(|error| LoadError::Tag {
-                        node: node.name().to_owned(),
-                        reference: target.clone(),
-                        source: error,
-                    })?;
-            }
-            Ok::<_, LoadError>(())
-        });
-        for result in join_all(tagging).await {
-            result?;
-        }
-
+        let (mut reports, plans) = plan_nodes(images, nodes).await?;
+        tag_all(nodes, &plans).await?;
         let sent = match self.transfer {
             Transfer::MissingLayers => self.send_missing_layers(images, nodes, &plans).await?,
             Transfer::WholeArchives => self.send_whole_archives(nodes, &plans).await,
         };
-        let mut first_error = None;
-        for (index, result) in sent {
-            match result {
-                Ok(sent) => {
-                    let report = &mut reports[index];
-                    report.bytes = sent.bytes;
-                    report.layers_sent = sent.stats.layers_sent;
-                    report.layers_skipped = sent.stats.layers_skipped;
-                    report.single_platform_retry = sent.single_platform_retry;
-                    report.from_engine_storage = sent.from_engine_storage;
-                    report.imported = plans[index].import.iter().cloned().collect();
-                    report.seconds = started.elapsed().as_secs_f64();
-                }
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        if let Some(error) = first_error {
+        if let Some(error) = record_sent(&mut reports, &plans, sent, started) {
             return Err(error);
         }
         for (report, plan) in reports.iter_mut().zip(&plans) {
@@ -283,6 +231,83 @@ impl Loader {
         }
         Ok(())
     }
+}
+
+/// What each of `nodes` lists, planned against `images`: a report per node
+/// (with what it held already) and its plan, in order.
+async fn plan_nodes(
+    images: &[ImageRef],
+    nodes: &[NodeStore],
+) -> Result<(Vec<NodeLoad>, Vec<Plan>), LoadError> {
+    let listings = join_all(nodes.iter().map(|node| async move {
+        node.list().await.map_err(|source| LoadError::List {
+            node: node.name().to_owned(),
+            source,
+        })
+    }))
+    .await;
+    let mut reports: Vec<NodeLoad> = Vec::with_capacity(nodes.len());
+    let mut plans = Vec::with_capacity(nodes.len());
+    for (node, listing) in nodes.iter().zip(listings) {
+        let plan = plan(images, &listing?);
+        reports.push(NodeLoad {
+            node: node.name().to_owned(),
+            present: plan.present.clone(),
+            ..Default::default()
+        });
+        plans.push(plan);
+    }
+    Ok((reports, plans))
+}
+
+/// Adds the tags of `plans` in their nodes, all nodes at once: tags need
+/// no bytes.
+async fn tag_all(nodes: &[NodeStore], plans: &[Plan]) -> Result<(), LoadError> {
+    let tagging = nodes.iter().zip(plans).map(|(node, plan)| async move {
+        for (source, target) in &plan.tag {
+            node.tag(source, target)
+                .await
+                .map_err(|error| LoadError::Tag {
+                    node: node.name().to_owned(),
+                    reference: target.clone(),
+                    source: error,
+                })?;
+        }
+        Ok::<_, LoadError>(())
+    });
+    for result in join_all(tagging).await {
+        result?;
+    }
+    Ok(())
+}
+
+/// Writes what was `sent` to each node (by index) into its report; the
+/// first failure, if any.
+fn record_sent(
+    reports: &mut [NodeLoad],
+    plans: &[Plan],
+    sent: Vec<(usize, Result<Sent, LoadError>)>,
+    started: Instant,
+) -> Option<LoadError> {
+    let mut first_error = None;
+    for (index, result) in sent {
+        match result {
+            Ok(sent) => {
+                let report = &mut reports[index];
+                report.bytes = sent.bytes;
+                report.layers_sent = sent.stats.layers_sent;
+                report.layers_skipped = sent.stats.layers_skipped;
+                report.single_platform_retry = sent.single_platform_retry;
+                report.from_engine_storage = sent.from_engine_storage;
+                report.imported = plans[index].import.iter().cloned().collect();
+                report.seconds = started.elapsed().as_secs_f64();
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    first_error
 }
 
 /// What a node holds, references of the missing image's repository first.

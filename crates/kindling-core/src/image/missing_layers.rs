@@ -49,17 +49,13 @@ impl Loader {
         // store holds, and its snapshotter (cached for the import).
         let (engine, held) = tokio::join!(
             self.engine_blobs(&wanted_images),
-            join_all(importing.iter().map(|&index| async move {
-                let (held, _) =
-                    tokio::join!(nodes[index].content_digests(), nodes[index].snapshotter());
-                held
-            }))
+            held_digests(nodes, &importing)
         );
-        let mut held_by_node = Vec::with_capacity(importing.len());
+        let mut pending = Vec::with_capacity(importing.len());
         let mut results: BTreeMap<usize, Result<Sent, LoadError>> = BTreeMap::new();
         for (&index, held) in importing.iter().zip(held) {
             match held {
-                Ok(held) => held_by_node.push((index, held)),
+                Ok(held) => pending.push((index, held)),
                 Err(source) => {
                     results.insert(
                         index,
@@ -71,45 +67,10 @@ impl Loader {
                 }
             }
         }
-        let references_of = |index: usize| -> Vec<(String, String)> {
-            images
-                .iter()
-                .filter(|image| plans[index].import.contains(image.reference().as_str()))
-                .map(|image| (image.id().to_owned(), image.reference().to_string()))
-                .collect()
-        };
-        let mut pending = held_by_node;
         if let Some(engine) = engine {
-            let engine = Arc::new(engine);
-            let sends = pending.iter().map(|(index, held)| {
-                self.import_layout(&nodes[*index], &engine, references_of(*index), held.clone())
-            });
-            let sent = join_all(sends).await;
-            let mut retry = Vec::new();
-            for ((index, held), result) in pending.into_iter().zip(sent) {
-                match result {
-                    Ok(sent) => {
-                        let sent = Sent {
-                            from_engine_storage: true,
-                            ..sent
-                        };
-                        results.insert(index, Ok(sent));
-                    }
-                    // A node that stopped taking bytes would stall again.
-                    Err(error) if is_stalled(&error) => {
-                        results.insert(index, Err(error));
-                    }
-                    Err(error) => {
-                        tracing::warn!(
-                            node = nodes[index].name(),
-                            error = %kindling_harness::render_chain(&error),
-                            "importing layers read from the engine's storage failed: retrying from `docker save`"
-                        );
-                        retry.push((index, held));
-                    }
-                }
-            }
-            pending = retry;
+            pending = self
+                .send_from_engine(engine, images, nodes, plans, pending, &mut results)
+                .await;
         }
         if pending.is_empty() {
             return Ok(results.into_iter().collect());
@@ -128,12 +89,59 @@ impl Loader {
             return Ok(self.send_whole_archives(nodes, plans).await);
         }
         let sends = pending.iter().map(|(index, held)| {
-            self.import_layout(&nodes[*index], &saved, references_of(*index), held.clone())
+            let references = references_to_import(images, &plans[*index]);
+            self.import_layout(&nodes[*index], &saved, references, held.clone())
         });
         for ((index, _), result) in pending.iter().zip(join_all(sends).await) {
             results.insert(*index, result);
         }
         Ok(results.into_iter().collect())
+    }
+
+    /// Sends each `pending` node (by index, with the digests its content
+    /// store holds) a layout of the blobs in the engine's storage
+    /// `engine`, into `results`; the nodes to send again from a `docker
+    /// save`.
+    async fn send_from_engine(
+        &self,
+        engine: SavedImages,
+        images: &[ImageRef],
+        nodes: &[NodeStore],
+        plans: &[Plan],
+        pending: Vec<(usize, BTreeSet<String>)>,
+        results: &mut BTreeMap<usize, Result<Sent, LoadError>>,
+    ) -> Vec<(usize, BTreeSet<String>)> {
+        let engine = Arc::new(engine);
+        let sends = pending.iter().map(|(index, held)| {
+            let references = references_to_import(images, &plans[*index]);
+            self.import_layout(&nodes[*index], &engine, references, held.clone())
+        });
+        let sent = join_all(sends).await;
+        let mut retry = Vec::new();
+        for ((index, held), result) in pending.into_iter().zip(sent) {
+            match result {
+                Ok(sent) => {
+                    let sent = Sent {
+                        from_engine_storage: true,
+                        ..sent
+                    };
+                    results.insert(index, Ok(sent));
+                }
+                // A node that stopped taking bytes would stall again.
+                Err(error) if is_stalled(&error) => {
+                    results.insert(index, Err(error));
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        node = nodes[index].name(),
+                        error = %kindling_harness::render_chain(&error),
+                        "importing layers read from the engine's storage failed: retrying from `docker save`"
+                    );
+                    retry.push((index, held));
+                }
+            }
+        }
+        retry
     }
 
     /// The blobs of `images` in the engine's own storage, if it holds all
@@ -232,4 +240,27 @@ impl Loader {
             }
         }
     }
+}
+
+/// What the content store of each node of `nodes` at `importing` holds,
+/// in that order; each node's snapshotter is asked meanwhile (and cached
+/// for the import).
+async fn held_digests(
+    nodes: &[NodeStore],
+    importing: &[usize],
+) -> Vec<Result<BTreeSet<String>, NodeError>> {
+    join_all(importing.iter().map(|&index| async move {
+        let (held, _) = tokio::join!(nodes[index].content_digests(), nodes[index].snapshotter());
+        held
+    }))
+    .await
+}
+
+/// `(image ID, reference)` of each of `images` that `plan` imports.
+fn references_to_import(images: &[ImageRef], plan: &Plan) -> Vec<(String, String)> {
+    images
+        .iter()
+        .filter(|image| plan.import.contains(image.reference().as_str()))
+        .map(|image| (image.id().to_owned(), image.reference().to_string()))
+        .collect()
 }

@@ -197,41 +197,11 @@ pub(crate) fn plan(
         }
         Recipe::DebianRootfs { .. } => (BuildContext::empty(), Vec::new(), None, Vec::new()),
         Recipe::GoBinary { .. } => {
-            if !spec.context().join("go.mod").is_file() {
-                return Err(BuildError::NotAGoModule {
-                    image,
-                    path: spec.context().to_owned(),
-                });
-            }
-            let context = BuildContext::scan(spec.context(), None).map_err(context_error)?;
-            go = Some(go_inputs::read(spec.context(), go_env).map_err(|source| {
-                BuildError::GoInputs {
-                    image: image.clone(),
-                    source: Box::new(source),
-                }
-            })?);
+            let (context, inputs) = read_go_module(&spec, go_env)?;
+            go = Some(inputs);
             (context, Vec::new(), None, Vec::new())
         }
-        Recipe::Dockerfile => {
-            let path = spec.dockerfile_path();
-            if !path.is_file() {
-                return Err(BuildError::MissingDockerfile { image, path });
-            }
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| BuildError::ReadDockerfile {
-                    image: image.clone(),
-                    path: path.clone(),
-                    source,
-                })?;
-            let bases = base_placeholders(&text);
-            let resolved = resolve_bases(&image, &text, built)?;
-            let inside = dockerfile_inside_context(spec.context(), &path);
-            let context =
-                BuildContext::scan(spec.context(), inside.as_deref()).map_err(context_error)?;
-            // A resolved Dockerfile is sent beside the context, not read from it.
-            let inside = inside.filter(|_| bases.is_empty());
-            (context, resolved.into_bytes(), inside, bases)
-        }
+        Recipe::Dockerfile => read_dockerfile(&spec, built)?,
     };
     if digested.is_empty() {
         digested.clone_from(&dockerfile);
@@ -259,6 +229,69 @@ pub(crate) fn plan(
         bases,
         go_env: go.map(|_| go_env.clone()),
     })
+}
+
+/// The context of the Go binary `spec` and the inputs of its build, read
+/// in `go_env`.
+fn read_go_module(
+    spec: &ImageSpec,
+    go_env: &GoEnv,
+) -> Result<(BuildContext, GoInputs), BuildError> {
+    let image = spec.name().to_owned();
+    if !spec.context().join("go.mod").is_file() {
+        return Err(BuildError::NotAGoModule {
+            image,
+            path: spec.context().to_owned(),
+        });
+    }
+    let context =
+        BuildContext::scan(spec.context(), None).map_err(|source| BuildError::Context {
+            image: image.clone(),
+            source: Box::new(source),
+        })?;
+    let inputs =
+        go_inputs::read(spec.context(), go_env).map_err(|source| BuildError::GoInputs {
+            image,
+            source: Box::new(source),
+        })?;
+    Ok((context, inputs))
+}
+
+/// What a build reads besides its spec: its context, its Dockerfile (with
+/// the bases resolved), the Dockerfile's path inside the context when it
+/// is sent from there, and the images of the same build it starts from.
+type RecipeInputs = (BuildContext, Vec<u8>, Option<String>, Vec<String>);
+
+/// The context of the Dockerfile build `spec`, its Dockerfile with the
+/// `FROM kindling:<name>` lines resolved from `built`, the Dockerfile's
+/// path inside the context when it is sent from there, and the bases it
+/// names.
+fn read_dockerfile(
+    spec: &ImageSpec,
+    built: &BTreeMap<String, NormalizedReference>,
+) -> Result<RecipeInputs, BuildError> {
+    let image = spec.name().to_owned();
+    let path = spec.dockerfile_path();
+    if !path.is_file() {
+        return Err(BuildError::MissingDockerfile { image, path });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|source| BuildError::ReadDockerfile {
+        image: image.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    let bases = base_placeholders(&text);
+    let resolved = resolve_bases(&image, &text, built)?;
+    let inside = dockerfile_inside_context(spec.context(), &path);
+    let context = BuildContext::scan(spec.context(), inside.as_deref()).map_err(|source| {
+        BuildError::Context {
+            image,
+            source: Box::new(source),
+        }
+    })?;
+    // A resolved Dockerfile is sent beside the context, not read from it.
+    let inside = inside.filter(|_| bases.is_empty());
+    Ok((context, resolved.into_bytes(), inside, bases))
 }
 
 /// The Dockerfile's path inside the context, if it lies there.

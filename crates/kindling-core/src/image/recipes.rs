@@ -125,7 +125,46 @@ pub(crate) async fn import_debian(
     say(&format!(
         "making a Debian {release} root filesystem with mmdebstrap (first build only, about 20 s, 70 MB)"
     ));
-    let mut command = tokio::process::Command::new(&found[0]);
+    let mut command = mmdebstrap(&found[0], release, variant, packages);
+    let Streaming {
+        mut child,
+        stdout,
+        stderr,
+    } = spawn_streaming(&mut command, STDERR_TAIL).map_err(|source| BuildError::Rootfs {
+        image: image.clone(),
+        stderr: source.to_string(),
+    })?;
+    let failure = import_tar(docker, plan, stdout).await;
+    let status = child.wait().await.map_err(|source| BuildError::Rootfs {
+        image: image.clone(),
+        stderr: source.to_string(),
+    })?;
+    if !status.success() {
+        return Err(BuildError::Rootfs {
+            image,
+            stderr: stderr.await.unwrap_or_default().trim().to_owned(),
+        });
+    }
+    match failure {
+        Some(message) => Err(BuildError::Failed {
+            image,
+            step: Some("docker import".to_owned()),
+            message,
+            tail: String::new(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The `program` (mmdebstrap) command writing to its stdout the tar of a
+/// Debian `release` root filesystem of `variant` with `packages`.
+fn mmdebstrap(
+    program: &Path,
+    release: &str,
+    variant: &str,
+    packages: &[String],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
     command
         .arg(format!("--variant={variant}"))
         .arg("--format=tar")
@@ -135,14 +174,16 @@ pub(crate) async fn import_debian(
         command.arg(format!("--include={}", packages.join(",")));
     }
     command.arg(release).arg("-");
-    let Streaming {
-        mut child,
-        stdout,
-        stderr,
-    } = spawn_streaming(&mut command, STDERR_TAIL).map_err(|source| BuildError::Rootfs {
-        image: image.clone(),
-        stderr: source.to_string(),
-    })?;
+    command
+}
+
+/// Imports the tar read from `stdout` into the engine under `plan`'s
+/// reference; the engine's error, if any. `stdout` is closed on return.
+async fn import_tar(
+    docker: &Docker,
+    plan: &BuildPlan,
+    stdout: tokio::process::ChildStdout,
+) -> Option<String> {
     let chunks = futures_util::stream::unfold(stdout, |mut stdout| async move {
         let mut buffer = vec![0; 1 << 20];
         match stdout.read(&mut buffer).await {
@@ -176,25 +217,7 @@ pub(crate) async fn import_debian(
     // Closes mmdebstrap's stdout should the engine have stopped reading it,
     // so it ends rather than blocks.
     drop(import);
-    let status = child.wait().await.map_err(|source| BuildError::Rootfs {
-        image: image.clone(),
-        stderr: source.to_string(),
-    })?;
-    if !status.success() {
-        return Err(BuildError::Rootfs {
-            image,
-            stderr: stderr.await.unwrap_or_default().trim().to_owned(),
-        });
-    }
-    match failure {
-        Some(message) => Err(BuildError::Failed {
-            image,
-            step: Some("docker import".to_owned()),
-            message,
-            tail: String::new(),
-        }),
-        None => Ok(()),
-    }
+    failure
 }
 
 /// A child whose stdout the caller reads while a task drains its stderr,

@@ -187,6 +187,34 @@ pub fn normalize(reference: &str) -> Result<NormalizedReference, ReferenceError>
         None => (name_and_tag, None),
     };
 
+    let path_len = check_path(reference, domain, path)?;
+    check_tag_and_digest(reference, tag, digest)?;
+    // distribution/reference v0.6 (containerd 2.x) counts the path only, not
+    // the domain.
+    if path_len > MAX_PATH_LEN {
+        return Err(ReferenceError::TooLong { reference: owned() });
+    }
+
+    let repository = format!("{domain}/{path}");
+    let repository_len = repository.len();
+    // `ParseDockerRef` drops the tag when a digest is present: containerd
+    // pulls and stores `name@digest`, never `name:tag@digest`.
+    let full = match (digest, tag) {
+        (Some(digest), _) => format!("{repository}@{digest}"),
+        (None, Some(tag)) => format!("{repository}:{tag}"),
+        (None, None) => format!("{repository}:{DEFAULT_TAG}"),
+    };
+    Ok(NormalizedReference {
+        full,
+        repository_len,
+    })
+}
+
+/// The length of `reference`'s repository path (with `domain` when it is
+/// no host but a path component), or why `domain` and `path` are not
+/// valid.
+fn check_path(reference: &str, domain: &str, path: &str) -> Result<usize, ReferenceError> {
+    let owned = || reference.to_owned();
     if has_uppercase(path) {
         return Err(ReferenceError::Uppercase { reference: owned() });
     }
@@ -216,6 +244,16 @@ pub fn normalize(reference: &str) -> Result<NormalizedReference, ReferenceError>
             });
         }
     }
+    Ok(path_len)
+}
+
+/// Why `reference`'s `tag` or `digest` is not valid, if it is not.
+fn check_tag_and_digest(
+    reference: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+) -> Result<(), ReferenceError> {
+    let owned = || reference.to_owned();
     match tag {
         Some("") => return Err(ReferenceError::EmptyTag { reference: owned() }),
         Some(tag) if !is_tag(tag) => {
@@ -232,25 +270,7 @@ pub fn normalize(reference: &str) -> Result<NormalizedReference, ReferenceError>
             digest: digest.to_owned(),
         });
     }
-    // distribution/reference v0.6 (containerd 2.x) counts the path only, not
-    // the domain.
-    if path_len > MAX_PATH_LEN {
-        return Err(ReferenceError::TooLong { reference: owned() });
-    }
-
-    let repository = format!("{domain}/{path}");
-    let repository_len = repository.len();
-    // `ParseDockerRef` drops the tag when a digest is present: containerd
-    // pulls and stores `name@digest`, never `name:tag@digest`.
-    let full = match (digest, tag) {
-        (Some(digest), _) => format!("{repository}@{digest}"),
-        (None, Some(tag)) => format!("{repository}:{tag}"),
-        (None, None) => format!("{repository}:{DEFAULT_TAG}"),
-    };
-    Ok(NormalizedReference {
-        full,
-        repository_len,
-    })
+    Ok(())
 }
 
 /// distribution's `splitDockerDomain`: the domain and the rest (path, tag and

@@ -56,41 +56,7 @@ pub(super) async fn stream_to(
         });
     }
     let names: Vec<&str> = references.iter().map(String::as_str).collect();
-    let pump = async move {
-        let mut export = docker.export_images(&names);
-        let mut pending = bytes::BytesMut::with_capacity(CHUNK_BYTES);
-        let mut result = Ok(());
-        loop {
-            let next = export.next().await;
-            let finished = next.is_none();
-            match next {
-                Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
-                Some(Err(error)) => {
-                    for sender in &senders {
-                        let _ = sender
-                            .send(Err(std::io::Error::other(error.to_string())))
-                            .await;
-                    }
-                    result = Err(error);
-                    break;
-                }
-                None => {}
-            }
-            if pending.len() >= CHUNK_BYTES || (finished && !pending.is_empty()) {
-                let chunk = pending.split().freeze();
-                for sender in &senders {
-                    // A node whose import failed has dropped its receiver.
-                    let _ = sender.send(Ok(chunk.clone())).await;
-                }
-            }
-            if finished {
-                break;
-            }
-        }
-        // Dropping the senders ends every node's stdin.
-        drop(senders);
-        result
-    };
+    let pump = pump_export(docker, &names, senders);
     let (pumped, imported) = tokio::join!(pump, join_all(imports));
     let mut results = Vec::with_capacity(stores.len());
     for ((store, import), counter) in stores.iter().zip(imported).zip(&counters) {
@@ -108,6 +74,49 @@ pub(super) async fn stream_to(
         results.push(result);
     }
     results
+}
+
+/// Streams the export of `names` to every one of `senders`, in chunks of
+/// [`CHUNK_BYTES`]; an export error goes to each, then ends the stream.
+/// Dropping the senders at the end ends every node's stdin.
+async fn pump_export(
+    docker: &Docker,
+    names: &[&str],
+    senders: Vec<tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>>,
+) -> Result<(), bollard::errors::Error> {
+    let mut export = docker.export_images(names);
+    let mut pending = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+    let mut result = Ok(());
+    loop {
+        let next = export.next().await;
+        let finished = next.is_none();
+        match next {
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+            Some(Err(error)) => {
+                for sender in &senders {
+                    let _ = sender
+                        .send(Err(std::io::Error::other(error.to_string())))
+                        .await;
+                }
+                result = Err(error);
+                break;
+            }
+            None => {}
+        }
+        if pending.len() >= CHUNK_BYTES || (finished && !pending.is_empty()) {
+            let chunk = pending.split().freeze();
+            for sender in &senders {
+                // A node whose import failed has dropped its receiver.
+                let _ = sender.send(Ok(chunk.clone())).await;
+            }
+        }
+        if finished {
+            break;
+        }
+    }
+    // Dropping the senders ends every node's stdin.
+    drop(senders);
+    result
 }
 
 /// Engines using the containerd image store may export an index whose

@@ -112,6 +112,65 @@ async fn read_all(
     }
 }
 
+/// Writes each chunk of `stream` into `pipe`, calling `made_progress`
+/// after each; stops at the first error, the stream's or the pipe's.
+async fn write_stream(
+    mut stream: ByteStream,
+    pipe: &mut (impl tokio::io::AsyncWrite + Unpin),
+    made_progress: impl Fn(),
+) -> std::io::Result<()> {
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => pipe.write_all(&chunk).await?,
+            Err(error) => return Err(error),
+        }
+        made_progress();
+    }
+    Ok(())
+}
+
+/// What an exec's attached `output` carries, stdout and stderr apart,
+/// calling `made_progress` at each frame.
+async fn collect_output<Frames>(
+    output: &mut Frames,
+    made_progress: impl Fn(),
+) -> Result<ExecOutput, bollard::errors::Error>
+where
+    Frames: Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Unpin,
+{
+    let mut result = ExecOutput::default();
+    while let Some(frame) = output.next().await {
+        made_progress();
+        match frame? {
+            bollard::container::LogOutput::StdOut { message } => {
+                result.stdout.push_str(&String::from_utf8_lossy(&message))
+            }
+            bollard::container::LogOutput::StdErr { message } => {
+                result.stderr.push_str(&String::from_utf8_lossy(&message))
+            }
+            _ => {}
+        }
+    }
+    Ok(result)
+}
+
+/// Spawns the command line `line`, killed on drop, its stdout and stderr
+/// piped, and its stdin when `with_stdin`.
+fn spawn_piped(line: &[String], with_stdin: bool) -> std::io::Result<tokio::process::Child> {
+    let mut command = tokio::process::Command::new(&line[0]);
+    command
+        .args(&line[1..])
+        .stdin(if with_stdin {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn()
+}
+
 /// The variable that marks the processes of one `docker exec`, so they can
 /// be found and killed: the Docker API has no way to stop an exec.
 const EXEC_MARKER: &str = "KINDLING_NODE_EXEC";
@@ -302,42 +361,16 @@ impl DockerExec {
                 return Err(exec_error(&container, &argv, "exec started detached"));
             };
             let feed = async {
-                let mut fed = Ok(());
-                if let Some(mut stdin) = stdin {
-                    while let Some(chunk) = stdin.next().await {
-                        let written = match chunk {
-                            Ok(chunk) => input.write_all(&chunk).await,
-                            Err(error) => Err(error),
-                        };
-                        if let Err(error) = written {
-                            fed = Err(error);
-                            break;
-                        }
-                        made_progress();
-                    }
-                }
+                let fed = match stdin {
+                    Some(stdin) => write_stream(stdin, &mut input, made_progress).await,
+                    None => Ok(()),
+                };
                 // Always close stdin, also after an error: the command sees
                 // a truncated stream and fails instead of waiting forever.
                 let _ = input.shutdown().await;
                 fed
             };
-            let collect = async {
-                let mut result = ExecOutput::default();
-                while let Some(frame) = output.next().await {
-                    made_progress();
-                    match frame? {
-                        bollard::container::LogOutput::StdOut { message } => {
-                            result.stdout.push_str(&String::from_utf8_lossy(&message))
-                        }
-                        bollard::container::LogOutput::StdErr { message } => {
-                            result.stderr.push_str(&String::from_utf8_lossy(&message))
-                        }
-                        _ => {}
-                    }
-                }
-                Ok::<_, bollard::errors::Error>(result)
-            };
-            let (fed, collected) = tokio::join!(feed, collect);
+            let (fed, collected) = tokio::join!(feed, collect_output(&mut output, made_progress));
             let mut result = collected.map_err(fail)?;
             let inspected = docker.inspect_exec(&created.id).await.map_err(fail)?;
             result.exit_code = inspected.exit_code.unwrap_or(-1);
@@ -396,36 +429,15 @@ impl NodeTransport for LocalProcess {
         let line = self.command_line(&argv);
         Box::pin(async move {
             let fail = |source: std::io::Error| exec_error(&name, &line, source);
-            let mut command = tokio::process::Command::new(&line[0]);
-            command
-                .args(&line[1..])
-                .stdin(if stdin.is_some() {
-                    std::process::Stdio::piped()
-                } else {
-                    std::process::Stdio::null()
-                })
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = command.spawn().map_err(fail)?;
+            let mut child = spawn_piped(&line, stdin.is_some()).map_err(fail)?;
             let mut child_stdin = child.stdin.take();
             let child_stdout = child.stdout.take().expect("piped stdout");
             let child_stderr = child.stderr.take().expect("piped stderr");
             let progress = Progress::new();
             let feed = async {
                 let mut fed = Ok(());
-                if let (Some(mut stream), Some(pipe)) = (stdin, child_stdin.as_mut()) {
-                    while let Some(chunk) = stream.next().await {
-                        let written = match chunk {
-                            Ok(chunk) => pipe.write_all(&chunk).await,
-                            Err(error) => Err(error),
-                        };
-                        if let Err(error) = written {
-                            fed = Err(error);
-                            break;
-                        }
-                        progress.made();
-                    }
+                if let (Some(stream), Some(pipe)) = (stdin, child_stdin.as_mut()) {
+                    fed = write_stream(stream, pipe, || progress.made()).await;
                 }
                 drop(child_stdin.take());
                 fed

@@ -294,85 +294,113 @@ pub async fn ensure_built(
         .iter()
         .any(|name| stale(binaries.kubernetes(name)));
     if kubernetes_missing {
-        let ldflags = kubernetes_ldflags();
-        let module = write_module(
-            cache,
-            &format!("kubernetes-{KUBERNETES_VERSION}"),
-            KUBERNETES_MODULE,
-        )?;
-        let mut args = vec![
-            "build".to_owned(),
-            "-trimpath".to_owned(),
-            "-ldflags".to_owned(),
-            ldflags,
-            "-o".to_owned(),
-        ];
-        let packages = KUBERNETES_BINARIES
-            .iter()
-            .map(|name| format!("k8s.io/kubernetes/cmd/{name}"));
-        build_into(
-            &format!(
-                "Kubernetes {KUBERNETES_VERSION} ({})",
-                KUBERNETES_BINARIES.join(", ")
-            ),
-            "about 5 min with a warm Go module cache, 6 min cold, on two cores; peak 3.3 GiB",
-            &module,
-            &binaries.kubernetes_dir,
-            |out| {
-                args.push(format!("{}/", out.display()));
-                args.extend(packages.clone());
-                (args.clone(), Vec::new())
-            },
-            say,
-        )
-        .await?;
+        build_kubernetes(cache, &binaries, say).await?;
     }
     if stale(binaries.etcd.clone()) {
-        let module = write_module(cache, &format!("etcd-{ETCD_VERSION}"), ETCD_MODULE)?;
-        build_into(
-            &format!("etcd {ETCD_VERSION}"),
-            "about 30 s on two cores",
-            &module,
-            binaries.etcd.parent().expect("etcd lives in a folder"),
-            |out| {
-                let args = vec![
-                    "build".to_owned(),
-                    "-trimpath".to_owned(),
-                    "-o".to_owned(),
-                    out.join("etcd").display().to_string(),
-                    ".".to_owned(),
-                ];
-                (args, Vec::new())
-            },
-            say,
-        )
-        .await?;
+        build_etcd(cache, &binaries, say).await?;
     }
     if stale(binaries.coredns.clone()) {
-        let work = cache.join("src");
-        create_dir(&work)?;
-        build_into(
-            &format!("CoreDNS {COREDNS_VERSION}"),
-            "about 2 min on two cores",
-            &work,
-            binaries
-                .coredns
-                .parent()
-                .expect("coredns lives in a folder"),
-            |out| {
-                let args = vec![
-                    "install".to_owned(),
-                    "-trimpath".to_owned(),
-                    format!("github.com/coredns/coredns@{COREDNS_VERSION}"),
-                ];
-                // `go install` takes its output folder from GOBIN.
-                (args, vec![("GOBIN".to_owned(), out.display().to_string())])
-            },
-            say,
-        )
-        .await?;
+        build_coredns(cache, &binaries, say).await?;
     }
     Ok(binaries)
+}
+
+/// Builds the Kubernetes binaries into their folder of `binaries`.
+async fn build_kubernetes(
+    cache: &Path,
+    binaries: &ComponentBinaries,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), ComponentBuildError> {
+    let ldflags = kubernetes_ldflags();
+    let module = write_module(
+        cache,
+        &format!("kubernetes-{KUBERNETES_VERSION}"),
+        KUBERNETES_MODULE,
+    )?;
+    let mut args = vec![
+        "build".to_owned(),
+        "-trimpath".to_owned(),
+        "-ldflags".to_owned(),
+        ldflags,
+        "-o".to_owned(),
+    ];
+    let packages = KUBERNETES_BINARIES
+        .iter()
+        .map(|name| format!("k8s.io/kubernetes/cmd/{name}"));
+    build_into(
+        &format!(
+            "Kubernetes {KUBERNETES_VERSION} ({})",
+            KUBERNETES_BINARIES.join(", ")
+        ),
+        "about 5 min with a warm Go module cache, 6 min cold, on two cores; peak 3.3 GiB",
+        &module,
+        &binaries.kubernetes_dir,
+        |out| {
+            args.push(format!("{}/", out.display()));
+            args.extend(packages.clone());
+            (args.clone(), Vec::new())
+        },
+        say,
+    )
+    .await
+}
+
+/// Builds etcd into its folder of `binaries`.
+async fn build_etcd(
+    cache: &Path,
+    binaries: &ComponentBinaries,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), ComponentBuildError> {
+    let module = write_module(cache, &format!("etcd-{ETCD_VERSION}"), ETCD_MODULE)?;
+    build_into(
+        &format!("etcd {ETCD_VERSION}"),
+        "about 30 s on two cores",
+        &module,
+        binaries.etcd.parent().expect("etcd lives in a folder"),
+        |out| {
+            let args = vec![
+                "build".to_owned(),
+                "-trimpath".to_owned(),
+                "-o".to_owned(),
+                out.join("etcd").display().to_string(),
+                ".".to_owned(),
+            ];
+            (args, Vec::new())
+        },
+        say,
+    )
+    .await
+}
+
+/// Builds CoreDNS (`go install`, from `<cache>/src`) into its folder of
+/// `binaries`.
+async fn build_coredns(
+    cache: &Path,
+    binaries: &ComponentBinaries,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), ComponentBuildError> {
+    let work = cache.join("src");
+    create_dir(&work)?;
+    build_into(
+        &format!("CoreDNS {COREDNS_VERSION}"),
+        "about 2 min on two cores",
+        &work,
+        binaries
+            .coredns
+            .parent()
+            .expect("coredns lives in a folder"),
+        |out| {
+            let args = vec![
+                "install".to_owned(),
+                "-trimpath".to_owned(),
+                format!("github.com/coredns/coredns@{COREDNS_VERSION}"),
+            ];
+            // `go install` takes its output folder from GOBIN.
+            (args, vec![("GOBIN".to_owned(), out.display().to_string())])
+        },
+        say,
+    )
+    .await
 }
 
 /// The `-ldflags` that give Kubernetes binaries their version, as

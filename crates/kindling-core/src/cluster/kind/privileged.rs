@@ -157,41 +157,61 @@ pub async fn check(docker: &Docker, state_home: &Path) -> Result<Privileges, Pri
             probed: false,
         });
     }
-    ensure_probe_image(docker).await?;
-    let privileged = HostConfig {
-        privileged: Some(true),
-        ..Default::default()
-    };
-    let refusal = match probe(docker, privileged).await? {
-        Ok(()) => None,
-        Err(refused) => {
-            let shimmed = HostConfig {
-                cap_add: Some(vec!["ALL".to_owned()]),
-                cap_drop: Some(vec![DROPPED_CAPABILITY.to_owned()]),
-                security_opt: Some(vec![
-                    "seccomp=unconfined".to_owned(),
-                    "apparmor=unconfined".to_owned(),
-                ]),
-                // What the CLI's `--security-opt systempaths=unconfined` sends.
-                masked_paths: Some(Vec::new()),
-                readonly_paths: Some(Vec::new()),
-                device_cgroup_rules: Some(vec!["a *:* rwm".to_owned()]),
-                ..Default::default()
-            };
-            if let Err(unprivileged) = probe(docker, shimmed).await? {
-                return Err(PrivilegedError::Refused {
-                    privileged: refused,
-                    unprivileged,
-                });
-            }
-            Some(refused)
-        }
-    };
+    let refusal = probe_privileges(docker).await?;
     let record = EngineRecord {
         engine,
         version: info.server_version.unwrap_or_default(),
         refusal,
     };
+    write_record(state_home, &record_path, &record)?;
+    Ok(Privileges {
+        record,
+        record_path,
+        probed: true,
+    })
+}
+
+/// The engine's refusal of a privileged container, `None` when it starts
+/// one; an error when it refuses the shim's flags too.
+async fn probe_privileges(docker: &Docker) -> Result<Option<String>, PrivilegedError> {
+    ensure_probe_image(docker).await?;
+    let privileged = HostConfig {
+        privileged: Some(true),
+        ..Default::default()
+    };
+    let refused = match probe(docker, privileged).await? {
+        Ok(()) => return Ok(None),
+        Err(refused) => refused,
+    };
+    let shimmed = HostConfig {
+        cap_add: Some(vec!["ALL".to_owned()]),
+        cap_drop: Some(vec![DROPPED_CAPABILITY.to_owned()]),
+        security_opt: Some(vec![
+            "seccomp=unconfined".to_owned(),
+            "apparmor=unconfined".to_owned(),
+        ]),
+        // What the CLI's `--security-opt systempaths=unconfined` sends.
+        masked_paths: Some(Vec::new()),
+        readonly_paths: Some(Vec::new()),
+        device_cgroup_rules: Some(vec!["a *:* rwm".to_owned()]),
+        ..Default::default()
+    };
+    if let Err(unprivileged) = probe(docker, shimmed).await? {
+        return Err(PrivilegedError::Refused {
+            privileged: refused,
+            unprivileged,
+        });
+    }
+    Ok(Some(refused))
+}
+
+/// Writes `record` at `record_path`, making its private folder under
+/// `state_home`.
+fn write_record(
+    state_home: &Path,
+    record_path: &Path,
+    record: &EngineRecord,
+) -> Result<(), PrivilegedError> {
     let write_error = |path: &Path| {
         let path = path.to_owned();
         move |source| PrivilegedError::Write { path, source }
@@ -199,15 +219,10 @@ pub async fn check(docker: &Docker, state_home: &Path) -> Result<Privileges, Pri
     let dir = records_dir(state_home);
     kindling_harness::util::create_private_tree(state_home, &dir).map_err(write_error(&dir))?;
     kindling_harness::util::write_atomically(
-        &record_path,
-        &serde_json::to_vec_pretty(&record).expect("a record serialises"),
-    )
-    .map_err(write_error(&record_path))?;
-    Ok(Privileges {
-        record,
         record_path,
-        probed: true,
-    })
+        &serde_json::to_vec_pretty(record).expect("a record serialises"),
+    )
+    .map_err(write_error(record_path))
 }
 
 /// Imports the empty probe image unless the engine has it.

@@ -113,6 +113,9 @@ mod dirs {
 /// host-local, loopback and portmap; bridge is for users' own).
 pub const CNI_PLUGINS: &[&str] = &["host-local", "bridge", "loopback", "ptp", "portmap"];
 
+/// The node's own components, in the order they are built. Kept whole:
+/// it is one table, a [`Component`] per build, that reads best side by
+/// side.
 fn components() -> Vec<Component> {
     let stripped = "-s -w";
     vec![
@@ -420,70 +423,83 @@ pub async fn ensure_built(
     .await
     .map_err(ComponentBuildError::from)?;
     for component in components() {
-        if !stale(&component) {
-            continue;
-        }
-        if component.cgo {
-            crate::apt::ensure_installed(
-                &runc_build_pieces(),
-                &crate::apt::SearchPath::from_env(),
-                crate::apt::InstallPolicy::from_env(),
-                cache,
-                say,
-            )
-            .await
-            .map_err(|error| NodeComponentsError::Tools(Box::new(error)))?;
-        }
-        let module = local::write_module(cache, &component.module_dir, &component.module)?;
-        let target = binaries.bin.join(&component.dir);
-        local::build_into(
-            &component.what,
-            component.expected,
-            &module,
-            &target,
-            |out| {
-                let mut args = vec![
-                    "build".to_owned(),
-                    "-trimpath".to_owned(),
-                    "-buildvcs=false".to_owned(),
-                ];
-                if !component.tags.is_empty() {
-                    args.extend(["-tags".to_owned(), component.tags.to_owned()]);
-                }
-                args.extend(["-ldflags".to_owned(), component.ldflags.clone()]);
-                args.push("-o".to_owned());
-                match component.binaries.as_slice() {
-                    [one] => args.push(out.join(one).display().to_string()),
-                    _ => args.push(format!("{}/", out.display())),
-                }
-                args.extend(
-                    component
-                        .packages
-                        .iter()
-                        .map(|package| (*package).to_owned()),
-                );
-                let env = if component.cgo {
-                    vec![("CGO_ENABLED".to_owned(), "1".to_owned())]
-                } else {
-                    Vec::new()
-                };
-                (args, env)
-            },
-            say,
-        )
-        .await?;
-        for binary in &component.binaries {
-            let path = target.join(binary);
-            if !path.is_file() {
-                return Err(NodeComponentsError::NotMade {
-                    what: component.what.clone(),
-                    binary: path,
-                    module,
-                });
-            }
+        if stale(&component) {
+            build_component(&component, cache, &binaries.bin, say).await?;
         }
     }
     Ok(binaries)
+}
+
+/// Builds `component` into its folder under `bin`, with its module
+/// written under `cache` (and, for a cgo build, the host pieces it needs
+/// installed first); fails when a binary it should make is missing.
+async fn build_component(
+    component: &Component,
+    cache: &Path,
+    bin: &Path,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(), NodeComponentsError> {
+    if component.cgo {
+        crate::apt::ensure_installed(
+            &runc_build_pieces(),
+            &crate::apt::SearchPath::from_env(),
+            crate::apt::InstallPolicy::from_env(),
+            cache,
+            say,
+        )
+        .await
+        .map_err(|error| NodeComponentsError::Tools(Box::new(error)))?;
+    }
+    let module = local::write_module(cache, &component.module_dir, &component.module)?;
+    let target = bin.join(&component.dir);
+    local::build_into(
+        &component.what,
+        component.expected,
+        &module,
+        &target,
+        |out| component.go_build(out),
+        say,
+    )
+    .await?;
+    for binary in &component.binaries {
+        let path = target.join(binary);
+        if !path.is_file() {
+            return Err(NodeComponentsError::NotMade {
+                what: component.what.clone(),
+                binary: path,
+                module,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Component {
+    /// The `go build` arguments and environment that make the binaries
+    /// into `out`.
+    fn go_build(&self, out: &Path) -> local::GoCommand {
+        let mut args = vec![
+            "build".to_owned(),
+            "-trimpath".to_owned(),
+            "-buildvcs=false".to_owned(),
+        ];
+        if !self.tags.is_empty() {
+            args.extend(["-tags".to_owned(), self.tags.to_owned()]);
+        }
+        args.extend(["-ldflags".to_owned(), self.ldflags.clone()]);
+        args.push("-o".to_owned());
+        match self.binaries.as_slice() {
+            [one] => args.push(out.join(one).display().to_string()),
+            _ => args.push(format!("{}/", out.display())),
+        }
+        args.extend(self.packages.iter().map(|package| (*package).to_owned()));
+        let env = if self.cgo {
+            vec![("CGO_ENABLED".to_owned(), "1".to_owned())]
+        } else {
+            Vec::new()
+        };
+        (args, env)
+    }
 }
 
 /// The versions, and every input of the builds, for the node image's

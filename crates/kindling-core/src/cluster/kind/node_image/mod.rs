@@ -303,12 +303,8 @@ pub async fn ensure(
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<NodeImage, NodeImageError> {
     let image = reference();
-    if let Ok(found) = ImageRef::existing(docker, "kind-node", &image).await {
-        return Ok(NodeImage {
-            reference: image,
-            id: found.id().to_owned(),
-            built: false,
-        });
+    if let Some(found) = existing(docker, &image).await {
+        return Ok(found);
     }
     let _lock = crate::cluster::lock::exclusive(
         &cache.join("kind-node-image.lock"),
@@ -316,92 +312,14 @@ pub async fn ensure(
         "waiting for another process to build the Kind node image",
     )
     .await?;
-    if let Ok(found) = ImageRef::existing(docker, "kind-node", &image).await {
-        return Ok(NodeImage {
-            reference: image,
-            id: found.id().to_owned(),
-            built: false,
-        });
+    if let Some(found) = existing(docker, &image).await {
+        return Ok(found);
     }
     let started = Instant::now();
     say(&format!(
         "making the Kind node image `{image}` (Kubernetes {KUBERNETES_VERSION}): its components first, when not built yet"
     ));
-    let binaries = components::ensure_built(cache, say).await?;
-    let kind_files =
-        upstream::base_files(cache)
-            .await
-            .map_err(|source| NodeImageError::KindFiles {
-                image: image.clone(),
-                source: Box::new(source),
-            })?;
-    let stage_error = |path: &Path| {
-        let image = image.clone();
-        let path = path.to_owned();
-        move |source| NodeImageError::Stage {
-            image,
-            path,
-            source,
-        }
-    };
-    crate::cluster::components::create_dir(cache)
-        .map_err(|error| NodeImageError::Components(error.into()))?;
-    let work = tempfile::Builder::new()
-        .prefix("kind-node-build-")
-        .tempdir_in(cache)
-        .map_err(stage_error(cache))?;
-    say(&format!(
-        "building the node's base image and its {} preloaded images from those components (first time about 2 min, more when the Debian root filesystems are new: about 2 min each)",
-        preloaded().len()
-    ));
-    let specs = {
-        let work = work.path().to_owned();
-        let binaries = binaries.clone();
-        tokio::task::spawn_blocking(move || stage_specs(&work, &binaries, &kind_files))
-            .await
-            .expect("staging does not panic")
-            .map_err(|(path, source)| NodeImageError::Stage {
-                image: image.clone(),
-                path,
-                source,
-            })?
-    };
-    let built = Builder::new(docker.clone())
-        .policy(TagPolicy::Content)
-        .build_all(&specs)
-        .await
-        .map_err(|source| NodeImageError::Images {
-            image: image.clone(),
-            source: Box::new(source),
-        })?;
-    let images: BTreeMap<String, ImageRef> = built
-        .into_iter()
-        .map(|outcome| (outcome.image.name().to_owned(), outcome.image))
-        .collect();
-    say(&format!(
-        "preloading {} images into the node's containerd and committing the node image (about 1 min)",
-        preloaded().len()
-    ));
-    let node_files = work.path().join("node-root");
-    {
-        let node_files = node_files.clone();
-        let binaries = binaries.clone();
-        tokio::task::spawn_blocking(move || stage_node_files(&node_files, &binaries))
-            .await
-            .expect("staging does not panic")
-            .map_err(|(path, source)| NodeImageError::Stage {
-                image: image.clone(),
-                path,
-                source,
-            })?;
-    }
-    // Uploading, importing and committing a gigabyte take longer than the
-    // client's usual two minutes on a busy machine.
-    let patient = docker.clone().with_timeout(ASSEMBLY_TIMEOUT);
-    let id = Assembly::new(&patient, &image)
-        .run(&images, &node_files)
-        .await?;
-    drop(work);
+    let id = build(docker, cache, &image, say).await?;
     say(&format!(
         "made the Kind node image `{image}` in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -411,6 +329,108 @@ pub async fn ensure(
         id,
         built: true,
     })
+}
+
+/// The node image `image` when the engine has it already.
+async fn existing(docker: &Docker, image: &str) -> Option<NodeImage> {
+    let found = ImageRef::existing(docker, "kind-node", image).await.ok()?;
+    Some(NodeImage {
+        reference: image.to_owned(),
+        id: found.id().to_owned(),
+        built: false,
+    })
+}
+
+/// Builds the node image `image`: its components (when missing from
+/// `cache`), the images it is made of, then its assembly; its image ID.
+async fn build(
+    docker: &Docker,
+    cache: &Path,
+    image: &str,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<String, NodeImageError> {
+    let binaries = components::ensure_built(cache, say).await?;
+    let kind_files =
+        upstream::base_files(cache)
+            .await
+            .map_err(|source| NodeImageError::KindFiles {
+                image: image.to_owned(),
+                source: Box::new(source),
+            })?;
+    crate::cluster::components::create_dir(cache)
+        .map_err(|error| NodeImageError::Components(error.into()))?;
+    let work = tempfile::Builder::new()
+        .prefix("kind-node-build-")
+        .tempdir_in(cache)
+        .map_err(|source| NodeImageError::Stage {
+            image: image.to_owned(),
+            path: cache.to_owned(),
+            source,
+        })?;
+    say(&format!(
+        "building the node's base image and its {} preloaded images from those components (first time about 2 min, more when the Debian root filesystems are new: about 2 min each)",
+        preloaded().len()
+    ));
+    let specs = {
+        let work = work.path().to_owned();
+        let binaries = binaries.clone();
+        stage_off_thread(image, move || stage_specs(&work, &binaries, &kind_files)).await?
+    };
+    let images = build_images(docker, image, &specs).await?;
+    say(&format!(
+        "preloading {} images into the node's containerd and committing the node image (about 1 min)",
+        preloaded().len()
+    ));
+    let node_files = work.path().join("node-root");
+    {
+        let node_files = node_files.clone();
+        stage_off_thread(image, move || stage_node_files(&node_files, &binaries)).await?;
+    }
+    // Uploading, importing and committing a gigabyte take longer than the
+    // client's usual two minutes on a busy machine.
+    let patient = docker.clone().with_timeout(ASSEMBLY_TIMEOUT);
+    let id = Assembly::new(&patient, image)
+        .run(&images, &node_files)
+        .await?;
+    drop(work);
+    Ok(id)
+}
+
+/// Runs the staging `stage` on a blocking thread; its failure names the
+/// node image `image`.
+async fn stage_off_thread<T: Send + 'static>(
+    image: &str,
+    stage: impl FnOnce() -> StageResult<T> + Send + 'static,
+) -> Result<T, NodeImageError> {
+    tokio::task::spawn_blocking(stage)
+        .await
+        .expect("staging does not panic")
+        .map_err(|(path, source)| NodeImageError::Stage {
+            image: image.to_owned(),
+            path,
+            source,
+        })
+}
+
+/// Builds the images the node image `image` is made of, from `specs`;
+/// each by its name.
+async fn build_images(
+    docker: &Docker,
+    image: &str,
+    specs: &[ImageSpec],
+) -> Result<BTreeMap<String, ImageRef>, NodeImageError> {
+    let built = Builder::new(docker.clone())
+        .policy(TagPolicy::Content)
+        .build_all(specs)
+        .await
+        .map_err(|source| NodeImageError::Images {
+            image: image.to_owned(),
+            source: Box::new(source),
+        })?;
+    Ok(built
+        .into_iter()
+        .map(|outcome| (outcome.image.name().to_owned(), outcome.image))
+        .collect())
 }
 
 type StageResult<T> = Result<T, (PathBuf, std::io::Error)>;
@@ -467,7 +487,6 @@ fn stage_specs(
     binaries: &NodeBinaries,
     kind_files: &[(String, String)],
 ) -> StageResult<Vec<ImageSpec>> {
-    let local = &binaries.local;
     let mut specs = vec![
         ImageSpec::debian("node-rootfs", DEBIAN_RELEASE)
             .debian_packages(NODE_PACKAGES.iter().copied())
@@ -477,9 +496,22 @@ fn stage_specs(
             .debian_packages(IPTABLES_PACKAGES.iter().copied())
             .in_namespace(NAMESPACE),
     ];
-    // (image, its Dockerfile's folder under kind-node/images/, binaries)
+    for (name, folder, files) in component_images(binaries) {
+        let context = stage_component_image(work, name, folder, &files)?;
+        specs.push(ImageSpec::new(name, &context).in_namespace(NAMESPACE));
+    }
+    let base = stage_base(work, binaries, kind_files)?;
+    specs.push(ImageSpec::new("base", &base).in_namespace(NAMESPACE));
+    Ok(specs)
+}
+
+/// The images built from kindling's Dockerfiles before the base: each
+/// image's name, its Dockerfile's folder under `kind-node/images/`, and
+/// the binaries it holds.
+fn component_images(binaries: &NodeBinaries) -> Vec<(&'static str, &'static str, Vec<PathBuf>)> {
+    let local = &binaries.local;
     let kubernetes = |name: &str| local.kubernetes(name);
-    let images: Vec<(&str, &str, Vec<PathBuf>)> = vec![
+    vec![
         ("static-base", "static-base", vec![]),
         ("iptables-base", "iptables-base", vec![]),
         (
@@ -512,40 +544,56 @@ fn stage_specs(
             vec![binaries.local_path_provisioner()],
         ),
         ("local-path-helper", "local-path-helper", vec![]),
-    ];
-    for (name, folder, files) in images {
-        let context = work.join(name);
-        for (relative, contents, mode) in
-            sources::under(sources::IMAGES, &format!("images/{folder}/"))
-        {
-            // The static base's own files go under rootfs/, the context's
-            // Dockerfile at its root.
-            let relative = if relative == "Dockerfile" {
-                relative.to_owned()
-            } else {
-                format!("rootfs/{relative}")
-            };
-            write_file(&context, &relative, contents.as_bytes(), mode)?;
-        }
-        if name == "static-base" {
-            use std::os::unix::fs::PermissionsExt as _;
-            let tmp = context.join("rootfs/tmp");
-            create_dirs(&tmp)
-                .and_then(|()| {
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))
-                })
-                .map_err(|error| (tmp.clone(), error))?;
-        }
-        for file in files {
-            let file_name = file
-                .file_name()
-                .expect("a binary has a name")
-                .to_string_lossy()
-                .into_owned();
-            stage_binary(&file, &context, &format!("bin/{file_name}"))?;
-        }
-        specs.push(ImageSpec::new(name, &context).in_namespace(NAMESPACE));
+    ]
+}
+
+/// The build context of the component image `name` under `work`: the
+/// files of `kind-node/images/<folder>/` and the binaries `files` in its
+/// `bin/`.
+fn stage_component_image(
+    work: &Path,
+    name: &str,
+    folder: &str,
+    files: &[PathBuf],
+) -> StageResult<PathBuf> {
+    let context = work.join(name);
+    for (relative, contents, mode) in sources::under(sources::IMAGES, &format!("images/{folder}/"))
+    {
+        // The static base's own files go under rootfs/, the context's
+        // Dockerfile at its root.
+        let relative = if relative == "Dockerfile" {
+            relative.to_owned()
+        } else {
+            format!("rootfs/{relative}")
+        };
+        write_file(&context, &relative, contents.as_bytes(), mode)?;
     }
+    if name == "static-base" {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = context.join("rootfs/tmp");
+        create_dirs(&tmp)
+            .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)))
+            .map_err(|error| (tmp.clone(), error))?;
+    }
+    for file in files {
+        let file_name = file
+            .file_name()
+            .expect("a binary has a name")
+            .to_string_lossy()
+            .into_owned();
+        stage_binary(file, &context, &format!("bin/{file_name}"))?;
+    }
+    Ok(context)
+}
+
+/// The base image's build context under `work`: kindling's `base/` files
+/// (less its patches), kind's node files, containerd, runc, crictl and the
+/// CNI plugins.
+fn stage_base(
+    work: &Path,
+    binaries: &NodeBinaries,
+    kind_files: &[(String, String)],
+) -> StageResult<PathBuf> {
     let base = work.join("base");
     for (relative, contents, mode) in sources::under(sources::BASE, "base/") {
         if !relative.starts_with("patches/") {
@@ -577,8 +625,7 @@ fn stage_specs(
             &format!("bin/cni/{plugin}"),
         )?;
     }
-    specs.push(ImageSpec::new("base", &base).in_namespace(NAMESPACE));
-    Ok(specs)
+    Ok(base)
 }
 
 /// What the build container gets before its images are preloaded:
@@ -680,6 +727,31 @@ impl<'a> Assembly<'a> {
         node_files: &Path,
     ) -> Result<String, NodeImageError> {
         let base = &images["base"];
+        self.start_container(base).await?;
+        self.upload_node_files(node_files).await?;
+        self.shell(
+            "nohup containerd >/tmp/containerd.log 2>&1 & \
+             for _ in $(seq 300); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; \
+             cat /tmp/containerd.log; exit 1",
+        )
+        .await?;
+        self.preload(images).await?;
+        self.check_preloaded().await?;
+        // `sleep`, the container's first process, reaps nothing: a stopped
+        // containerd stays a zombie.
+        self.shell(
+            "pkill containerd; \
+             for _ in $(seq 150); do ps -C containerd -o stat= | grep -qv Z || exit 0; sleep 0.2; done; \
+             echo containerd did not stop; exit 1",
+        )
+        .await?;
+        self.shell("rm -rf /tmp/containerd.log /run/containerd")
+            .await?;
+        self.commit(base).await
+    }
+
+    /// Creates and starts the build container, of the image `base`, idle.
+    async fn start_container(&self, base: &ImageRef) -> Result<(), NodeImageError> {
         let body = ContainerCreateBody {
             image: Some(base.reference().to_string()),
             entrypoint: Some(vec!["sleep".to_owned(), "infinity".to_owned()]),
@@ -707,17 +779,21 @@ impl<'a> Assembly<'a> {
         self.docker
             .start_container(&self.container, None)
             .await
-            .map_err(self.engine("start the build container"))?;
+            .map_err(self.engine("start the build container"))
+    }
 
+    /// Copies the files under `node_files` to the build container's `/`.
+    async fn upload_node_files(&self, node_files: &Path) -> Result<(), NodeImageError> {
+        let stage_error = |source| NodeImageError::Stage {
+            image: self.image.to_owned(),
+            path: node_files.to_owned(),
+            source: std::io::Error::other(source),
+        };
         let root = node_files.to_owned();
         let archive = tokio::task::spawn_blocking(move || crate::image::tar_of(&root))
             .await
             .expect("the scan does not panic")
-            .map_err(|source| NodeImageError::Stage {
-                image: self.image.to_owned(),
-                path: node_files.to_owned(),
-                source: std::io::Error::other(source),
-            })?;
+            .map_err(stage_error)?;
         let crate::image::TarStream { body, writer } = archive;
         self.docker
             .upload_to_container(
@@ -732,19 +808,13 @@ impl<'a> Assembly<'a> {
         writer
             .await
             .expect("the archive task does not panic")
-            .map_err(|source| NodeImageError::Stage {
-                image: self.image.to_owned(),
-                path: node_files.to_owned(),
-                source: std::io::Error::other(source),
-            })?;
+            .map_err(stage_error)
+    }
 
-        self.shell(
-            "nohup containerd >/tmp/containerd.log 2>&1 & \
-             for _ in $(seq 300); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.2; done; \
-             cat /tmp/containerd.log; exit 1",
-        )
-        .await?;
-
+    /// Imports the preloaded images from `images` into the build
+    /// container's containerd (started), pinned, under their names in the
+    /// node.
+    async fn preload(&self, images: &BTreeMap<String, ImageRef>) -> Result<(), NodeImageError> {
         let names: Vec<(String, String)> = preloaded()
             .into_iter()
             .map(|(name, node_name)| (images[name].reference().to_string(), node_name))
@@ -785,7 +855,12 @@ impl<'a> Assembly<'a> {
             self.run_checked(["ctr", "--namespace=k8s.io", "images", "rm", built], None)
                 .await?;
         }
+        Ok(())
+    }
 
+    /// Fails when the build container's containerd lacks an image
+    /// [`wanted`] names.
+    async fn check_preloaded(&self) -> Result<(), NodeImageError> {
         let held = self
             .run_checked(["ctr", "--namespace=k8s.io", "images", "list", "-q"], None)
             .await?;
@@ -814,18 +889,12 @@ impl<'a> Assembly<'a> {
                 held,
             });
         }
+        Ok(())
+    }
 
-        // `sleep`, the container's first process, reaps nothing: a stopped
-        // containerd stays a zombie.
-        self.shell(
-            "pkill containerd; \
-             for _ in $(seq 150); do ps -C containerd -o stat= | grep -qv Z || exit 0; sleep 0.2; done; \
-             echo containerd did not stop; exit 1",
-        )
-        .await?;
-        self.shell("rm -rf /tmp/containerd.log /run/containerd")
-            .await?;
-
+    /// Commits the build container as the node image, made from `base`,
+    /// with kind's entrypoint; its ID.
+    async fn commit(&self, base: &ImageRef) -> Result<String, NodeImageError> {
         let (repository, tag) = self
             .image
             .rsplit_once(':')
