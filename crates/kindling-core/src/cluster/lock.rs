@@ -495,6 +495,15 @@ mod tests {
             .unwrap();
         assert!(other.try_lock_shared().is_err());
         drop(exclusive);
-        assert!(other.try_lock().is_ok());
+        // A command another test of this process spawns holds a copy of the
+        // lock's descriptor from its fork to its exec: wait for the lock
+        // (a signal, bounded) rather than try it once.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(other.lock().is_ok()));
+        assert_eq!(
+            receiver.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(true),
+            "the lock is still held after the exclusive one was dropped"
+        );
     }
 }

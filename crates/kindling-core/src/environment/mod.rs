@@ -21,8 +21,8 @@ use crate::deploy::{
     Applied, ApplyError, DeliveredImages, Manifest, ManifestError, PreflightError, apply_manifests,
     read_manifests, resolve_and_check,
 };
-use crate::kubeconfig::KubeconfigError;
 use crate::image::ImageRef;
+use crate::kubeconfig::KubeconfigError;
 use crate::node::NodeStore;
 use crate::wait::{WaitError, Waiter, Workload};
 use crate::{BoxError, artifacts};
@@ -205,8 +205,7 @@ impl Environment {
 
     /// The exact reference of the image named `name`, as pods run it.
     pub fn image(&self, name: &str) -> Option<&str> {
-        self.image_ref(name)
-            .map(|image| image.reference().as_str())
+        self.image_ref(name).map(|image| image.reference().as_str())
     }
 
     /// The image named `name` as delivered: its name, exact reference and
