@@ -77,28 +77,7 @@ pub(crate) async fn deploy(
             changes.removed.len()
         ));
     }
-    let first = plan
-        .stages
-        .first()
-        .map(|(name, _)| name.clone())
-        .unwrap_or_default();
-    // Every changed object of every stage is checked before anything is
-    // applied; but a changed Job, replaced since its template cannot
-    // change, is judged when it is created again in its stage.
-    let changed: Vec<Manifest> = changes
-        .changed
-        .iter()
-        .map(|index| all[*index].clone())
-        .filter(|manifest| manifest.kind() != "Job")
-        .collect();
-    if !changed.is_empty() {
-        dry_run_manifests(client, namespace, &changed, &plan.ownership)
-            .await
-            .map_err(|error| StageFailure {
-                phase: first.clone(),
-                error: error.into(),
-            })?;
-    }
+    dry_run_changed(client, &plan, &all, &changes).await?;
     let mut offset = 0;
     for (name, manifests) in plan.stages {
         let range = offset..offset + manifests.len();
@@ -140,6 +119,36 @@ pub(crate) async fn deploy(
         .filter_map(|manifest| workload_of(manifest, namespace))
         .map(|workload| (workload.kind, workload.namespace, workload.name))
         .collect())
+}
+
+/// Checks every changed object of every stage before anything is applied;
+/// a changed Job, replaced since its template cannot change, is judged
+/// when it is created again in its stage. A failure is the first stage's.
+async fn dry_run_changed(
+    client: &Client,
+    plan: &StagePlan<'_>,
+    all: &[Manifest],
+    changes: &Changes,
+) -> Result<(), StageFailure> {
+    let changed: Vec<Manifest> = changes
+        .changed
+        .iter()
+        .map(|index| all[*index].clone())
+        .filter(|manifest| manifest.kind() != "Job")
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    dry_run_manifests(client, plan.namespace, &changed, &plan.ownership)
+        .await
+        .map_err(|error| StageFailure {
+            phase: plan
+                .stages
+                .first()
+                .map(|(name, _)| name.clone())
+                .unwrap_or_default(),
+            error: error.into(),
+        })
 }
 
 /// One stage's share of the changes.

@@ -204,40 +204,12 @@ impl Waiter {
                     Readiness::Ready => {}
                     Readiness::Pending(why) => pending.push(format!("{workload}: {why}")),
                     Readiness::Failed(reason) => {
-                        let pods = self.pods(&workload.namespace).await?;
-                        let failed = pods
-                            .iter()
-                            .rev()
-                            .filter(|pod| selector.matches(pod))
-                            .find_map(|pod| {
-                                diagnosis::failed_container(pod).map(|fatal| (pod, fatal))
-                            });
-                        let diagnosis = match failed {
-                            Some((pod, fatal)) => Some(Box::new(
-                                diagnosis::diagnose(&self.client, &self.stores, pod, fatal).await,
-                            )),
-                            None => None,
-                        };
-                        return Err(WaitError::Failed {
-                            workload: workload.clone(),
-                            reason,
-                            diagnosis,
-                        });
+                        return Err(self.failed(workload, &selector, reason).await);
                     }
                 }
                 selectors.push((workload.namespace.as_str(), selector));
             }
-            // Only the pods of these workloads: other pods of the namespace
-            // (a test's deliberately broken one) are not theirs to fail.
-            let mut pods = Vec::new();
-            for namespace in &namespaces {
-                pods.extend(self.pods(namespace).await?.into_iter().filter(|pod| {
-                    selectors.iter().any(|(in_namespace, selector)| {
-                        pod.metadata.namespace.as_deref() == Some(in_namespace)
-                            && selector.matches(pod)
-                    })
-                }));
-            }
+            let pods = self.pods_of(&namespaces, &selectors).await?;
             if let Some((pod, fatal)) = pods
                 .iter()
                 .find_map(|pod| diagnosis::fatal_container(pod).map(|fatal| (pod, fatal)))
@@ -250,16 +222,7 @@ impl Waiter {
                 let restarts = restart_counts(&pods);
                 match &ready_since {
                     Some((since, before)) if *before == restarts => {
-                        // Finished pods (a Job's) cannot crash any more.
-                        let running: Vec<&Pod> = pods.iter().filter(|pod| !finished(pod)).collect();
-                        let settle = if running.is_empty() {
-                            Duration::ZERO
-                        } else if running.iter().all(|pod| every_container_probed(pod)) {
-                            self.settle.min(PROBED_SETTLE)
-                        } else {
-                            self.settle
-                        };
-                        if since.elapsed() >= settle {
+                        if since.elapsed() >= self.settle_for(&pods) {
                             return Ok(());
                         }
                     }
@@ -280,6 +243,69 @@ impl Waiter {
                 });
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The failure of `workload`, with the diagnosis of its last pod whose
+    /// container failed, when there is one.
+    async fn failed(
+        &self,
+        workload: &Workload,
+        selector: &PodSelector,
+        reason: String,
+    ) -> WaitError {
+        let pods = match self.pods(&workload.namespace).await {
+            Ok(pods) => pods,
+            Err(error) => return error,
+        };
+        let failed = pods
+            .iter()
+            .rev()
+            .filter(|pod| selector.matches(pod))
+            .find_map(|pod| diagnosis::failed_container(pod).map(|fatal| (pod, fatal)));
+        let diagnosis = match failed {
+            Some((pod, fatal)) => Some(Box::new(
+                diagnosis::diagnose(&self.client, &self.stores, pod, fatal).await,
+            )),
+            None => None,
+        };
+        WaitError::Failed {
+            workload: workload.clone(),
+            reason,
+            diagnosis,
+        }
+    }
+
+    /// The pods of `namespaces` the workloads' `selectors` pick: other pods
+    /// of the namespace (a test's deliberately broken one) are not theirs
+    /// to fail.
+    async fn pods_of(
+        &self,
+        namespaces: &[&str],
+        selectors: &[(&str, PodSelector)],
+    ) -> Result<Vec<Pod>, WaitError> {
+        let mut pods = Vec::new();
+        for namespace in namespaces {
+            pods.extend(self.pods(namespace).await?.into_iter().filter(|pod| {
+                selectors.iter().any(|(in_namespace, selector)| {
+                    pod.metadata.namespace.as_deref() == Some(in_namespace) && selector.matches(pod)
+                })
+            }));
+        }
+        Ok(pods)
+    }
+
+    /// How long everything must have stayed ready: nothing for finished
+    /// pods only (a Job's cannot crash any more), less when every running
+    /// container has a readiness probe.
+    fn settle_for(&self, pods: &[Pod]) -> Duration {
+        let running: Vec<&Pod> = pods.iter().filter(|pod| !finished(pod)).collect();
+        if running.is_empty() {
+            Duration::ZERO
+        } else if running.iter().all(|pod| every_container_probed(pod)) {
+            self.settle.min(PROBED_SETTLE)
+        } else {
+            self.settle
         }
     }
 
