@@ -544,7 +544,7 @@ async fn kind_nodes_are_discovered_by_their_labels() -> Result<(), kindling::Box
 #[kindling::test(requires = Requirement::docker())]
 async fn local_component_images_build_from_scratch_and_run() -> Result<(), kindling::BoxError> {
     let docker = docker().await?;
-    let sources = support::workspace_root().join("crates/kindling/local-cluster/images");
+    let sources = support::workspace_root().join("crates/kindling-core/local-cluster/images");
     let pause = support::go_image(&docker, "pause", &sources, "./pause").await?;
     let smoke = support::go_image(&docker, "smoke", &sources, "./smoke").await?;
     let again = support::go_image(&docker, "smoke", &sources, "./smoke").await?;

@@ -3,7 +3,7 @@
 //! (whose Kubernetes, etcd and CoreDNS binaries the node image reuses).
 //!
 //! Each component is pinned by the go.mod/go.sum of its module in
-//! `crates/kindling/kind-node/go/`; kubeadm and kubectl come from the local
+//! `crates/kindling-core/kind-node/go/`; kubeadm and kubectl come from the local
 //! provider's Kubernetes module, whose `tool` lines name them too.
 
 use std::path::{Path, PathBuf};

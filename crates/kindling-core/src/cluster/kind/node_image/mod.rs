@@ -9,7 +9,7 @@
 //!
 //! Every step goes through the engine's API with the legacy builder (no
 //! BuildKit needed). The image is tagged with a digest of its inputs (the
-//! pinned modules and versions, the files under `crates/kindling/kind-node/`)
+//! pinned modules and versions, the files under `crates/kindling-core/kind-node/`)
 //! and is built again only when they change; its components are cached in
 //! `~/.cache/kindling/bin/` with digests, like the local provider's.
 

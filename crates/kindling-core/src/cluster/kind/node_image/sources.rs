@@ -1,4 +1,4 @@
-//! The files of `crates/kindling/kind-node/`, compiled into kindling so a
+//! The files of `crates/kindling-core/kind-node/`, compiled into kindling-core so a
 //! published crate builds the node image from any directory.
 
 /// Includes `kind-node/<path>` as `(path, contents)`.
