@@ -202,12 +202,14 @@ impl Loader {
     /// Checks that every node holds every image under its exact reference
     /// with the same image ID; the error lists what the node does hold.
     pub async fn verify(&self, images: &[ImageRef], nodes: &[NodeStore]) -> Result<(), LoadError> {
-        let listings = join_all(nodes.iter().map(|node| node.list())).await;
+        let names = names_of(images);
+        let listings = join_all(nodes.iter().map(|node| node.list_named(&names))).await;
         for (node, listing) in nodes.iter().zip(listings) {
-            let held = listing.map_err(|source| LoadError::List {
+            let list_error = |source| LoadError::List {
                 node: node.name().to_owned(),
                 source,
-            })?;
+            };
+            let held = listing.map_err(list_error)?;
             let missing: Vec<&ImageRef> = images
                 .iter()
                 .filter(|image| {
@@ -218,6 +220,8 @@ impl Loader {
                 })
                 .collect();
             if !missing.is_empty() {
+                // What the node holds at all, to say what it has instead.
+                let held = node.list().await.map_err(list_error)?;
                 return Err(LoadError::Missing {
                     node: node.name().to_owned(),
                     missing: missing
@@ -239,11 +243,15 @@ async fn plan_nodes(
     images: &[ImageRef],
     nodes: &[NodeStore],
 ) -> Result<(Vec<NodeLoad>, Vec<Plan>), LoadError> {
+    let names = names_of(images);
+    let names = &names;
     let listings = join_all(nodes.iter().map(|node| async move {
-        node.list().await.map_err(|source| LoadError::List {
-            node: node.name().to_owned(),
-            source,
-        })
+        node.list_named(names)
+            .await
+            .map_err(|source| LoadError::List {
+                node: node.name().to_owned(),
+                source,
+            })
     }))
     .await;
     let mut reports: Vec<NodeLoad> = Vec::with_capacity(nodes.len());
@@ -258,6 +266,19 @@ async fn plan_nodes(
         plans.push(plan);
     }
     Ok((reports, plans))
+}
+
+/// What a node's listing must hold for a plan about `images`: each one's
+/// reference, and its image ID (the CRI plugin's name for the image,
+/// whatever else it is called), to find it held under another name.
+fn names_of(images: &[ImageRef]) -> Vec<&str> {
+    let mut names: Vec<&str> = images
+        .iter()
+        .flat_map(|image| [image.reference().as_str(), image.id()])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// Adds the tags of `plans` in their nodes, all nodes at once: tags need

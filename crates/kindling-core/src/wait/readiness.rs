@@ -140,20 +140,52 @@ pub fn job_done_by_pods(job: &Job, succeeded: usize) -> bool {
     usize::try_from(completions).is_ok_and(|completions| succeeded >= completions)
 }
 
-/// A Pod is ready when its Ready condition holds or it has Succeeded, and
-/// failed when it has Failed.
+/// Whether `pod` has succeeded: its phase says so, or every regular
+/// container exited 0 and nothing will start one again (the pod's restart
+/// policy is not `Always`, no container has one of its own). The kubelet
+/// reports the phase only after tearing the pod's sandbox down, a second or
+/// more after the last container exited.
+pub fn pod_succeeded(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    if status.phase.as_deref() == Some("Succeeded") {
+        return true;
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let restarts = spec.restart_policy.as_deref().is_none_or(|p| p == "Always")
+        || spec.containers.iter().any(|c| c.restart_policy.is_some());
+    let statuses = status.container_statuses.as_deref().unwrap_or_default();
+    let exited_zero = |name: &str| {
+        statuses.iter().any(|container| {
+            container.name == name
+                && container
+                    .state
+                    .as_ref()
+                    .and_then(|state| state.terminated.as_ref())
+                    .is_some_and(|terminated| terminated.exit_code == 0)
+        })
+    };
+    !restarts
+        && status.phase.as_deref() != Some("Failed")
+        && spec.containers.iter().all(|c| exited_zero(&c.name))
+}
+
+/// A Pod is ready when its Ready condition holds or it has succeeded
+/// ([`pod_succeeded`]), and failed when it has Failed.
 pub fn pod(pod: &Pod) -> Readiness {
+    if pod_succeeded(pod) {
+        return Readiness::Ready;
+    }
     let status = pod.status.clone().unwrap_or_default();
-    match status.phase.as_deref() {
-        Some("Succeeded") => return Readiness::Ready,
-        Some("Failed") => {
-            return Readiness::Failed(format!(
-                "the pod failed: {} {}",
-                status.reason.unwrap_or_default(),
-                status.message.unwrap_or_default()
-            ));
-        }
-        _ => {}
+    if status.phase.as_deref() == Some("Failed") {
+        return Readiness::Failed(format!(
+            "the pod failed: {} {}",
+            status.reason.unwrap_or_default(),
+            status.message.unwrap_or_default()
+        ));
     }
     let ready = status
         .conditions
@@ -258,6 +290,53 @@ mod tests {
             !job_done_by_pods(&judged, 5),
             "only the Job controller judges a policy"
         );
+    }
+
+    #[test]
+    fn a_pod_whose_containers_exited_zero_has_succeeded_unless_one_restarts() {
+        let pod_with = |restart_policy: &str, exit_codes: &[i32]| -> Pod {
+            let statuses: Vec<serde_json::Value> = exit_codes
+                .iter()
+                .enumerate()
+                .map(|(index, code)| serde_json::json!({
+                    "name": format!("c{index}"), "ready": false, "restartCount": 0, "image": "x", "imageID": "",
+                    "state": {"terminated": {"exitCode": code}}
+                }))
+                .collect();
+            let containers: Vec<serde_json::Value> = (0..exit_codes.len())
+                .map(|index| serde_json::json!({"name": format!("c{index}")}))
+                .collect();
+            from(serde_json::json!({
+                "spec": {"restartPolicy": restart_policy, "containers": containers},
+                "status": {"phase": "Running", "containerStatuses": statuses}
+            }))
+        };
+        assert!(pod_succeeded(&pod_with("Never", &[0, 0])));
+        assert!(pod_succeeded(&pod_with("OnFailure", &[0])));
+        assert_eq!(pod(&pod_with("Never", &[0])), Readiness::Ready);
+        assert!(!pod_succeeded(&pod_with("Never", &[0, 1])), "one failed");
+        assert!(!pod_succeeded(&pod_with("Always", &[0])), "restarted");
+        let mut running = pod_with("Never", &[0, 0]);
+        running
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[1]
+            .state = Some(Default::default());
+        assert!(!pod_succeeded(&running), "one still running");
+        let mut own_policy = pod_with("Never", &[0]);
+        own_policy.spec.as_mut().unwrap().containers[0].restart_policy = Some("Always".into());
+        assert!(
+            !pod_succeeded(&own_policy),
+            "a container restarts on its own"
+        );
+        let unstarted: Pod = from(serde_json::json!({
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c0"}]},
+            "status": {"phase": "Pending"}
+        }));
+        assert!(!pod_succeeded(&unstarted));
     }
 
     #[test]
