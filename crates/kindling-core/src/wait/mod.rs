@@ -9,6 +9,7 @@
 //! `Selector`. One file, with its tests: the waits share the pod polling
 //! and the settle window.
 
+mod changes;
 pub mod diagnosis;
 pub mod readiness;
 
@@ -30,7 +31,8 @@ pub use readiness::Readiness;
 
 use crate::node::NodeStore;
 
-/// How often the workloads and pods are looked at.
+/// How often the workloads and pods are looked at at least (a wait also
+/// looks whenever one of them changes).
 const POLL: Duration = Duration::from_millis(250);
 
 /// A workload to wait for.
@@ -195,6 +197,7 @@ impl Waiter {
         namespaces.dedup();
         // Since when everything has been ready, and the restart counts then.
         let mut ready_since: Option<(Instant, Vec<(String, i32)>)> = None;
+        let changes = changes::Changes::of(&self.client, workloads);
         loop {
             let mut pending = Vec::new();
             let mut selectors = Vec::new();
@@ -218,15 +221,25 @@ impl Waiter {
                 return Err(WaitError::Diagnosed(Box::new(diagnosis)));
             }
             pending.extend(earlier_rollouts_stopping(workloads, &selectors, &pods));
+            // Until the next look: a change, the poll, or the settle's end.
+            let mut next_look = POLL;
             if pending.is_empty() {
                 let restarts = restart_counts(&pods);
+                let settle = self.settle_for(&pods);
                 match &ready_since {
                     Some((since, before)) if *before == restarts => {
-                        if since.elapsed() >= self.settle_for(&pods) {
+                        if since.elapsed() >= settle {
                             return Ok(());
                         }
+                        next_look = next_look.min(settle.saturating_sub(since.elapsed()));
                     }
-                    _ => ready_since = Some((Instant::now(), restarts)),
+                    _ => {
+                        if settle.is_zero() {
+                            return Ok(());
+                        }
+                        ready_since = Some((Instant::now(), restarts));
+                        next_look = next_look.min(settle);
+                    }
                 }
             } else {
                 ready_since = None;
@@ -242,7 +255,7 @@ impl Waiter {
                     pending,
                 });
             }
-            tokio::time::sleep(POLL).await;
+            changes.next(next_look).await;
         }
     }
 
@@ -432,20 +445,14 @@ impl Waiter {
                 let selector = labels(object.spec.as_ref().and_then(|spec| spec.selector.as_ref()));
                 let mut state = readiness::job(&object);
                 if let Readiness::Pending(_) = state {
-                    // The kubelet reports a pod's success seconds before the
-                    // Job controller marks the Job Complete: enough
-                    // succeeded pods already make it done.
+                    // A pod's containers exit seconds before the Job
+                    // controller marks the Job Complete: enough succeeded
+                    // pods already make it done.
                     let succeeded = self
                         .pods(&workload.namespace)
                         .await?
                         .iter()
-                        .filter(|pod| selector.matches(pod))
-                        .filter(|pod| {
-                            pod.status
-                                .as_ref()
-                                .and_then(|status| status.phase.as_deref())
-                                == Some("Succeeded")
-                        })
+                        .filter(|pod| selector.matches(pod) && readiness::pod_succeeded(pod))
                         .count();
                     if readiness::job_done_by_pods(&object, succeeded) {
                         state = Readiness::Ready;
@@ -659,14 +666,14 @@ impl Waiter {
     }
 }
 
-/// Whether `pod` ran to its end (Succeeded or Failed).
+/// Whether `pod` ran to its end (succeeded, or Failed).
 fn finished(pod: &Pod) -> bool {
-    matches!(
-        pod.status
+    readiness::pod_succeeded(pod)
+        || pod
+            .status
             .as_ref()
-            .and_then(|status| status.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
+            .and_then(|status| status.phase.as_deref())
+            == Some("Failed")
 }
 
 /// Whether every container of `pod` has a readiness probe.
