@@ -151,6 +151,22 @@ impl Drop for Endpoint {
     }
 }
 
+/// A listener on a free loopback port (never another interface: the
+/// forward is for this host's tests only) and its address.
+async fn bind_loopback() -> Result<(TcpListener, SocketAddr), AccessError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|source| AccessError::Io {
+            action: "bind a local port for a port-forward".to_owned(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| AccessError::Io {
+        action: "read the port-forward's local address".to_owned(),
+        source,
+    })?;
+    Ok((listener, address))
+}
+
 /// Forwards a local port to `port` of Service `service`: each connection
 /// goes, through the API server, to a ready pod the Service selects.
 pub async fn port_forward(
@@ -162,16 +178,7 @@ pub async fn port_forward(
     let target = Target::resolve(client, namespace, service, port).await?;
     // Fail now, not at the first connection, when nothing is behind it.
     target.pick_pod().await?;
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(|source| AccessError::Io {
-            action: "bind a local port for a port-forward".to_owned(),
-            source,
-        })?;
-    let address = listener.local_addr().map_err(|source| AccessError::Io {
-        action: "read the port-forward's local address".to_owned(),
-        source,
-    })?;
+    let (listener, address) = bind_loopback().await?;
     let accept = tokio::spawn(async move {
         while let Ok((connection, _)) = listener.accept().await {
             let target = target.clone();
@@ -204,16 +211,7 @@ pub async fn port_forward_pod(
         action: format!("read pod `{namespace}/{pod}`"),
         source,
     })?;
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .map_err(|source| AccessError::Io {
-            action: "bind a local port for a port-forward".to_owned(),
-            source,
-        })?;
-    let address = listener.local_addr().map_err(|source| AccessError::Io {
-        action: "read the port-forward's local address".to_owned(),
-        source,
-    })?;
+    let (listener, address) = bind_loopback().await?;
     let (namespace, pod) = (namespace.to_owned(), pod.to_owned());
     let accept = tokio::spawn(async move {
         while let Ok((mut connection, _)) = listener.accept().await {
