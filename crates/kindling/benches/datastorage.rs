@@ -12,8 +12,9 @@
 //!   nothing changed, start to exit. Target at most 2 s.
 //! - `datastorage_changed_service_rerun_s`: one source file of the service
 //!   changed: the run of one test, start to exit, with the service's build
-//!   time and whether the database pod was kept. Target at most the build
-//!   time + 5 s.
+//!   time and whether the database pod was kept; the median of three
+//!   changes by the time over the build. Target at most the build time +
+//!   5 s.
 //!
 //! Needs what the local provider needs; leaves the cluster up and the
 //! sources as they were. Run with `cargo bench -p kindling --bench datastorage`.
@@ -117,22 +118,37 @@ fn main() -> Result<(), BoxError> {
         contents: std::fs::read(&main)?,
         path: main.clone(),
     };
-    std::fs::write(
-        &main,
-        [
-            restore.contents.as_slice(),
-            b"\n// changed by the datastorage bench\n",
-        ]
-        .concat(),
-    )?;
-    let changed = suite.run_one(state.path())?;
+    // Three changes, each a new build: the rerun's waits end at kubelet
+    // ticks (a container's start and exit are seen within 1 s, a
+    // readiness probe every 1 s), so one figure alone is mostly luck.
+    let mut runs = Vec::new();
+    for change in 1..=3 {
+        std::fs::write(
+            &main,
+            [
+                restore.contents.as_slice(),
+                format!("\n// changed by the datastorage bench ({change})\n").as_bytes(),
+            ]
+            .concat(),
+        )?;
+        let seconds = suite.run_one(state.path())?;
+        let build = suite.phase(state.path(), "build");
+        println!(
+            "datastorage: changed service rerun {change}: {seconds:.2} s (build {build:.2} s, images {:.2} s, migrations {:.2} s, rollout {:.2} s, {:.2} s over the build)",
+            suite.phase(state.path(), "images"),
+            suite.phase(state.path(), "migrations"),
+            suite.phase(state.path(), "datastorage"),
+            seconds - build,
+        );
+        runs.push((seconds, build));
+    }
     drop(restore);
     let kept = postgres_uid()? == before;
+    runs.sort_by(|a, b| (a.0 - a.1).total_cmp(&(b.0 - b.1)));
+    let (changed, build) = runs[runs.len() / 2];
     println!(
-        "bench: datastorage_changed_service_rerun_s = {changed:.2} s (service build {:.2} s, target build + 5 s; migrations {:.2} s, service rollout {:.2} s; database pod kept: {kept})",
-        suite.phase(state.path(), "build"),
-        suite.phase(state.path(), "migrations"),
-        suite.phase(state.path(), "datastorage"),
+        "bench: datastorage_changed_service_rerun_s = {changed:.2} s (the median of 3 by time over the build; service build {build:.2} s, target build + 5 s: {:.2} s over it; database pod kept: {kept})",
+        changed - build,
     );
     // Back to the sources as they are, for whoever runs next.
     suite.run_one(state.path())?;
