@@ -105,10 +105,15 @@ fn fatal_state(pod: &Pod, container: &ContainerStatus) -> Option<Fatal> {
                 .and_then(|last| last.terminated.as_ref())
         });
     let (reason, message) = match (waiting, terminated) {
-        (Some(waiting), _) if is_fatal(waiting.reason.as_deref()) => (
-            waiting.reason.clone().unwrap_or_default(),
-            waiting.message.clone().unwrap_or_default(),
-        ),
+        (Some(waiting), _)
+            if is_fatal(waiting.reason.as_deref())
+                && !kubelet_cache_unsynced(waiting.message.as_deref()) =>
+        {
+            (
+                waiting.reason.clone().unwrap_or_default(),
+                waiting.message.clone().unwrap_or_default(),
+            )
+        }
         (_, Some(terminated)) if terminated.reason.as_deref() == Some("OOMKilled") => (
             "OOMKilled".to_owned(),
             format!("exit code {}", terminated.exit_code),
@@ -159,6 +164,21 @@ fn asked_image(pod: &Pod, container: &ContainerStatus) -> String {
 
 fn is_fatal(reason: Option<&str>) -> bool {
     reason.is_some_and(|reason| FATAL_REASONS.contains(&reason))
+}
+
+/// Whether a `CreateContainerConfigError` only says the kubelet's cache of
+/// the pod's Secrets or ConfigMaps had not synced yet (it waits 1 s for a
+/// new namespace's, and under load may not get them in time): the kubelet
+/// tries again at its next sync of the pod, and it starts then.
+fn kubelet_cache_unsynced(message: Option<&str>) -> bool {
+    message.is_some_and(|message| {
+        [
+            "failed to sync secret cache",
+            "failed to sync configmap cache",
+        ]
+        .iter()
+        .any(|unsynced| message.contains(unsynced))
+    })
 }
 
 /// What a node's store holds, nearest to the asked image first.
@@ -455,6 +475,22 @@ mod tests {
             serde_json::json!({}),
         );
         assert!(fatal_container(&creating).is_none());
+        let cache_unsynced = pod(
+            serde_json::json!({"waiting": {"reason": "CreateContainerConfigError", "message": "failed to sync secret cache: timed out waiting for the condition"}}),
+            serde_json::json!({}),
+        );
+        assert!(
+            fatal_container(&cache_unsynced).is_none(),
+            "the kubelet retries once its cache has synced"
+        );
+        let secret_missing = pod(
+            serde_json::json!({"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"postgres-credentials\" not found"}}),
+            serde_json::json!({}),
+        );
+        assert_eq!(
+            fatal_container(&secret_missing).unwrap().reason,
+            "CreateContainerConfigError"
+        );
         let exited_again = pod(
             serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}}),
             serde_json::json!({"terminated": {"reason": "Error", "exitCode": 1}}),
