@@ -334,71 +334,20 @@ pub(crate) fn read(module: &Path, env: &GoEnv) -> Result<GoInputs, GoInputsError
         seen: vec![module.clone()],
         modules: Vec::new(),
     };
-    let mut replaces = Vec::new();
-    let mut required = Vec::new();
-    let mut files = Vec::new();
+    let mut gathered = Gathered::default();
     match workspace_file(&module, env, &toolchain.goroot)? {
-        Some(work) => {
-            let text = read_file(&work)?;
-            let directives = parse(&String::from_utf8_lossy(&text));
-            let dir = work.parent().unwrap_or(Path::new("/")).to_owned();
-            for member in directives.uses {
-                let resolved = dir.join(&member.path);
-                if !resolved.is_dir() {
-                    return Err(GoInputsError::MissingLocalModule {
-                        file: work,
-                        line: member.line,
-                        directive: "use",
-                        path: member.path,
-                        resolved,
-                    });
-                }
-                let go_mod = resolved.join("go.mod");
-                if go_mod.is_file() {
-                    let parsed = parse(&String::from_utf8_lossy(&read_file(&go_mod)?));
-                    required.extend(parsed.requires);
-                    replaces.extend(
-                        parsed
-                            .replaces
-                            .into_iter()
-                            .map(|replace| (go_mod.clone(), resolved.clone(), replace)),
-                    );
-                }
-                found.add(format!("use {}", member.path), &resolved)?;
-            }
-            replaces.extend(
-                directives
-                    .replaces
-                    .into_iter()
-                    .map(|replace| (work.clone(), dir.clone(), replace)),
-            );
-            let sum = dir.join("go.work.sum");
-            let sum = match std::fs::read(&sum) {
-                Ok(bytes) => Some(bytes),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-                Err(source) => return Err(GoInputsError::Read { path: sum, source }),
-            };
-            files.push(("go.work".to_owned(), Some(text)));
-            files.push(("go.work.sum".to_owned(), sum));
-        }
+        Some(work) => read_workspace(&work, &mut found, &mut gathered)?,
         None => {
             let go_mod = module.join("go.mod");
-            let parsed = parse(&String::from_utf8_lossy(&read_file(&go_mod)?));
-            required.extend(parsed.requires);
-            replaces.extend(
-                parsed
-                    .replaces
-                    .into_iter()
-                    .map(|replace| (go_mod.clone(), module.clone(), replace)),
-            );
+            gathered.add_go_mod(&go_mod, &module)?;
         }
     }
-    for (file, base, replace) in replaces {
+    for (file, base, replace) in gathered.replaces {
         let resolved = base.join(&replace.path);
         let label = format!("replace {} => {}", replace.module, replace.path);
         if resolved.is_dir() {
             found.add(label, &resolved)?;
-        } else if required.contains(&replace.module) {
+        } else if gathered.required.contains(&replace.module) {
             return Err(GoInputsError::MissingLocalModule {
                 file,
                 line: replace.line,
@@ -414,9 +363,79 @@ pub(crate) fn read(module: &Path, env: &GoEnv) -> Result<GoInputs, GoInputsError
     }
     Ok(GoInputs {
         toolchain,
-        files,
+        files: gathered.files,
         modules: found.modules,
     })
+}
+
+/// What the go.mod and go.work files a build reads say, gathered.
+#[derive(Default)]
+struct Gathered {
+    /// `replace`s, each with its file and the folder its paths are relative to.
+    replaces: Vec<(PathBuf, PathBuf, LocalReplace)>,
+    /// Modules some go.mod requires.
+    required: Vec<String>,
+    /// Files digested whole: `go.work` and `go.work.sum`.
+    files: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Gathered {
+    /// The requirements and `replace`s of `go_mod`, of the module in `dir`.
+    fn add_go_mod(&mut self, go_mod: &Path, dir: &Path) -> Result<(), GoInputsError> {
+        let parsed = parse(&String::from_utf8_lossy(&read_file(go_mod)?));
+        self.required.extend(parsed.requires);
+        self.replaces.extend(
+            parsed
+                .replaces
+                .into_iter()
+                .map(|replace| (go_mod.to_owned(), dir.to_owned(), replace)),
+        );
+        Ok(())
+    }
+}
+
+/// The `use`d modules of the workspace file `work` (each a folder of the
+/// build, its go.mod read), its `replace`s, and it and its sums.
+fn read_workspace(
+    work: &Path,
+    found: &mut Found,
+    gathered: &mut Gathered,
+) -> Result<(), GoInputsError> {
+    let text = read_file(work)?;
+    let parsed = parse(&String::from_utf8_lossy(&text));
+    let dir = work.parent().unwrap_or(Path::new("/")).to_owned();
+    for member in parsed.uses {
+        let resolved = dir.join(&member.path);
+        if !resolved.is_dir() {
+            return Err(GoInputsError::MissingLocalModule {
+                file: work.to_owned(),
+                line: member.line,
+                directive: "use",
+                path: member.path,
+                resolved,
+            });
+        }
+        let go_mod = resolved.join("go.mod");
+        if go_mod.is_file() {
+            gathered.add_go_mod(&go_mod, &resolved)?;
+        }
+        found.add(format!("use {}", member.path), &resolved)?;
+    }
+    gathered.replaces.extend(
+        parsed
+            .replaces
+            .into_iter()
+            .map(|replace| (work.to_owned(), dir.clone(), replace)),
+    );
+    let sum = dir.join("go.work.sum");
+    let sum = match std::fs::read(&sum) {
+        Ok(bytes) => Some(bytes),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(source) => return Err(GoInputsError::Read { path: sum, source }),
+    };
+    gathered.files.push(("go.work".to_owned(), Some(text)));
+    gathered.files.push(("go.work.sum".to_owned(), sum));
+    Ok(())
 }
 
 struct Found {
