@@ -31,9 +31,7 @@ pub use readiness::Readiness;
 
 use crate::node::NodeStore;
 
-/// How often the workloads and pods are looked at at least (a wait also
-/// looks whenever one of them changes).
-const POLL: Duration = Duration::from_millis(250);
+use changes::POLL;
 
 /// A workload to wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +197,7 @@ impl Waiter {
         let mut ready_since: Option<(Instant, Vec<(String, i32)>)> = None;
         let changes = changes::Changes::of(&self.client, workloads);
         loop {
+            let looked_at = Instant::now();
             let mut pending = Vec::new();
             let mut selectors = Vec::new();
             for workload in workloads {
@@ -222,7 +221,7 @@ impl Waiter {
             }
             pending.extend(earlier_rollouts_stopping(workloads, &selectors, &pods));
             // Until the next look: a change, the poll, or the settle's end.
-            let mut next_look = POLL;
+            let mut settle_left = None;
             if pending.is_empty() {
                 let restarts = restart_counts(&pods);
                 let settle = self.settle_for(&pods);
@@ -231,14 +230,14 @@ impl Waiter {
                         if since.elapsed() >= settle {
                             return Ok(());
                         }
-                        next_look = next_look.min(settle.saturating_sub(since.elapsed()));
+                        settle_left = Some(settle.saturating_sub(since.elapsed()));
                     }
                     _ => {
                         if settle.is_zero() {
                             return Ok(());
                         }
                         ready_since = Some((Instant::now(), restarts));
-                        next_look = next_look.min(settle);
+                        settle_left = Some(settle);
                     }
                 }
             } else {
@@ -255,7 +254,7 @@ impl Waiter {
                     pending,
                 });
             }
-            changes.next(next_look).await;
+            changes.next(looked_at, settle_left).await;
         }
     }
 
