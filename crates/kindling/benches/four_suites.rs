@@ -2,7 +2,9 @@
 //! on the one local cluster, one after another and all at once, in one
 //! bench run on the same machine, printed as
 //! `bench: four_suites_sequential_s`, `four_suites_concurrent_s` and their
-//! ratio (target ≤ 0.6 on two cores).
+//! ratio (target ≤ 0.6 on two cores). The two forms alternate for three
+//! rounds and the figures are the medians: one form alone varies by a
+//! third between runs on two cores.
 //!
 //! Each form runs every test of the four suites with `cargo nextest run`,
 //! nextest's default test threads, `KINDLING_KEEP=never` and a state
@@ -125,19 +127,100 @@ fn await_cleanups(state: &Path, runs: usize) -> Result<(), BoxError> {
     }
 }
 
-/// Every suite at once, each its own `cargo nextest run`.
-fn concurrent(state: &Path) -> Result<f64, BoxError> {
+/// Rounds of both forms; the figures are their medians.
+const ROUNDS: usize = 3;
+
+/// One form's time, each suite's and how busy the CPUs were meanwhile.
+struct Form {
+    seconds: f64,
+    each: Vec<String>,
+    busy: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// One suite after the other, each its own `cargo nextest run`, with its
+/// end-of-run cleanup waited for outside the time.
+fn sequential() -> Result<Form, BoxError> {
+    let state = tempfile::tempdir()?;
+    let mut form = Form {
+        seconds: 0.0,
+        each: Vec::new(),
+        busy: 0.0,
+    };
+    let mut busy_seconds = 0.0;
+    for suite in SUITES {
+        let started = Instant::now();
+        let ticks = cpu_ticks();
+        finish(&[suite], nextest(&[suite], state.path(), &[]).spawn()?)?;
+        let seconds = started.elapsed().as_secs_f64();
+        busy_seconds += busy_since(ticks) * seconds;
+        form.seconds += seconds;
+        form.each.push(format!("{suite} {seconds:.1} s"));
+        await_cleanups(state.path(), form.each.len())?;
+    }
+    form.busy = busy_seconds / form.seconds;
+    Ok(form)
+}
+
+/// The machine's CPU time so far, busy and in all, from `/proc/stat`.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle and iowait
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// How busy the CPUs were since `since` (from [`cpu_ticks`]), in percent.
+fn busy_since(since: (u64, u64)) -> f64 {
+    let now = cpu_ticks();
+    100.0 * (now.0 - since.0) as f64 / (now.1 - since.1).max(1) as f64
+}
+
+/// Every suite at once, each its own `cargo nextest run`: the time until
+/// the last has finished, each suite's own time and how busy the CPUs were.
+fn concurrent(state: &Path) -> Result<Form, BoxError> {
     let started = Instant::now();
+    let ticks = cpu_ticks();
     let children: Vec<(&str, Child)> = SUITES
         .iter()
         .map(|suite| Ok((*suite, nextest(&[suite], state, &[]).spawn()?)))
         .collect::<Result<_, BoxError>>()?;
-    for (suite, child) in children {
-        finish(&[suite], child)?;
+    // One thread each, so every suite's end is seen when it happens.
+    let waits: Vec<_> = children
+        .into_iter()
+        .map(|(suite, child)| {
+            std::thread::spawn(move || {
+                finish(&[suite], child)
+                    .map(|()| format!("{suite} {:.1} s", started.elapsed().as_secs_f64()))
+                    .map_err(|error| error.to_string())
+            })
+        })
+        .collect();
+    let mut each = Vec::new();
+    for wait in waits {
+        each.push(wait.join().map_err(|_| "a suite's wait panicked")??);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let busy = busy_since(ticks);
     await_cleanups(state, SUITES.len())?;
-    Ok(seconds)
+    Ok(Form {
+        seconds,
+        each,
+        busy,
+    })
 }
 
 /// Each suite's recorded setup in `state`, start to finish.
@@ -295,40 +378,44 @@ fn main() -> Result<(), BoxError> {
     let warm = tempfile::tempdir()?;
     concurrent(warm.path())?;
 
-    let sequential_state = tempfile::tempdir()?;
-    let mut each = Vec::new();
-    let mut sequential = 0.0;
-    for suite in SUITES {
-        let started = Instant::now();
-        finish(
-            &[suite],
-            nextest(&[suite], sequential_state.path(), &[]).spawn()?,
-        )?;
-        let seconds = started.elapsed().as_secs_f64();
-        sequential += seconds;
-        each.push(format!("{suite} {seconds:.1} s"));
-        await_cleanups(sequential_state.path(), each.len())?;
+    // The two forms alternate, so a slow spell of the machine falls on
+    // both; the ratio is the median of the rounds' own ratios.
+    let mut rounds = Vec::new();
+    for round in 1..=ROUNDS {
+        let sequential = sequential()?;
+        let concurrent = concurrent(tempfile::tempdir()?.path())?;
+        println!(
+            "round {round}: one after the other {:.1} s ({}; CPUs {:.0} % busy), at once {:.1} s (each ended after: {}; CPUs {:.0} % busy): ratio {:.2}",
+            sequential.seconds,
+            sequential.each.join(", "),
+            sequential.busy,
+            concurrent.seconds,
+            concurrent.each.join(", "),
+            concurrent.busy,
+            concurrent.seconds / sequential.seconds
+        );
+        rounds.push((sequential.seconds, concurrent.seconds));
     }
-    let concurrent_state = tempfile::tempdir()?;
-    let concurrent = concurrent(concurrent_state.path())?;
     let one_run_state = tempfile::tempdir()?;
     let started = Instant::now();
     finish(SUITES, nextest(SUITES, one_run_state.path(), &[]).spawn()?)?;
     let one_run = started.elapsed().as_secs_f64();
     await_cleanups(one_run_state.path(), 1)?;
 
+    let sequential = median(rounds.iter().map(|round| round.0).collect());
+    let ratios: Vec<f64> = rounds.iter().map(|(seq, conc)| conc / seq).collect();
+    println!("bench: four_suites_sequential_s = {sequential:.1} s (median of {ROUNDS})");
     println!(
-        "bench: four_suites_sequential_s = {sequential:.1} s ({})",
-        each.join(", ")
+        "bench: four_suites_concurrent_s = {:.1} s (median of {ROUNDS})",
+        median(rounds.iter().map(|round| round.1).collect())
     );
-    println!("bench: four_suites_concurrent_s = {concurrent:.1} s");
     println!(
-        "bench: four_suites_concurrent_ratio = {:.2} (target <= 0.6)",
-        concurrent / sequential
+        "bench: four_suites_concurrent_ratio = {:.2} (median of {ROUNDS}: {ratios:.2?}; target <= 0.6)",
+        median(ratios.clone())
     );
     println!("bench: four_suites_one_nextest_run_s = {one_run:.1} s");
     println!(
-        "bench: four_suites_one_nextest_run_ratio = {:.2}",
+        "bench: four_suites_one_nextest_run_ratio = {:.2} (over the median one after the other)",
         one_run / sequential
     );
     Ok(())
