@@ -173,6 +173,15 @@ pub enum LocalError {
     /// A component could not be started or stopped, or exited.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// `healthy` found a component of the cluster not running: the host
+    /// restarted, or `down` (or something else) stopped it.
+    #[error(
+        "`{component}` of this cluster is not running (stopped by `kindling down`, or the host restarted): start the cluster with `kindling up`"
+    )]
+    NotRunning {
+        /// The component's name, e.g. `kube-apiserver`.
+        component: String,
+    },
     /// `healthy` found the node not Ready.
     #[error("node `{node}` is not Ready")]
     NodeNotReady {
@@ -474,16 +483,30 @@ impl LocalCluster {
     }
 
     pub(super) fn all_running(&self) -> bool {
-        COMPONENTS.iter().all(|name| {
-            self.supervisor
+        self.first_not_running().is_none()
+    }
+
+    /// The first component, in start order, that does not run.
+    fn first_not_running(&self) -> Option<&'static str> {
+        COMPONENTS.iter().copied().find(|name| {
+            !self
+                .supervisor
                 .record(name)
                 .as_ref()
                 .is_some_and(Supervisor::is_running)
         })
     }
 
-    /// Healthy: the API server is ready and the node is Ready.
+    /// Healthy: every component runs, the API server is ready and the
+    /// node is Ready. A component that does not run is named before any
+    /// request: after a host restart the cluster's address may be answered
+    /// by something else, whose reply would say nothing useful.
     pub async fn healthy(&self) -> Result<(), LocalError> {
+        if let Some(component) = self.first_not_running() {
+            return Err(LocalError::NotRunning {
+                component: component.to_owned(),
+            });
+        }
         let client = self.client().await?;
         let node = Api::<Node>::all(client)
             .get(&self.node_name)

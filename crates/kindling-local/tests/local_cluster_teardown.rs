@@ -184,6 +184,16 @@ async fn down_leaves_nothing_and_up_reuses_the_cache() -> Outcome {
         })?;
         let left = leftovers(&cluster, &started);
         ensure(left.is_empty(), || format!("down left: {left:#?}"))?;
+        match cluster.healthy().await {
+            Err(error @ LocalError::NotRunning { .. }) => ensure(
+                error
+                    .to_string()
+                    .contains("`etcd` of this cluster is not running")
+                    && error.to_string().contains("kindling up"),
+                || error.to_string(),
+            )?,
+            other => return Err(format!("healthy after down gave {other:?}").into()),
+        }
         let again = cluster
             .down()
             .await
