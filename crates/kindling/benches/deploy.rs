@@ -34,16 +34,12 @@ use kube::api::{Api, DeleteParams};
 use common::SuiteUnderBench;
 use support::bench_targets::DATASTORAGE_ONE_EVENT;
 use support::fixture_target_dir;
+use support::median;
 
 const RUNS: usize = 3;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 const THREE_WORKLOADS: &str = r#"apiVersion: apps/v1

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use kindling::BoxError;
 use kindling::cluster::Provider as _;
-use support::{clean_command, fixture_target_dir, workspace_root};
+use support::{clean_command, fixture_target_dir, median, workspace_root};
 
 const SUITES: &[&str] = &[
     "e2e-datastorage",
@@ -135,11 +135,6 @@ struct Form {
     seconds: f64,
     each: Vec<String>,
     busy: f64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// One suite after the other, each its own `cargo nextest run`, with its

@@ -15,14 +15,9 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Scratch, clean_command, fixture};
+use support::{Scratch, clean_command, fixture, median};
 
 const ROUNDS: usize = 21;
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn nanos_now() -> u128 {
     SystemTime::now()

@@ -18,16 +18,12 @@ use std::time::Instant;
 use bollard::Docker;
 use kindling::image::{Builder, ImageRef, ImageSpec, Loader};
 use support::kind_like::{KindLikeCluster, write_data_image};
+use support::median;
 
 type BenchResult<T> = Result<T, kindling::BoxError>;
 
 const IMAGE_MB: usize = 50;
 const COLD_ROUNDS: usize = 3;
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 /// kind's loader, by hand: one `docker save` of every requested image into
 /// a file, then `ctr import` of that file into each node at once.

@@ -39,11 +39,7 @@ use support::kind_like::{
     KindLikeCluster, data_image, kind_wrapper, layered_image, pinned_kind,
     remove_cluster_containers,
 };
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
+use support::median;
 
 /// Runs `command` to success and returns its seconds.
 fn timed(mut command: Command, what: &str) -> Result<f64, BoxError> {

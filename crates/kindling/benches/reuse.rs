@@ -28,12 +28,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use kindling::cluster::Provider as _;
 use kindling::{BoxError, Environment, SetupContext};
-use support::{Scratch, finish, spawn_nextest, workspace_root};
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
+use support::{Scratch, finish, median, spawn_nextest, workspace_root};
 
 fn nanos_now() -> u128 {
     SystemTime::now()

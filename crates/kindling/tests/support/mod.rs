@@ -36,6 +36,13 @@ pub const PACKAGES: &[FixturePackage] = &[
 pub mod bench_targets;
 pub mod kind_like;
 
+/// The middle of `values` (the upper one of an even count), as the
+/// benches report their repeated measurements.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Builds the Go main package `package` of the module in `module` into a
 /// `FROM scratch` image named `name`, with content tags.
 pub async fn go_image(
