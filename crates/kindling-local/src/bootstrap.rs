@@ -100,7 +100,7 @@ impl LocalCluster {
         // rather than the whole cluster; one that keeps exiting leaves the
         // cluster to the full start below.
         let restarted = self.restart_exited(RESTARTED_ON_EXIT).unwrap_or_default();
-        if self.all_running() && self.healthy().await.is_ok() {
+        if self.healthy().await.is_ok() {
             let recorded = std::fs::read_to_string(self.digest_path()).unwrap_or_default();
             if recorded.trim() == self.configuration_digest() {
                 match restarted.as_slice() {

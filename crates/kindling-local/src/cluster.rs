@@ -482,10 +482,6 @@ impl LocalCluster {
         }
     }
 
-    pub(super) fn all_running(&self) -> bool {
-        self.first_not_running().is_none()
-    }
-
     /// The first component, in start order, that does not run.
     fn first_not_running(&self) -> Option<&'static str> {
         COMPONENTS.iter().copied().find(|name| {
